@@ -1,0 +1,403 @@
+//! The authentication flow, independent of PAM.
+//!
+//! Order of events, and why:
+//! 1. The user name is validated before it touches any path.
+//! 2. The enrollment is loaded. Unenrolled users are prompted and denied like a wrong code (no
+//!    enumeration), unless `nullok`, where they get `Ignore` without a prompt. An enrollment
+//!    that exists but is unusable always denies: `nullok` never turns a broken file into a pass.
+//! 3. The code is asked for *before* taking the user's lock, so a user typing slowly never
+//!    blocks another login of the same user.
+//! 4. Under the user's lock: lockout check, verification, replay check, state update. The
+//!    decision stands only if the new state was saved.
+#![forbid(unsafe_code)]
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use zeroize::Zeroizing;
+
+use crate::audit::{Decision, Reason};
+use crate::policy::Policy;
+use crate::state::{FileStateStore, StateStore};
+use crate::store::{Store, StoreError, UserRecord};
+use crate::totp::{self, Verification};
+use crate::user_name::UserName;
+
+/// How the module talks to the user. PAM's conversation in production, a script in tests.
+pub trait Conversation {
+    /// Shows `prompt` and returns the answer typed without echo. The buffer is wiped on drop.
+    fn ask_hidden(&mut self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError>;
+}
+
+/// The client did not answer (disconnected, no conversation function, refused).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationError(pub String);
+
+/// Authenticates `user` with the store and state directories named by `policy`.
+pub fn authenticate(
+    conv: &mut impl Conversation,
+    policy: &Policy,
+    user: &str,
+    now: SystemTime,
+) -> Decision {
+    let store = Store::new(&policy.store_dir);
+    let state = FileStateStore::new(&policy.state_dir);
+    authenticate_with(conv, policy, &store, &state, user, now)
+}
+
+/// [`authenticate`] with an explicit store and state backend.
+pub fn authenticate_with(
+    conv: &mut impl Conversation,
+    policy: &Policy,
+    store: &Store,
+    state: &impl StateStore,
+    user: &str,
+    now: SystemTime,
+) -> Decision {
+    let user = match UserName::parse(user) {
+        Ok(user) => user,
+        Err(e) => {
+            ask_and_discard(conv, policy);
+            return Decision::deny(Reason::BadUser).with_detail(e.to_string());
+        }
+    };
+    let record = match store.load(&user) {
+        Ok(record) => record,
+        Err(StoreError::NotEnrolled) if policy.nullok => {
+            return Decision::ignore(Reason::NotEnrolled).with_detail("nullok");
+        }
+        Err(StoreError::NotEnrolled) => {
+            ask_and_discard(conv, policy);
+            return Decision::deny(Reason::NotEnrolled);
+        }
+        Err(e) => {
+            ask_and_discard(conv, policy);
+            return Decision::deny(Reason::BadFile).with_detail(e.to_string());
+        }
+    };
+    let Ok(since_epoch) = now.duration_since(UNIX_EPOCH) else {
+        return Decision::deny(Reason::Internal).with_detail("system clock is before 1970");
+    };
+    let answer = match conv.ask_hidden(&policy.prompt) {
+        Ok(answer) => answer,
+        Err(ConversationError(why)) => {
+            return Decision::deny(Reason::NoCode).with_detail(format!("conversation: {why}"));
+        }
+    };
+    let decision = state.transact(&user, |st| {
+        decide(&record, policy, &answer, since_epoch.as_secs(), st)
+    });
+    decision.unwrap_or_else(|e| Decision::deny(Reason::Internal).with_detail(e.to_string()))
+}
+
+/// Steps 4's decision, on the locked state.
+fn decide(
+    record: &UserRecord,
+    policy: &Policy,
+    answer: &[u8],
+    now: u64,
+    st: &mut crate::state::UserState,
+) -> Decision {
+    if let Some(left) = st.locked_for(now) {
+        // Not verified and not counted: a locked-out user learns nothing, and an attacker
+        // cannot extend the lockout by hammering it.
+        let mut d = Decision::deny(Reason::Throttled);
+        d.failures = Some(st.failures);
+        d.locked_for = Some(left);
+        return d;
+    }
+    let params = record.params;
+    let verification = match totp::normalize_code(answer, params.digits()) {
+        Some(code) => totp::verify(
+            &record.secret,
+            params,
+            &code,
+            now,
+            policy.window,
+            st.last_accepted,
+        ),
+        None => Verification::Rejected,
+    };
+    let mut decision = match verification {
+        Verification::Accepted { step, skew } => {
+            st.record_success(step.saturating_mul(params.period()));
+            return Decision::success(skew);
+        }
+        Verification::Replayed { skew } => Decision {
+            skew: Some(skew),
+            ..Decision::deny(Reason::Replay)
+        },
+        Verification::Rejected => Decision::deny(Reason::BadCode),
+    };
+    st.record_failure(now, &policy.throttle);
+    decision.failures = Some(st.failures);
+    decision.locked_for = st.locked_for(now);
+    decision
+}
+
+fn ask_and_discard(conv: &mut impl Conversation, policy: &Policy) {
+    // The answer is ignored (and wiped on drop); asking makes an unknown user look like a
+    // known one to the client.
+    let _ = conv.ask_hidden(&policy.prompt);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::Outcome;
+    use crate::store::SaveMode;
+    use crate::store::secure_fs::tests::Scratch;
+    use crate::totp::{SecretKey, TotpParams};
+    use std::time::Duration;
+
+    /// A scripted client: answers prompts from a list and records every prompt seen.
+    struct Script {
+        answers: Vec<Option<&'static str>>,
+        prompts: Vec<String>,
+    }
+
+    impl Script {
+        fn answering(answers: &[Option<&'static str>]) -> Self {
+            Self {
+                answers: answers.iter().rev().copied().collect(),
+                prompts: vec![],
+            }
+        }
+    }
+
+    impl Conversation for Script {
+        fn ask_hidden(&mut self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
+            self.prompts.push(prompt.to_owned());
+            match self.answers.pop().flatten() {
+                Some(a) => Ok(Zeroizing::new(a.as_bytes().to_vec())),
+                None => Err(ConversationError("no answer".into())),
+            }
+        }
+    }
+
+    const NOW: u64 = 1_764_300_015;
+
+    struct Fixture {
+        _scratch: Scratch,
+        policy: Policy,
+        secret: SecretKey,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let scratch = Scratch::new("auth");
+            let policy = Policy {
+                store_dir: scratch.0.join("users"),
+                state_dir: scratch.0.join("run"),
+                ..Policy::default()
+            };
+            let secret = SecretKey::from_bytes(b"12345678901234567890".to_vec()).unwrap();
+            let record = UserRecord {
+                user: UserName::parse("alice").unwrap(),
+                secret: secret.clone(),
+                params: TotpParams::default(),
+                created: 0,
+                issuer: "test".into(),
+                recovery_codes: vec![],
+            };
+            Store::new(&policy.store_dir)
+                .save(&record, SaveMode::CreateNew)
+                .unwrap();
+            Self {
+                _scratch: scratch,
+                policy,
+                secret,
+            }
+        }
+
+        fn code(&self, at: u64) -> String {
+            totp::code_at(&self.secret, TotpParams::default(), at).to_string()
+        }
+
+        fn login(&self, user: &str, answer: Option<&str>, at: u64) -> (Decision, usize) {
+            let answer: Option<&'static str> = answer.map(|a| &*a.to_owned().leak());
+            let mut conv = Script::answering(&[answer]);
+            let d = authenticate(
+                &mut conv,
+                &self.policy,
+                user,
+                UNIX_EPOCH + Duration::from_secs(at),
+            );
+            (d, conv.prompts.len())
+        }
+    }
+
+    #[test]
+    fn correct_code_succeeds_after_exactly_one_prompt() {
+        let f = Fixture::new();
+        let mut conv = Script::answering(&[Some(&*f.code(NOW).leak())]);
+        let d = authenticate(
+            &mut conv,
+            &f.policy,
+            "alice",
+            UNIX_EPOCH + Duration::from_secs(NOW),
+        );
+        assert_eq!(d, Decision::success(0));
+        assert_eq!(conv.prompts, vec!["Verification code: ".to_string()]);
+    }
+
+    #[test]
+    fn replayed_code_is_rejected() {
+        let f = Fixture::new();
+        let code = f.code(NOW);
+        assert_eq!(
+            f.login("alice", Some(&code), NOW).0.outcome,
+            Outcome::Success
+        );
+        let (d, prompts) = f.login("alice", Some(&code), NOW + 5);
+        assert_eq!(
+            (d.outcome, d.reason, prompts),
+            (Outcome::Deny, Reason::Replay, 1)
+        );
+        // The next step's code works.
+        let next = f.code(NOW + 30);
+        assert_eq!(
+            f.login("alice", Some(&next), NOW + 30).0.outcome,
+            Outcome::Success
+        );
+    }
+
+    #[test]
+    fn wrong_and_malformed_codes_are_denied_and_counted() {
+        let f = Fixture::new();
+        let right = f.code(NOW);
+        let wrong = if right == "000000" {
+            "111111"
+        } else {
+            "000000"
+        };
+        for (i, answer) in [wrong, "", "12345", &"9".repeat(10_000), "12 34 5x"]
+            .into_iter()
+            .enumerate()
+        {
+            let (d, prompts) = f.login("alice", Some(answer), NOW);
+            assert_eq!(
+                (d.outcome, d.reason, prompts),
+                (Outcome::Deny, Reason::BadCode, 1)
+            );
+            assert_eq!(d.failures, Some(i as u32 + 1));
+        }
+    }
+
+    #[test]
+    fn lockout_refuses_even_the_right_code_until_it_expires() {
+        let f = Fixture::new();
+        for _ in 0..5 {
+            f.login("alice", Some("abcdef"), NOW);
+        }
+        let (d, _) = f.login("alice", Some(&f.code(NOW)), NOW + 1);
+        assert_eq!((d.reason, d.locked_for), (Reason::Throttled, Some(29)));
+        // Attempts during the lockout are not counted.
+        assert_eq!(d.failures, Some(5));
+        let later = NOW + 31;
+        let (d, _) = f.login("alice", Some(&f.code(later)), later);
+        assert_eq!(d.outcome, Outcome::Success);
+        // Success resets the counter.
+        let (d, _) = f.login("alice", Some("abcdef"), later);
+        assert_eq!(d.failures, Some(1));
+    }
+
+    #[test]
+    fn unenrolled_users_are_prompted_and_denied_like_a_wrong_code() {
+        let f = Fixture::new();
+        let (d, prompts) = f.login("bob", Some("123456"), NOW);
+        assert_eq!(
+            (d.outcome, d.reason, prompts),
+            (Outcome::Deny, Reason::NotEnrolled, 1)
+        );
+    }
+
+    #[test]
+    fn nullok_ignores_unenrolled_users_without_a_prompt_but_not_broken_files() {
+        let mut f = Fixture::new();
+        f.policy.nullok = true;
+        let (d, prompts) = f.login("bob", Some("123456"), NOW);
+        assert_eq!(
+            (d.outcome, d.reason, prompts),
+            (Outcome::Ignore, Reason::NotEnrolled, 0)
+        );
+        // An enrolled user still needs the code.
+        let (d, _) = f.login("alice", Some("abcdef"), NOW);
+        assert_eq!(d.outcome, Outcome::Deny);
+        // A record that exists but is unsafe is a denial, never an ignore.
+        let path = f.policy.store_dir.join("alice.toml");
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .unwrap();
+        let (d, prompts) = f.login("alice", Some(&f.code(NOW)), NOW);
+        assert_eq!(
+            (d.outcome, d.reason, prompts),
+            (Outcome::Deny, Reason::BadFile, 1)
+        );
+    }
+
+    #[test]
+    fn path_like_user_names_are_denied_before_touching_files() {
+        let f = Fixture::new();
+        for user in ["../../etc/passwd", "alice/../alice", "", "a\nb"] {
+            let (d, prompts) = f.login(user, Some(&f.code(NOW)), NOW);
+            assert_eq!(
+                (d.outcome, d.reason, prompts),
+                (Outcome::Deny, Reason::BadUser, 1)
+            );
+        }
+    }
+
+    #[test]
+    fn no_answer_is_a_denial() {
+        let f = Fixture::new();
+        let (d, prompts) = f.login("alice", None, NOW);
+        assert_eq!(
+            (d.outcome, d.reason, prompts),
+            (Outcome::Deny, Reason::NoCode, 1)
+        );
+    }
+
+    #[test]
+    fn clock_before_the_epoch_denies_without_panicking() {
+        let f = Fixture::new();
+        let mut conv = Script::answering(&[Some("123456")]);
+        let before = UNIX_EPOCH - Duration::from_secs(1);
+        let d = authenticate(&mut conv, &f.policy, "alice", before);
+        assert_eq!((d.outcome, d.reason), (Outcome::Deny, Reason::Internal));
+        let far = UNIX_EPOCH + Duration::from_secs(u64::MAX / 4);
+        let d = authenticate(
+            &mut Script::answering(&[Some("123456")]),
+            &f.policy,
+            "alice",
+            far,
+        );
+        assert_eq!(d.outcome, Outcome::Deny);
+    }
+
+    #[test]
+    fn unwritable_state_denies_even_a_correct_code() {
+        let mut f = Fixture::new();
+        // A state "directory" that is a regular file cannot hold state.
+        let bogus = f.policy.store_dir.join("alice.toml");
+        f.policy.state_dir = bogus;
+        let (d, _) = f.login("alice", Some(&f.code(NOW)), NOW);
+        assert_eq!((d.outcome, d.reason), (Outcome::Deny, Reason::Internal));
+    }
+
+    #[test]
+    fn no_decision_text_contains_the_code_or_secret() {
+        let f = Fixture::new();
+        let code = f.code(NOW);
+        let mut lines = vec![];
+        for answer in [code.as_str(), code.as_str(), "999999"] {
+            let (d, _) = f.login("alice", Some(answer), NOW);
+            lines.push(format!(
+                "{d:?} {}",
+                crate::audit::line(&Default::default(), &d)
+            ));
+        }
+        for line in lines {
+            assert!(!line.contains(&code), "{line}");
+            assert!(!line.contains("GEZDGNBV"), "{line}");
+        }
+    }
+}

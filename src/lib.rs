@@ -1,0 +1,20 @@
+//! ecs-mfa: a TOTP second factor for SSH logins.
+//!
+//! The crate builds two artefacts from one library:
+//! - `pam_ecs_mfa.so` (the `cdylib`), whose only unsafe code lives in [`pam`];
+//! - the logic used by `mfa-enroll` and by the tests (the `rlib`).
+//!
+//! Everything outside [`pam`] is plain Rust with `#![forbid(unsafe_code)]` and can be tested
+//! without PAM: [`auth::authenticate`] is generic over a [`auth::Conversation`], the clock is a
+//! parameter, and all paths come from a [`policy::Policy`].
+
+pub mod audit;
+pub mod auth;
+pub mod policy;
+pub mod state;
+pub mod store;
+pub mod totp;
+pub mod user_name;
+
+#[allow(unsafe_code)]
+pub mod pam;

@@ -1,0 +1,199 @@
+//! The PAM boundary: the only module with unsafe code.
+//!
+//! `pam_sm_authenticate` parses the module arguments, reads the PAM items, wraps PAM's
+//! conversation in [`Conversation`], calls [`auth::authenticate`], writes one audit line through
+//! `pam_syslog`, and maps the [`Decision`] to a PAM code in [`pam_code`] (the one place that
+//! does). A panic anywhere below is caught here, logged as a fixed string, and denies; the
+//! default panic message never reaches the host's stderr.
+
+use std::cell::Cell;
+use std::ffi::{CStr, CString};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Once;
+use std::time::SystemTime;
+
+use pam_bindings::constants::{PAM_PROMPT_ECHO_OFF, PamFlag, PamResultCode};
+use pam_bindings::conv::Conv;
+use pam_bindings::items::{RHost, Service};
+use pam_bindings::module::{PamHandle, PamHooks};
+use zeroize::Zeroizing;
+
+use crate::audit::{self, Context, Decision, Outcome, Reason, Severity};
+use crate::auth::{self, Conversation, ConversationError};
+use crate::policy::Policy;
+
+/// The module type for `pam_hooks!`.
+pub struct EcsMfa;
+
+pam_bindings::pam_hooks!(EcsMfa);
+
+impl PamHooks for EcsMfa {
+    fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+        install_quiet_panic_hook();
+        IN_MODULE.with(|flag| flag.set(true));
+        let result = catch_unwind(AssertUnwindSafe(|| authenticate(pamh, &args)));
+        IN_MODULE.with(|flag| flag.set(false));
+        match result {
+            Ok(code) => code,
+            Err(_) => {
+                // Fixed text: the panic payload could in theory carry anything.
+                log(
+                    pamh,
+                    Severity::Error,
+                    "result=deny reason=internal detail=\"internal error (caught panic); denying\"",
+                );
+                PamResultCode::PAM_AUTH_ERR
+            }
+        }
+    }
+
+    /// Nothing to establish: the module holds no credentials. Returning success keeps
+    /// `pam_setcred` working in stacks that call it for every auth module.
+    fn sm_setcred(_pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+        PamResultCode::PAM_SUCCESS
+    }
+}
+
+/// The whole hook, panics allowed (caught by the caller).
+fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
+    // Items first (owned copies), then the user, then borrow the conversation: pam-bindings
+    // needs `&mut` for get_user and `&` for items and conversation.
+    let mut ctx = Context {
+        user: None,
+        rhost: pamh.get_item::<RHost>().ok().flatten().map(|v| lossy(v.0)),
+        service: pamh
+            .get_item::<Service>()
+            .ok()
+            .flatten()
+            .map(|v| lossy(v.0)),
+    };
+    let policy = match parse_args(args).and_then(|args| {
+        Policy::from_module_args(args.iter().map(String::as_str)).map_err(|e| e.to_string())
+    }) {
+        Ok(policy) => policy,
+        Err(why) => {
+            let decision = Decision::deny(Reason::BadConfig).with_detail(why);
+            return finish(pamh, &ctx, &decision);
+        }
+    };
+    let user = match pamh.get_user(None) {
+        Ok(user) => user,
+        Err(code) => {
+            let decision = Decision::deny(Reason::BadUser).with_detail(format!(
+                "cannot read the user name (PAM code {})",
+                code as i32
+            ));
+            return finish(pamh, &ctx, &decision);
+        }
+    };
+    ctx.user = Some(user.clone());
+    if policy.debug {
+        let line = format!(
+            "debug: store={} state={} config={} nullok={} window={}",
+            policy.store_dir.display(),
+            policy.state_dir.display(),
+            policy.config_path.display(),
+            policy.nullok,
+            policy.window
+        );
+        log(pamh, Severity::Info, &line);
+    }
+    let decision = match pamh.get_item::<Conv>() {
+        Ok(Some(conv)) => {
+            let mut conv = PamConversation(conv);
+            auth::authenticate(&mut conv, &policy, &user, SystemTime::now())
+        }
+        Ok(None) | Err(_) => {
+            Decision::deny(Reason::NoCode).with_detail("the application has no conversation")
+        }
+    };
+    finish(pamh, &ctx, &decision)
+}
+
+/// Logs the audit line and returns the PAM code for `decision`.
+fn finish(pamh: &PamHandle, ctx: &Context, decision: &Decision) -> PamResultCode {
+    log(pamh, decision.severity(), &audit::line(ctx, decision));
+    pam_code(decision)
+}
+
+/// The one mapping from decisions to PAM codes. `PAM_SUCCESS` only for a verified code,
+/// `PAM_IGNORE` only for "MFA not required"; everything else is `PAM_AUTH_ERR`, including
+/// lockouts (sshd treats `PAM_MAXTRIES` specially, which would tell the client it is locked).
+pub fn pam_code(decision: &Decision) -> PamResultCode {
+    match decision.outcome {
+        Outcome::Success => PamResultCode::PAM_SUCCESS,
+        Outcome::Ignore => PamResultCode::PAM_IGNORE,
+        Outcome::Deny => PamResultCode::PAM_AUTH_ERR,
+    }
+}
+
+fn parse_args(args: &[&CStr]) -> Result<Vec<String>, String> {
+    args.iter()
+        .map(|a| {
+            a.to_str()
+                .map(str::to_owned)
+                .map_err(|_| "a module argument is not UTF-8".to_string())
+        })
+        .collect()
+}
+
+fn lossy(value: &CStr) -> String {
+    String::from_utf8_lossy(value.to_bytes()).into_owned()
+}
+
+/// PAM's conversation as an [`auth::Conversation`].
+struct PamConversation<'a>(Conv<'a>);
+
+impl Conversation for PamConversation<'_> {
+    fn ask_hidden(&mut self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
+        match self.0.send(PAM_PROMPT_ECHO_OFF, prompt) {
+            Ok(Some(answer)) => Ok(Zeroizing::new(answer.as_bytes().to_vec())),
+            Ok(None) => Err(ConversationError("empty response".into())),
+            Err(code) => Err(ConversationError(format!("PAM code {}", code as i32))),
+        }
+    }
+}
+
+unsafe extern "C" {
+    /// `void pam_syslog(const pam_handle_t *pamh, int priority, const char *fmt, ...)`
+    /// from libpam: logs to LOG_AUTHPRIV with the `pam_ecs_mfa(service:auth):` prefix.
+    fn pam_syslog(pamh: *const PamHandle, priority: libc::c_int, fmt: *const libc::c_char, ...);
+}
+
+/// Writes one line through `pam_syslog`. A logging failure never changes the result.
+fn log(pamh: &PamHandle, severity: Severity, message: &str) {
+    let priority = match severity {
+        Severity::Info => libc::LOG_INFO,
+        Severity::Notice => libc::LOG_NOTICE,
+        Severity::Error => libc::LOG_ERR,
+    };
+    let Ok(text) = CString::new(message.replace('\0', "?")) else {
+        return;
+    };
+    // SAFETY: `pamh` is the live handle PAM passed to this hook; the format is the literal
+    // "%s" with exactly one matching NUL-terminated string argument that outlives the call.
+    unsafe {
+        pam_syslog(pamh, priority, c"%s".as_ptr(), text.as_ptr());
+    }
+}
+
+thread_local! {
+    /// True while this thread runs inside one of our hooks.
+    static IN_MODULE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Replaces the process's panic hook once with one that stays silent for panics inside this
+/// module (they are caught and logged through syslog) and defers to the previous hook for
+/// everything else, so a Rust host program keeps its own behaviour.
+fn install_quiet_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let inside = IN_MODULE.try_with(Cell::get).unwrap_or(false);
+            if !inside {
+                previous(info);
+            }
+        }));
+    });
+}

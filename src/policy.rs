@@ -1,0 +1,456 @@
+//! The effective policy: built-in defaults, overridden by the config file
+//! (`/etc/ecs-mfa/config.toml`, optional), overridden by module arguments.
+//!
+//! Anything unexpected (an unknown or repeated argument, an unknown key, a wrong type, a value
+//! out of range, a config file with unsafe ownership) is an error, and the caller denies every
+//! login with the reason logged: a typo must never open the door.
+//!
+//! Config file keys (all optional):
+//! ```toml
+//! store = "/var/lib/ecs-mfa/users"   # enrollment store
+//! state = "/run/ecs-mfa"             # volatile replay/throttle state
+//! nullok = false                     # unenrolled users get PAM_IGNORE instead of a denial
+//! debug = false                      # more log lines (never codes or secrets)
+//! window = 1                         # steps accepted on each side of the current one (0-10)
+//! max_failures = 5                   # consecutive failures before a lockout (1-100)
+//! lockout_seconds = 30               # first lockout (1-86400)
+//! lockout_max_seconds = 900          # longest lockout (>= lockout_seconds, <= 86400)
+//! prompt = "Verification code: "     # text of the prompt (1-80 printable characters)
+//! ```
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::state::{DEFAULT_STATE_DIR, ThrottlePolicy};
+use crate::store::DEFAULT_STORE_DIR;
+use crate::store::secure_fs::{self, FileRules, FsError};
+use crate::totp::MAX_WINDOW;
+
+/// Default config file location.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/ecs-mfa/config.toml";
+/// Default prompt, as sshd users of other TOTP modules know it.
+pub const DEFAULT_PROMPT: &str = "Verification code: ";
+const MAX_CONFIG_BYTES: u64 = 64 * 1024;
+const MAX_LOCKOUT_SECONDS: u64 = 86_400;
+
+/// Everything the authentication flow needs to know, fully validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Enrollment store directory.
+    pub store_dir: PathBuf,
+    /// Volatile state directory.
+    pub state_dir: PathBuf,
+    /// The config file that was read (or would have been, when absent).
+    pub config_path: PathBuf,
+    /// Unenrolled users get `PAM_IGNORE` without a prompt.
+    pub nullok: bool,
+    /// Log more (never codes or secrets).
+    pub debug: bool,
+    /// Steps accepted on each side of the current step.
+    pub window: u8,
+    /// Lockout rules.
+    pub throttle: ThrottlePolicy,
+    /// Prompt text.
+    pub prompt: String,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            store_dir: DEFAULT_STORE_DIR.into(),
+            state_dir: DEFAULT_STATE_DIR.into(),
+            config_path: DEFAULT_CONFIG_PATH.into(),
+            nullok: false,
+            debug: false,
+            window: 1,
+            throttle: ThrottlePolicy::default(),
+            prompt: DEFAULT_PROMPT.into(),
+        }
+    }
+}
+
+/// Module arguments as given on the pam.d line, before merging.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ModuleArgs {
+    store: Option<PathBuf>,
+    state: Option<PathBuf>,
+    config: Option<PathBuf>,
+    nullok: bool,
+    debug: bool,
+}
+
+impl ModuleArgs {
+    /// Parses `store=DIR state=DIR config=FILE nullok debug`. Paths must be absolute; every
+    /// argument may appear once.
+    pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Self, PolicyError> {
+        let mut parsed = Self::default();
+        for arg in args {
+            let (key, value) = match arg.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (arg, None),
+            };
+            let bad = |why: &'static str| PolicyError::BadArgument {
+                arg: printable(arg),
+                why,
+            };
+            match (key, value) {
+                ("store", Some(v)) => set_once(&mut parsed.store, absolute(v).map_err(bad)?, arg)?,
+                ("state", Some(v)) => set_once(&mut parsed.state, absolute(v).map_err(bad)?, arg)?,
+                ("config", Some(v)) => {
+                    set_once(&mut parsed.config, absolute(v).map_err(bad)?, arg)?
+                }
+                ("nullok", None) => set_flag(&mut parsed.nullok, arg)?,
+                ("debug", None) => set_flag(&mut parsed.debug, arg)?,
+                ("nullok" | "debug", Some(_)) => return Err(bad("takes no value")),
+                ("store" | "state" | "config", None) => return Err(bad("needs =/absolute/path")),
+                _ => return Err(PolicyError::UnknownArgument(printable(arg))),
+            }
+        }
+        Ok(parsed)
+    }
+
+    /// The config file these arguments point at.
+    pub fn config_path(&self) -> &Path {
+        self.config
+            .as_deref()
+            .unwrap_or(Path::new(DEFAULT_CONFIG_PATH))
+    }
+}
+
+impl Policy {
+    /// Parses module arguments, reads the config file they name (absent = defaults) and merges
+    /// arguments > config file > defaults.
+    pub fn from_module_args<'a>(
+        args: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, PolicyError> {
+        let args = ModuleArgs::parse(args)?;
+        let config = ConfigFile::load(args.config_path())?;
+        Self::merge(&args, config.unwrap_or_default())
+    }
+
+    fn merge(args: &ModuleArgs, config: ConfigFile) -> Result<Self, PolicyError> {
+        let defaults = Self::default();
+        let config_path = args.config_path().to_owned();
+        let value_err = |key: &'static str, why: &'static str| PolicyError::BadValue {
+            path: config_path.clone(),
+            key,
+            why,
+        };
+        let config_dir = |key: &'static str, v: Option<String>| -> Result<_, PolicyError> {
+            v.map(|v| absolute(&v).map_err(|why| value_err(key, why)))
+                .transpose()
+        };
+        let window = config.window.unwrap_or(defaults.window);
+        if window > MAX_WINDOW {
+            return Err(value_err("window", "must be 0 to 10"));
+        }
+        let max_failures = config
+            .max_failures
+            .unwrap_or(defaults.throttle.max_failures);
+        if !(1..=100).contains(&max_failures) {
+            return Err(value_err("max_failures", "must be 1 to 100"));
+        }
+        let lockout_seconds = config
+            .lockout_seconds
+            .unwrap_or(defaults.throttle.lockout_seconds);
+        if !(1..=MAX_LOCKOUT_SECONDS).contains(&lockout_seconds) {
+            return Err(value_err("lockout_seconds", "must be 1 to 86400"));
+        }
+        let lockout_max_seconds = config
+            .lockout_max_seconds
+            .unwrap_or(defaults.throttle.lockout_max_seconds.max(lockout_seconds));
+        if !(lockout_seconds..=MAX_LOCKOUT_SECONDS).contains(&lockout_max_seconds) {
+            return Err(value_err(
+                "lockout_max_seconds",
+                "must be lockout_seconds to 86400",
+            ));
+        }
+        let prompt = config.prompt.unwrap_or(defaults.prompt);
+        if prompt.is_empty() || prompt.chars().count() > 80 || prompt.chars().any(char::is_control)
+        {
+            return Err(value_err("prompt", "must be 1 to 80 printable characters"));
+        }
+        Ok(Self {
+            store_dir: match &args.store {
+                Some(dir) => dir.clone(),
+                None => config_dir("store", config.store)?.unwrap_or(defaults.store_dir),
+            },
+            state_dir: match &args.state {
+                Some(dir) => dir.clone(),
+                None => config_dir("state", config.state)?.unwrap_or(defaults.state_dir),
+            },
+            nullok: args.nullok || config.nullok.unwrap_or(false),
+            debug: args.debug || config.debug.unwrap_or(false),
+            window,
+            throttle: ThrottlePolicy {
+                max_failures,
+                lockout_seconds,
+                lockout_max_seconds,
+            },
+            prompt,
+            config_path,
+        })
+    }
+}
+
+/// The config file as written; every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    store: Option<String>,
+    state: Option<String>,
+    nullok: Option<bool>,
+    debug: Option<bool>,
+    window: Option<u8>,
+    max_failures: Option<u32>,
+    lockout_seconds: Option<u64>,
+    lockout_max_seconds: Option<u64>,
+    prompt: Option<String>,
+}
+
+impl ConfigFile {
+    /// Reads and parses `path`; `Ok(None)` when it does not exist. The file must be a regular
+    /// root-owned file not writable by group/other, in a root-owned directory.
+    fn load(path: &Path) -> Result<Option<Self>, PolicyError> {
+        let Some(bytes) = secure_fs::read_file(path, FileRules::Config, MAX_CONFIG_BYTES)? else {
+            return Ok(None);
+        };
+        let syntax = |line: Option<usize>, message: String| PolicyError::ConfigSyntax {
+            path: path.to_owned(),
+            line,
+            message,
+        };
+        let text =
+            std::str::from_utf8(&bytes).map_err(|_| syntax(None, "not UTF-8".to_string()))?;
+        toml::from_str(text).map(Some).map_err(|e| {
+            let line = e.span().map(|span| {
+                text.as_bytes()[..span.start.min(text.len())]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+                    + 1
+            });
+            syntax(line, e.message().trim().to_string())
+        })
+    }
+}
+
+fn absolute(value: &str) -> Result<PathBuf, &'static str> {
+    if value.is_empty() || !value.starts_with('/') {
+        return Err("path must be absolute");
+    }
+    if value.chars().any(char::is_control) || value.split('/').any(|c| c == "..") {
+        return Err("path must not contain control characters or '..'");
+    }
+    Ok(PathBuf::from(value))
+}
+
+fn set_once(slot: &mut Option<PathBuf>, value: PathBuf, arg: &str) -> Result<(), PolicyError> {
+    if slot.replace(value).is_some() {
+        return Err(PolicyError::DuplicateArgument(printable(arg)));
+    }
+    Ok(())
+}
+
+fn set_flag(flag: &mut bool, arg: &str) -> Result<(), PolicyError> {
+    if std::mem::replace(flag, true) {
+        return Err(PolicyError::DuplicateArgument(printable(arg)));
+    }
+    Ok(())
+}
+
+/// Arguments are admin input but end up in logs: keep them short and printable.
+fn printable(s: &str) -> String {
+    s.chars()
+        .take(100)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect()
+}
+
+/// Why the policy could not be built. Every variant denies all logins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyError {
+    /// An argument on the pam.d line that the module does not know.
+    UnknownArgument(String),
+    /// A known argument with a bad value.
+    BadArgument { arg: String, why: &'static str },
+    /// The same argument twice.
+    DuplicateArgument(String),
+    /// The config file is unsafe or unreadable.
+    ConfigFile(FsError),
+    /// The config file is not valid TOML, or has an unknown key or a wrong type.
+    ConfigSyntax {
+        path: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
+    /// A config value out of range.
+    BadValue {
+        path: PathBuf,
+        key: &'static str,
+        why: &'static str,
+    },
+}
+
+impl From<FsError> for PolicyError {
+    fn from(e: FsError) -> Self {
+        Self::ConfigFile(e)
+    }
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownArgument(arg) => write!(f, "unknown module argument '{arg}'"),
+            Self::BadArgument { arg, why } => write!(f, "bad module argument '{arg}': {why}"),
+            Self::DuplicateArgument(arg) => write!(f, "module argument '{arg}' given twice"),
+            Self::ConfigFile(e) => write!(f, "config file: {e}"),
+            Self::ConfigSyntax {
+                path,
+                line: Some(line),
+                message,
+            } => write!(f, "{}:{line}: {message}", path.display()),
+            Self::ConfigSyntax {
+                path,
+                line: None,
+                message,
+            } => write!(f, "{}: {message}", path.display()),
+            Self::BadValue { path, key, why } => {
+                write!(f, "{}: {key} {why}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::secure_fs::tests::Scratch;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn with_config(text: &str) -> (Scratch, Result<Policy, PolicyError>) {
+        let s = Scratch::new("policy");
+        let path = s.0.join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let arg = format!("config={}", path.display());
+        let policy = Policy::from_module_args([arg.as_str()]);
+        (s, policy)
+    }
+
+    #[test]
+    fn no_arguments_and_no_config_file_give_the_defaults() {
+        let policy = Policy::from_module_args(["config=/nonexistent/ecs-mfa.toml"]).unwrap();
+        assert_eq!(
+            policy,
+            Policy {
+                config_path: "/nonexistent/ecs-mfa.toml".into(),
+                ..Policy::default()
+            }
+        );
+        assert_eq!(policy.store_dir, Path::new("/var/lib/ecs-mfa/users"));
+        assert_eq!(policy.state_dir, Path::new("/run/ecs-mfa"));
+        assert_eq!((policy.window, policy.throttle.max_failures), (1, 5));
+    }
+
+    #[test]
+    fn module_arguments_are_parsed() {
+        let args = ModuleArgs::parse(["store=/s", "state=/t", "config=/c", "nullok", "debug"]);
+        assert_eq!(
+            args.unwrap(),
+            ModuleArgs {
+                store: Some("/s".into()),
+                state: Some("/t".into()),
+                config: Some("/c".into()),
+                nullok: true,
+                debug: true,
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_malformed_or_repeated_arguments_are_errors() {
+        let cases: [&[&str]; 10] = [
+            &["nulok"],
+            &["store"],
+            &["store="],
+            &["store=relative/dir"],
+            &["store=/a/../b"],
+            &["nullok=1"],
+            &["nullok", "nullok"],
+            &["store=/a", "store=/b"],
+            &["secret=/x"],
+            &["debug\n"],
+        ];
+        for args in cases {
+            assert!(ModuleArgs::parse(args.iter().copied()).is_err(), "{args:?}");
+        }
+        let err = ModuleArgs::parse(["nulok"]).unwrap_err();
+        assert_eq!(err.to_string(), "unknown module argument 'nulok'");
+    }
+
+    #[test]
+    fn config_file_values_apply_and_arguments_win() {
+        let (s, policy) = with_config(
+            "store = \"/srv/mfa\"\nstate = \"/run/x\"\nwindow = 2\nmax_failures = 3\n\
+             lockout_seconds = 5\nlockout_max_seconds = 50\nprompt = \"Code: \"\nnullok = true\n",
+        );
+        let policy = policy.unwrap();
+        assert_eq!(policy.store_dir, Path::new("/srv/mfa"));
+        assert_eq!(policy.window, 2);
+        assert!(policy.nullok);
+        assert_eq!(
+            policy.throttle,
+            ThrottlePolicy {
+                max_failures: 3,
+                lockout_seconds: 5,
+                lockout_max_seconds: 50
+            }
+        );
+        assert_eq!(policy.prompt, "Code: ");
+        let arg = format!("config={}", s.0.join("config.toml").display());
+        let policy = Policy::from_module_args([arg.as_str(), "store=/elsewhere"]).unwrap();
+        assert_eq!(policy.store_dir, Path::new("/elsewhere"));
+        assert_eq!(policy.state_dir, Path::new("/run/x"));
+    }
+
+    #[test]
+    fn bad_config_files_are_errors_with_file_and_line() {
+        let cases = [
+            ("window = 1\nwindw = 2\n", "config.toml:2:"),
+            ("window = \"wide\"\n", "config.toml:1:"),
+            ("window = [\n", "config.toml:"),
+            ("window = 11\n", "window must be 0 to 10"),
+            ("max_failures = 0\n", "max_failures must be 1 to 100"),
+            (
+                "lockout_seconds = 60\nlockout_max_seconds = 30\n",
+                "lockout_max_seconds",
+            ),
+            ("prompt = \"\"\n", "prompt"),
+            ("store = \"relative\"\n", "store path must be absolute"),
+        ];
+        for (text, expected) in cases {
+            let (_s, policy) = with_config(text);
+            let err = policy.unwrap_err().to_string();
+            assert!(err.contains(expected), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_config_file_writable_by_others_is_refused() {
+        let s = Scratch::new("policy");
+        let path = s.0.join("config.toml");
+        std::fs::write(&path, "window = 1\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let arg = format!("config={}", path.display());
+        assert!(matches!(
+            Policy::from_module_args([arg.as_str()]),
+            Err(PolicyError::ConfigFile(_))
+        ));
+    }
+}

@@ -1,0 +1,310 @@
+//! Volatile per-user login state: the last accepted time step (replay prevention) and the
+//! failure counter with its lockout (throttling).
+//!
+//! The state lives apart from the enrollment (default `/run/ecs-mfa`, a tmpfs): a full or
+//! read-only root disk never blocks a login, and losing it on reboot only forgets a few steps of
+//! replay history, which a reboot outlasts anyway. Every read-decide-write cycle runs under an
+//! exclusive per-user `flock` (see [`StateStore::transact`]), so N concurrent logins with one
+//! code produce exactly one success.
+//!
+//! File `<state>/<user>.state` (format version 1), replaced atomically, never edited in place:
+//! ```toml
+//! version = 1
+//! last_accepted = 1764300030   # start time of the last accepted step (0 = none)
+//! failures = 0                 # consecutive failures
+//! locked_until = 0             # Unix time the current lockout ends (0 = none)
+//! ```
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::store::secure_fs::{self, FileRules, FsError};
+use crate::user_name::UserName;
+
+/// Where a packaged install keeps volatile state.
+pub const DEFAULT_STATE_DIR: &str = "/run/ecs-mfa";
+const STATE_VERSION: u32 = 1;
+const MAX_STATE_BYTES: u64 = 4096;
+
+/// One user's replay and throttle state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserState {
+    #[serde(default)]
+    version: u32,
+    /// Start time (Unix seconds) of the last accepted step; 0 when none.
+    pub last_accepted: u64,
+    /// Consecutive failed attempts since the last success.
+    pub failures: u32,
+    /// Unix time until which every attempt is refused; 0 when not locked.
+    pub locked_until: u64,
+}
+
+/// When to lock a user out and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottlePolicy {
+    /// Consecutive failures that start a lockout.
+    pub max_failures: u32,
+    /// Length of the first lockout, in seconds.
+    pub lockout_seconds: u64,
+    /// Longest lockout, in seconds; each further failure doubles the delay up to this.
+    pub lockout_max_seconds: u64,
+}
+
+impl Default for ThrottlePolicy {
+    fn default() -> Self {
+        Self {
+            max_failures: 5,
+            lockout_seconds: 30,
+            lockout_max_seconds: 900,
+        }
+    }
+}
+
+impl UserState {
+    /// Seconds left in the current lockout, if the user is locked out at `now`.
+    pub fn locked_for(&self, now: u64) -> Option<u64> {
+        (now < self.locked_until).then(|| self.locked_until - now)
+    }
+
+    /// Counts a failed attempt. From the `max_failures`-th consecutive failure on, each failure
+    /// locks the user out for `lockout_seconds`, doubling with every further failure (the user
+    /// gets one attempt per lockout) up to `lockout_max_seconds`.
+    pub fn record_failure(&mut self, now: u64, policy: &ThrottlePolicy) {
+        self.failures = self.failures.saturating_add(1);
+        if policy.max_failures > 0 && self.failures >= policy.max_failures {
+            let doublings = (self.failures - policy.max_failures).min(32);
+            let delay = policy
+                .lockout_seconds
+                .saturating_mul(1u64 << doublings)
+                .min(policy.lockout_max_seconds);
+            self.locked_until = now.saturating_add(delay);
+        }
+    }
+
+    /// Records an accepted code: remembers its step and clears failures and lockout.
+    pub fn record_success(&mut self, step_start: u64) {
+        self.last_accepted = self.last_accepted.max(step_start);
+        self.failures = 0;
+        self.locked_until = 0;
+    }
+
+    fn to_text(self) -> String {
+        format!(
+            "version = {STATE_VERSION}\nlast_accepted = {}\nfailures = {}\nlocked_until = {}\n",
+            self.last_accepted, self.failures, self.locked_until
+        )
+    }
+
+    fn parse(bytes: &[u8]) -> Result<Self, String> {
+        // A zero-length file can only come from a crash between create and write on a disk
+        // without fsync; treat it as fresh state rather than locking the user out.
+        if bytes.is_empty() {
+            return Ok(Self::default());
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
+        let state: Self = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        if state.version != STATE_VERSION {
+            return Err(format!("unsupported version {}", state.version));
+        }
+        Ok(state)
+    }
+}
+
+/// A place to keep [`UserState`], with a per-user exclusive lock. A trait so that a shared
+/// backend (for several servers behind one name) can replace the local files later.
+pub trait StateStore {
+    /// Runs `decide` on `user`'s state while holding the user's exclusive lock. If `decide`
+    /// changed the state, it is saved before the lock is released; the result is returned only
+    /// if that save succeeded, so a caller can never act on a decision that was not recorded.
+    fn transact<R>(
+        &self,
+        user: &UserName,
+        decide: impl FnOnce(&mut UserState) -> R,
+    ) -> Result<R, StateError>;
+
+    /// Removes `user`'s state (unlock, re-enrollment).
+    fn clear(&self, user: &UserName) -> Result<(), StateError>;
+}
+
+/// [`StateStore`] on local files: `<dir>/<user>.state` plus a `<dir>/<user>.lock` lock file.
+#[derive(Debug, Clone)]
+pub struct FileStateStore {
+    dir: PathBuf,
+}
+
+impl FileStateStore {
+    /// State kept in `dir`, created `0700 root:root` on first use if missing.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl StateStore for FileStateStore {
+    fn transact<R>(
+        &self,
+        user: &UserName,
+        decide: impl FnOnce(&mut UserState) -> R,
+    ) -> Result<R, StateError> {
+        let dir = secure_fs::open_or_create_dir(&self.dir)?;
+        let _lock = dir.lock_file(&format!("{user}.lock"))?;
+        let name = format!("{user}.state");
+        let before = match dir.read(&name, FileRules::Private, MAX_STATE_BYTES)? {
+            Some(bytes) => UserState::parse(&bytes).map_err(|why| StateError::Corrupt {
+                path: self.dir.join(&name),
+                why,
+            })?,
+            None => UserState::default(),
+        };
+        let mut state = before;
+        let result = decide(&mut state);
+        if state != before {
+            state.version = STATE_VERSION;
+            // No fsync: this is tmpfs by design, and the rename is atomic regardless.
+            dir.write_atomic(&name, state.to_text().as_bytes(), false)?;
+        }
+        Ok(result)
+    }
+
+    fn clear(&self, user: &UserName) -> Result<(), StateError> {
+        let Some(dir) = secure_fs::open_dir(&self.dir)? else {
+            return Ok(());
+        };
+        let _lock = dir.lock_file(&format!("{user}.lock"))?;
+        dir.remove(&format!("{user}.state"))?;
+        Ok(())
+    }
+}
+
+/// Errors of the state backend. Any of them denies the login: without state, replay
+/// prevention and throttling cannot be guaranteed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateError {
+    /// The state directory or a state file failed a safety check or an I/O operation
+    /// (including a full or read-only file system).
+    Fs(FsError),
+    /// A state file exists but cannot be parsed. Remove it (or run `mfa-enroll unlock`).
+    Corrupt { path: PathBuf, why: String },
+}
+
+impl From<FsError> for StateError {
+    fn from(e: FsError) -> Self {
+        Self::Fs(e)
+    }
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Fs(e) => write!(f, "state: {e}"),
+            Self::Corrupt { path, why } => write!(
+                f,
+                "state: {} is corrupt ({why}); remove it to reset this user's state",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StateError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::secure_fs::tests::Scratch;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn alice() -> UserName {
+        UserName::parse("alice").unwrap()
+    }
+
+    #[test]
+    fn lockout_starts_at_the_threshold_and_grows() {
+        let policy = ThrottlePolicy::default();
+        let mut st = UserState::default();
+        for _ in 0..4 {
+            st.record_failure(1000, &policy);
+        }
+        assert_eq!(st.locked_for(1000), None);
+        st.record_failure(1000, &policy);
+        assert_eq!(st.locked_for(1000), Some(30));
+        st.record_failure(1030, &policy);
+        assert_eq!(st.locked_for(1030), Some(60));
+        st.record_failure(1090, &policy);
+        assert_eq!(st.locked_for(1090), Some(120));
+        for _ in 0..100 {
+            st.record_failure(2000, &policy);
+        }
+        assert_eq!(st.locked_for(2000), Some(900));
+        assert_eq!(st.locked_for(2900), None);
+        st.record_success(3000);
+        assert_eq!((st.failures, st.locked_for(2000)), (0, None));
+    }
+
+    #[test]
+    fn success_never_moves_the_replay_mark_backwards() {
+        let mut st = UserState::default();
+        st.record_success(600);
+        st.record_success(570);
+        assert_eq!(st.last_accepted, 600);
+    }
+
+    #[test]
+    fn state_is_saved_under_the_lock_and_read_back() {
+        let s = Scratch::new("state");
+        let store = FileStateStore::new(s.0.join("run"));
+        store
+            .transact(&alice(), |st| st.record_success(90))
+            .unwrap();
+        let seen = store.transact(&alice(), |st| *st).unwrap();
+        assert_eq!(seen.last_accepted, 90);
+        store.clear(&alice()).unwrap();
+        assert_eq!(store.transact(&alice(), |st| *st).unwrap().last_accepted, 0);
+    }
+
+    #[test]
+    fn corrupt_state_denies_and_empty_state_is_fresh() {
+        let s = Scratch::new("state");
+        let store = FileStateStore::new(&s.0);
+        let path = s.0.join("alice.state");
+        std::fs::write(&path, "garbage =").unwrap();
+        std::fs::set_permissions(&path, PermissionsExt::from_mode(0o600)).unwrap();
+        assert!(matches!(
+            store.transact(&alice(), |_| ()),
+            Err(StateError::Corrupt { .. })
+        ));
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(
+            store.transact(&alice(), |st| *st).unwrap(),
+            UserState::default()
+        );
+    }
+
+    #[test]
+    fn concurrent_transactions_are_serialised() {
+        let s = Scratch::new("state");
+        let store = FileStateStore::new(&s.0);
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..25 {
+                        store.transact(&alice(), |st| st.failures += 1).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(store.transact(&alice(), |st| st.failures).unwrap(), 200);
+    }
+}

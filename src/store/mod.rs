@@ -1,0 +1,226 @@
+//! The enrollment store: one root-owned record per user in `store=DIR`
+//! (default `/var/lib/ecs-mfa/users`, directory `0700`, files `0600`).
+//!
+//! The store changes only when an administrator enrolls, resets or removes a user; logins only
+//! read it. Writers serialise on an `flock` of the store directory and replace records
+//! atomically, with fsync, so a crash leaves the old or the new record and never a partial one.
+#![forbid(unsafe_code)]
+
+pub mod record;
+pub mod secure_fs;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use record::{RecordError, UserRecord};
+pub use secure_fs::{FsError, Problem};
+
+use crate::user_name::UserName;
+use record::MAX_RECORD_BYTES;
+use secure_fs::FileRules;
+
+/// Where a packaged install keeps enrollments.
+pub const DEFAULT_STORE_DIR: &str = "/var/lib/ecs-mfa/users";
+
+/// The enrollment store rooted at one directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+/// Whether [`Store::save`] may replace an existing enrollment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveMode {
+    /// Fail with [`StoreError::AlreadyEnrolled`] if the user has a record (or any file by
+    /// that name, even an invalid one).
+    CreateNew,
+    /// Replace whatever is there.
+    Replace,
+}
+
+impl Store {
+    /// A store rooted at `dir`. Nothing is touched until a method is called.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The record file of `user`.
+    pub fn record_path(&self, user: &UserName) -> PathBuf {
+        self.dir.join(file_name(user))
+    }
+
+    /// Loads and validates `user`'s record. A missing store directory or record is
+    /// [`StoreError::NotEnrolled`]; anything else wrong is an error that must deny the login.
+    pub fn load(&self, user: &UserName) -> Result<UserRecord, StoreError> {
+        let Some(dir) = secure_fs::open_dir(&self.dir)? else {
+            return Err(StoreError::NotEnrolled);
+        };
+        let name = file_name(user);
+        let bytes = dir
+            .read(&name, FileRules::Private, MAX_RECORD_BYTES)?
+            .ok_or(StoreError::NotEnrolled)?;
+        UserRecord::parse(&bytes, user).map_err(|error| StoreError::Record {
+            path: self.dir.join(&name),
+            error,
+        })
+    }
+
+    /// Writes `record` durably and atomically, creating the store directory (`0700
+    /// root:root`) if needed. With [`SaveMode::CreateNew`] an existing file is never replaced.
+    pub fn save(&self, record: &UserRecord, mode: SaveMode) -> Result<(), StoreError> {
+        let dir = secure_fs::open_or_create_dir(&self.dir)?;
+        let _lock = dir.lock_dir()?;
+        let name = file_name(&record.user);
+        if mode == SaveMode::CreateNew && exists(&dir, &name)? {
+            return Err(StoreError::AlreadyEnrolled);
+        }
+        let text = record.to_toml().map_err(|error| StoreError::Record {
+            path: self.dir.join(&name),
+            error,
+        })?;
+        dir.write_atomic(&name, text.as_bytes(), true)?;
+        Ok(())
+    }
+
+    /// Whether `user` has a record file (valid or not).
+    pub fn is_enrolled(&self, user: &UserName) -> Result<bool, StoreError> {
+        match secure_fs::open_dir(&self.dir)? {
+            Some(dir) => exists(&dir, &file_name(user)),
+            None => Ok(false),
+        }
+    }
+}
+
+fn exists(dir: &secure_fs::CheckedDir, name: &str) -> Result<bool, StoreError> {
+    match nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(_) => Ok(true),
+        Err(nix::errno::Errno::ENOENT) => Ok(false),
+        Err(e) => Err(StoreError::Fs(FsError {
+            path: dir.path().join(name),
+            problem: Problem::Io("stat", e),
+        })),
+    }
+}
+
+fn file_name(user: &UserName) -> String {
+    format!("{user}.toml")
+}
+
+/// Errors of the enrollment store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The user has no record (or the store directory does not exist).
+    NotEnrolled,
+    /// A record exists and the caller asked not to replace it.
+    AlreadyEnrolled,
+    /// A file or directory failed a safety check or an I/O operation.
+    Fs(FsError),
+    /// The record file exists but its contents are invalid.
+    Record { path: PathBuf, error: RecordError },
+}
+
+impl From<FsError> for StoreError {
+    fn from(e: FsError) -> Self {
+        Self::Fs(e)
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotEnrolled => f.write_str("user is not enrolled"),
+            Self::AlreadyEnrolled => f.write_str("user is already enrolled"),
+            Self::Fs(e) => e.fmt(f),
+            Self::Record { path, error } => write!(f, "{}: {error}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::secure_fs::tests::Scratch;
+    use crate::totp::{SecretKey, TotpParams};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn record(user: &str) -> UserRecord {
+        UserRecord {
+            user: UserName::parse(user).unwrap(),
+            secret: SecretKey::from_bytes(vec![7; 20]).unwrap(),
+            params: TotpParams::default(),
+            created: 1,
+            issuer: "test".into(),
+            recovery_codes: vec![],
+        }
+    }
+
+    #[test]
+    fn saved_records_load_back_and_are_private() {
+        let s = Scratch::new("store");
+        let store = Store::new(s.0.join("users"));
+        let alice = record("alice");
+        store.save(&alice, SaveMode::CreateNew).unwrap();
+        assert_eq!(store.load(&alice.user).unwrap(), alice);
+        let dir_mode = std::fs::metadata(store.dir()).unwrap().permissions().mode();
+        let file_mode = std::fs::metadata(store.record_path(&alice.user))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!((dir_mode & 0o7777, file_mode & 0o7777), (0o700, 0o600));
+    }
+
+    #[test]
+    fn an_existing_enrollment_is_not_replaced_without_replace_mode() {
+        let s = Scratch::new("store");
+        let store = Store::new(s.0.join("users"));
+        let first = record("alice");
+        store.save(&first, SaveMode::CreateNew).unwrap();
+        let mut second = record("alice");
+        second.secret = SecretKey::from_bytes(vec![9; 20]).unwrap();
+        assert_eq!(
+            store.save(&second, SaveMode::CreateNew),
+            Err(StoreError::AlreadyEnrolled)
+        );
+        assert_eq!(store.load(&first.user).unwrap(), first);
+        store.save(&second, SaveMode::Replace).unwrap();
+        assert_eq!(store.load(&first.user).unwrap(), second);
+    }
+
+    #[test]
+    fn missing_store_or_record_means_not_enrolled() {
+        let s = Scratch::new("store");
+        let store = Store::new(s.0.join("absent"));
+        let bob = UserName::parse("bob").unwrap();
+        assert_eq!(store.load(&bob), Err(StoreError::NotEnrolled));
+        assert!(!store.is_enrolled(&bob).unwrap());
+        let store = Store::new(&s.0);
+        assert_eq!(store.load(&bob), Err(StoreError::NotEnrolled));
+    }
+
+    #[test]
+    fn a_record_copied_under_another_name_is_refused() {
+        let s = Scratch::new("store");
+        let store = Store::new(&s.0);
+        store.save(&record("alice"), SaveMode::CreateNew).unwrap();
+        std::fs::copy(s.0.join("alice.toml"), s.0.join("mallory.toml")).unwrap();
+        std::fs::set_permissions(s.0.join("mallory.toml"), PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let err = store
+            .load(&UserName::parse("mallory").unwrap())
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            StoreError::Record {
+                error: RecordError::WrongUser,
+                ..
+            }
+        ));
+    }
+}

@@ -1,0 +1,333 @@
+//! The per-user enrollment record: `<store>/<user>.toml`, format version 1.
+//!
+//! ```toml
+//! # ecs-mfa enrollment record. Managed by mfa-enroll; do not edit.
+//! version = 1
+//! user = "alice"
+//! secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"   # base32, unpadded
+//! algorithm = "SHA1"                           # SHA1 | SHA256 | SHA512
+//! digits = 6                                   # 6 | 8
+//! period = 30                                  # 30 | 60 seconds
+//! created = 1764300000                         # Unix time of enrollment
+//! issuer = "web-01"                            # shown in the authenticator app
+//! recovery_codes = []                          # hashes of unused recovery codes
+//! ```
+//!
+//! Unknown keys, a missing key, another `version` or a `user` that does not match the file name
+//! make the record invalid (the login is denied). Parse errors never quote the file: it holds a
+//! secret. The record is written by hand (not through a serializer) so that every buffer
+//! holding the secret is one we zeroize.
+#![forbid(unsafe_code)]
+
+use std::fmt::Write;
+
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::totp::{Algorithm, SecretKey, TotpError, TotpParams};
+use crate::user_name::UserName;
+
+/// The record format this code reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// Largest record file accepted (a record is well under 2 KiB; recovery hashes included).
+pub const MAX_RECORD_BYTES: u64 = 64 * 1024;
+
+/// One user's enrollment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// The account this record belongs to (must match the file name).
+    pub user: UserName,
+    /// The shared TOTP secret.
+    pub secret: SecretKey,
+    /// Algorithm, digits and period.
+    pub params: TotpParams,
+    /// Unix time of enrollment.
+    pub created: u64,
+    /// Issuer shown by authenticator apps (kept to re-show the same QR code later).
+    pub issuer: String,
+    /// PHC-format hashes of the unused recovery codes.
+    pub recovery_codes: Vec<String>,
+}
+
+/// The file as serde sees it. Deliberately no `Debug`: it holds the secret as text.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecord {
+    version: u32,
+    user: String,
+    secret: Zeroizing<String>,
+    algorithm: String,
+    digits: u8,
+    period: u64,
+    created: u64,
+    #[serde(default)]
+    issuer: String,
+    #[serde(default)]
+    recovery_codes: Vec<String>,
+}
+
+/// Why a record file's contents are unusable. Never contains the file's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordError {
+    /// Not UTF-8 or not TOML, or wrong keys/types; the 1-based line where parsing stopped.
+    Malformed { line: Option<usize> },
+    /// A `version` other than [`FORMAT_VERSION`].
+    UnsupportedVersion(u32),
+    /// The `user` field names another account than the file name.
+    WrongUser,
+    /// A TOTP parameter or the secret is invalid.
+    Totp(TotpError),
+    /// A string field holds characters the format does not allow.
+    BadField(&'static str),
+}
+
+impl std::fmt::Display for RecordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Malformed { line: Some(line) } => {
+                write!(f, "malformed record (line {line}; contents not shown)")
+            }
+            Self::Malformed { line: None } => write!(f, "malformed record (not UTF-8 TOML)"),
+            Self::UnsupportedVersion(v) => {
+                write!(
+                    f,
+                    "record format version {v} is not supported (expected {FORMAT_VERSION})"
+                )
+            }
+            Self::WrongUser => write!(f, "record belongs to another user than its file name"),
+            Self::Totp(e) => write!(f, "invalid record: {e}"),
+            Self::BadField(field) => write!(f, "invalid record: bad characters in {field}"),
+        }
+    }
+}
+
+impl std::error::Error for RecordError {}
+
+impl UserRecord {
+    /// Parses a record file's bytes for `expected_user`.
+    pub fn parse(bytes: &[u8], expected_user: &UserName) -> Result<Self, RecordError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| RecordError::Malformed { line: None })?;
+        let raw: RawRecord = toml::from_str(text).map_err(|e| RecordError::Malformed {
+            line: e.span().map(|span| line_of(text, span.start)),
+        })?;
+        if raw.version != FORMAT_VERSION {
+            return Err(RecordError::UnsupportedVersion(raw.version));
+        }
+        if raw.user != expected_user.as_str() {
+            return Err(RecordError::WrongUser);
+        }
+        let algorithm: Algorithm = raw.algorithm.parse().map_err(RecordError::Totp)?;
+        let params =
+            TotpParams::new(algorithm, raw.digits, raw.period).map_err(RecordError::Totp)?;
+        let secret = SecretKey::from_base32(&raw.secret).map_err(RecordError::Totp)?;
+        if !raw.issuer.chars().all(is_issuer_char) {
+            return Err(RecordError::BadField("issuer"));
+        }
+        if !raw
+            .recovery_codes
+            .iter()
+            .all(|h| h.chars().all(is_hash_char))
+        {
+            return Err(RecordError::BadField("recovery_codes"));
+        }
+        Ok(Self {
+            user: expected_user.clone(),
+            secret,
+            params,
+            created: raw.created,
+            issuer: raw.issuer,
+            recovery_codes: raw.recovery_codes,
+        })
+    }
+
+    /// Renders the record file. The returned buffer holds the secret and is wiped on drop.
+    pub fn to_toml(&self) -> Result<Zeroizing<String>, RecordError> {
+        if !self.issuer.chars().all(is_issuer_char) {
+            return Err(RecordError::BadField("issuer"));
+        }
+        if !self
+            .recovery_codes
+            .iter()
+            .all(|h| h.chars().all(is_hash_char))
+        {
+            return Err(RecordError::BadField("recovery_codes"));
+        }
+        let secret = self.secret.to_base32();
+        // Reserve enough up front so the buffer never reallocates (which would leave a copy
+        // of the secret in freed memory).
+        let hashes: usize = self.recovery_codes.iter().map(|h| h.len() + 8).sum();
+        let mut out = Zeroizing::new(String::with_capacity(
+            512 + secret.len() + 2 * self.issuer.len() + hashes,
+        ));
+        let _ = write!(
+            out,
+            "# ecs-mfa enrollment record. Managed by mfa-enroll; do not edit.\n\
+             version = {FORMAT_VERSION}\n\
+             user = \"{}\"\n\
+             secret = \"{}\"\n\
+             algorithm = \"{}\"\n\
+             digits = {}\n\
+             period = {}\n\
+             created = {}\n\
+             issuer = \"{}\"\n\
+             recovery_codes = [",
+            self.user,
+            secret.as_str(),
+            self.params.algorithm(),
+            self.params.digits(),
+            self.params.period(),
+            self.created,
+            escape_toml(&self.issuer),
+        );
+        for (i, hash) in self.recovery_codes.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(out, "{sep}\n  \"{hash}\"");
+        }
+        out.push_str(if self.recovery_codes.is_empty() {
+            "]\n"
+        } else {
+            ",\n]\n"
+        });
+        Ok(out)
+    }
+}
+
+/// Issuers are free text for people, but no control characters (they end up in logs and URIs).
+fn is_issuer_char(c: char) -> bool {
+    !c.is_control()
+}
+
+/// PHC strings use `$`, `=`, `,`, `+`, `/`, `.`, `-` and alphanumerics.
+fn is_hash_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "$=,+/.-_".contains(c)
+}
+
+fn escape_toml(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+
+    fn alice() -> UserName {
+        UserName::parse("alice").unwrap()
+    }
+
+    fn sample() -> UserRecord {
+        UserRecord {
+            user: alice(),
+            secret: SecretKey::from_base32(SECRET).unwrap(),
+            params: TotpParams::new(Algorithm::Sha256, 8, 60).unwrap(),
+            created: 1_764_300_000,
+            issuer: "web \"01\" \\ prod".into(),
+            recovery_codes: vec!["$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()],
+        }
+    }
+
+    #[test]
+    fn record_round_trips_through_its_file_format() {
+        let record = sample();
+        let text = record.to_toml().unwrap();
+        assert_eq!(
+            UserRecord::parse(text.as_bytes(), &alice()).unwrap(),
+            record
+        );
+        let mut empty = sample();
+        empty.recovery_codes.clear();
+        let text = empty.to_toml().unwrap();
+        assert!(text.contains("recovery_codes = []\n"));
+        assert_eq!(UserRecord::parse(text.as_bytes(), &alice()).unwrap(), empty);
+    }
+
+    fn minimal(extra: &str) -> String {
+        format!(
+            "version = 1\nuser = \"alice\"\nsecret = \"{SECRET}\"\nalgorithm = \"SHA1\"\n\
+             digits = 6\nperiod = 30\ncreated = 0\n{extra}"
+        )
+    }
+
+    #[test]
+    fn a_minimal_record_parses_with_defaults() {
+        let r = UserRecord::parse(minimal("").as_bytes(), &alice()).unwrap();
+        assert_eq!(r.params, TotpParams::default());
+        assert!(r.recovery_codes.is_empty() && r.issuer.is_empty());
+    }
+
+    #[test]
+    fn invalid_records_are_refused_without_quoting_the_secret() {
+        let cases: Vec<(Vec<u8>, RecordError)> = vec![
+            (b"".to_vec(), RecordError::Malformed { line: Some(1) }),
+            (b"\xff\xfe".to_vec(), RecordError::Malformed { line: None }),
+            (
+                minimal("bogus = 1\n").into_bytes(),
+                RecordError::Malformed { line: Some(8) },
+            ),
+            (
+                minimal("")
+                    .replace("version = 1", "version = 2")
+                    .into_bytes(),
+                RecordError::UnsupportedVersion(2),
+            ),
+            (
+                minimal("").replace("\"alice\"", "\"bob\"").into_bytes(),
+                RecordError::WrongUser,
+            ),
+            (
+                minimal("").replace("digits = 6", "digits = 9").into_bytes(),
+                RecordError::Totp(TotpError::BadDigits),
+            ),
+            (
+                minimal("")
+                    .replace("period = 30", "period = 0")
+                    .into_bytes(),
+                RecordError::Totp(TotpError::BadPeriod),
+            ),
+            (
+                minimal("").replace("SHA1", "MD5").into_bytes(),
+                RecordError::Totp(TotpError::UnknownAlgorithm),
+            ),
+            (
+                minimal("").replace(SECRET, "GEZDGNBV").into_bytes(),
+                RecordError::Totp(TotpError::SecretTooShort),
+            ),
+            (
+                minimal("")
+                    .replace(SECRET, &format!("{SECRET}\\u0000"))
+                    .into_bytes(),
+                RecordError::Totp(TotpError::BadBase32),
+            ),
+            (
+                minimal("issuer = \"a\\nb\"\n").into_bytes(),
+                RecordError::BadField("issuer"),
+            ),
+            (
+                minimal("")
+                    .replace(&format!("\"{SECRET}\""), &format!("\"{SECRET}"))
+                    .into_bytes(),
+                RecordError::Malformed { line: Some(3) },
+            ),
+        ];
+        for (bytes, expected) in cases {
+            let err = UserRecord::parse(&bytes, &alice()).unwrap_err();
+            assert_eq!(err, expected, "{}", String::from_utf8_lossy(&bytes));
+            assert!(!err.to_string().contains("GEZDGNBV"));
+        }
+    }
+
+    #[test]
+    fn record_debug_output_hides_the_secret() {
+        let shown = format!("{:?}", sample());
+        assert!(!shown.contains("GEZDGNBV"), "{shown}");
+    }
+}

@@ -1,0 +1,134 @@
+//! Validated user names.
+//!
+//! A user name arrives from the network (sshd passes whatever the client typed) and becomes part
+//! of a file name in the store and the state directory. It is therefore checked before it touches
+//! any path: only a conservative set of characters is allowed, so `/`, `..`, NUL, control
+//! characters, white space and over-long names can never reach `openat`.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+/// Longest accepted user name, in bytes. Linux `useradd` stops at 32; directory services
+/// (SSSD `user@domain`) can be longer, so leave room but stay far below `NAME_MAX`.
+pub const MAX_LEN: usize = 64;
+
+/// A user name that is safe to use as a file-name stem.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct UserName(String);
+
+/// Why a user name was rejected. The offending name is not included: it is hostile input and
+/// the caller decides how (and whether) to show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserNameError {
+    /// The name is empty.
+    Empty,
+    /// The name is longer than [`MAX_LEN`] bytes.
+    TooLong,
+    /// The name starts with `-` or `.` (option-like, hidden file, `.` and `..`).
+    BadFirstCharacter,
+    /// The name contains a character outside `A-Z a-z 0-9 . _ - @`.
+    BadCharacter,
+}
+
+impl UserName {
+    /// Checks `raw` and wraps it.
+    pub fn parse(raw: &str) -> Result<Self, UserNameError> {
+        let bytes = raw.as_bytes();
+        let first = *bytes.first().ok_or(UserNameError::Empty)?;
+        if bytes.len() > MAX_LEN {
+            return Err(UserNameError::TooLong);
+        }
+        if first == b'-' || first == b'.' {
+            return Err(UserNameError::BadFirstCharacter);
+        }
+        let allowed = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@');
+        if !bytes.iter().all(allowed) {
+            return Err(UserNameError::BadCharacter);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for UserName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UserName({:?})", self.0)
+    }
+}
+
+impl fmt::Display for UserNameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Empty => "user name is empty",
+            Self::TooLong => "user name is longer than 64 bytes",
+            Self::BadFirstCharacter => "user name starts with '-' or '.'",
+            Self::BadCharacter => {
+                "user name contains a character other than letters, digits, '.', '_', '-', '@'"
+            }
+        })
+    }
+}
+
+impl std::error::Error for UserNameError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinary_names_are_accepted() {
+        for name in [
+            "alice",
+            "bob_2",
+            "svc-backup",
+            "j.doe",
+            "user@corp.example",
+            "A",
+        ] {
+            assert_eq!(UserName::parse(name).unwrap().as_str(), name);
+        }
+    }
+
+    #[test]
+    fn path_like_and_hostile_names_are_rejected() {
+        let cases = [
+            ("", UserNameError::Empty),
+            ("../../etc/passwd", UserNameError::BadFirstCharacter),
+            ("..", UserNameError::BadFirstCharacter),
+            (".hidden", UserNameError::BadFirstCharacter),
+            ("-rf", UserNameError::BadFirstCharacter),
+            ("a/b", UserNameError::BadCharacter),
+            ("a\0b", UserNameError::BadCharacter),
+            ("a\nb", UserNameError::BadCharacter),
+            ("a b", UserNameError::BadCharacter),
+            ("tab\t", UserNameError::BadCharacter),
+            ("ünïcode", UserNameError::BadCharacter),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(UserName::parse(raw), Err(expected), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn over_long_names_are_rejected() {
+        assert!(UserName::parse(&"a".repeat(MAX_LEN)).is_ok());
+        assert_eq!(
+            UserName::parse(&"a".repeat(MAX_LEN + 1)),
+            Err(UserNameError::TooLong)
+        );
+        assert_eq!(
+            UserName::parse(&"a".repeat(300)),
+            Err(UserNameError::TooLong)
+        );
+    }
+}

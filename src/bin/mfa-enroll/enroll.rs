@@ -1,0 +1,312 @@
+//! `mfa-enroll enroll`: new secret, QR code, confirmation, atomic save.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pam_ecs_mfa::state::{FileStateStore, StateStore};
+use pam_ecs_mfa::store::{SaveMode, Store, StoreError, UserRecord};
+use pam_ecs_mfa::totp::{self, Algorithm, SecretKey, TotpParams, Verification};
+use pam_ecs_mfa::user_name::UserName;
+use zeroize::Zeroizing;
+
+use crate::qr::QrStyle;
+use crate::{Exit, Failure, otpauth};
+
+/// Confirmation attempts before giving up (nothing is written then).
+const CONFIRM_ATTEMPTS: u32 = 3;
+
+#[derive(clap::Args)]
+pub struct EnrollArgs {
+    /// Account to enroll (default: SUDO_USER when run through sudo; root is never implied).
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// Enrollment store directory.
+    #[arg(long, value_name = "DIR", default_value_os_t = crate::default_store())]
+    store: PathBuf,
+    /// Volatile state directory (replay/lockout state is reset for the user on enrollment).
+    #[arg(long, value_name = "DIR", default_value = pam_ecs_mfa::state::DEFAULT_STATE_DIR)]
+    state: PathBuf,
+    /// Issuer shown in the authenticator app (default: this host's name).
+    #[arg(long, value_name = "TEXT")]
+    issuer: Option<String>,
+    /// HMAC algorithm. Only SHA1 works with every app.
+    #[arg(long, value_name = "ALG", default_value = "SHA1", value_parser = parse_algorithm)]
+    algorithm: Algorithm,
+    /// Digits per code.
+    #[arg(long, default_value_t = 6, value_parser = parse_digits)]
+    digits: u8,
+    /// Seconds per code.
+    #[arg(long, default_value_t = 30, value_parser = parse_period)]
+    period: u64,
+    /// QR code style (default: utf8 on a terminal, none otherwise).
+    #[arg(long, value_enum, value_name = "STYLE")]
+    qr: Option<QrStyle>,
+    /// Save without asking for a first code from the app.
+    #[arg(long)]
+    no_confirm: bool,
+    /// Replace an existing enrollment (the old secret stops working at once).
+    #[arg(long)]
+    force: bool,
+    /// Print one JSON object on stdout and nothing else.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
+    s.parse()
+        .map_err(|_| "expected SHA1, SHA256 or SHA512".to_string())
+}
+
+fn parse_digits(s: &str) -> Result<u8, String> {
+    match s {
+        "6" => Ok(6),
+        "8" => Ok(8),
+        _ => Err("expected 6 or 8".to_string()),
+    }
+}
+
+fn parse_period(s: &str) -> Result<u64, String> {
+    match s {
+        "30" => Ok(30),
+        "60" => Ok(60),
+        _ => Err("expected 30 or 60".to_string()),
+    }
+}
+
+pub fn run(args: EnrollArgs) -> Result<(), Failure> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Err(Failure::new(
+            Exit::NotRoot,
+            "must run as root (the store is root-only); try sudo",
+        ));
+    }
+    let user = target_user(args.user.as_deref())?;
+    if nix::unistd::User::from_name(user.as_str())
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        eprintln!("mfa-enroll: warning: no local account named '{user}' (enrolling anyway)");
+    }
+    let store = Store::new(&args.store);
+    if !args.force && store.is_enrolled(&user).map_err(store_failure)? {
+        return Err(already_enrolled(&user));
+    }
+    let params = TotpParams::new(args.algorithm, args.digits, args.period)
+        .map_err(|e| Failure::new(Exit::Usage, e.to_string()))?;
+    let secret = new_secret(args.algorithm)?;
+    let host = host_name();
+    let issuer = otpauth::clean_name(args.issuer.as_deref().unwrap_or(&host));
+    let account = otpauth::clean_name(&format!("{user}@{host}"));
+    let uri = otpauth::uri(&issuer, &account, &secret, params);
+    let now = unix_now()?;
+    let record = UserRecord {
+        user: user.clone(),
+        secret,
+        params,
+        created: now,
+        issuer: issuer.clone(),
+        recovery_codes: Vec::new(),
+    };
+
+    let style = args.qr.unwrap_or(if std::io::stdout().is_terminal() {
+        QrStyle::Utf8
+    } else {
+        QrStyle::None
+    });
+    if args.json {
+        print_json(&record, &uri)?;
+    } else {
+        print_human(&record, &uri, style)?;
+    }
+
+    let confirmed_step = if args.no_confirm {
+        None
+    } else {
+        Some(confirm(&record)?)
+    };
+    let mode = if args.force {
+        SaveMode::Replace
+    } else {
+        SaveMode::CreateNew
+    };
+    store.save(&record, mode).map_err(|e| match e {
+        StoreError::AlreadyEnrolled => already_enrolled(&user),
+        e => store_failure(e),
+    })?;
+    reset_state(&args.state, &user, confirmed_step);
+    if !args.json {
+        println!(
+            "Enrolled {user}. Record: {}",
+            store.record_path(&user).display()
+        );
+    }
+    Ok(())
+}
+
+/// The explicit `--user`, else `SUDO_USER`; never root by default.
+fn target_user(explicit: Option<&str>) -> Result<UserName, Failure> {
+    let name = match explicit {
+        Some(name) => name.to_owned(),
+        None => match std::env::var("SUDO_USER") {
+            Ok(name) if !name.is_empty() && name != "root" => name,
+            _ => {
+                return Err(Failure::new(
+                    Exit::Usage,
+                    "name the account with --user NAME (root is never enrolled implicitly)",
+                ));
+            }
+        },
+    };
+    UserName::parse(&name).map_err(|e| Failure::new(Exit::Usage, format!("--user: {e}")))
+}
+
+fn new_secret(algorithm: Algorithm) -> Result<SecretKey, Failure> {
+    let mut bytes = Zeroizing::new(vec![0u8; algorithm.secret_len()]);
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Failure::new(Exit::Failure, format!("no randomness from the OS: {e}")))?;
+    SecretKey::from_bytes(bytes.to_vec()).map_err(|e| Failure::new(Exit::Failure, e.to_string()))
+}
+
+/// Asks for the current code until one verifies (at most [`CONFIRM_ATTEMPTS`] times).
+/// Returns the start time of the confirmed step, so that code cannot be replayed for a login.
+fn confirm(record: &UserRecord) -> Result<u64, Failure> {
+    let stdin = std::io::stdin();
+    for attempt in 1..=CONFIRM_ATTEMPTS {
+        eprint!(
+            "Enter the {}-digit code shown by the app to confirm: ",
+            record.params.digits()
+        );
+        let _ = std::io::stderr().flush();
+        let mut line = Zeroizing::new(String::new());
+        let read = stdin.lock().read_line(&mut line).map_err(|e| {
+            Failure::new(
+                Exit::NotConfirmed,
+                format!("cannot read the code: {e}; nothing was written"),
+            )
+        })?;
+        if read == 0 {
+            return Err(Failure::new(
+                Exit::NotConfirmed,
+                "no code entered; nothing was written (use --no-confirm to skip this step)",
+            ));
+        }
+        let now = unix_now()?;
+        if let Some(code) = totp::normalize_code(line.as_bytes(), record.params.digits())
+            && let Verification::Accepted { step, .. } =
+                totp::verify(&record.secret, record.params, &code, now, 1, 0)
+        {
+            return Ok(step * record.params.period());
+        }
+        if attempt < CONFIRM_ATTEMPTS {
+            eprintln!("That code is not valid. Check the phone's clock and try again.");
+        }
+    }
+    Err(Failure::new(
+        Exit::NotConfirmed,
+        "no valid code after 3 attempts; nothing was written",
+    ))
+}
+
+/// Clears old replay/lockout state of the user and, when a code was confirmed, marks its step
+/// as used. Best effort: enrollment succeeded already, and missing state only means the
+/// confirmation code could be used once more within its 30 seconds.
+fn reset_state(dir: &std::path::Path, user: &UserName, confirmed: Option<u64>) {
+    let state = FileStateStore::new(dir);
+    let result = state.transact(user, |st| {
+        *st = Default::default();
+        if let Some(step_start) = confirmed {
+            st.record_success(step_start);
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("mfa-enroll: warning: could not reset login state: {e}");
+    }
+}
+
+fn print_json(record: &UserRecord, uri: &str) -> Result<(), Failure> {
+    let secret = record.secret.to_base32();
+    let value = serde_json::json!({
+        "user": record.user.as_str(),
+        "secret": secret.as_str(),
+        "otpauth_uri": uri,
+        "algorithm": record.params.algorithm().as_str(),
+        "digits": record.params.digits(),
+        "period": record.params.period(),
+        "issuer": record.issuer,
+        "recovery_codes": Vec::<String>::new(),
+    });
+    let text = Zeroizing::new(value.to_string());
+    drop(value);
+    println!("{}", text.as_str());
+    Ok(())
+}
+
+fn print_human(record: &UserRecord, uri: &str, style: QrStyle) -> Result<(), Failure> {
+    let p = record.params;
+    println!(
+        "Enrolling {} for {} ({}, {} digits, {} s)\n",
+        record.user,
+        record.issuer,
+        p.algorithm(),
+        p.digits(),
+        p.period()
+    );
+    if style != QrStyle::None {
+        let code = crate::qr::render(uri, style)
+            .map_err(|e| Failure::new(Exit::Failure, format!("cannot draw the QR code: {e}")))?;
+        print!("{code}");
+        println!();
+        println!("Scan the QR code with Google Authenticator, Microsoft Authenticator or Authy,");
+        println!("or add the account by hand:");
+    } else {
+        println!("Add the account in Google Authenticator, Microsoft Authenticator or Authy:");
+    }
+    let secret = record.secret.to_base32();
+    let grouped: Zeroizing<String> = Zeroizing::new(
+        secret
+            .as_bytes()
+            .chunks(4)
+            .map(|c| std::str::from_utf8(c).unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    println!("  URI:    {uri}");
+    println!("  Secret: {}", grouped.as_str());
+    println!(
+        "  Type:   time-based, {}, {} digits, {} seconds",
+        p.algorithm(),
+        p.digits(),
+        p.period()
+    );
+    println!();
+    let _ = std::io::stdout().flush();
+    Ok(())
+}
+
+fn already_enrolled(user: &UserName) -> Failure {
+    Failure::new(
+        Exit::AlreadyEnrolled,
+        format!("{user} is already enrolled; use --force to replace the enrollment"),
+    )
+}
+
+fn store_failure(e: StoreError) -> Failure {
+    Failure::new(Exit::Store, e.to_string())
+}
+
+fn unix_now() -> Result<u64, Failure> {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .map_err(|_| Failure::new(Exit::Failure, "the system clock is before 1970"))
+}
+
+fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}

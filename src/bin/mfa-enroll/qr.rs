@@ -1,0 +1,145 @@
+//! Terminal QR codes for the otpauth URI, with the 4-module quiet zone scanners need.
+//!
+//! Two renderings of the same module matrix, two modules per character cell (half blocks):
+//! - `utf8`: plain characters for the usual light-on-dark terminal (like `qrencode -t UTF8`):
+//!   light modules are drawn, dark modules are blank.
+//! - `ansi`: explicit black and white colours, correct on any terminal background.
+
+use qrcode::{Color, EcLevel, QrCode};
+
+/// Quiet zone width in modules (ISO/IEC 18004 minimum).
+pub const QUIET_ZONE: usize = 4;
+
+/// How to draw the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QrStyle {
+    /// Half-block characters, for light-on-dark terminals.
+    Utf8,
+    /// Half blocks with explicit black/white ANSI colours.
+    Ansi,
+    /// No QR code.
+    None,
+}
+
+/// The module matrix of `text`, quiet zone included: `true` = dark.
+pub fn matrix(text: &str) -> Result<Vec<Vec<bool>>, qrcode::types::QrError> {
+    let code = QrCode::with_error_correction_level(text.as_bytes(), EcLevel::M)?;
+    let width = code.width();
+    let colors = code.to_colors();
+    let size = width + 2 * QUIET_ZONE;
+    let mut rows = vec![vec![false; size]; size];
+    for y in 0..width {
+        for x in 0..width {
+            rows[y + QUIET_ZONE][x + QUIET_ZONE] = colors[y * width + x] == Color::Dark;
+        }
+    }
+    Ok(rows)
+}
+
+/// Renders `text` in `style` (empty for [`QrStyle::None`]).
+pub fn render(text: &str, style: QrStyle) -> Result<String, qrcode::types::QrError> {
+    let rows = matrix(text)?;
+    let mut out = String::new();
+    for pair in rows.chunks(2) {
+        let top = &pair[0];
+        let bottom = pair.get(1);
+        for x in 0..top.len() {
+            let (t, b) = (top[x], bottom.is_some_and(|r| r[x]));
+            match style {
+                QrStyle::Utf8 => out.push(match (t, b) {
+                    (true, true) => ' ',
+                    (true, false) => '\u{2584}',
+                    (false, true) => '\u{2580}',
+                    (false, false) => '\u{2588}',
+                }),
+                QrStyle::Ansi => {
+                    // Upper half block: foreground = top module, background = bottom module.
+                    let fg = if t { 30 } else { 97 };
+                    let bg = if b { 40 } else { 107 };
+                    out.push_str(&format!("\x1b[{fg};{bg}m\u{2580}"));
+                }
+                QrStyle::None => return Ok(String::new()),
+            }
+        }
+        if style == QrStyle::Ansi {
+            out.push_str("\x1b[0m");
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Reads a rendering back into a module matrix (tests decode it to check the output).
+#[cfg(test)]
+pub fn parse(rendered: &str, style: QrStyle) -> Vec<Vec<bool>> {
+    let mut rows = Vec::new();
+    for line in rendered.lines() {
+        let mut top = Vec::new();
+        let mut bottom = Vec::new();
+        match style {
+            QrStyle::Utf8 => {
+                for c in line.chars() {
+                    let (t, b) = match c {
+                        ' ' => (true, true),
+                        '\u{2584}' => (true, false),
+                        '\u{2580}' => (false, true),
+                        _ => (false, false),
+                    };
+                    top.push(t);
+                    bottom.push(b);
+                }
+            }
+            QrStyle::Ansi => {
+                for cell in line.split("\x1b[").filter(|c| c.ends_with('\u{2580}')) {
+                    top.push(cell.starts_with("30;"));
+                    bottom.push(cell.contains(";40m"));
+                }
+            }
+            QrStyle::None => {}
+        }
+        rows.push(top);
+        rows.push(bottom);
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(rows: &[Vec<bool>]) -> String {
+        let scale = 4;
+        let h = rows.len();
+        let w = rows[0].len();
+        let mut img = rqrr::PreparedImage::prepare_from_greyscale(w * scale, h * scale, |x, y| {
+            if rows[y / scale][x / scale] { 0 } else { 255 }
+        });
+        let grids = img.detect_grids();
+        assert_eq!(grids.len(), 1, "exactly one QR code");
+        grids[0].decode().unwrap().1
+    }
+
+    const URI: &str = "otpauth://totp/web-01:alice%40web-01?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=web-01&algorithm=SHA1&digits=6&period=30";
+
+    #[test]
+    fn utf8_and_ansi_renderings_decode_to_the_uri() {
+        for style in [QrStyle::Utf8, QrStyle::Ansi] {
+            let text = render(URI, style).unwrap();
+            let rows = parse(&text, style);
+            let rows: Vec<Vec<bool>> = rows.into_iter().filter(|r| !r.is_empty()).collect();
+            assert_eq!(decode(&rows), URI, "{style:?}");
+        }
+    }
+
+    #[test]
+    fn the_code_has_a_four_module_quiet_zone() {
+        let rows = matrix(URI).unwrap();
+        let n = rows.len();
+        for i in 0..QUIET_ZONE {
+            assert!(rows[i].iter().all(|&d| !d) && rows[n - 1 - i].iter().all(|&d| !d));
+            assert!(rows.iter().all(|r| !r[i] && !r[n - 1 - i]));
+        }
+        // The finder pattern starts right after the quiet zone.
+        assert!(rows[QUIET_ZONE][QUIET_ZONE]);
+    }
+}

@@ -316,7 +316,7 @@ fn check_file(path: &Path, st: &FileStat, rules: FileRules, max_len: u64) -> Res
         return Err(FsError::new(path, Problem::BadMode(mode)));
     }
     if rules == FileRules::Private && st.st_nlink != 1 {
-        return Err(FsError::new(path, Problem::HardLinked(st.st_nlink as u64)));
+        return Err(FsError::new(path, Problem::HardLinked(st.st_nlink)));
     }
     if max_len > 0 && st.st_size as u64 > max_len {
         return Err(FsError::new(path, Problem::TooLarge(st.st_size as u64)));

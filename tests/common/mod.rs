@@ -1,0 +1,396 @@
+//! Shared harness for the tests that use real parts: the built `pam_ecs_mfa.so` under the
+//! system's real Linux-PAM (`pamtester` in a private mount namespace whose `/etc/pam.d` is the
+//! test's own), the real `mfa-enroll` binary and `oathtool` as an independent TOTP
+//! implementation.
+//!
+//! These tests need root (store files must be root-owned; mount namespaces) and the Debian
+//! packages `pamtester`, `libpam-wrapper` (for its `pam_set_items.so`) and `oathtool`. When
+//! something is missing they fail with a message saying what to install; they never skip.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Fails the test (never skips) unless running as root with the needed tools installed.
+pub fn require_real_parts() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "this test needs root (root-owned store files); run the suite as root"
+    );
+    for (path, package) in [
+        ("/usr/bin/pamtester", "pamtester"),
+        ("/usr/bin/oathtool", "oathtool"),
+        ("/usr/bin/unshare", "util-linux"),
+        (PAM_SET_ITEMS, "libpam-wrapper"),
+    ] {
+        assert!(
+            Path::new(path).exists(),
+            "{path} is missing: apt-get install {package} (scripts/test does this under CI)"
+        );
+    }
+}
+
+/// pam_wrapper's helper module that sets PAM items (PAM_RHOST, ...) from the environment.
+pub const PAM_SET_ITEMS: &str = "/usr/lib/x86_64-linux-gnu/pam_wrapper/pam_set_items.so";
+
+/// Directory of the build artefacts (`target/debug`), found from the test binary's path.
+pub fn artefact_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .to_owned()
+}
+
+/// The built PAM module, rebuilt once per test process: `cargo test` links the rlib into the
+/// tests but does not refresh the cdylib, and a stale `.so` would test old code.
+pub fn module_path() -> PathBuf {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    let dir = artefact_dir();
+    BUILD.call_once(|| {
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo
+            .args(["build", "--lib", "--quiet"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if dir.file_name() == Some(std::ffi::OsStr::new("release")) {
+            cargo.arg("--release");
+        }
+        let status = cargo.status().expect("cargo runs");
+        assert!(status.success(), "cargo build --lib failed");
+    });
+    let path = dir.join("libpam_ecs_mfa.so");
+    assert!(path.exists(), "{} not built", path.display());
+    path
+}
+
+/// The built CLI.
+pub fn enroll_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mfa-enroll"))
+}
+
+/// A private root-owned scratch area with a store, a state dir and a PAM service dir.
+pub struct Sandbox {
+    pub root: PathBuf,
+    pub store: PathBuf,
+    pub state: PathBuf,
+    pub pam_dir: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Sandbox {
+    pub fn new(tag: &str) -> Self {
+        require_real_parts();
+        static N: AtomicU64 = AtomicU64::new(0);
+        let root = std::env::temp_dir().join(format!(
+            "ecs-mfa-it-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let pam_dir = root.join("pam.d");
+        std::fs::create_dir(&pam_dir).unwrap();
+        let sandbox = Self {
+            store: root.join("users"),
+            state: root.join("run"),
+            config: root.join("config.toml"),
+            pam_dir,
+            root,
+        };
+        sandbox.set_stack("auth required {module} {args}");
+        sandbox
+    }
+
+    /// The module arguments that point at this sandbox.
+    pub fn args(&self) -> String {
+        format!(
+            "store={} state={} config={}",
+            self.store.display(),
+            self.state.display(),
+            self.config.display()
+        )
+    }
+
+    /// Writes the `ecs-mfa-test` service (and `other`, which pam_wrapper requires).
+    /// `{module}` and `{args}` in `stack` are replaced with the module path and the sandbox
+    /// arguments.
+    pub fn set_stack(&self, stack: &str) {
+        // Installed under its real name: pam_syslog prefixes lines with the file name.
+        let installed = self.root.join("pam_ecs_mfa.so");
+        if !installed.exists() {
+            let built = module_path();
+            std::fs::hard_link(&built, &installed)
+                .or_else(|_| std::fs::copy(&built, &installed).map(|_| ()))
+                .unwrap();
+        }
+        let text = stack
+            .replace("{module}", &installed.display().to_string())
+            .replace("{args}", &self.args());
+        let text = format!("{text}\naccount required pam_permit.so\n");
+        std::fs::write(self.pam_dir.join("ecs-mfa-test"), &text).unwrap();
+        std::fs::write(
+            self.pam_dir.join("other"),
+            "auth required pam_deny.so\naccount required pam_deny.so\n",
+        )
+        .unwrap();
+    }
+
+    /// Writes the config file (root-owned, 0644).
+    pub fn set_config(&self, text: &str) {
+        std::fs::write(&self.config, text).unwrap();
+        std::fs::set_permissions(&self.config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+
+    /// Enrolls `user` with the real CLI and returns its base32 secret.
+    pub fn enroll(&self, user: &str, extra: &[&str]) -> String {
+        let out = self.enroll_cmd(user, extra);
+        assert!(out.status.success(), "enroll failed: {}", text(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+        json["secret"].as_str().unwrap().to_string()
+    }
+
+    /// Runs `mfa-enroll enroll --user USER --no-confirm --json` against this sandbox.
+    pub fn enroll_cmd(&self, user: &str, extra: &[&str]) -> Output {
+        Command::new(enroll_bin())
+            .args([
+                "enroll",
+                "--user",
+                user,
+                "--no-confirm",
+                "--json",
+                "--store",
+            ])
+            .arg(&self.store)
+            .arg("--state")
+            .arg(&self.state)
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Runs `pamtester ecs-mfa-test USER authenticate` with `input` on stdin.
+    pub fn auth(&self, user: &str, input: &[u8]) -> AuthResult {
+        self.auth_spawn(user, input, &[]).finish()
+    }
+
+    /// Like [`Sandbox::auth`] with extra environment (for `pam_set_items.so`).
+    pub fn auth_env(&self, user: &str, input: &[u8], env: &[(&str, &str)]) -> AuthResult {
+        self.auth_spawn(user, input, env).finish()
+    }
+
+    /// Starts `pamtester` in a private mount namespace where `/etc/pam.d` is this sandbox's
+    /// service directory and `/dev` is a small tmpfs whose `/dev/log` is a socket this test
+    /// reads: the real libpam reads the real stack, and nothing on the host changes.
+    pub fn auth_spawn(&self, user: &str, input: &[u8], env: &[(&str, &str)]) -> PamRun {
+        self.pamtester(user, input, env, &["authenticate"])
+    }
+
+    /// Runs `pamtester ecs-mfa-test USER OPS...` in the namespace (see [`Sandbox::auth_spawn`]).
+    pub fn pamtester(
+        &self,
+        user: &str,
+        input: &[u8],
+        env: &[(&str, &str)],
+        ops: &[&str],
+    ) -> PamRun {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let socket = self
+            .root
+            .join(format!("log-{}.sock", N.fetch_add(1, Ordering::Relaxed)));
+        let log = LogCapture::bind(&socket);
+        let mut child = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+            .arg(NAMESPACE_SCRIPT)
+            .arg("sh")
+            .arg(&self.pam_dir)
+            .arg(&socket)
+            .arg(std::ffi::OsStr::new(user))
+            .args(ops)
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("unshare runs");
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(input);
+        drop(stdin);
+        PamRun { child, log }
+    }
+}
+
+/// Inside the namespace: private /etc/pam.d and /dev (with /dev/log = the test's socket).
+const NAMESPACE_SCRIPT: &str = r#"set -e
+mount --bind "$1" /etc/pam.d
+mount -t tmpfs -o mode=755,size=64k ecs-mfa-test-dev /dev
+mknod -m 666 /dev/null c 1 3
+mknod -m 666 /dev/zero c 1 5
+mknod -m 666 /dev/random c 1 8
+mknod -m 666 /dev/urandom c 1 9
+touch /dev/log
+mount --bind "$2" /dev/log
+user=$3
+shift 3
+exec pamtester -v ecs-mfa-test "$user" "$@"
+"#;
+
+/// A running `pamtester` and the syslog socket it writes to.
+pub struct PamRun {
+    child: std::process::Child,
+    log: LogCapture,
+}
+
+impl PamRun {
+    /// Waits (failing the test after 60 s: a hang is a failure) and collects everything.
+    pub fn finish(self) -> AuthResult {
+        let out = wait_with_timeout(self.child, Duration::from_secs(60));
+        let syslog = self.log.stop();
+        AuthResult {
+            success: out.status.success(),
+            stdout: text(&out.stdout),
+            stderr: text(&out.stderr),
+            syslog,
+        }
+    }
+}
+
+/// A datagram socket standing in for `/dev/log`, drained by a thread so that `syslog(3)` in
+/// the module never blocks on a full queue.
+struct LogCapture {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl LogCapture {
+    fn bind(path: &Path) -> Self {
+        let socket = std::os::unix::net::UnixDatagram::bind(path).expect("bind log socket");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (l, d) = (lines.clone(), done.clone());
+        let reader = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 8192];
+            loop {
+                match socket.recv(&mut buf) {
+                    Ok(n) => l.lock().unwrap().push(text(&buf[..n])),
+                    Err(_) if d.load(Ordering::SeqCst) => break,
+                    Err(_) => {}
+                }
+            }
+        });
+        Self {
+            lines,
+            done,
+            reader,
+        }
+    }
+
+    fn stop(self) -> Vec<String> {
+        self.done.store(true, Ordering::SeqCst);
+        self.reader.join().unwrap();
+        std::mem::take(&mut *self.lines.lock().unwrap())
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// What one `pamtester` run showed.
+#[derive(Debug)]
+pub struct AuthResult {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+    /// Every datagram the process sent to /dev/log.
+    pub syslog: Vec<String>,
+}
+
+impl AuthResult {
+    /// How many times the module prompted.
+    pub fn prompts(&self) -> usize {
+        self.stderr.matches("Verification code:").count()
+            + self.stdout.matches("Verification code:").count()
+    }
+
+    /// The lines the module logged through pam_syslog (`pam_ecs_mfa(service:auth): ...`).
+    pub fn syslog(&self) -> Vec<String> {
+        self.syslog
+            .iter()
+            .filter(|l| l.contains(" pam_ecs_mfa(ecs-mfa-test:auth): "))
+            .cloned()
+            .collect()
+    }
+
+    /// The one audit line (asserts there is exactly one).
+    pub fn audit(&self) -> String {
+        let lines: Vec<_> = self
+            .syslog()
+            .into_iter()
+            .filter(|l| l.contains(" result="))
+            .collect();
+        assert_eq!(lines.len(), 1, "exactly one audit line: {self:#?}");
+        lines[0].clone()
+    }
+}
+
+/// Waits for `child`, killing it and failing the test after `limit` (a hang is a failure).
+pub fn wait_with_timeout(mut child: std::process::Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("process hung for {limit:?}; output: {}", text(&out.stdout));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The current code for `secret`, computed by oathtool (an independent implementation).
+pub fn oathtool_code(secret: &str, extra: &[&str]) -> String {
+    let mode: &[&str] = if extra.iter().any(|a| a.starts_with("--totp")) {
+        &[]
+    } else {
+        &["--totp"]
+    };
+    let out = Command::new("oathtool")
+        .args(mode)
+        .args(extra)
+        .arg("-b")
+        .arg(secret)
+        .output()
+        .expect("oathtool runs");
+    assert!(out.status.success(), "oathtool: {}", text(&out.stderr));
+    text(&out.stdout).trim().to_string()
+}
+
+/// Makes sure the next code will be usable for at least `margin` seconds (no step change
+/// between computing a code and using it in several logins).
+pub fn wait_for_fresh_step(margin: u64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let into_step = now.as_secs() % 30;
+    if into_step + margin >= 30 {
+        std::thread::sleep(Duration::from_secs(30 - into_step) + Duration::from_millis(200));
+    }
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}

@@ -1,0 +1,303 @@
+//! Tier 2: the real `pam_ecs_mfa.so` loaded by the system's Linux-PAM through `pamtester`, in a
+//! private mount namespace per run (own `/etc/pam.d`, own `/dev/log`), with records written by
+//! the real `mfa-enroll` and codes computed by `oathtool`.
+
+mod common;
+
+use std::os::unix::fs::{PermissionsExt, symlink};
+
+use common::{Sandbox, oathtool_code};
+
+fn wrong_code(right: &str) -> String {
+    right
+        .bytes()
+        .map(|b| char::from(b'0' + (b - b'0' + 5) % 10))
+        .collect()
+}
+
+#[test]
+fn correct_code_succeeds_and_the_same_code_is_then_refused() {
+    let sb = Sandbox::new("replay");
+    let secret = sb.enroll("alice", &[]);
+    let code = oathtool_code(&secret, &[]);
+    let first = sb.auth("alice", format!("{code}\n").as_bytes());
+    assert!(first.success, "{first:#?}");
+    assert_eq!(first.prompts(), 1);
+    assert!(
+        first
+            .audit()
+            .contains("user=alice rhost=- service=ecs-mfa-test result=success reason=ok")
+    );
+
+    let again = sb.auth("alice", format!("{code}\n").as_bytes());
+    assert!(!again.success);
+    assert!(
+        again.audit().contains("result=deny reason=replay"),
+        "{again:#?}"
+    );
+}
+
+#[test]
+fn wrong_code_is_refused() {
+    let sb = Sandbox::new("wrong");
+    let secret = sb.enroll("alice", &[]);
+    let code = oathtool_code(&secret, &[]);
+    for input in [
+        wrong_code(&code),
+        String::new(),
+        "12345".into(),
+        "x".repeat(100_000),
+    ] {
+        let r = sb.auth("alice", format!("{input}\n").as_bytes());
+        assert!(!r.success);
+        assert_eq!(r.prompts(), 1);
+        assert!(r.audit().contains("reason=bad_code"), "{r:#?}");
+    }
+    // The right code still works afterwards (4 failures is below the lockout threshold).
+    let r = sb.auth("alice", format!("{code}\n").as_bytes());
+    assert!(r.success, "{r:#?}");
+}
+
+#[test]
+fn codes_with_spaces_and_other_algorithms_work() {
+    let sb = Sandbox::new("algs");
+    for (user, args, oath) in [
+        ("sha1", vec![], vec![]),
+        (
+            "sha256",
+            vec!["--algorithm", "SHA256", "--digits", "8"],
+            vec!["--totp=sha256", "--digits=8"],
+        ),
+        (
+            "sha512",
+            vec!["--algorithm", "SHA512", "--period", "60"],
+            vec!["--totp=sha512", "--time-step-size=60s"],
+        ),
+    ] {
+        let secret = sb.enroll(user, &args);
+        let code = oathtool_code(&secret, &oath);
+        let spaced = format!(" {} {} \n", &code[..3], &code[3..]);
+        let r = sb.auth(user, spaced.as_bytes());
+        assert!(r.success, "{user}: {r:#?}");
+    }
+}
+
+#[test]
+fn unenrolled_user_is_prompted_then_denied_and_ignored_with_nullok() {
+    let sb = Sandbox::new("unenrolled");
+    sb.enroll("alice", &[]);
+    let r = sb.auth("bob", b"123456\n");
+    assert!(!r.success);
+    assert_eq!(
+        r.prompts(),
+        1,
+        "no enumeration: prompted like an enrolled user"
+    );
+    assert!(r.audit().contains("user=bob") && r.audit().contains("reason=not_enrolled"));
+
+    // PAM_IGNORE is observable with a stack where ignore continues to pam_permit, while a
+    // denial stops: success with zero prompts can only be PAM_IGNORE.
+    sb.set_stack(
+        "auth [success=done ignore=ignore default=die] {module} {args} nullok\n\
+         auth required pam_permit.so",
+    );
+    let r = sb.auth("bob", b"");
+    assert!(r.success, "{r:#?}");
+    assert_eq!(r.prompts(), 0);
+    assert!(r.audit().contains("result=ignore reason=not_enrolled"));
+    // nullok does not excuse an enrolled user.
+    let r = sb.auth("alice", b"000000\n");
+    assert!(!r.success);
+    assert_eq!(r.prompts(), 1);
+}
+
+#[test]
+fn unsafe_or_malformed_record_files_are_refused_without_hanging() {
+    let sb = Sandbox::new("files");
+    let secret = sb.enroll("alice", &[]);
+    let record = sb.store.join("alice.toml");
+    let good = std::fs::read(&record).unwrap();
+    let restore = || {
+        let _ = std::fs::remove_file(&record);
+        let _ = std::fs::remove_dir(&record);
+        std::fs::write(&record, &good).unwrap();
+        std::fs::set_permissions(&record, std::fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    type Breaker<'a> = Box<dyn Fn() + 'a>;
+    let cases: Vec<(&str, Breaker)> = vec![
+        (
+            "mode 0644",
+            Box::new(|| {
+                std::fs::set_permissions(&record, std::fs::Permissions::from_mode(0o644)).unwrap()
+            }),
+        ),
+        (
+            "owned by nobody",
+            Box::new(|| std::os::unix::fs::chown(&record, Some(65534), Some(65534)).unwrap()),
+        ),
+        (
+            "symlink",
+            Box::new(|| {
+                let real = sb.root.join("real.toml");
+                std::fs::rename(&record, &real).unwrap();
+                symlink(&real, &record).unwrap();
+            }),
+        ),
+        (
+            "FIFO",
+            Box::new(|| {
+                std::fs::remove_file(&record).unwrap();
+                nix::unistd::mkfifo(&record, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                    .unwrap();
+            }),
+        ),
+        (
+            "directory",
+            Box::new(|| {
+                std::fs::remove_file(&record).unwrap();
+                std::fs::create_dir(&record).unwrap();
+            }),
+        ),
+        (
+            "malformed TOML",
+            Box::new(|| std::fs::write(&record, b"version = 1\nsecret = [unclosed\n").unwrap()),
+        ),
+    ];
+    let code = oathtool_code(&secret, &[]);
+    for (what, break_it) in cases {
+        restore();
+        break_it();
+        let r = sb.auth("alice", format!("{code}\n").as_bytes());
+        assert!(!r.success, "{what}: {r:#?}");
+        assert!(
+            r.audit().contains("reason=bad_file"),
+            "{what}: {}",
+            r.audit()
+        );
+        let _ = std::fs::remove_file(sb.root.join("real.toml"));
+    }
+    restore();
+    let r = sb.auth("alice", format!("{code}\n").as_bytes());
+    assert!(r.success, "the untouched record still works: {r:#?}");
+}
+
+#[test]
+fn path_like_user_names_are_denied() {
+    let sb = Sandbox::new("names");
+    let secret = sb.enroll("alice", &[]);
+    let code = oathtool_code(&secret, &[]);
+    for user in ["../../etc/passwd", "../users/alice", "alice/."] {
+        let r = sb.auth(user, format!("{code}\n").as_bytes());
+        assert!(!r.success, "{user}");
+        assert!(r.audit().contains("reason=bad_user"), "{}", r.audit());
+    }
+}
+
+#[test]
+fn twenty_concurrent_logins_with_one_code_give_exactly_one_success() {
+    let sb = Sandbox::new("race");
+    let secret = sb.enroll("alice", &[]);
+    let code = oathtool_code(&secret, &[]);
+    let input = format!("{code}\n");
+    let children: Vec<_> = (0..20)
+        .map(|_| sb.auth_spawn("alice", input.as_bytes(), &[]))
+        .collect();
+    let results: Vec<common::AuthResult> = children.into_iter().map(|c| c.finish()).collect();
+    let successes = results.iter().filter(|r| r.success).count();
+    assert_eq!(successes, 1, "{results:#?}");
+    // The losers saw a replay (which counts as a failure) or, once five failures had
+    // accumulated, the lockout.
+    for r in results.iter().filter(|r| !r.success) {
+        let audit = r.audit();
+        assert!(
+            audit.contains("reason=replay") || audit.contains("reason=throttled"),
+            "{audit}"
+        );
+    }
+}
+
+#[test]
+fn audit_line_has_rhost_and_never_the_code() {
+    let sb = Sandbox::new("audit");
+    let secret = sb.enroll("alice", &[]);
+    sb.set_stack(&format!(
+        "auth required {} \nauth required {{module}} {{args}}",
+        common::PAM_SET_ITEMS
+    ));
+    let code = oathtool_code(&secret, &[]);
+    let wrong = wrong_code(&code);
+    let env = [("PAM_RHOST", "192.0.2.7")];
+    for input in [&wrong, &code, &code] {
+        let r = sb.auth_env("alice", format!("{input}\n").as_bytes(), &env);
+        let audit = r.audit();
+        assert!(
+            audit.contains("user=alice rhost=192.0.2.7 service=ecs-mfa-test"),
+            "{audit}"
+        );
+        for line in r.syslog() {
+            assert!(!line.contains(&code) && !line.contains(&wrong), "{line}");
+            assert!(!line.contains(&secret), "{line}");
+        }
+    }
+}
+
+#[test]
+fn unknown_module_argument_denies_and_says_why() {
+    let sb = Sandbox::new("args");
+    let secret = sb.enroll("alice", &[]);
+    sb.set_stack("auth required {module} {args} nulok");
+    let r = sb.auth(
+        "alice",
+        format!("{}\n", oathtool_code(&secret, &[])).as_bytes(),
+    );
+    assert!(!r.success);
+    assert_eq!(r.prompts(), 0);
+    assert!(r.audit().contains("reason=bad_config"));
+    assert!(r.audit().contains("unknown module argument 'nulok'"));
+}
+
+#[test]
+fn config_file_errors_deny_and_config_values_apply() {
+    let sb = Sandbox::new("config");
+    let secret = sb.enroll("alice", &[]);
+    sb.set_config("window = 1\nmax_fails = 3\n");
+    let r = sb.auth(
+        "alice",
+        format!("{}\n", oathtool_code(&secret, &[])).as_bytes(),
+    );
+    assert!(!r.success);
+    assert!(r.audit().contains("reason=bad_config") && r.audit().contains("config.toml:2"));
+
+    sb.set_config("prompt = \"OTP: \"\nmax_failures = 2\n");
+    for _ in 0..2 {
+        let r = sb.auth("alice", b"000000\n");
+        assert!(r.stderr.contains("OTP: "), "{r:#?}");
+    }
+    let r = sb.auth(
+        "alice",
+        format!("{}\n", oathtool_code(&secret, &[])).as_bytes(),
+    );
+    assert!(!r.success, "locked out after max_failures = 2");
+    assert!(r.audit().contains("reason=throttled"), "{}", r.audit());
+}
+
+#[test]
+fn setcred_succeeds() {
+    let sb = Sandbox::new("setcred");
+    let secret = sb.enroll("alice", &[]);
+    let code = oathtool_code(&secret, &[]);
+    let r = sb
+        .pamtester(
+            "alice",
+            format!("{code}\n").as_bytes(),
+            &[],
+            &["authenticate", "setcred"],
+        )
+        .finish();
+    assert!(r.success, "{r:#?}");
+    assert!(
+        r.stdout
+            .contains("credential info has successfully been set"),
+        "{r:#?}"
+    );
+}

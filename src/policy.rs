@@ -442,6 +442,31 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_config_documents_the_defaults() {
+        let example = include_str!("../pam-config/config.toml.example");
+        let uncommented: String = example
+            .lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            .filter(|l| !l.starts_with(' ') && l.contains(" = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(
+            uncommented.lines().count(),
+            9,
+            "every key is in the example"
+        );
+        let (_s, policy) = with_config(&uncommented);
+        let policy = policy.unwrap();
+        assert_eq!(
+            policy,
+            Policy {
+                config_path: policy.config_path.clone(),
+                ..Policy::default()
+            }
+        );
+    }
+
+    #[test]
     fn a_config_file_writable_by_others_is_refused() {
         let s = Scratch::new("policy");
         let path = s.0.join("config.toml");

@@ -29,22 +29,16 @@ pam_bindings::pam_hooks!(EcsMfa);
 
 impl PamHooks for EcsMfa {
     fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
-        install_quiet_panic_hook();
-        IN_MODULE.with(|flag| flag.set(true));
-        let result = catch_unwind(AssertUnwindSafe(|| authenticate(pamh, &args)));
-        IN_MODULE.with(|flag| flag.set(false));
-        match result {
-            Ok(code) => code,
-            Err(_) => {
-                // Fixed text: the panic payload could in theory carry anything.
-                log(
-                    pamh,
-                    Severity::Error,
-                    "result=deny reason=internal detail=\"internal error (caught panic); denying\"",
-                );
-                PamResultCode::PAM_AUTH_ERR
-            }
-        }
+        let code = deny_on_panic(|| authenticate(pamh, &args));
+        code.unwrap_or_else(|| {
+            // Fixed text: the panic payload could in theory carry anything.
+            log(
+                pamh,
+                Severity::Error,
+                "result=deny reason=internal detail=\"internal error (caught panic); denying\"",
+            );
+            PamResultCode::PAM_AUTH_ERR
+        })
     }
 
     /// Nothing to establish: the module holds no credentials. Returning success keeps
@@ -52,6 +46,17 @@ impl PamHooks for EcsMfa {
     fn sm_setcred(_pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
         PamResultCode::PAM_SUCCESS
     }
+}
+
+/// Runs `hook`, returning `None` if it panicked. The panic is caught here, inside the hook,
+/// so it never reaches pam-bindings' guard (which would answer `PAM_ABORT` without a log line),
+/// and the quiet panic hook keeps the default message off the host's stderr.
+fn deny_on_panic(hook: impl FnOnce() -> PamResultCode) -> Option<PamResultCode> {
+    install_quiet_panic_hook();
+    IN_MODULE.with(|flag| flag.set(true));
+    let result = catch_unwind(AssertUnwindSafe(hook));
+    IN_MODULE.with(|flag| flag.set(false));
+    result.ok()
 }
 
 /// The whole hook, panics allowed (caught by the caller).
@@ -196,4 +201,39 @@ fn install_quiet_panic_hook() {
             }
         }));
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_inside_the_hook_becomes_a_denial() {
+        assert_eq!(deny_on_panic(|| panic!("boom")), None);
+        assert_eq!(
+            deny_on_panic(|| PamResultCode::PAM_SUCCESS),
+            Some(PamResultCode::PAM_SUCCESS)
+        );
+        // The flag is reset, so panics outside the module reach the previous hook again.
+        assert!(!IN_MODULE.with(Cell::get));
+    }
+
+    #[test]
+    fn only_a_verified_code_maps_to_success() {
+        use crate::audit::Reason::*;
+        assert_eq!(pam_code(&Decision::success(0)), PamResultCode::PAM_SUCCESS);
+        assert_eq!(
+            pam_code(&Decision::ignore(NotEnrolled)),
+            PamResultCode::PAM_IGNORE
+        );
+        for reason in [
+            BadCode, Replay, Throttled, NotEnrolled, BadUser, BadFile, BadConfig, NoCode, Internal,
+        ] {
+            assert_eq!(
+                pam_code(&Decision::deny(reason)),
+                PamResultCode::PAM_AUTH_ERR,
+                "{reason:?}"
+            );
+        }
+    }
 }

@@ -43,7 +43,8 @@ fn in_container(name: &str, nullok: bool, scenario: impl FnOnce()) {
         .map(PathBuf::from)
         .unwrap_or_else(common::module_path);
     let before = HostSnapshot::take();
-    let out_dir = std::env::temp_dir().join(format!("ecs-mfa-e2e-out-{name}-{}", std::process::id()));
+    let out_dir =
+        std::env::temp_dir().join(format!("ecs-mfa-e2e-out-{name}-{}", std::process::id()));
     let mut cmd = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/container"));
     cmd.arg("--module")
         .arg(&module)
@@ -60,7 +61,10 @@ fn in_container(name: &str, nullok: bool, scenario: impl FnOnce()) {
         .env(INNER, name)
         .stdin(Stdio::null());
     let out = common::wait_with_timeout(
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap(),
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
         Duration::from_secs(300),
     );
     let pidns = std::fs::read_to_string(out_dir.join("pidns")).unwrap_or_default();
@@ -85,7 +89,10 @@ fn in_container(name: &str, nullok: bool, scenario: impl FnOnce()) {
         common::text(&out.stdout)
     );
     HostSnapshot::take().assert_same_as(&before);
-    assert!(pidns.starts_with("pid:["), "the container reported its pid namespace");
+    assert!(
+        pidns.starts_with("pid:["),
+        "the container reported its pid namespace"
+    );
     let survivors = processes_in_namespace(pidns.trim());
     assert!(survivors.is_empty(), "processes left behind: {survivors:?}");
 }
@@ -128,7 +135,11 @@ impl HostSnapshot {
         }
         let mut listening = Vec::new();
         for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            for line in std::fs::read_to_string(table).unwrap_or_default().lines().skip(1) {
+            for line in std::fs::read_to_string(table)
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+            {
                 let cols: Vec<&str> = line.split_whitespace().collect();
                 if cols.get(3) == Some(&"0A") {
                     listening.push(format!("{table} {}", cols[1]));
@@ -147,8 +158,15 @@ impl HostSnapshot {
                 path.display()
             );
         }
-        assert_eq!(self.files.len(), before.files.len(), "files appeared on the host");
-        assert_eq!(self.listening, before.listening, "listening sockets changed");
+        assert_eq!(
+            self.files.len(),
+            before.files.len(),
+            "files appeared on the host"
+        );
+        assert_eq!(
+            self.listening, before.listening,
+            "listening sockets changed"
+        );
     }
 }
 
@@ -200,7 +218,10 @@ struct Login {
 /// `answer` (or refusing to answer), and runs `command`.
 fn ssh(user: &str, key: Option<&str>, answer: Option<&str>, command: &str) -> Login {
     static N: AtomicU64 = AtomicU64::new(0);
-    let dir = PathBuf::from(format!("/run/ecs-mfa-test/ssh-{}", N.fetch_add(1, Ordering::SeqCst)));
+    let dir = PathBuf::from(format!(
+        "/run/ecs-mfa-test/ssh-{}",
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let askpass = dir.join("askpass");
     let prompts = dir.join("prompts");
@@ -214,13 +235,21 @@ fn ssh(user: &str, key: Option<&str>, answer: Option<&str>, command: &str) -> Lo
                 a = answer_file.display()
             )
         }
-        None => format!("#!/bin/sh\nprintf '%s\\n' \"$1\" >> {}\nexit 1\n", prompts.display()),
+        None => format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$1\" >> {}\nexit 1\n",
+            prompts.display()
+        ),
     };
     std::fs::write(&askpass, script).unwrap();
     std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
     let mut cmd = Command::new("ssh");
     cmd.args(["-F", "/dev/null", "-T"])
-        .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
         .args(["-o", "NumberOfPasswordPrompts=1", "-o", "ConnectTimeout=20"])
         .args(["-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes"]);
     match key {
@@ -269,26 +298,36 @@ fn new_audit_lines(before: usize) -> Vec<String> {
 fn set_config(text: &str) {
     std::fs::create_dir_all("/etc/ecs-mfa").unwrap();
     std::fs::write("/etc/ecs-mfa/config.toml", text).unwrap();
-    std::fs::set_permissions("/etc/ecs-mfa/config.toml", std::fs::Permissions::from_mode(0o644))
-        .unwrap();
+    std::fs::set_permissions(
+        "/etc/ecs-mfa/config.toml",
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
 }
 
 // --------------------------------------------------------------------------- scenarios ----
 
 #[test]
 fn key_and_correct_code_log_in_and_run_the_command_as_the_user() {
-    in_container("key_and_correct_code_log_in_and_run_the_command_as_the_user", false, || {
-        let secret = enroll("alice");
-        let seen = audit_lines().len();
-        let login = ssh("alice", Some("alice"), Some(&code(&secret)), "id -un");
-        assert!(login.success, "{login:#?}");
-        assert_eq!(login.stdout.trim(), "alice");
-        assert_eq!(login.prompts.len(), 1, "{login:#?}");
-        assert!(login.prompts[0].contains("Verification code:"));
-        let lines = new_audit_lines(seen);
-        assert_eq!(lines.len(), 1, "{lines:#?}");
-        assert!(lines[0].contains("user=alice rhost=127.0.0.1 service=sshd result=success reason=ok"));
-    });
+    in_container(
+        "key_and_correct_code_log_in_and_run_the_command_as_the_user",
+        false,
+        || {
+            let secret = enroll("alice");
+            let seen = audit_lines().len();
+            let login = ssh("alice", Some("alice"), Some(&code(&secret)), "id -un");
+            assert!(login.success, "{login:#?}");
+            assert_eq!(login.stdout.trim(), "alice");
+            assert_eq!(login.prompts.len(), 1, "{login:#?}");
+            assert!(login.prompts[0].contains("Verification code:"));
+            let lines = new_audit_lines(seen);
+            assert_eq!(lines.len(), 1, "{lines:#?}");
+            assert!(
+                lines[0]
+                    .contains("user=alice rhost=127.0.0.1 service=sshd result=success reason=ok")
+            );
+        },
+    );
 }
 
 #[test]
@@ -304,7 +343,11 @@ fn wrong_empty_and_huge_codes_are_denied() {
             assert_eq!(login.prompts.len(), 1, "{login:#?}");
             let lines = new_audit_lines(seen);
             assert_eq!(lines.len(), 1, "{lines:#?}");
-            assert!(lines[0].contains("result=deny reason=bad_code"), "{}", lines[0]);
+            assert!(
+                lines[0].contains("result=deny reason=bad_code"),
+                "{}",
+                lines[0]
+            );
         }
         // Declining to answer is a denial too.
         let login = ssh("alice", Some("alice"), None, "id -un");
@@ -329,17 +372,24 @@ fn a_code_cannot_be_used_for_a_second_login() {
 
 #[test]
 fn no_key_or_an_unknown_key_is_denied_before_any_prompt() {
-    in_container("no_key_or_an_unknown_key_is_denied_before_any_prompt", false, || {
-        let secret = enroll("alice");
-        let seen = audit_lines().len();
-        for key in [None, Some("carol")] {
-            let login = ssh("alice", key, Some(&code(&secret)), "id -un");
-            assert!(!login.success, "{login:#?}");
-            assert!(login.prompts.is_empty(), "{key:?}: {login:#?}");
-            assert!(login.stderr.contains("Permission denied"), "{login:#?}");
-        }
-        assert!(new_audit_lines(seen).is_empty(), "PAM never ran");
-    });
+    in_container(
+        "no_key_or_an_unknown_key_is_denied_before_any_prompt",
+        false,
+        || {
+            let secret = enroll("alice");
+            let seen = audit_lines().len();
+            for key in [None, Some("carol")] {
+                let login = ssh("alice", key, Some(&code(&secret)), "id -un");
+                assert!(!login.success, "{login:#?}");
+                assert!(login.prompts.is_empty(), "{key:?}: {login:#?}");
+                assert!(login.stderr.contains("Permission denied"), "{login:#?}");
+            }
+            assert!(new_audit_lines(seen).is_empty(), "PAM never ran");
+            // With the right key, the code is asked for.
+            let login = ssh("alice", Some("alice"), Some(&code(&secret)), "id -un");
+            assert!(login.success && login.prompts.len() == 1, "{login:#?}");
+        },
+    );
 }
 
 #[test]
@@ -357,96 +407,137 @@ fn an_unenrolled_user_is_prompted_and_denied() {
 
 #[test]
 fn with_nullok_an_unenrolled_user_needs_only_the_key() {
-    in_container("with_nullok_an_unenrolled_user_needs_only_the_key", true, || {
-        let secret = enroll("alice");
-        let bob = ssh("bob", Some("bob"), None, "id -un");
-        assert!(bob.success, "{bob:#?}");
-        assert_eq!(bob.stdout.trim(), "bob");
-        assert!(bob.prompts.is_empty(), "{bob:#?}");
-        // The enrolled user still needs the code.
-        let alice = ssh("alice", Some("alice"), Some(&wrong(&code(&secret))), "id -un");
-        assert!(!alice.success);
-        assert_eq!(alice.prompts.len(), 1);
-        let ok = ssh("alice", Some("alice"), Some(&code(&secret)), "id -un");
-        assert!(ok.success, "{ok:#?}");
-        let lines = audit_lines();
-        assert!(lines.iter().any(|l| l.contains("user=bob") && l.contains("result=ignore")));
-    });
+    in_container(
+        "with_nullok_an_unenrolled_user_needs_only_the_key",
+        true,
+        || {
+            let secret = enroll("alice");
+            let bob = ssh("bob", Some("bob"), None, "id -un");
+            assert!(bob.success, "{bob:#?}");
+            assert_eq!(bob.stdout.trim(), "bob");
+            assert!(bob.prompts.is_empty(), "{bob:#?}");
+            // The enrolled user still needs the code.
+            let alice = ssh(
+                "alice",
+                Some("alice"),
+                Some(&wrong(&code(&secret))),
+                "id -un",
+            );
+            assert!(!alice.success);
+            assert_eq!(alice.prompts.len(), 1);
+            let ok = ssh("alice", Some("alice"), Some(&code(&secret)), "id -un");
+            assert!(ok.success, "{ok:#?}");
+            let lines = audit_lines();
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.contains("user=bob") && l.contains("result=ignore"))
+            );
+        },
+    );
 }
 
 #[test]
 fn lockout_refuses_the_right_code_until_the_delay_has_passed() {
-    in_container("lockout_refuses_the_right_code_until_the_delay_has_passed", false, || {
-        set_config("lockout_seconds = 3\n");
-        let secret = enroll("alice");
-        common::wait_for_fresh_step(15);
-        for _ in 0..5 {
-            assert!(!ssh("alice", Some("alice"), Some(&wrong(&code(&secret))), "true").success);
-        }
-        let seen = audit_lines().len();
-        let locked = ssh("alice", Some("alice"), Some(&code(&secret)), "true");
-        assert!(!locked.success, "{locked:#?}");
-        assert_eq!(locked.prompts.len(), 1, "the client cannot tell a lockout from a wrong code");
-        let lines = new_audit_lines(seen);
-        assert!(lines[0].contains("reason=throttled"), "{lines:#?}");
-        std::thread::sleep(Duration::from_secs(4));
-        let ok = ssh("alice", Some("alice"), Some(&code(&secret)), "id -un");
-        assert!(ok.success, "{ok:#?}");
-    });
+    in_container(
+        "lockout_refuses_the_right_code_until_the_delay_has_passed",
+        false,
+        || {
+            set_config("lockout_seconds = 3\n");
+            let secret = enroll("alice");
+            common::wait_for_fresh_step(15);
+            for _ in 0..5 {
+                assert!(!ssh("alice", Some("alice"), Some(&wrong(&code(&secret))), "true").success);
+            }
+            let seen = audit_lines().len();
+            let locked = ssh("alice", Some("alice"), Some(&code(&secret)), "true");
+            assert!(!locked.success, "{locked:#?}");
+            assert_eq!(
+                locked.prompts.len(),
+                1,
+                "the client cannot tell a lockout from a wrong code"
+            );
+            let lines = new_audit_lines(seen);
+            assert!(lines[0].contains("reason=throttled"), "{lines:#?}");
+            std::thread::sleep(Duration::from_secs(4));
+            let ok = ssh("alice", Some("alice"), Some(&code(&secret)), "id -un");
+            assert!(ok.success, "{ok:#?}");
+        },
+    );
 }
 
 #[test]
 fn ten_parallel_logins_with_one_code_give_exactly_one_success() {
-    in_container("ten_parallel_logins_with_one_code_give_exactly_one_success", false, || {
-        let secret = enroll("alice");
-        common::wait_for_fresh_step(20);
-        let c = code(&secret);
-        let seen = audit_lines().len();
-        let logins: Vec<Login> = (0..10)
-            .map(|_| {
-                let c = c.clone();
-                std::thread::spawn(move || ssh("alice", Some("alice"), Some(&c), "id -un"))
-            })
-            .collect::<Vec<_>>()
-            .into_iter()
-            .map(|t| t.join().unwrap())
-            .collect();
-        let ok = logins.iter().filter(|l| l.success).count();
-        assert_eq!(ok, 1, "{logins:#?}");
-        let lines = new_audit_lines(seen);
-        assert_eq!(lines.len(), 10, "one audit line per attempt: {lines:#?}");
-        assert_eq!(lines.iter().filter(|l| l.contains("result=success")).count(), 1);
-    });
+    in_container(
+        "ten_parallel_logins_with_one_code_give_exactly_one_success",
+        false,
+        || {
+            let secret = enroll("alice");
+            common::wait_for_fresh_step(20);
+            let c = code(&secret);
+            let seen = audit_lines().len();
+            let logins: Vec<Login> = (0..10)
+                .map(|_| {
+                    let c = c.clone();
+                    std::thread::spawn(move || ssh("alice", Some("alice"), Some(&c), "id -un"))
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .collect();
+            let ok = logins.iter().filter(|l| l.success).count();
+            assert_eq!(ok, 1, "{logins:#?}");
+            let lines = new_audit_lines(seen);
+            assert_eq!(lines.len(), 10, "one audit line per attempt: {lines:#?}");
+            assert_eq!(
+                lines
+                    .iter()
+                    .filter(|l| l.contains("result=success"))
+                    .count(),
+                1
+            );
+        },
+    );
 }
 
 #[test]
 fn every_decision_leaves_one_audit_line_without_code_or_secret() {
-    in_container("every_decision_leaves_one_audit_line_without_code_or_secret", false, || {
-        let secret = enroll("alice");
-        let c = code(&secret);
-        let w = wrong(&c);
-        let seen = audit_lines().len();
-        let attempts = [
-            ("alice", Some(w.as_str()), "reason=bad_code"),
-            ("alice", Some(c.as_str()), "reason=ok"),
-            ("alice", Some(c.as_str()), "reason=replay"),
-            ("bob", Some(c.as_str()), "reason=not_enrolled"),
-        ];
-        for (user, answer, _) in attempts {
-            ssh(user, Some(user), answer, "true");
-        }
-        let lines = new_audit_lines(seen);
-        assert_eq!(lines.len(), attempts.len(), "{lines:#?}");
-        for (line, (user, _, reason)) in lines.iter().zip(attempts) {
-            assert!(line.contains(&format!("user={user} rhost=127.0.0.1 ")), "{line}");
-            assert!(line.contains(reason), "{line}");
-        }
-        let everything = std::fs::read_to_string("/var/log/syslog-capture").unwrap()
-            + &std::fs::read_to_string("/var/log/sshd.log").unwrap();
-        for needle in [&c, &w, &secret] {
-            assert!(!everything.contains(needle.as_str()), "{needle} leaked into the logs");
-        }
-    });
+    in_container(
+        "every_decision_leaves_one_audit_line_without_code_or_secret",
+        false,
+        || {
+            let secret = enroll("alice");
+            let c = code(&secret);
+            let w = wrong(&c);
+            let seen = audit_lines().len();
+            let attempts = [
+                ("alice", Some(w.as_str()), "reason=bad_code"),
+                ("alice", Some(c.as_str()), "reason=ok"),
+                ("alice", Some(c.as_str()), "reason=replay"),
+                ("bob", Some(c.as_str()), "reason=not_enrolled"),
+            ];
+            for (user, answer, _) in attempts {
+                ssh(user, Some(user), answer, "true");
+            }
+            let lines = new_audit_lines(seen);
+            assert_eq!(lines.len(), attempts.len(), "{lines:#?}");
+            for (line, (user, _, reason)) in lines.iter().zip(attempts) {
+                assert!(
+                    line.contains(&format!("user={user} rhost=127.0.0.1 ")),
+                    "{line}"
+                );
+                assert!(line.contains(reason), "{line}");
+            }
+            let everything = std::fs::read_to_string("/var/log/syslog-capture").unwrap()
+                + &std::fs::read_to_string("/var/log/sshd.log").unwrap();
+            for needle in [&c, &w, &secret] {
+                assert!(
+                    !everything.contains(needle.as_str()),
+                    "{needle} leaked into the logs"
+                );
+            }
+        },
+    );
 }
 
 #[test]
@@ -471,8 +562,14 @@ fn enrollment_output_is_enough_to_log_in() {
             .output()
             .unwrap();
         let c = common::text(&oath.stdout).trim().to_string();
+        let seen = audit_lines().len();
         let login = ssh("alice", Some("alice"), Some(&c), "id -un");
         assert!(login.success, "{login:#?}");
         assert_eq!(login.stdout.trim(), "alice");
+        assert_eq!(login.prompts.len(), 1);
+        assert!(
+            new_audit_lines(seen)[0]
+                .contains("user=alice rhost=127.0.0.1 service=sshd result=success")
+        );
     });
 }

@@ -227,7 +227,15 @@ mod tests {
             PamResultCode::PAM_IGNORE
         );
         for reason in [
-            BadCode, Replay, Throttled, NotEnrolled, BadUser, BadFile, BadConfig, NoCode, Internal,
+            BadCode,
+            Replay,
+            Throttled,
+            NotEnrolled,
+            BadUser,
+            BadFile,
+            BadConfig,
+            NoCode,
+            Internal,
         ] {
             assert_eq!(
                 pam_code(&Decision::deny(reason)),

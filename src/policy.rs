@@ -26,6 +26,7 @@ use serde::Deserialize;
 
 use crate::state::{DEFAULT_STATE_DIR, ThrottlePolicy};
 use crate::store::DEFAULT_STORE_DIR;
+use crate::store::record::line_of;
 use crate::store::secure_fs::{self, FileRules, FsError};
 use crate::totp::MAX_WINDOW;
 
@@ -226,13 +227,7 @@ impl ConfigFile {
         let text =
             std::str::from_utf8(&bytes).map_err(|_| syntax(None, "not UTF-8".to_string()))?;
         toml::from_str(text).map(Some).map_err(|e| {
-            let line = e.span().map(|span| {
-                text.as_bytes()[..span.start.min(text.len())]
-                    .iter()
-                    .filter(|&&b| b == b'\n')
-                    .count()
-                    + 1
-            });
+            let line = e.span().map(|span| line_of(text, span.start));
             syntax(line, e.message().trim().to_string())
         })
     }

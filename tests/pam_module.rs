@@ -6,14 +6,7 @@ mod common;
 
 use std::os::unix::fs::{PermissionsExt, symlink};
 
-use common::{Sandbox, oathtool_code};
-
-fn wrong_code(right: &str) -> String {
-    right
-        .bytes()
-        .map(|b| char::from(b'0' + (b - b'0' + 5) % 10))
-        .collect()
-}
+use common::{Sandbox, oathtool_code, wrong_code};
 
 #[test]
 fn correct_code_succeeds_and_the_same_code_is_then_refused() {

@@ -198,12 +198,6 @@ fn code(secret: &str) -> String {
     code_at(&key, TotpParams::default(), now()).to_string()
 }
 
-fn wrong(code: &str) -> String {
-    code.bytes()
-        .map(|b| char::from(b'0' + (b - b'0' + 5) % 10))
-        .collect()
-}
-
 /// What one `ssh` run showed.
 #[derive(Debug)]
 struct Login {
@@ -335,7 +329,7 @@ fn wrong_empty_and_huge_codes_are_denied() {
     in_container("wrong_empty_and_huge_codes_are_denied", false, || {
         let secret = enroll("alice");
         let huge = "7".repeat(10_000);
-        for answer in [wrong(&code(&secret)), String::new(), huge] {
+        for answer in [common::wrong_code(&code(&secret)), String::new(), huge] {
             let seen = audit_lines().len();
             let login = ssh("alice", Some("alice"), Some(&answer), "id -un");
             assert!(!login.success, "{login:#?}");
@@ -420,7 +414,7 @@ fn with_nullok_an_unenrolled_user_needs_only_the_key() {
             let alice = ssh(
                 "alice",
                 Some("alice"),
-                Some(&wrong(&code(&secret))),
+                Some(&common::wrong_code(&code(&secret))),
                 "id -un",
             );
             assert!(!alice.success);
@@ -447,7 +441,15 @@ fn lockout_refuses_the_right_code_until_the_delay_has_passed() {
             let secret = enroll("alice");
             common::wait_for_fresh_step(15);
             for _ in 0..5 {
-                assert!(!ssh("alice", Some("alice"), Some(&wrong(&code(&secret))), "true").success);
+                assert!(
+                    !ssh(
+                        "alice",
+                        Some("alice"),
+                        Some(&common::wrong_code(&code(&secret))),
+                        "true"
+                    )
+                    .success
+                );
             }
             let seen = audit_lines().len();
             let locked = ssh("alice", Some("alice"), Some(&code(&secret)), "true");
@@ -508,7 +510,7 @@ fn every_decision_leaves_one_audit_line_without_code_or_secret() {
         || {
             let secret = enroll("alice");
             let c = code(&secret);
-            let w = wrong(&c);
+            let w = common::wrong_code(&c);
             let seen = audit_lines().len();
             let attempts = [
                 ("alice", Some(w.as_str()), "reason=bad_code"),

@@ -206,7 +206,8 @@ fn escape_toml(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
+/// 1-based line number of byte `offset` in `text` (for parse errors that must not quote text).
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
         .iter()
         .filter(|&&b| b == b'\n')

@@ -394,3 +394,11 @@ pub fn wait_for_fresh_step(margin: u64) {
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// A code that differs from `right` in every digit (so it is wrong whatever the step).
+pub fn wrong_code(right: &str) -> String {
+    right
+        .bytes()
+        .map(|b| char::from(b'0' + (b - b'0' + 5) % 10))
+        .collect()
+}

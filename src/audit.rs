@@ -28,6 +28,8 @@ pub enum Outcome {
 pub enum Reason {
     /// A fresh, correct code.
     Ok,
+    /// A valid recovery code, now used up (`remaining=` tells how many are left).
+    RecoveryCode,
     /// A wrong code, or input that is not a code at all.
     BadCode,
     /// A correct code for a step that was already used.
@@ -53,6 +55,7 @@ impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "ok",
+            Self::RecoveryCode => "recovery_code",
             Self::BadCode => "bad_code",
             Self::Replay => "replay",
             Self::Throttled => "throttled",
@@ -79,6 +82,8 @@ pub struct Decision {
     pub failures: Option<u32>,
     /// Seconds of lockout remaining (or just started).
     pub locked_for: Option<u64>,
+    /// Recovery codes left after one was used.
+    pub remaining: Option<usize>,
     /// Free text for the administrator (file paths, error causes). Never a code or secret.
     pub detail: Option<String>,
 }
@@ -90,6 +95,11 @@ impl Decision {
             skew: Some(skew),
             ..Self::new(Outcome::Success, Reason::Ok)
         }
+    }
+
+    /// A successful login for another reason than a TOTP code (a recovery code).
+    pub fn new_success(reason: Reason) -> Self {
+        Self::new(Outcome::Success, reason)
     }
 
     /// MFA not required for this user.
@@ -115,6 +125,7 @@ impl Decision {
             skew: None,
             failures: None,
             locked_for: None,
+            remaining: None,
             detail: None,
         }
     }
@@ -180,6 +191,9 @@ pub fn line(ctx: &Context, decision: &Decision) -> String {
     }
     if let Some(secs) = decision.locked_for {
         let _ = write!(out, " locked_for={secs}s");
+    }
+    if let Some(n) = decision.remaining {
+        let _ = write!(out, " remaining={n}");
     }
     if let Some(detail) = &decision.detail {
         let clean: String = detail

@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 
 use crate::audit::{Decision, Reason};
 use crate::policy::Policy;
+use crate::recovery::RecoveryCode;
 use crate::state::{FileStateStore, StateStore};
 use crate::store::{Store, StoreError, UserRecord};
 use crate::totp::{self, Verification};
@@ -84,13 +85,14 @@ pub fn authenticate_with(
         }
     };
     let decision = state.transact(&user, |st| {
-        decide(&record, policy, &answer, since_epoch.as_secs(), st)
+        decide(store, &record, policy, &answer, since_epoch.as_secs(), st)
     });
     decision.unwrap_or_else(|e| Decision::deny(Reason::Internal).with_detail(e.to_string()))
 }
 
 /// Steps 4's decision, on the locked state.
 fn decide(
+    store: &Store,
     record: &UserRecord,
     policy: &Policy,
     answer: &[u8],
@@ -104,6 +106,9 @@ fn decide(
         d.failures = Some(st.failures);
         d.locked_for = Some(left);
         return d;
+    }
+    if let Some(code) = RecoveryCode::parse(answer) {
+        return decide_recovery(store, record, &code, policy, now, st);
     }
     let params = record.params;
     let verification = match totp::normalize_code(answer, params.digits()) {
@@ -132,6 +137,44 @@ fn decide(
     decision.failures = Some(st.failures);
     decision.locked_for = st.locked_for(now);
     decision
+}
+
+/// A recovery code: consumed from the record under the store lock (inside the user's state
+/// lock), so two logins with one code give one success. Only input shaped like a recovery code
+/// gets here, so TOTP logins never pay for the Argon2 checks.
+fn decide_recovery(
+    store: &Store,
+    record: &UserRecord,
+    code: &RecoveryCode,
+    policy: &Policy,
+    now: u64,
+    st: &mut crate::state::UserState,
+) -> Decision {
+    let consumed = store.update(&record.user, |current| {
+        let found = code.find_in(&current.recovery_codes)?;
+        current.recovery_codes.remove(found);
+        Some(current.recovery_codes.len())
+    });
+    match consumed {
+        Ok(Some(remaining)) => {
+            st.failures = 0;
+            st.locked_until = 0;
+            Decision {
+                remaining: Some(remaining),
+                ..Decision::new_success(Reason::RecoveryCode)
+            }
+        }
+        Ok(None) => {
+            st.record_failure(now, &policy.throttle);
+            Decision {
+                failures: Some(st.failures),
+                locked_for: st.locked_for(now),
+                ..Decision::deny(Reason::BadCode).with_detail("not a valid recovery code")
+            }
+        }
+        // The code is not consumed and the login is not accepted: fail closed.
+        Err(e) => Decision::deny(Reason::BadFile).with_detail(e.to_string()),
+    }
 }
 
 fn ask_and_discard(conv: &mut impl Conversation, policy: &Policy) {
@@ -344,6 +387,75 @@ mod tests {
                 (Outcome::Deny, Reason::BadUser, 1)
             );
         }
+    }
+
+    /// Gives alice a fresh set of recovery codes and returns them as typed text.
+    fn with_recovery_codes(f: &Fixture) -> Vec<String> {
+        let (codes, hashes) = crate::recovery::generate().unwrap();
+        let user = UserName::parse("alice").unwrap();
+        Store::new(&f.policy.store_dir)
+            .update(&user, |r| r.recovery_codes = hashes)
+            .unwrap();
+        codes.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_recovery_code_works_once_at_the_same_prompt() {
+        let f = Fixture::new();
+        let codes = with_recovery_codes(&f);
+        let (d, prompts) = f.login("alice", Some(&codes[3].to_uppercase()), NOW);
+        assert_eq!(
+            (d.outcome, d.reason, prompts),
+            (Outcome::Success, Reason::RecoveryCode, 1)
+        );
+        assert_eq!(d.remaining, Some(9));
+        assert!(
+            crate::audit::line(&Default::default(), &d)
+                .contains("reason=recovery_code remaining=9")
+        );
+        let (d, _) = f.login("alice", Some(&codes[3]), NOW);
+        assert_eq!((d.outcome, d.reason), (Outcome::Deny, Reason::BadCode));
+        let (d, _) = f.login("alice", Some("zzzzz-zzzzz"), NOW);
+        assert_eq!((d.outcome, d.reason), (Outcome::Deny, Reason::BadCode));
+        // Other codes and TOTP still work.
+        assert_eq!(f.login("alice", Some(&codes[0]), NOW).0.remaining, Some(8));
+        assert_eq!(
+            f.login("alice", Some(&f.code(NOW)), NOW).0.outcome,
+            Outcome::Success
+        );
+    }
+
+    #[test]
+    fn two_parallel_logins_with_one_recovery_code_give_one_success() {
+        let f = Fixture::new();
+        let codes = with_recovery_codes(&f);
+        let code: &'static str = codes[5].clone().leak();
+        let results: Vec<Decision> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| f.login("alice", Some(code), NOW).0))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let wins = results
+            .iter()
+            .filter(|d| d.outcome == Outcome::Success)
+            .count();
+        assert_eq!(wins, 1, "{results:#?}");
+        let record = Store::new(&f.policy.store_dir)
+            .load(&UserName::parse("alice").unwrap())
+            .unwrap();
+        assert_eq!(record.recovery_codes.len(), 9);
+    }
+
+    #[test]
+    fn recovery_codes_are_throttled_like_totp_codes() {
+        let f = Fixture::new();
+        let codes = with_recovery_codes(&f);
+        for _ in 0..5 {
+            f.login("alice", Some("zzzzz-zzzzz"), NOW);
+        }
+        let (d, _) = f.login("alice", Some(&codes[0]), NOW);
+        assert_eq!(d.reason, Reason::Throttled);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 pub mod audit;
 pub mod auth;
 pub mod policy;
+pub mod recovery;
 pub mod state;
 pub mod store;
 pub mod totp;

@@ -27,7 +27,13 @@ fn json_output_is_one_object_with_every_field() {
     assert_eq!(v["algorithm"], "SHA1");
     assert_eq!(v["digits"], 6);
     assert_eq!(v["period"], 30);
-    assert_eq!(v["recovery_codes"], serde_json::json!([]));
+    let codes = v["recovery_codes"].as_array().unwrap();
+    assert_eq!(codes.len(), 10);
+    for c in codes {
+        let c = c.as_str().unwrap();
+        assert_eq!(c.len(), 11, "{c}");
+        assert_eq!(&c[5..6], "-");
+    }
     let uri = v["otpauth_uri"].as_str().unwrap();
     assert!(
         uri.starts_with("otpauth://totp/Corp-Prod:alice%40"),
@@ -231,4 +237,57 @@ fn a_store_directory_with_unsafe_permissions_is_refused_not_fixed() {
     assert!(text(&out.stderr).contains("writable by group/other"));
     let mode = std::fs::metadata(&sb.store).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o777, "left as found");
+}
+
+#[test]
+fn recovery_codes_are_stored_hashed_and_can_be_regenerated() {
+    let sb = Sandbox::new("cli-recovery");
+    let out = sb.enroll_cmd("alice", &[]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first: Vec<String> = v["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    let record = std::fs::read_to_string(sb.store.join("alice.toml")).unwrap();
+    assert_eq!(record.matches("$argon2id$").count(), 10);
+    for code in &first {
+        assert!(!record.contains(code.as_str()) && !record.contains(&code.replace('-', "")));
+    }
+    // A code works once at the login prompt.
+    let r = sb.auth("alice", format!("{}\n", first[0]).as_bytes());
+    assert!(r.success, "{r:#?}");
+    assert!(
+        r.audit().contains("reason=recovery_code remaining=9"),
+        "{}",
+        r.audit()
+    );
+
+    let regen = |args: &[&str]| {
+        Command::new(enroll_bin())
+            .arg("recovery")
+            .args(args)
+            .arg("--store")
+            .arg(&sb.store)
+            .output()
+            .unwrap()
+    };
+    let out = regen(&["--user", "alice", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let second = v["recovery_codes"].as_array().unwrap();
+    assert_eq!(second.len(), 10);
+    // The old set is dead at once, the new one works.
+    let r = sb.auth("alice", format!("{}\n", first[1]).as_bytes());
+    assert!(!r.success);
+    let r = sb.auth(
+        "alice",
+        format!("{}\n", second[0].as_str().unwrap()).as_bytes(),
+    );
+    assert!(r.success, "{r:#?}");
+    // Regenerating for someone not enrolled is a distinct error.
+    let out = regen(&["--user", "nobody"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(text(&out.stderr).contains("not enrolled"));
 }

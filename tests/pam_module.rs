@@ -294,3 +294,29 @@ fn setcred_succeeds() {
         "{r:#?}"
     );
 }
+
+#[test]
+fn two_parallel_logins_with_one_recovery_code_give_exactly_one_success() {
+    let sb = Sandbox::new("recovery-race");
+    let out = sb.enroll_cmd("alice", &[]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let code = v["recovery_codes"][0].as_str().unwrap().to_string();
+    let input = format!("{code}\n");
+    let runs: Vec<_> = (0..2)
+        .map(|_| sb.auth_spawn("alice", input.as_bytes(), &[]))
+        .collect();
+    let results: Vec<common::AuthResult> = runs.into_iter().map(|r| r.finish()).collect();
+    assert_eq!(
+        results.iter().filter(|r| r.success).count(),
+        1,
+        "{results:#?}"
+    );
+    let lines: Vec<String> = results.iter().map(|r| r.audit()).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("reason=recovery_code remaining=9")),
+        "{lines:#?}"
+    );
+    assert!(lines.iter().all(|l| !l.contains(&code)));
+}

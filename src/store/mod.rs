@@ -79,10 +79,47 @@ impl Store {
         if mode == SaveMode::CreateNew && exists(&dir, &name)? {
             return Err(StoreError::AlreadyEnrolled);
         }
+        self.write(&dir, record)
+    }
+
+    /// Loads `user`'s record under the store lock, lets `change` edit it, and writes it back
+    /// (durably, atomically) if it changed, all before the lock is released: two updates can
+    /// never overwrite each other. Used to consume a recovery code and to regenerate codes.
+    pub fn update<R>(
+        &self,
+        user: &UserName,
+        change: impl FnOnce(&mut UserRecord) -> R,
+    ) -> Result<R, StoreError> {
+        let Some(dir) = secure_fs::open_dir(&self.dir)? else {
+            return Err(StoreError::NotEnrolled);
+        };
+        let _lock = dir.lock_dir()?;
+        let name = file_name(user);
+        let bytes = dir
+            .read(&name, FileRules::Private, MAX_RECORD_BYTES)?
+            .ok_or(StoreError::NotEnrolled)?;
+        let before = UserRecord::parse(&bytes, user).map_err(|error| StoreError::Record {
+            path: self.dir.join(&name),
+            error,
+        })?;
+        let mut record = before.clone();
+        let result = change(&mut record);
+        if record != before {
+            self.write(&dir, &record)?;
+        }
+        Ok(result)
+    }
+
+    /// Writes `record`; the caller holds the store lock.
+    fn write(&self, dir: &secure_fs::CheckedDir, record: &UserRecord) -> Result<(), StoreError> {
+        let name = file_name(&record.user);
         let text = record.to_toml().map_err(|error| StoreError::Record {
             path: self.dir.join(&name),
             error,
         })?;
+        // A writer killed mid-write leaves a temporary file; it never blocks anything, but
+        // tidy up while we hold the lock all writers hold.
+        dir.remove_stale_temps(&name)?;
         dir.write_atomic(&name, text.as_bytes(), true)?;
         Ok(())
     }
@@ -191,6 +228,32 @@ mod tests {
         assert_eq!(store.load(&first.user).unwrap(), first);
         store.save(&second, SaveMode::Replace).unwrap();
         assert_eq!(store.load(&first.user).unwrap(), second);
+    }
+
+    #[test]
+    fn update_rewrites_only_changed_records_and_removes_stale_temps() {
+        let s = Scratch::new("store");
+        let store = Store::new(&s.0);
+        let alice = record("alice");
+        store.save(&alice, SaveMode::CreateNew).unwrap();
+        std::fs::write(s.0.join(".alice.toml.tmp-99999-0"), "partial").unwrap();
+        let mtime = || {
+            std::fs::metadata(s.0.join("alice.toml"))
+                .unwrap()
+                .modified()
+                .unwrap()
+        };
+        let before = mtime();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(store.update(&alice.user, |_| 7).unwrap(), 7);
+        assert_eq!(mtime(), before, "unchanged record not rewritten");
+        store
+            .update(&alice.user, |r| r.issuer = "changed".into())
+            .unwrap();
+        assert_eq!(store.load(&alice.user).unwrap().issuer, "changed");
+        assert!(!s.0.join(".alice.toml.tmp-99999-0").exists());
+        let bob = UserName::parse("bob").unwrap();
+        assert_eq!(store.update(&bob, |_| ()), Err(StoreError::NotEnrolled));
     }
 
     #[test]

@@ -24,6 +24,7 @@ use std::fmt::Write;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+use crate::recovery::is_valid_hash;
 use crate::totp::{Algorithm, SecretKey, TotpError, TotpParams};
 use crate::user_name::UserName;
 
@@ -45,7 +46,7 @@ pub struct UserRecord {
     pub created: u64,
     /// Issuer shown by authenticator apps (kept to re-show the same QR code later).
     pub issuer: String,
-    /// PHC-format hashes of the unused recovery codes.
+    /// Argon2id PHC strings of the unused recovery codes (validated when read).
     pub recovery_codes: Vec<String>,
 }
 
@@ -123,11 +124,7 @@ impl UserRecord {
         if !raw.issuer.chars().all(is_issuer_char) {
             return Err(RecordError::BadField("issuer"));
         }
-        if !raw
-            .recovery_codes
-            .iter()
-            .all(|h| h.chars().all(is_hash_char))
-        {
+        if !raw.recovery_codes.iter().all(|h| is_valid_hash(h)) {
             return Err(RecordError::BadField("recovery_codes"));
         }
         Ok(Self {
@@ -145,11 +142,7 @@ impl UserRecord {
         if !self.issuer.chars().all(is_issuer_char) {
             return Err(RecordError::BadField("issuer"));
         }
-        if !self
-            .recovery_codes
-            .iter()
-            .all(|h| h.chars().all(is_hash_char))
-        {
+        if !self.recovery_codes.iter().all(|h| is_valid_hash(h)) {
             return Err(RecordError::BadField("recovery_codes"));
         }
         let secret = self.secret.to_base32();
@@ -197,11 +190,6 @@ fn is_issuer_char(c: char) -> bool {
     !c.is_control()
 }
 
-/// PHC strings use `$`, `=`, `,`, `+`, `/`, `.`, `-` and alphanumerics.
-fn is_hash_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "$=,+/.-_".contains(c)
-}
-
 fn escape_toml(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
@@ -232,7 +220,12 @@ mod tests {
             params: TotpParams::new(Algorithm::Sha256, 8, 60).unwrap(),
             created: 1_764_300_000,
             issuer: "web \"01\" \\ prod".into(),
-            recovery_codes: vec!["$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()],
+            recovery_codes: vec![
+                crate::recovery::RecoveryCode::parse(b"ab2cd-ef3gh")
+                    .unwrap()
+                    .hash()
+                    .unwrap(),
+            ],
         }
     }
 

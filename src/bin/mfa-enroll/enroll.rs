@@ -4,6 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use pam_ecs_mfa::recovery::{self, RecoveryCode};
 use pam_ecs_mfa::state::{FileStateStore, StateStore};
 use pam_ecs_mfa::store::{SaveMode, Store, StoreError, UserRecord};
 use pam_ecs_mfa::totp::{self, Algorithm, SecretKey, TotpParams, Verification};
@@ -75,12 +76,7 @@ fn parse_period(s: &str) -> Result<u64, String> {
 }
 
 pub fn run(args: EnrollArgs) -> Result<(), Failure> {
-    if !nix::unistd::Uid::effective().is_root() {
-        return Err(Failure::new(
-            Exit::NotRoot,
-            "must run as root (the store is root-only); try sudo",
-        ));
-    }
+    crate::require_root()?;
     let user = target_user(args.user.as_deref())?;
     if nix::unistd::User::from_name(user.as_str())
         .ok()
@@ -101,13 +97,15 @@ pub fn run(args: EnrollArgs) -> Result<(), Failure> {
     let account = otpauth::clean_name(&format!("{user}@{host}"));
     let uri = otpauth::uri(&issuer, &account, &secret, params);
     let now = unix_now()?;
+    let (codes, hashes) =
+        recovery::generate().map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
     let record = UserRecord {
         user: user.clone(),
         secret,
         params,
         created: now,
         issuer: issuer.clone(),
-        recovery_codes: Vec::new(),
+        recovery_codes: hashes,
     };
 
     let style = args.qr.unwrap_or(if std::io::stdout().is_terminal() {
@@ -116,9 +114,10 @@ pub fn run(args: EnrollArgs) -> Result<(), Failure> {
         QrStyle::None
     });
     if args.json {
-        print_json(&record, &uri)?;
+        print_json(&record, &uri, &codes)?;
     } else {
         print_human(&record, &uri, style)?;
+        print_recovery_codes(&codes);
     }
 
     let confirmed_step = if args.no_confirm {
@@ -146,7 +145,7 @@ pub fn run(args: EnrollArgs) -> Result<(), Failure> {
 }
 
 /// The explicit `--user`, else `SUDO_USER`; never root by default.
-fn target_user(explicit: Option<&str>) -> Result<UserName, Failure> {
+pub fn target_user(explicit: Option<&str>) -> Result<UserName, Failure> {
     let name = match explicit {
         Some(name) => name.to_owned(),
         None => match std::env::var("SUDO_USER") {
@@ -225,7 +224,7 @@ fn reset_state(dir: &std::path::Path, user: &UserName, confirmed: Option<u64>) {
     }
 }
 
-fn print_json(record: &UserRecord, uri: &str) -> Result<(), Failure> {
+fn print_json(record: &UserRecord, uri: &str, codes: &[RecoveryCode]) -> Result<(), Failure> {
     let secret = record.secret.to_base32();
     let value = serde_json::json!({
         "user": record.user.as_str(),
@@ -235,7 +234,7 @@ fn print_json(record: &UserRecord, uri: &str) -> Result<(), Failure> {
         "digits": record.params.digits(),
         "period": record.params.period(),
         "issuer": record.issuer,
-        "recovery_codes": Vec::<String>::new(),
+        "recovery_codes": codes.iter().map(ToString::to_string).collect::<Vec<_>>(),
     });
     let text = Zeroizing::new(value.to_string());
     drop(value);
@@ -285,6 +284,19 @@ fn print_human(record: &UserRecord, uri: &str, style: QrStyle) -> Result<(), Fai
     Ok(())
 }
 
+/// Prints the codes once, two per line, with what they are for.
+pub fn print_recovery_codes(codes: &[RecoveryCode]) {
+    println!("Recovery codes: each works once in place of a verification code, for when the");
+    println!(
+        "phone is lost. Keep them offline; they are stored only as hashes and not shown again."
+    );
+    for pair in codes.chunks(2) {
+        let line: Vec<String> = pair.iter().map(ToString::to_string).collect();
+        println!("  {}", line.join("    "));
+    }
+    println!();
+}
+
 fn already_enrolled(user: &UserName) -> Failure {
     Failure::new(
         Exit::AlreadyEnrolled,
@@ -292,11 +304,11 @@ fn already_enrolled(user: &UserName) -> Failure {
     )
 }
 
-fn store_failure(e: StoreError) -> Failure {
+pub fn store_failure(e: StoreError) -> Failure {
     Failure::new(Exit::Store, e.to_string())
 }
 
-fn unix_now() -> Result<u64, Failure> {
+pub fn unix_now() -> Result<u64, Failure> {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -7,6 +7,7 @@
 mod enroll;
 mod otpauth;
 mod qr;
+mod recovery_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +65,20 @@ struct Cli {
 enum Command {
     /// Create a user's TOTP secret, show it as a QR code, confirm a first code, save it.
     Enroll(enroll::EnrollArgs),
+    /// Replace a user's recovery codes with a new set (the old ones stop working at once).
+    Recovery(recovery_cmd::RecoveryArgs),
+}
+
+/// Fails with [`Exit::NotRoot`] unless running as root.
+pub fn require_root() -> Result<(), Failure> {
+    if nix::unistd::Uid::effective().is_root() {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            Exit::NotRoot,
+            "must run as root (the store is root-only); try sudo",
+        ))
+    }
 }
 
 /// Default store, shared by subcommands.
@@ -79,6 +94,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Enroll(args) => enroll::run(args),
+        Command::Recovery(args) => recovery_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -174,15 +174,20 @@ impl Policy {
         {
             return Err(value_err("prompt", "must be 1 to 80 printable characters"));
         }
+        // Validated even when an argument overrides them: a bad value is a bad file.
+        let config_store = config_dir("store", config.store)?;
+        let config_state = config_dir("state", config.state)?;
         Ok(Self {
-            store_dir: match &args.store {
-                Some(dir) => dir.clone(),
-                None => config_dir("store", config.store)?.unwrap_or(defaults.store_dir),
-            },
-            state_dir: match &args.state {
-                Some(dir) => dir.clone(),
-                None => config_dir("state", config.state)?.unwrap_or(defaults.state_dir),
-            },
+            store_dir: args
+                .store
+                .clone()
+                .or(config_store)
+                .unwrap_or(defaults.store_dir),
+            state_dir: args
+                .state
+                .clone()
+                .or(config_state)
+                .unwrap_or(defaults.state_dir),
             nullok: args.nullok || config.nullok.unwrap_or(false),
             debug: args.debug || config.debug.unwrap_or(false),
             window,

@@ -75,6 +75,8 @@ pub fn enroll_bin() -> PathBuf {
 
 /// A private root-owned scratch area with a store, a state dir and a PAM service dir.
 pub struct Sandbox {
+    /// Shell commands run inside each PAM namespace before pamtester (see `set_ns_setup`).
+    ns_setup: std::cell::RefCell<String>,
     pub root: PathBuf,
     pub store: PathBuf,
     pub state: PathBuf,
@@ -96,6 +98,7 @@ impl Sandbox {
         let pam_dir = root.join("pam.d");
         std::fs::create_dir(&pam_dir).unwrap();
         let sandbox = Self {
+            ns_setup: Default::default(),
             store: root.join("users"),
             state: root.join("run"),
             config: root.join("config.toml"),
@@ -138,6 +141,41 @@ impl Sandbox {
             "auth required pam_deny.so\naccount required pam_deny.so\n",
         )
         .unwrap();
+    }
+
+    /// Shell commands to run inside every later PAM namespace before pamtester starts; mounts
+    /// made there (a tiny full tmpfs, a read-only mount) vanish with the namespace.
+    pub fn set_ns_setup(&self, script: &str) {
+        *self.ns_setup.borrow_mut() = script.to_string();
+    }
+
+    /// Names, modes, owners and contents of everything in the store, to prove it unchanged.
+    pub fn store_snapshot(&self) -> Vec<(String, u32, u32, u64, Vec<u8>)> {
+        use std::os::unix::fs::MetadataExt;
+        let mut out = Vec::new();
+        if let Ok(meta) = std::fs::symlink_metadata(&self.store) {
+            out.push((".".into(), meta.mode(), meta.uid(), meta.nlink(), vec![]));
+        }
+        if let Ok(entries) = std::fs::read_dir(&self.store) {
+            for e in entries.flatten() {
+                let meta = std::fs::symlink_metadata(e.path()).unwrap();
+                // Only small regular files are read (a 1 GiB sparse file is compared by size).
+                let contents = if meta.is_file() && meta.len() < 1 << 20 {
+                    std::fs::read(e.path()).unwrap()
+                } else {
+                    meta.len().to_le_bytes().to_vec()
+                };
+                out.push((
+                    e.file_name().to_string_lossy().into_owned(),
+                    meta.mode(),
+                    meta.uid(),
+                    meta.nlink(),
+                    contents,
+                ));
+            }
+        }
+        out.sort();
+        out
     }
 
     /// Writes the config file (root-owned, 0644).
@@ -191,10 +229,15 @@ impl Sandbox {
         self.pamtester(user, input, env, &["authenticate"])
     }
 
+    /// [`Sandbox::auth`] for a user name that need not be UTF-8.
+    pub fn auth_os(&self, user: &std::ffi::OsStr, input: &[u8]) -> AuthResult {
+        self.pamtester(user, input, &[], &["authenticate"]).finish()
+    }
+
     /// Runs `pamtester ecs-mfa-test USER OPS...` in the namespace (see [`Sandbox::auth_spawn`]).
     pub fn pamtester(
         &self,
-        user: &str,
+        user: impl AsRef<std::ffi::OsStr>,
         input: &[u8],
         env: &[(&str, &str)],
         ops: &[&str],
@@ -210,8 +253,9 @@ impl Sandbox {
             .arg("sh")
             .arg(&self.pam_dir)
             .arg(&socket)
-            .arg(std::ffi::OsStr::new(user))
+            .arg(user.as_ref())
             .args(ops)
+            .env("ECS_MFA_NS_SETUP", self.ns_setup.borrow().as_str())
             .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -225,9 +269,11 @@ impl Sandbox {
     }
 }
 
-/// Inside the namespace: private /etc/pam.d and /dev (with /dev/log = the test's socket).
+/// Inside the namespace: private /etc/pam.d and /dev (with /dev/log = the test's socket), after
+/// the sandbox's extra setup commands (e.g. a full or read-only state directory).
 const NAMESPACE_SCRIPT: &str = r#"set -e
 mount --bind "$1" /etc/pam.d
+eval "$ECS_MFA_NS_SETUP"
 mount -t tmpfs -o mode=755,size=64k ecs-mfa-test-dev /dev
 mknod -m 666 /dev/null c 1 3
 mknod -m 666 /dev/zero c 1 5

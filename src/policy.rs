@@ -132,6 +132,16 @@ impl Policy {
         Self::merge(&args, config.unwrap_or_default())
     }
 
+    /// Checks config file *text* as if it were at `path`, with no module arguments: what the
+    /// module would make of it. For `doctor`-style checks and the fuzzer.
+    pub fn from_config_text(text: &str, path: &Path) -> Result<Self, PolicyError> {
+        let args = ModuleArgs {
+            config: Some(path.to_owned()),
+            ..ModuleArgs::default()
+        };
+        Self::merge(&args, ConfigFile::parse(text, path)?)
+    }
+
     fn merge(args: &ModuleArgs, config: ConfigFile) -> Result<Self, PolicyError> {
         let defaults = Self::default();
         let config_path = args.config_path().to_owned();
@@ -224,14 +234,21 @@ impl ConfigFile {
         let Some(bytes) = secure_fs::read_file(path, FileRules::Config, MAX_CONFIG_BYTES)? else {
             return Ok(None);
         };
+        let text = std::str::from_utf8(&bytes).map_err(|_| PolicyError::ConfigSyntax {
+            path: path.to_owned(),
+            line: None,
+            message: "not UTF-8".to_string(),
+        })?;
+        Self::parse(text, path).map(Some)
+    }
+
+    fn parse(text: &str, path: &Path) -> Result<Self, PolicyError> {
         let syntax = |line: Option<usize>, message: String| PolicyError::ConfigSyntax {
             path: path.to_owned(),
             line,
             message,
         };
-        let text =
-            std::str::from_utf8(&bytes).map_err(|_| syntax(None, "not UTF-8".to_string()))?;
-        toml::from_str(text).map(Some).map_err(|e| {
+        toml::from_str(text).map_err(|e| {
             let line = e.span().map(|span| line_of(text, span.start));
             syntax(line, e.message().trim().to_string())
         })

@@ -384,9 +384,8 @@ fn two_hundred_concurrent_logins_across_twenty_users_are_exact() {
             successes[u] += 1;
         }
     }
-    for u in 0..20 {
-        let expected = usize::from(u < 10);
-        assert_eq!(successes[u], expected, "user{u}");
+    for (u, &wins) in successes.iter().enumerate() {
+        assert_eq!(wins, usize::from(u < 10), "user{u}");
         let state = std::fs::read_to_string(sb.state.join(format!("user{u}.state"))).unwrap();
         // Valid-code users: the success reset the counter, then 9 replays. Others: 10 failures.
         let failures = if u < 10 { 9 } else { 10 };

@@ -107,10 +107,15 @@ fn decide(
         d.locked_for = Some(left);
         return d;
     }
-    if let Some(code) = RecoveryCode::parse(answer) {
+    let params = record.params;
+    let legacy_scratch = || {
+        (params.digits() == 6)
+            .then(|| RecoveryCode::from_scratch_code(answer))
+            .flatten()
+    };
+    if let Some(code) = RecoveryCode::parse(answer).or_else(legacy_scratch) {
         return decide_recovery(store, record, &code, policy, now, st);
     }
-    let params = record.params;
     let verification = match totp::normalize_code(answer, params.digits()) {
         Some(code) => totp::verify(
             &record.secret,
@@ -445,6 +450,21 @@ mod tests {
             .load(&UserName::parse("alice").unwrap())
             .unwrap();
         assert_eq!(record.recovery_codes.len(), 9);
+    }
+
+    #[test]
+    fn imported_eight_digit_scratch_codes_work_once_for_six_digit_users() {
+        let f = Fixture::new();
+        let scratch = RecoveryCode::from_scratch_code(b"12345678").unwrap();
+        let hash = scratch.hash().unwrap();
+        let user = UserName::parse("alice").unwrap();
+        Store::new(&f.policy.store_dir)
+            .update(&user, |r| r.recovery_codes = vec![hash])
+            .unwrap();
+        let (d, _) = f.login("alice", Some("1234 5678"), NOW);
+        assert_eq!((d.reason, d.remaining), (Reason::RecoveryCode, Some(0)));
+        let (d, _) = f.login("alice", Some("12345678"), NOW);
+        assert_eq!(d.reason, Reason::BadCode);
     }
 
     #[test]

@@ -37,6 +37,62 @@ pub const DEFAULT_PROMPT: &str = "Verification code: ";
 const MAX_CONFIG_BYTES: u64 = 64 * 1024;
 const MAX_LOCKOUT_SECONDS: u64 = 86_400;
 
+/// The module arguments, as documented (man page, README). [`ModuleArgs::parse`] refuses any
+/// argument whose name is not in this table.
+pub const MODULE_ARGUMENTS: [(&str, &str); 5] = [
+    (
+        "store=DIR",
+        "Enrollment store (default /var/lib/ecs-mfa/users).",
+    ),
+    (
+        "state=DIR",
+        "Volatile replay and lockout state (default /run/ecs-mfa; created 0700 root:root).",
+    ),
+    (
+        "config=FILE",
+        "Config file (default /etc/ecs-mfa/config.toml; absent means defaults).",
+    ),
+    (
+        "nullok",
+        "Users with no enrollment get PAM_IGNORE without a prompt instead of a denial. A broken enrollment is still a denial.",
+    ),
+    (
+        "debug",
+        "One extra log line with the effective settings (never codes or secrets).",
+    ),
+];
+
+/// The config file keys, as documented. Every key [`ConfigFile`] accepts is here (tested).
+pub const CONFIG_KEYS: [(&str, &str); 9] = [
+    ("store", "Enrollment store directory (absolute path)."),
+    ("state", "Volatile state directory (absolute path)."),
+    (
+        "nullok",
+        "true: users with no enrollment pass with PAM_IGNORE (default false).",
+    ),
+    ("debug", "true: extra log line (default false)."),
+    (
+        "window",
+        "Time steps accepted on each side of the current one, 0-10 (default 1).",
+    ),
+    (
+        "max_failures",
+        "Consecutive failures before a lockout, 1-100 (default 5).",
+    ),
+    (
+        "lockout_seconds",
+        "First lockout in seconds, 1-86400 (default 30); each further failure doubles it.",
+    ),
+    (
+        "lockout_max_seconds",
+        "Longest lockout in seconds, lockout_seconds-86400 (default 900).",
+    ),
+    (
+        "prompt",
+        "Prompt text, 1-80 printable characters (default \"Verification code: \").",
+    ),
+];
+
 /// Everything the authentication flow needs to know, fully validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -108,6 +164,13 @@ impl ModuleArgs {
                 ("nullok" | "debug", Some(_)) => return Err(bad("takes no value")),
                 ("store" | "state" | "config", None) => return Err(bad("needs =/absolute/path")),
                 _ => return Err(PolicyError::UnknownArgument(printable(arg))),
+            }
+            // The documented table and the parser must agree (tested); belt and braces.
+            if !MODULE_ARGUMENTS
+                .iter()
+                .any(|(n, _)| n.split('=').next() == Some(key))
+            {
+                return Err(PolicyError::UnknownArgument(printable(arg)));
             }
         }
         Ok(parsed)

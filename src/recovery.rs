@@ -8,7 +8,9 @@
 //!
 //! A recovery code has letters or ten characters, so it can never be confused with a 6- or
 //! 8-digit TOTP code: the (slow) hash check runs only for input shaped like a recovery code,
-//! and a normal TOTP login never pays for it.
+//! and a normal TOTP login never pays for it. Scratch codes imported from
+//! google-authenticator (8 digits) are stored the same way and tried only for users whose TOTP
+//! codes have 6 digits.
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -61,6 +63,14 @@ impl RecoveryCode {
             code.push(char::from(c));
         }
         (code.len() == CODE_LEN).then(|| Self(code))
+    }
+
+    /// An imported google-authenticator scratch code: exactly 8 ASCII digits (spaces ignored).
+    /// Only tried for enrollments with 6-digit TOTP codes, where 8 digits cannot be a TOTP
+    /// code (see `auth`).
+    pub fn from_scratch_code(input: &[u8]) -> Option<Self> {
+        let code = crate::totp::normalize_code(input, 8)?;
+        Some(Self(Zeroizing::new(code.as_str().to_owned())))
     }
 
     fn random() -> Result<Self, RecoveryError> {

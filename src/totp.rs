@@ -191,6 +191,13 @@ impl fmt::Debug for SecretKey {
 /// A typed code after normalisation: exactly `digits` ASCII digits. Wiped on drop.
 pub struct TypedCode(Zeroizing<String>);
 
+impl TypedCode {
+    /// The digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Debug for TypedCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("TypedCode([redacted])")

@@ -110,6 +110,21 @@ impl Store {
         Ok(result)
     }
 
+    /// Removes `user`'s record (under the store lock, durably).
+    pub fn remove(&self, user: &UserName) -> Result<(), StoreError> {
+        let Some(dir) = secure_fs::open_dir(&self.dir)? else {
+            return Err(StoreError::NotEnrolled);
+        };
+        let _lock = dir.lock_dir()?;
+        let name = file_name(user);
+        dir.remove_stale_temps(&name)?;
+        if !dir.remove(&name)? {
+            return Err(StoreError::NotEnrolled);
+        }
+        dir.sync()?;
+        Ok(())
+    }
+
     /// Writes `record`; the caller holds the store lock.
     fn write(&self, dir: &secure_fs::CheckedDir, record: &UserRecord) -> Result<(), StoreError> {
         let name = file_name(&record.user);

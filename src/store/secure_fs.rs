@@ -219,6 +219,11 @@ impl CheckedDir {
         Ok(removed)
     }
 
+    /// Flushes the directory itself (after a removal, so it survives a crash).
+    pub fn sync(&self) -> Result<(), FsError> {
+        fsync(&self.fd).map_err(|e| FsError::new(&self.path, Problem::Io("fsync", e)))
+    }
+
     /// Removes `name`; `Ok(false)` if it did not exist.
     pub fn remove(&self, name: &str) -> Result<bool, FsError> {
         match unlinkat(&self.fd, name, UnlinkatFlags::NoRemoveDir) {

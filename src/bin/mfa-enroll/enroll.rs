@@ -1,57 +1,70 @@
-//! `mfa-enroll enroll`: new secret, QR code, confirmation, atomic save.
+//! `enroll`, `reset` and `show`: new secret, QR code, confirmation, atomic save.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::{Path, PathBuf};
 
 use pam_ecs_mfa::recovery::{self, RecoveryCode};
 use pam_ecs_mfa::state::{FileStateStore, StateStore};
-use pam_ecs_mfa::store::{SaveMode, Store, StoreError, UserRecord};
+use pam_ecs_mfa::store::{SaveMode, UserRecord};
 use pam_ecs_mfa::totp::{self, Algorithm, SecretKey, TotpParams, Verification};
 use pam_ecs_mfa::user_name::UserName;
 use zeroize::Zeroizing;
 
 use crate::qr::QrStyle;
-use crate::{Exit, Failure, otpauth};
+use crate::{Exit, Failure, Global, log_change, otpauth, store_failure, target_user, unix_now};
 
 /// Confirmation attempts before giving up (nothing is written then).
 const CONFIRM_ATTEMPTS: u32 = 3;
+
+/// `enroll` creates, `reset` replaces an existing enrollment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Enroll,
+    Reset,
+}
 
 #[derive(clap::Args)]
 pub struct EnrollArgs {
     /// Account to enroll (default: SUDO_USER when run through sudo; root is never implied).
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
-    /// Enrollment store directory.
-    #[arg(long, value_name = "DIR", default_value_os_t = crate::default_store())]
-    store: PathBuf,
-    /// Volatile state directory (replay/lockout state is reset for the user on enrollment).
-    #[arg(long, value_name = "DIR", default_value = pam_ecs_mfa::state::DEFAULT_STATE_DIR)]
-    state: PathBuf,
     /// Issuer shown in the authenticator app (default: this host's name).
     #[arg(long, value_name = "TEXT")]
     issuer: Option<String>,
     /// HMAC algorithm. Only SHA1 works with every app.
     #[arg(long, value_name = "ALG", default_value = "SHA1", value_parser = parse_algorithm)]
     algorithm: Algorithm,
-    /// Digits per code.
+    /// Digits per code: 6 or 8.
     #[arg(long, default_value_t = 6, value_parser = parse_digits)]
     digits: u8,
-    /// Seconds per code.
+    /// Seconds per code: 30 or 60.
     #[arg(long, default_value_t = 30, value_parser = parse_period)]
     period: u64,
     /// QR code style (default: utf8 on a terminal, none otherwise).
     #[arg(long, value_enum, value_name = "STYLE")]
     qr: Option<QrStyle>,
+    /// Also write the QR code as a PNG image (mode 0600) a phone can scan from a screen.
+    #[arg(long, value_name = "FILE")]
+    qr_png: Option<PathBuf>,
     /// Save without asking for a first code from the app.
     #[arg(long)]
     no_confirm: bool,
     /// Replace an existing enrollment (the old secret stops working at once).
     #[arg(long)]
     force: bool,
-    /// Print one JSON object on stdout and nothing else.
-    #[arg(long)]
-    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct ShowArgs {
+    /// Account to show (default: SUDO_USER).
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// QR code style (default: utf8 on a terminal, none otherwise).
+    #[arg(long, value_enum, value_name = "STYLE")]
+    qr: Option<QrStyle>,
+    /// Also write the QR code as a PNG image (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    qr_png: Option<PathBuf>,
 }
 
 fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
@@ -75,9 +88,29 @@ fn parse_period(s: &str) -> Result<u64, String> {
     }
 }
 
-pub fn run(args: EnrollArgs) -> Result<(), Failure> {
+pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
     crate::require_root()?;
     let user = target_user(args.user.as_deref())?;
+    let policy = g.policy()?;
+    let store = pam_ecs_mfa::store::Store::new(&policy.store_dir);
+    let enrolled = store
+        .is_enrolled(&user)
+        .map_err(|e| store_failure(&user, e))?;
+    match mode {
+        Mode::Enroll if enrolled && !args.force => {
+            return Err(store_failure(
+                &user,
+                pam_ecs_mfa::store::StoreError::AlreadyEnrolled,
+            ));
+        }
+        Mode::Reset if !enrolled => {
+            return Err(store_failure(
+                &user,
+                pam_ecs_mfa::store::StoreError::NotEnrolled,
+            ));
+        }
+        _ => {}
+    }
     if nix::unistd::User::from_name(user.as_str())
         .ok()
         .flatten()
@@ -85,38 +118,28 @@ pub fn run(args: EnrollArgs) -> Result<(), Failure> {
     {
         eprintln!("mfa-enroll: warning: no local account named '{user}' (enrolling anyway)");
     }
-    let store = Store::new(&args.store);
-    if !args.force && store.is_enrolled(&user).map_err(store_failure)? {
-        return Err(already_enrolled(&user));
-    }
     let params = TotpParams::new(args.algorithm, args.digits, args.period)
         .map_err(|e| Failure::new(Exit::Usage, e.to_string()))?;
     let secret = new_secret(args.algorithm)?;
-    let host = host_name();
-    let issuer = otpauth::clean_name(args.issuer.as_deref().unwrap_or(&host));
-    let account = otpauth::clean_name(&format!("{user}@{host}"));
-    let uri = otpauth::uri(&issuer, &account, &secret, params);
-    let now = unix_now()?;
+    let issuer = otpauth::clean_name(args.issuer.as_deref().unwrap_or(&host_name()));
     let (codes, hashes) =
         recovery::generate().map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
     let record = UserRecord {
         user: user.clone(),
         secret,
         params,
-        created: now,
-        issuer: issuer.clone(),
+        created: unix_now()?,
+        issuer,
         recovery_codes: hashes,
     };
-
-    let style = args.qr.unwrap_or(if std::io::stdout().is_terminal() {
-        QrStyle::Utf8
+    let uri = uri_of(&record);
+    if let Some(path) = &args.qr_png {
+        crate::qr::write_png(&uri, path)?;
+    }
+    if g.json {
+        print_json(&record, &uri, Some(&codes));
     } else {
-        QrStyle::None
-    });
-    if args.json {
-        print_json(&record, &uri, &codes)?;
-    } else {
-        print_human(&record, &uri, style)?;
+        print_human(&record, &uri, pick_style(args.qr))?;
         print_recovery_codes(&codes);
     }
 
@@ -125,17 +148,31 @@ pub fn run(args: EnrollArgs) -> Result<(), Failure> {
     } else {
         Some(confirm(&record)?)
     };
-    let mode = if args.force {
+    let save_mode = if args.force || mode == Mode::Reset {
         SaveMode::Replace
     } else {
         SaveMode::CreateNew
     };
-    store.save(&record, mode).map_err(|e| match e {
-        StoreError::AlreadyEnrolled => already_enrolled(&user),
-        e => store_failure(e),
-    })?;
-    reset_state(&args.state, &user, confirmed_step);
-    if !args.json {
+    store
+        .save(&record, save_mode)
+        .map_err(|e| store_failure(&user, e))?;
+    reset_state(&policy.state_dir, &user, confirmed_step);
+    let action = match (mode, enrolled) {
+        (Mode::Reset, _) | (Mode::Enroll, true) => "reset",
+        (Mode::Enroll, false) => "enroll",
+    };
+    log_change(
+        action,
+        &user,
+        &format!(
+            "algorithm={} digits={} period={} confirmed={}",
+            params.algorithm(),
+            params.digits(),
+            params.period(),
+            confirmed_step.is_some()
+        ),
+    );
+    if !g.json {
         println!(
             "Enrolled {user}. Record: {}",
             store.record_path(&user).display()
@@ -144,21 +181,45 @@ pub fn run(args: EnrollArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The explicit `--user`, else `SUDO_USER`; never root by default.
-pub fn target_user(explicit: Option<&str>) -> Result<UserName, Failure> {
-    let name = match explicit {
-        Some(name) => name.to_owned(),
-        None => match std::env::var("SUDO_USER") {
-            Ok(name) if !name.is_empty() && name != "root" => name,
-            _ => {
-                return Err(Failure::new(
-                    Exit::Usage,
-                    "name the account with --user NAME (root is never enrolled implicitly)",
-                ));
-            }
-        },
+/// `show`: the same QR code, URI and secret as at enrollment (recovery codes cannot be shown:
+/// only their hashes exist).
+pub fn show(g: &Global, args: ShowArgs) -> Result<(), Failure> {
+    crate::require_root()?;
+    let user = target_user(args.user.as_deref())?;
+    let record = g
+        .store()?
+        .load(&user)
+        .map_err(|e| store_failure(&user, e))?;
+    let uri = uri_of(&record);
+    if let Some(path) = &args.qr_png {
+        crate::qr::write_png(&uri, path)?;
+    }
+    if g.json {
+        print_json(&record, &uri, None);
+    } else {
+        print_human(&record, &uri, pick_style(args.qr))?;
+    }
+    log_change("show", &user, "");
+    Ok(())
+}
+
+fn pick_style(explicit: Option<QrStyle>) -> QrStyle {
+    explicit.unwrap_or(if std::io::stdout().is_terminal() {
+        QrStyle::Utf8
+    } else {
+        QrStyle::None
+    })
+}
+
+/// The otpauth URI of `record`, labelled `issuer:user@host`.
+fn uri_of(record: &UserRecord) -> Zeroizing<String> {
+    let account = otpauth::clean_name(&format!("{}@{}", record.user, host_name()));
+    let issuer = if record.issuer.is_empty() {
+        otpauth::clean_name(&host_name())
+    } else {
+        record.issuer.clone()
     };
-    UserName::parse(&name).map_err(|e| Failure::new(Exit::Usage, format!("--user: {e}")))
+    otpauth::uri(&issuer, &account, &record.secret, record.params)
 }
 
 fn new_secret(algorithm: Algorithm) -> Result<SecretKey, Failure> {
@@ -211,7 +272,7 @@ fn confirm(record: &UserRecord) -> Result<u64, Failure> {
 /// Clears old replay/lockout state of the user and, when a code was confirmed, marks its step
 /// as used. Best effort: enrollment succeeded already, and missing state only means the
 /// confirmation code could be used once more within its 30 seconds.
-fn reset_state(dir: &std::path::Path, user: &UserName, confirmed: Option<u64>) {
+fn reset_state(dir: &Path, user: &UserName, confirmed: Option<u64>) {
     let state = FileStateStore::new(dir);
     let result = state.transact(user, |st| {
         *st = Default::default();
@@ -224,9 +285,9 @@ fn reset_state(dir: &std::path::Path, user: &UserName, confirmed: Option<u64>) {
     }
 }
 
-fn print_json(record: &UserRecord, uri: &str, codes: &[RecoveryCode]) -> Result<(), Failure> {
+fn print_json(record: &UserRecord, uri: &str, codes: Option<&[RecoveryCode]>) {
     let secret = record.secret.to_base32();
-    let value = serde_json::json!({
+    let mut value = serde_json::json!({
         "user": record.user.as_str(),
         "secret": secret.as_str(),
         "otpauth_uri": uri,
@@ -234,12 +295,13 @@ fn print_json(record: &UserRecord, uri: &str, codes: &[RecoveryCode]) -> Result<
         "digits": record.params.digits(),
         "period": record.params.period(),
         "issuer": record.issuer,
-        "recovery_codes": codes.iter().map(ToString::to_string).collect::<Vec<_>>(),
     });
+    if let Some(codes) = codes {
+        value["recovery_codes"] = codes.iter().map(ToString::to_string).collect();
+    }
     let text = Zeroizing::new(value.to_string());
     drop(value);
     println!("{}", text.as_str());
-    Ok(())
 }
 
 fn print_human(record: &UserRecord, uri: &str, style: QrStyle) -> Result<(), Failure> {
@@ -295,24 +357,6 @@ pub fn print_recovery_codes(codes: &[RecoveryCode]) {
         println!("  {}", line.join("    "));
     }
     println!();
-}
-
-fn already_enrolled(user: &UserName) -> Failure {
-    Failure::new(
-        Exit::AlreadyEnrolled,
-        format!("{user} is already enrolled; use --force to replace the enrollment"),
-    )
-}
-
-pub fn store_failure(e: StoreError) -> Failure {
-    Failure::new(Exit::Store, e.to_string())
-}
-
-pub fn unix_now() -> Result<u64, Failure> {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .map_err(|_| Failure::new(Exit::Failure, "the system clock is before 1970"))
 }
 
 fn host_name() -> String {

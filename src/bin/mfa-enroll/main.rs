@@ -1,20 +1,25 @@
 //! `mfa-enroll`: creates and administers ecs-mfa enrollments.
 //!
-//! A thin front end over the library: argument parsing, terminal output and exit codes live
-//! here; records, secrets and file safety live in `pam_ecs_mfa`.
+//! A thin front end over the library: argument parsing, terminal output, exit codes and the
+//! syslog trail live here; records, secrets and file safety live in `pam_ecs_mfa`.
 #![forbid(unsafe_code)]
 
+mod admin;
+mod docs;
 mod enroll;
+mod import;
 mod otpauth;
 mod qr;
-mod recovery_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use pam_ecs_mfa::policy::{DEFAULT_CONFIG_PATH, Policy};
+use pam_ecs_mfa::store::{Store, StoreError};
+use pam_ecs_mfa::user_name::UserName;
 
-/// Exit statuses, one per kind of failure (documented in README.md).
+/// Exit statuses, one per kind of failure (documented in the man page and README.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     /// Anything not listed below.
@@ -31,7 +36,19 @@ pub enum Exit {
     Store = 6,
     /// The confirmation code was not entered correctly; nothing was written.
     NotConfirmed = 7,
+    /// `verify`: the code was not accepted.
+    CodeRejected = 8,
+    /// The config file is invalid.
+    Config = 9,
+    /// `import`: some entries could not be imported (the others were).
+    Partial = 10,
 }
+
+/// Text for `--help` and the man page.
+pub const EXIT_STATUS_HELP: &str = "Exit status: 0 success, 1 other failure, 2 usage error, \
+3 not root, 4 already enrolled, 5 not enrolled, 6 store problem (unsafe permissions, \
+unreadable), 7 confirmation failed (nothing written), 8 verify: code not accepted, \
+9 config file invalid, 10 import: some entries not imported.";
 
 /// A failure: exit status plus the one line shown on stderr.
 #[derive(Debug)]
@@ -54,19 +71,112 @@ impl Failure {
     name = "mfa-enroll",
     version,
     about = "Enroll users for ecs-mfa TOTP SSH logins and administer their enrollments",
-    after_help = "Run as root. Via sudo, the invoking user (SUDO_USER) is enrolled by default."
+    long_about = "Enroll users for ecs-mfa TOTP SSH logins and administer their enrollments.\n\n\
+Runs as root. Via sudo, commands act on the invoking user (SUDO_USER) unless --user is given; \
+root is never chosen implicitly. Every change is logged to syslog (authpriv, ident mfa-enroll) \
+without secrets.",
+    after_help = EXIT_STATUS_HELP
 )]
-struct Cli {
+pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    global: Global,
+}
+
+/// Options every subcommand takes.
+#[derive(clap::Args, Clone)]
+pub struct Global {
+    /// Enrollment store directory [default: from the config file, else /var/lib/ecs-mfa/users].
+    #[arg(long, value_name = "DIR", global = true)]
+    store: Option<PathBuf>,
+    /// Volatile state directory [default: from the config file, else /run/ecs-mfa].
+    #[arg(long, value_name = "DIR", global = true)]
+    state: Option<PathBuf>,
+    /// The module's config file, read for the store, state and window settings.
+    #[arg(long, value_name = "FILE", global = true, default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// Machine-readable output: one JSON object on stdout and nothing else.
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Create a user's TOTP secret, show it as a QR code, confirm a first code, save it.
     Enroll(enroll::EnrollArgs),
+    /// Replace an enrolled user's secret (the old one stops working at once).
+    Reset(enroll::EnrollArgs),
+    /// Show an enrolled user's QR code, URI and secret again (for a new phone).
+    Show(enroll::ShowArgs),
+    /// Show enrollment, parameters, recovery codes left and lockout, for one user or all.
+    Status(admin::StatusArgs),
+    /// Remove a user's enrollment and login state.
+    Remove(admin::RemoveArgs),
+    /// Clear a user's lockout (replay protection is kept).
+    Unlock(admin::UserArgs),
+    /// Ask for a code and check it exactly like a login would (counted like one).
+    Verify(admin::UserArgs),
     /// Replace a user's recovery codes with a new set (the old ones stop working at once).
-    Recovery(recovery_cmd::RecoveryArgs),
+    Recovery(admin::UserArgs),
+    /// Migrate enrollments from google-authenticator-libpam or pam_oath.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
+    /// Print shell completions for bash, zsh, fish, elvish or powershell.
+    Completions(docs::CompletionsArgs),
+    /// Write the man pages mfa-enroll.1 and pam_ecs_mfa.8 to a directory.
+    Man(docs::ManArgs),
+}
+
+fn main() -> ExitCode {
+    // Never show a Rust panic message or backtrace to an administrator; say what happened.
+    std::panic::set_hook(Box::new(|_| {
+        eprintln!("mfa-enroll: internal error; please report it (no secret was logged)");
+    }));
+    let cli = Cli::parse();
+    let g = cli.global;
+    let result = match cli.command {
+        Command::Enroll(args) => enroll::run(&g, args, enroll::Mode::Enroll),
+        Command::Reset(args) => enroll::run(&g, args, enroll::Mode::Reset),
+        Command::Show(args) => enroll::show(&g, args),
+        Command::Status(args) => admin::status(&g, args),
+        Command::Remove(args) => admin::remove(&g, args),
+        Command::Unlock(args) => admin::unlock(&g, args),
+        Command::Verify(args) => admin::verify(&g, args),
+        Command::Recovery(args) => admin::recovery(&g, args),
+        Command::Import(cmd) => import::run(&g, cmd),
+        Command::Completions(args) => docs::completions(args),
+        Command::Man(args) => docs::man(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("mfa-enroll: {}", failure.message);
+            ExitCode::from(failure.exit as u8)
+        }
+    }
+}
+
+impl Global {
+    /// The effective policy: the config file (as the module reads it) with --store/--state
+    /// applied on top, so the CLI and the module always agree on where things are.
+    pub fn policy(&self) -> Result<Policy, Failure> {
+        let arg = format!("config={}", self.config.display());
+        let mut policy = Policy::from_module_args([arg.as_str()])
+            .map_err(|e| Failure::new(Exit::Config, e.to_string()))?;
+        if let Some(store) = &self.store {
+            policy.store_dir = store.clone();
+        }
+        if let Some(state) = &self.state {
+            policy.state_dir = state.clone();
+        }
+        Ok(policy)
+    }
+
+    /// The enrollment store.
+    pub fn store(&self) -> Result<Store, Failure> {
+        Ok(Store::new(self.policy()?.store_dir))
+    }
 }
 
 /// Fails with [`Exit::NotRoot`] unless running as root.
@@ -81,26 +191,70 @@ pub fn require_root() -> Result<(), Failure> {
     }
 }
 
-/// Default store, shared by subcommands.
-pub fn default_store() -> PathBuf {
-    PathBuf::from(pam_ecs_mfa::store::DEFAULT_STORE_DIR)
+/// The explicit `--user`, else `SUDO_USER`; never root by default.
+pub fn target_user(explicit: Option<&str>) -> Result<UserName, Failure> {
+    let name = match explicit {
+        Some(name) => name.to_owned(),
+        None => match std::env::var("SUDO_USER") {
+            Ok(name) if !name.is_empty() && name != "root" => name,
+            _ => {
+                return Err(Failure::new(
+                    Exit::Usage,
+                    "name the account with --user NAME (root is never chosen implicitly)",
+                ));
+            }
+        },
+    };
+    UserName::parse(&name).map_err(|e| Failure::new(Exit::Usage, format!("--user: {e}")))
 }
 
-fn main() -> ExitCode {
-    // Never show a Rust panic message or backtrace to an administrator; say what happened.
-    std::panic::set_hook(Box::new(|_| {
-        eprintln!("mfa-enroll: internal error; please report it (no secret was logged)");
-    }));
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Enroll(args) => enroll::run(args),
-        Command::Recovery(args) => recovery_cmd::run(args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            eprintln!("mfa-enroll: {}", failure.message);
-            ExitCode::from(failure.exit as u8)
+/// Maps store errors to exit statuses and one-line messages.
+pub fn store_failure(user: &UserName, e: StoreError) -> Failure {
+    match e {
+        StoreError::NotEnrolled => {
+            Failure::new(Exit::NotEnrolled, format!("{user} is not enrolled"))
         }
+        StoreError::AlreadyEnrolled => Failure::new(
+            Exit::AlreadyEnrolled,
+            format!("{user} is already enrolled; use --force to replace the enrollment"),
+        ),
+        e => Failure::new(Exit::Store, e.to_string()),
+    }
+}
+
+/// Unix time now.
+pub fn unix_now() -> Result<u64, Failure> {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .map_err(|_| Failure::new(Exit::Failure, "the system clock is before 1970"))
+}
+
+/// Writes one line to syslog (authpriv, ident `mfa-enroll`): who changed what for whom.
+/// Never a secret. A logging failure is reported on stderr but changes nothing.
+pub fn log_change(action: &str, user: &UserName, detail: &str) {
+    let by = match std::env::var("SUDO_USER") {
+        Ok(sudo) if !sudo.is_empty() => format!("{sudo}(sudo)"),
+        _ => nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_else(|| format!("uid{}", nix::unistd::getuid())),
+    };
+    let by: String = by
+        .chars()
+        .take(64)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect();
+    let message = format!("action={action} user={user} by={by} {detail}");
+    let formatter = syslog::Formatter3164 {
+        facility: syslog::Facility::LOG_AUTHPRIV,
+        hostname: None,
+        process: "mfa-enroll".into(),
+        pid: std::process::id(),
+    };
+    // No syslog daemon (containers, minimal systems): the change still happened.
+    if let Ok(mut logger) = syslog::unix(formatter) {
+        let _ = logger.notice(message.trim_end());
     }
 }

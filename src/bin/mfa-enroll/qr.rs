@@ -69,6 +69,43 @@ pub fn render(text: &str, style: QrStyle) -> Result<String, qrcode::types::QrErr
     Ok(out)
 }
 
+/// Pixels per module in the PNG: large enough to scan from a screenshot.
+const PNG_SCALE: usize = 8;
+
+/// Writes `text` as a black-on-white PNG QR code (with quiet zone) to `path`, created with
+/// mode 0600 (it holds the secret) and never over an existing file.
+pub fn write_png(text: &str, path: &std::path::Path) -> Result<(), crate::Failure> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let fail = |why: String| {
+        crate::Failure::new(crate::Exit::Failure, format!("{}: {why}", path.display()))
+    };
+    let rows = matrix(text).map_err(|e| fail(format!("cannot draw the QR code: {e}")))?;
+    let size = rows.len() * PNG_SCALE;
+    let mut pixels = Vec::with_capacity(size * size);
+    for row in &rows {
+        let line: Vec<u8> = row
+            .iter()
+            .flat_map(|&dark| std::iter::repeat_n(if dark { 0 } else { 255 }, PNG_SCALE))
+            .collect();
+        for _ in 0..PNG_SCALE {
+            pixels.extend_from_slice(&line);
+        }
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| fail(e.to_string()))?;
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), size as u32, size as u32);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder
+        .write_header()
+        .and_then(|mut w| w.write_image_data(&pixels))
+        .map_err(|e| fail(e.to_string()))
+}
+
 /// Reads a rendering back into a module matrix (tests decode it to check the output).
 #[cfg(test)]
 pub fn parse(rendered: &str, style: QrStyle) -> Vec<Vec<bool>> {
@@ -129,6 +166,31 @@ mod tests {
             let rows: Vec<Vec<bool>> = rows.into_iter().filter(|r| !r.is_empty()).collect();
             assert_eq!(decode(&rows), URI, "{style:?}");
         }
+    }
+
+    #[test]
+    fn the_png_decodes_to_the_uri() {
+        let dir = std::env::temp_dir().join(format!("ecs-mfa-png-{}", std::process::id()));
+        let _ = std::fs::create_dir(&dir);
+        let path = dir.join("qr.png");
+        let _ = std::fs::remove_file(&path);
+        write_png(URI, &path).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(write_png(URI, &path).is_err(), "never overwrites");
+        let decoder =
+            png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        let (w, h) = (info.width as usize, info.height as usize);
+        let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| buf[y * w + x]);
+        let grids = img.detect_grids();
+        assert_eq!(grids[0].decode().unwrap().1, URI);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

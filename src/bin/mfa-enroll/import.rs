@@ -1,0 +1,437 @@
+//! `import`: migrate from google-authenticator-libpam (`~/.google_authenticator`) and from
+//! pam_oath usersfiles. TOTP entries only; everything that cannot be carried over faithfully
+//! (HOTP counters, PINs, short secrets, odd periods) is reported, never guessed.
+
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use pam_ecs_mfa::recovery::RecoveryCode;
+use pam_ecs_mfa::store::{SaveMode, Store, UserRecord};
+use pam_ecs_mfa::totp::{Algorithm, SecretKey, TotpParams};
+use pam_ecs_mfa::user_name::UserName;
+use serde_json::json;
+
+use crate::{Exit, Failure, Global, log_change, unix_now};
+
+/// Largest foreign file read.
+const MAX_FILE: u64 = 1 << 20;
+
+#[derive(clap::Subcommand)]
+pub enum ImportCommand {
+    /// From google-authenticator-libpam: each user's ~/.google_authenticator (TOTP); its
+    /// scratch codes become recovery codes.
+    GoogleAuthenticator(GaArgs),
+    /// From a pam_oath usersfile (lines "HOTP/T30[/6] user - hexsecret ..."): the TOTP lines.
+    Oath(OathArgs),
+}
+
+#[derive(clap::Args)]
+pub struct GaArgs {
+    /// Users to import (repeatable; default: every local account with a login shell that has
+    /// a ~/.google_authenticator file).
+    #[arg(long, value_name = "NAME")]
+    user: Vec<String>,
+    /// Read this file instead of ~USER/.google_authenticator (needs exactly one --user).
+    #[arg(long, value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Report what would be imported; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Replace existing ecs-mfa enrollments.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(clap::Args)]
+pub struct OathArgs {
+    /// The usersfile (often /etc/users.oath or /etc/liboath/users.oath).
+    #[arg(long, value_name = "FILE")]
+    file: PathBuf,
+    /// Report what would be imported; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Replace existing ecs-mfa enrollments.
+    #[arg(long)]
+    force: bool,
+}
+
+/// One user's secret and parameters, as read from a foreign file.
+struct Found {
+    user: UserName,
+    secret: SecretKey,
+    params: TotpParams,
+    scratch: Vec<RecoveryCode>,
+}
+
+pub fn run(g: &Global, cmd: ImportCommand) -> Result<(), Failure> {
+    crate::require_root()?;
+    let store = g.store()?;
+    let (found, mut skipped, dry_run, force) = match cmd {
+        ImportCommand::GoogleAuthenticator(args) => {
+            let (found, skipped) = read_google_authenticator(&args)?;
+            (found, skipped, args.dry_run, args.force)
+        }
+        ImportCommand::Oath(args) => {
+            let text = read_bounded(&args.file, None).map_err(|e| {
+                Failure::new(Exit::Failure, format!("{}: {e}", args.file.display()))
+            })?;
+            let (found, skipped) = parse_oath(&text);
+            (found, skipped, args.dry_run, args.force)
+        }
+    };
+    let mut imported = Vec::new();
+    for f in found {
+        match save(&store, f, dry_run, force) {
+            Ok(summary) => imported.push(summary),
+            Err((user, why)) => skipped.push((user, why)),
+        }
+    }
+    if g.json {
+        let skipped: Vec<_> = skipped
+            .iter()
+            .map(|(u, why)| json!({ "user": u, "reason": why }))
+            .collect();
+        println!(
+            "{}",
+            json!({ "dry_run": dry_run, "imported": imported, "skipped": skipped })
+        );
+    } else {
+        let verb = if dry_run { "would import" } else { "imported" };
+        for i in &imported {
+            println!(
+                "{}: {verb} ({})",
+                i["user"].as_str().unwrap_or("?"),
+                i["summary"].as_str().unwrap_or("")
+            );
+        }
+        for (user, why) in &skipped {
+            println!("{user}: NOT imported: {why}");
+        }
+        println!("{} {verb}, {} not imported", imported.len(), skipped.len());
+    }
+    if skipped.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            Exit::Partial,
+            format!("{} entries not imported (see above)", skipped.len()),
+        ))
+    }
+}
+
+fn save(
+    store: &Store,
+    f: Found,
+    dry_run: bool,
+    force: bool,
+) -> Result<serde_json::Value, (String, String)> {
+    let user = f.user.to_string();
+    let fail = |why: String| (user.clone(), why);
+    let summary = format!(
+        "TOTP {}, {} digits, {} s, {} scratch codes as recovery codes",
+        f.params.algorithm(),
+        f.params.digits(),
+        f.params.period(),
+        f.scratch.len()
+    );
+    if !force
+        && store
+            .is_enrolled(&f.user)
+            .map_err(|e| fail(e.to_string()))?
+    {
+        return Err(fail(
+            "already enrolled in ecs-mfa (use --force to replace)".into(),
+        ));
+    }
+    if !dry_run {
+        let hashes = f
+            .scratch
+            .iter()
+            .map(RecoveryCode::hash)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| fail(e.to_string()))?;
+        let record = UserRecord {
+            user: f.user.clone(),
+            secret: f.secret,
+            params: f.params,
+            created: unix_now().map_err(|e| fail(e.message))?,
+            issuer: crate::otpauth::clean_name(
+                &nix::unistd::gethostname()
+                    .map(|h| h.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            ),
+            recovery_codes: hashes,
+        };
+        let mode = if force {
+            SaveMode::Replace
+        } else {
+            SaveMode::CreateNew
+        };
+        store.save(&record, mode).map_err(|e| fail(e.to_string()))?;
+        log_change(
+            "import",
+            &f.user,
+            &format!("scratch_codes={}", f.scratch.len()),
+        );
+    }
+    Ok(json!({ "user": user, "summary": summary }))
+}
+
+type Skipped = Vec<(String, String)>;
+
+fn read_google_authenticator(args: &GaArgs) -> Result<(Vec<Found>, Skipped), Failure> {
+    if args.file.is_some() && args.user.len() != 1 {
+        return Err(Failure::new(Exit::Usage, "--file needs exactly one --user"));
+    }
+    let users: Vec<String> = if args.user.is_empty() {
+        login_accounts()?
+    } else {
+        args.user.clone()
+    };
+    let (mut found, mut skipped) = (Vec::new(), Vec::new());
+    let explicit = !args.user.is_empty();
+    for name in users {
+        let Ok(user) = UserName::parse(&name) else {
+            skipped.push((name, "not a valid user name".into()));
+            continue;
+        };
+        let account = nix::unistd::User::from_name(&name).ok().flatten();
+        let (path, owner) = match (&args.file, &account) {
+            (Some(file), _) => (file.clone(), None),
+            (None, Some(acc)) => (
+                acc.dir.join(".google_authenticator"),
+                Some(acc.uid.as_raw()),
+            ),
+            (None, None) => {
+                skipped.push((name, "no such local account".into()));
+                continue;
+            }
+        };
+        let text = match read_bounded(&path, owner) {
+            Ok(text) => text,
+            // Scanning all accounts: no file means "not using google-authenticator".
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                skipped.push((name, format!("{}: {e}", path.display())));
+                continue;
+            }
+        };
+        match parse_google_authenticator(&text) {
+            Ok((secret, params, scratch)) => found.push(Found {
+                user,
+                secret,
+                params,
+                scratch,
+            }),
+            Err(why) => skipped.push((name, why)),
+        }
+    }
+    Ok((found, skipped))
+}
+
+/// Parses a `~/.google_authenticator` file: secret on line 1, `" OPTION` lines, then 8-digit
+/// scratch codes.
+fn parse_google_authenticator(
+    text: &str,
+) -> Result<(SecretKey, TotpParams, Vec<RecoveryCode>), String> {
+    let mut lines = text.lines();
+    let secret = lines.next().unwrap_or("").trim();
+    let secret = SecretKey::from_base32(secret).map_err(|e| match e {
+        pam_ecs_mfa::totp::TotpError::SecretTooShort => {
+            "secret is shorter than 128 bits (RFC 4226 minimum); enroll this user anew".to_string()
+        }
+        e => e.to_string(),
+    })?;
+    let mut period = 30;
+    let mut scratch = Vec::new();
+    for line in lines {
+        let line = line.trim();
+        if let Some(option) = line.strip_prefix('"') {
+            let mut words = option.split_whitespace();
+            match words.next() {
+                Some("HOTP_COUNTER") => {
+                    return Err(
+                        "HOTP (counter-based) tokens are not supported; enroll this user anew"
+                            .into(),
+                    );
+                }
+                Some("STEP_SIZE") => {
+                    period = words.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+                }
+                _ => {}
+            }
+        } else if !line.is_empty() {
+            let code = RecoveryCode::from_scratch_code(line.as_bytes())
+                .ok_or("a scratch code is not 8 digits")?;
+            scratch.push(code);
+        }
+    }
+    let params = TotpParams::new(Algorithm::Sha1, 6, period)
+        .map_err(|_| format!("step size {period} s is not supported (30 or 60)"))?;
+    scratch.truncate(pam_ecs_mfa::recovery::CODE_COUNT);
+    Ok((secret, params, scratch))
+}
+
+/// Parses a pam_oath usersfile. Returns the TOTP entries and what was skipped, and why.
+fn parse_oath(text: &str) -> (Vec<Found>, Skipped) {
+    let (mut found, mut skipped): (Vec<Found>, Skipped) = (Vec::new(), Vec::new());
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let name = fields.get(1).copied().unwrap_or("?").to_string();
+        let skip = |why: String| (name.clone(), format!("line {}: {why}", n + 1));
+        let entry = (|| {
+            let [kind, user, password, hex, ..] = fields[..] else {
+                return Err(skip("needs at least: type user password secret".into()));
+            };
+            let user = UserName::parse(user).map_err(|e| skip(e.to_string()))?;
+            let params = oath_params(kind).map_err(skip)?;
+            if password != "-" {
+                return Err(skip(
+                    "has a PIN/password, which ecs-mfa does not combine with codes".into(),
+                ));
+            }
+            let bytes = decode_hex(hex).ok_or_else(|| skip("secret is not hex".into()))?;
+            let secret = SecretKey::from_bytes(bytes).map_err(|e| skip(e.to_string()))?;
+            if found.iter().any(|f| f.user == user) {
+                return Err(skip(
+                    "second token for this user (only the first is imported)".into(),
+                ));
+            }
+            Ok(Found {
+                user,
+                secret,
+                params,
+                scratch: Vec::new(),
+            })
+        })();
+        match entry {
+            Ok(f) => found.push(f),
+            Err(s) => skipped.push(s),
+        }
+    }
+    (found, skipped)
+}
+
+/// `HOTP/T30`, `HOTP/T30/6`, `HOTP/T60/8` -> TOTP parameters; plain `HOTP` is counter-based.
+fn oath_params(kind: &str) -> Result<TotpParams, String> {
+    let mut parts = kind.split('/');
+    if parts.next() != Some("HOTP") {
+        return Err(format!("token type {kind} is not supported"));
+    }
+    let Some(period) = parts.next().and_then(|p| p.strip_prefix('T')) else {
+        return Err("HOTP (counter-based) tokens are not supported".into());
+    };
+    let period: u64 = period
+        .parse()
+        .map_err(|_| format!("bad time step in {kind}"))?;
+    let digits: u8 = match parts.next() {
+        None => 6,
+        Some(d) => d.parse().map_err(|_| format!("bad digits in {kind}"))?,
+    };
+    TotpParams::new(Algorithm::Sha1, digits, period).map_err(|e| format!("{kind}: {e}"))
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Reads a foreign file without following a symlink, refusing non-regular or huge files and,
+/// for a home-directory file, one not owned by its user.
+fn read_bounded(path: &Path, owner: Option<u32>) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    if owner.is_some_and(|uid| meta.uid() != uid) {
+        return Err(Error::new(
+            ErrorKind::PermissionDenied,
+            "not owned by its user",
+        ));
+    }
+    let mut text = String::new();
+    file.take(MAX_FILE).read_to_string(&mut text)?;
+    Ok(text)
+}
+
+fn login_accounts() -> Result<Vec<String>, Failure> {
+    let passwd = std::fs::read_to_string("/etc/passwd")
+        .map_err(|e| Failure::new(Exit::Failure, format!("/etc/passwd: {e}")))?;
+    Ok(passwd
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            let shell = f.get(6)?;
+            let base = shell.rsplit('/').next()?;
+            (!shell.is_empty()
+                && !matches!(base, "nologin" | "false" | "sync" | "shutdown" | "halt"))
+            .then(|| f[0].to_string())
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn google_authenticator_files_parse() {
+        let text = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n\" RATE_LIMIT 3 30\n\" WINDOW_SIZE 17\n\
+                    \" DISALLOW_REUSE\n\" TOTP_AUTH\n12345678\n87654321\n";
+        let (secret, params, scratch) = parse_google_authenticator(text).unwrap();
+        assert_eq!(secret.as_bytes(), b"12345678901234567890");
+        assert_eq!(params, TotpParams::default());
+        assert_eq!(scratch.len(), 2);
+        let hotp = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n\" HOTP_COUNTER 1\n";
+        assert!(
+            parse_google_authenticator(hotp)
+                .unwrap_err()
+                .contains("HOTP")
+        );
+        let short = "GEZDGNBVGY3TQOJQ\n\" TOTP_AUTH\n";
+        assert!(
+            parse_google_authenticator(short)
+                .unwrap_err()
+                .contains("128 bits")
+        );
+        let step = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n\" STEP_SIZE 45\n";
+        assert!(parse_google_authenticator(step).unwrap_err().contains("45"));
+    }
+
+    #[test]
+    fn oath_usersfiles_parse_totp_lines_and_report_the_rest() {
+        let text = "# comment\n\
+                    HOTP/T30/6 alice - 3132333435363738393031323334353637383930\n\
+                    HOTP/T60/8 bob - 3132333435363738393031323334353637383930 0 123 2020-01-01T00:00:00L\n\
+                    HOTP carol - 3132333435363738393031323334353637383930\n\
+                    HOTP/T30 dave 1234 3132333435363738393031323334353637383930\n\
+                    HOTP/T30 erin - 31323334\n\
+                    HOTP/T30 alice - 3132333435363738393031323334353637383930\n";
+        let (found, skipped) = parse_oath(text);
+        let names: Vec<&str> = found.iter().map(|f| f.user.as_str()).collect();
+        assert_eq!(names, ["alice", "bob"]);
+        assert_eq!(found[1].params.period(), 60);
+        assert_eq!(found[1].params.digits(), 8);
+        let reasons: Vec<String> = skipped.iter().map(|(u, r)| format!("{u}: {r}")).collect();
+        assert_eq!(reasons.len(), 4, "{reasons:#?}");
+        assert!(reasons[0].starts_with("carol: line 4: HOTP (counter-based)"));
+        assert!(reasons[1].contains("dave") && reasons[1].contains("PIN"));
+        assert!(reasons[2].contains("erin") && reasons[2].contains("128 bits"));
+        assert!(reasons[3].contains("second token"));
+    }
+}

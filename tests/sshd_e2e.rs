@@ -573,5 +573,19 @@ fn enrollment_output_is_enough_to_log_in() {
             new_audit_lines(seen)[0]
                 .contains("user=alice rhost=127.0.0.1 service=sshd result=success")
         );
+        // mfa-enroll left its own trail in syslog (authpriv), without the secret.
+        let log = std::fs::read_to_string("/var/log/syslog-capture").unwrap();
+        let trail: Vec<&str> = log.lines().filter(|l| l.contains("mfa-enroll[")).collect();
+        assert!(
+            trail
+                .iter()
+                .any(|l| l.contains("action=enroll user=alice by=root")),
+            "{trail:#?}"
+        );
+        assert!(
+            trail.iter().all(|l| l.starts_with("<85>")),
+            "authpriv.notice: {trail:#?}"
+        );
+        assert!(!log.contains(&secret), "secret in syslog");
     });
 }

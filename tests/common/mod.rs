@@ -448,3 +448,78 @@ pub fn wrong_code(right: &str) -> String {
         .map(|b| char::from(b'0' + (b - b'0' + 5) % 10))
         .collect()
 }
+
+/// Decodes a QR code printed by `mfa-enroll --qr utf8|ansi` (the terminal text) to its text.
+pub fn decode_terminal_qr(printed: &str, ansi: bool) -> String {
+    let mut rows: Vec<Vec<bool>> = Vec::new();
+    for line in printed.lines() {
+        let (mut top, mut bottom) = (Vec::new(), Vec::new());
+        if ansi {
+            // Each cell: ESC[<fg>;<bg>m followed by an upper half block.
+            for cell in line.split("\x1b[").filter(|c| c.ends_with('\u{2580}')) {
+                top.push(cell.starts_with("30;"));
+                bottom.push(cell.contains(";40m"));
+            }
+        } else {
+            for c in line.chars() {
+                let (t, b) = match c {
+                    ' ' => (true, true),
+                    '\u{2584}' => (true, false),
+                    '\u{2580}' => (false, true),
+                    '\u{2588}' => (false, false),
+                    _ => continue,
+                };
+                top.push(t);
+                bottom.push(b);
+            }
+        }
+        if !top.is_empty() {
+            rows.push(top);
+            rows.push(bottom);
+        }
+    }
+    let scale = 4;
+    let (h, w) = (rows.len(), rows.iter().map(Vec::len).max().unwrap_or(0));
+    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w * scale, h * scale, |x, y| {
+        let dark = rows[y / scale].get(x / scale).copied().unwrap_or(false);
+        if dark { 0 } else { 255 }
+    });
+    let grids = img.detect_grids();
+    assert_eq!(grids.len(), 1, "exactly one QR code in the output");
+    grids[0].decode().expect("QR decodes").1
+}
+
+/// Decodes a PNG QR code file to its text.
+pub fn decode_png_qr(path: &Path) -> String {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let (w, h) = (info.width as usize, info.height as usize);
+    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| buf[y * w + x]);
+    let grids = img.detect_grids();
+    assert_eq!(grids.len(), 1);
+    grids[0].decode().expect("QR decodes").1
+}
+
+/// Runs `mfa-enroll ARGS... --store S --state T --config C` with `input` on stdin.
+pub fn cli(sb: &Sandbox, args: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new(enroll_bin())
+        .args(args)
+        .arg("--store")
+        .arg(&sb.store)
+        .arg("--state")
+        .arg(&sb.state)
+        .arg("--config")
+        .arg(&sb.config)
+        .env_remove("SUDO_USER")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all(input);
+    drop(stdin);
+    wait_with_timeout(child, Duration::from_secs(60))
+}

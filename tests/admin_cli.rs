@@ -1,0 +1,329 @@
+//! Every `mfa-enroll` administration subcommand end to end against a private store, checked
+//! through the real module where it matters.
+
+mod common;
+
+use common::{Sandbox, cli, decode_png_qr, decode_terminal_qr, oathtool_code, text, wrong_code};
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+#[test]
+fn every_qr_rendering_decodes_to_the_json_uri() {
+    let sb = Sandbox::new("qr");
+    let png = sb.root.join("alice.png");
+    let enrolled = json(&cli(
+        &sb,
+        &[
+            "enroll",
+            "--user",
+            "alice",
+            "--no-confirm",
+            "--json",
+            "--qr-png",
+            png.to_str().unwrap(),
+        ],
+        b"",
+    ));
+    let uri = enrolled["otpauth_uri"].as_str().unwrap().to_string();
+    assert_eq!(decode_png_qr(&png), uri);
+    for (style, ansi) in [("utf8", false), ("ansi", true)] {
+        let out = cli(&sb, &["show", "--user", "alice", "--qr", style], b"");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(decode_terminal_qr(&text(&out.stdout), ansi), uri, "{style}");
+    }
+    let shown = json(&cli(&sb, &["show", "--user", "alice", "--json"], b""));
+    assert_eq!(shown["otpauth_uri"], enrolled["otpauth_uri"]);
+    assert_eq!(shown["secret"], enrolled["secret"]);
+}
+
+#[test]
+fn status_reports_enrollment_recovery_codes_and_lockout() {
+    let sb = Sandbox::new("status");
+    let secret = sb.enroll("alice", &[]);
+    let s = json(&cli(&sb, &["status", "--user", "alice", "--json"], b""));
+    assert_eq!(s["enrolled"], true);
+    assert_eq!(
+        (
+            s["algorithm"].as_str(),
+            s["digits"].as_u64(),
+            s["period"].as_u64()
+        ),
+        (Some("SHA1"), Some(6), Some(30))
+    );
+    assert_eq!(s["recovery_codes_left"], 10);
+    assert_eq!(s["locked"], false);
+    assert!(s["created"].as_str().unwrap().starts_with("20"));
+    for _ in 0..5 {
+        sb.auth(
+            "alice",
+            format!("{}\n", wrong_code(&oathtool_code(&secret, &[]))).as_bytes(),
+        );
+    }
+    let s = json(&cli(&sb, &["status", "--user", "alice", "--json"], b""));
+    assert_eq!(
+        (s["locked"].as_bool(), s["failures"].as_u64()),
+        (Some(true), Some(5))
+    );
+    let human = cli(&sb, &["status", "--user", "alice"], b"");
+    assert!(
+        text(&human.stdout).contains("LOCKED"),
+        "{}",
+        text(&human.stdout)
+    );
+
+    let out = cli(&sb, &["status", "--user", "bob"], b"");
+    assert_eq!(out.status.code(), Some(5));
+    assert!(text(&out.stdout).contains("bob: NOT ENROLLED"));
+    // --all lists local accounts with a login shell (root has one) and orphan records.
+    sb.enroll("ghost-user", &[]);
+    let all = json(&cli(&sb, &["status", "--all", "--json"], b""));
+    let users = all["users"].as_array().unwrap();
+    let root = users
+        .iter()
+        .find(|u| u["user"] == "root")
+        .expect("root listed");
+    assert_eq!(root["enrolled"], false);
+    let ghost = users
+        .iter()
+        .find(|u| u["user"] == "ghost-user")
+        .expect("orphan listed");
+    assert_eq!(ghost["local_account"], false);
+    assert!(
+        !users.iter().any(|u| u["user"] == "daemon"),
+        "no nologin accounts"
+    );
+}
+
+#[test]
+fn unlock_clears_the_lockout_but_not_the_replay_mark() {
+    let sb = Sandbox::new("unlock");
+    let secret = sb.enroll("alice", &[]);
+    let code = oathtool_code(&secret, &[]);
+    assert!(sb.auth("alice", format!("{code}\n").as_bytes()).success);
+    for _ in 0..5 {
+        sb.auth("alice", format!("{}\n", wrong_code(&code)).as_bytes());
+    }
+    assert!(
+        sb.auth("alice", format!("{code}\n").as_bytes())
+            .audit()
+            .contains("reason=throttled")
+    );
+    let out = json(&cli(&sb, &["unlock", "--user", "alice", "--json"], b""));
+    assert_eq!(out["failures_before"], 5);
+    let r = sb.auth("alice", format!("{code}\n").as_bytes());
+    assert!(
+        r.audit().contains("reason=replay"),
+        "the used code stays used: {}",
+        r.audit()
+    );
+    assert_eq!(
+        cli(&sb, &["unlock", "--user", "nobody"], b"").status.code(),
+        Some(5)
+    );
+}
+
+#[test]
+fn verify_checks_a_code_like_a_login() {
+    let sb = Sandbox::new("verify");
+    let secret = sb.enroll("alice", &[]);
+    let code = oathtool_code(&secret, &[]);
+    let ok = cli(
+        &sb,
+        &["verify", "--user", "alice", "--json"],
+        format!("{code}\n").as_bytes(),
+    );
+    assert_eq!(json(&ok)["valid"], true);
+    let again = cli(
+        &sb,
+        &["verify", "--user", "alice"],
+        format!("{code}\n").as_bytes(),
+    );
+    assert_eq!(again.status.code(), Some(8));
+    assert!(text(&again.stdout).contains("NOT valid for alice: replay"));
+    // It was counted like a login: the module refuses the code now.
+    assert!(!sb.auth("alice", format!("{code}\n").as_bytes()).success);
+}
+
+#[test]
+fn reset_replaces_the_secret_and_remove_deletes_the_enrollment() {
+    let sb = Sandbox::new("reset");
+    assert_eq!(
+        cli(&sb, &["reset", "--user", "alice", "--no-confirm"], b"")
+            .status
+            .code(),
+        Some(5)
+    );
+    let old = sb.enroll("alice", &[]);
+    let new = json(&cli(
+        &sb,
+        &["reset", "--user", "alice", "--no-confirm", "--json"],
+        b"",
+    ));
+    let new = new["secret"].as_str().unwrap();
+    assert_ne!(new, old);
+    assert!(
+        !sb.auth(
+            "alice",
+            format!("{}\n", oathtool_code(&old, &[])).as_bytes()
+        )
+        .success
+    );
+    assert!(
+        sb.auth("alice", format!("{}\n", oathtool_code(new, &[])).as_bytes())
+            .success
+    );
+
+    let refused = cli(&sb, &["remove", "--user", "alice"], b"y\n");
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "no terminal, no --yes: refuse"
+    );
+    assert!(sb.store.join("alice.toml").exists());
+    let removed = json(&cli(
+        &sb,
+        &["remove", "--user", "alice", "--yes", "--json"],
+        b"",
+    ));
+    assert_eq!(removed["removed"], true);
+    assert!(!sb.store.join("alice.toml").exists());
+    assert!(!sb.state.join("alice.state").exists());
+    let r = sb.auth("alice", format!("{}\n", oathtool_code(new, &[])).as_bytes());
+    assert!(r.audit().contains("reason=not_enrolled"));
+    assert_eq!(
+        cli(&sb, &["remove", "--user", "alice", "--yes"], b"")
+            .status
+            .code(),
+        Some(5)
+    );
+}
+
+#[test]
+fn google_authenticator_files_import_with_scratch_codes() {
+    let sb = Sandbox::new("import-ga");
+    let secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    let file = sb.root.join("ga");
+    std::fs::write(&file, format!("{secret}\n\" RATE_LIMIT 3 30\n\" WINDOW_SIZE 17\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n11223344\n55667788\n")).unwrap();
+    let path = file.to_str().unwrap();
+    let dry = json(&cli(
+        &sb,
+        &[
+            "import",
+            "google-authenticator",
+            "--user",
+            "alice",
+            "--file",
+            path,
+            "--dry-run",
+            "--json",
+        ],
+        b"",
+    ));
+    assert_eq!(dry["imported"][0]["user"], "alice");
+    assert!(
+        !sb.store.join("alice.toml").exists(),
+        "dry run writes nothing"
+    );
+    let out = json(&cli(
+        &sb,
+        &[
+            "import",
+            "google-authenticator",
+            "--user",
+            "alice",
+            "--file",
+            path,
+            "--json",
+        ],
+        b"",
+    ));
+    assert!(out["skipped"].as_array().unwrap().is_empty());
+    // The original secret works (code from oathtool), and so does a scratch code, once.
+    assert!(
+        sb.auth(
+            "alice",
+            format!("{}\n", oathtool_code(secret, &[])).as_bytes()
+        )
+        .success
+    );
+    let r = sb.auth("alice", b"5566 7788\n");
+    assert!(
+        r.audit().contains("reason=recovery_code remaining=1"),
+        "{}",
+        r.audit()
+    );
+    assert!(!sb.auth("alice", b"55667788\n").success);
+    // An HOTP file is reported, not imported; exit status 10.
+    std::fs::write(&file, format!("{secret}\n\" HOTP_COUNTER 1\n")).unwrap();
+    let out = cli(
+        &sb,
+        &[
+            "import",
+            "google-authenticator",
+            "--user",
+            "bob",
+            "--file",
+            path,
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(10));
+    assert!(text(&out.stdout).contains("bob: NOT imported: HOTP"));
+}
+
+#[test]
+fn oath_usersfiles_import_totp_lines() {
+    let sb = Sandbox::new("import-oath");
+    let hex = "3132333435363738393031323334353637383930";
+    let file = sb.root.join("users.oath");
+    std::fs::write(
+        &file,
+        format!("HOTP/T30/6 alice - {hex}\nHOTP/T60/8 bob - {hex}\nHOTP carol - {hex}\n"),
+    )
+    .unwrap();
+    let out = cli(
+        &sb,
+        &["import", "oath", "--file", file.to_str().unwrap(), "--json"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(10), "carol's HOTP line is reported");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["imported"].as_array().unwrap().len(), 2);
+    assert_eq!(report["skipped"][0]["user"], "carol");
+    let b32 = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    assert!(
+        sb.auth("alice", format!("{}\n", oathtool_code(b32, &[])).as_bytes())
+            .success
+    );
+    let bob = oathtool_code(b32, &["--totp", "--digits=8", "--time-step-size=60s"]);
+    assert!(sb.auth("bob", format!("{bob}\n").as_bytes()).success);
+    // Existing enrollments are kept without --force.
+    let again = cli(
+        &sb,
+        &["import", "oath", "--file", file.to_str().unwrap()],
+        b"",
+    );
+    assert!(text(&again.stdout).contains("alice: NOT imported: already enrolled"));
+}
+
+#[test]
+fn completions_and_man_pages_are_generated() {
+    let sb = Sandbox::new("docs");
+    let out = cli(&sb, &["completions", "bash"], b"");
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("mfa-enroll") && text(&out.stdout).contains("unlock"));
+    let dir = sb.root.join("man");
+    let out = cli(&sb, &["man", "--out", dir.to_str().unwrap()], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let page = std::fs::read_to_string(dir.join("mfa-enroll.1")).unwrap();
+    for needle in ["EXIT STATUS", "MFA-ENROLL IMPORT", "--qr-png", "not root"] {
+        assert!(page.contains(needle), "mfa-enroll.1 lacks {needle}");
+    }
+    let module = std::fs::read_to_string(dir.join("pam_ecs_mfa.8")).unwrap();
+    for needle in ["nullok", "store=DIR", "lockout_max_seconds", "PAM_IGNORE"] {
+        assert!(module.contains(needle), "pam_ecs_mfa.8 lacks {needle}");
+    }
+}

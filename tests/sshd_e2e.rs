@@ -10,294 +10,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::time::Duration;
 
-use pam_ecs_mfa::totp::{SecretKey, TotpParams, code_at};
-
-const INNER: &str = "ECS_MFA_E2E";
-
-/// Runs `scenario` inside a fresh container (see the module docs).
-fn in_container(name: &str, nullok: bool, scenario: impl FnOnce()) {
-    if std::env::var(INNER).as_deref() == Ok(name) {
-        assert_eq!(
-            std::env::var("ECS_MFA_CONTAINER").as_deref(),
-            Ok("1"),
-            "inner part must run inside scripts/container"
-        );
-        scenario();
-        return;
-    }
-    common::require_real_parts();
-    assert!(
-        Path::new("/usr/sbin/sshd").exists(),
-        "/usr/sbin/sshd is missing: apt-get install openssh-server (scripts/deps does this)"
-    );
-    // ECS_MFA_TEST_MODULE lets a person check once that these tests fail with another module
-    // (e.g. pam_permit.so) in place of ours.
-    let module = std::env::var_os("ECS_MFA_TEST_MODULE")
-        .map(PathBuf::from)
-        .unwrap_or_else(common::module_path);
-    let before = HostSnapshot::take();
-    let out_dir =
-        std::env::temp_dir().join(format!("ecs-mfa-e2e-out-{name}-{}", std::process::id()));
-    let mut cmd = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/container"));
-    cmd.arg("--module")
-        .arg(&module)
-        .arg("--enroll")
-        .arg(common::enroll_bin())
-        .arg("--out")
-        .arg(&out_dir);
-    if nullok {
-        cmd.arg("--nullok");
-    }
-    cmd.arg("--")
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(INNER, name)
-        .stdin(Stdio::null());
-    let out = common::wait_with_timeout(
-        cmd.stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-        Duration::from_secs(300),
-    );
-    let pidns = std::fs::read_to_string(out_dir.join("pidns")).unwrap_or_default();
-    let logs = ["sshd.log", "syslog-capture"]
-        .iter()
-        .map(|f| {
-            let text = std::fs::read_to_string(out_dir.join(f)).unwrap_or_default();
-            format!("--- {f}:\n{text}")
-        })
-        .collect::<String>();
-    let _ = std::fs::remove_dir_all(&out_dir);
-    assert!(
-        out.status.success(),
-        "scenario {name} failed inside the container:\n{}\n{}\n{logs}",
-        common::text(&out.stdout),
-        common::text(&out.stderr)
-    );
-    // The inner run must really have run this test (not filtered everything out).
-    assert!(
-        common::text(&out.stdout).contains("1 passed"),
-        "{}",
-        common::text(&out.stdout)
-    );
-    HostSnapshot::take().assert_same_as(&before);
-    assert!(
-        pidns.starts_with("pid:["),
-        "the container reported its pid namespace"
-    );
-    let survivors = processes_in_namespace(pidns.trim());
-    assert!(survivors.is_empty(), "processes left behind: {survivors:?}");
-}
-
-/// Host pids of processes still in the pid namespace `ns` (e.g. `pid:[4026532290]`).
-fn processes_in_namespace(ns: &str) -> Vec<String> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            std::fs::read_link(e.path().join("ns/pid"))
-                .map(|link| link.to_string_lossy() == ns)
-                .unwrap_or(false)
-        })
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect()
-}
-
-/// What must be identical on the host before and after a container run.
-#[derive(Debug, PartialEq)]
-struct HostSnapshot {
-    files: BTreeMap<PathBuf, Vec<u8>>,
-    listening: Vec<String>,
-}
-
-impl HostSnapshot {
-    fn take() -> Self {
-        let mut files = BTreeMap::new();
-        for path in ["/etc/passwd", "/etc/group", "/etc/shadow"] {
-            files.insert(PathBuf::from(path), std::fs::read(path).unwrap_or_default());
-        }
-        for dir in ["/etc/pam.d", "/etc/ssh", "/etc/ssh/sshd_config.d"] {
-            if let Ok(entries) = std::fs::read_dir(dir) {
-                for e in entries.flatten() {
-                    if e.file_type().map(|t| t.is_file()).unwrap_or(false) {
-                        files.insert(e.path(), std::fs::read(e.path()).unwrap_or_default());
-                    }
-                }
-            }
-        }
-        let mut listening = Vec::new();
-        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            for line in std::fs::read_to_string(table)
-                .unwrap_or_default()
-                .lines()
-                .skip(1)
-            {
-                let cols: Vec<&str> = line.split_whitespace().collect();
-                if cols.get(3) == Some(&"0A") {
-                    listening.push(format!("{table} {}", cols[1]));
-                }
-            }
-        }
-        listening.sort();
-        Self { files, listening }
-    }
-
-    fn assert_same_as(&self, before: &Self) {
-        for (path, contents) in &before.files {
-            assert!(
-                self.files.get(path) == Some(contents),
-                "host file {} changed",
-                path.display()
-            );
-        }
-        assert_eq!(
-            self.files.len(),
-            before.files.len(),
-            "files appeared on the host"
-        );
-        assert_eq!(
-            self.listening, before.listening,
-            "listening sockets changed"
-        );
-    }
-}
-
-// ---------------------------------------------------------------- inside the container ----
-
-const KEYS: &str = "/run/ecs-mfa-test/keys";
-
-/// Enrolls `user` with the installed `/usr/sbin/mfa-enroll`, returns the secret (JSON output).
-fn enroll(user: &str) -> String {
-    let out = Command::new("/usr/sbin/mfa-enroll")
-        .args(["enroll", "--user", user, "--no-confirm", "--json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", common::text(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["secret"].as_str().unwrap().to_string()
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// The current code for `secret` (the library is cross-checked against oathtool elsewhere).
-fn code(secret: &str) -> String {
-    let key = SecretKey::from_base32(secret).unwrap();
-    code_at(&key, TotpParams::default(), now()).to_string()
-}
-
-/// What one `ssh` run showed.
-#[derive(Debug)]
-struct Login {
-    success: bool,
-    stdout: String,
-    stderr: String,
-    /// Keyboard-interactive prompts the client was asked to answer.
-    prompts: Vec<String>,
-}
-
-/// Logs in as `user` with `key` (a key file name in KEYS, or none), answering every prompt with
-/// `answer` (or refusing to answer), and runs `command`.
-fn ssh(user: &str, key: Option<&str>, answer: Option<&str>, command: &str) -> Login {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let dir = PathBuf::from(format!(
-        "/run/ecs-mfa-test/ssh-{}",
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let askpass = dir.join("askpass");
-    let prompts = dir.join("prompts");
-    let answer_file = dir.join("answer");
-    let script = match answer {
-        Some(a) => {
-            std::fs::write(&answer_file, a).unwrap();
-            format!(
-                "#!/bin/sh\nprintf '%s\\n' \"$1\" >> {p}\ncat {a}\necho\n",
-                p = prompts.display(),
-                a = answer_file.display()
-            )
-        }
-        None => format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$1\" >> {}\nexit 1\n",
-            prompts.display()
-        ),
-    };
-    std::fs::write(&askpass, script).unwrap();
-    std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let mut cmd = Command::new("ssh");
-    cmd.args(["-F", "/dev/null", "-T"])
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-        ])
-        .args(["-o", "NumberOfPasswordPrompts=1", "-o", "ConnectTimeout=20"])
-        .args(["-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes"]);
-    match key {
-        Some(k) => cmd.args(["-i", &format!("{KEYS}/{k}")]),
-        None => cmd.args(["-o", "PubkeyAuthentication=no"]),
-    };
-    cmd.arg(format!("{user}@127.0.0.1"))
-        .arg(command)
-        .env("SSH_ASKPASS", &askpass)
-        .env("SSH_ASKPASS_REQUIRE", "force")
-        .env_remove("DISPLAY")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let out = common::wait_with_timeout(cmd.spawn().unwrap(), Duration::from_secs(60));
-    let prompts = std::fs::read_to_string(&prompts)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect();
-    let _ = std::fs::remove_dir_all(&dir);
-    Login {
-        success: out.status.success(),
-        stdout: common::text(&out.stdout),
-        stderr: common::text(&out.stderr),
-        prompts,
-    }
-}
-
-/// The module's audit lines so far.
-fn audit_lines() -> Vec<String> {
-    std::fs::read_to_string("/var/log/syslog-capture")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains("pam_ecs_mfa(sshd:auth): "))
-        .map(str::to_string)
-        .collect()
-}
-
-/// The audit lines added since `before` lines were seen (waits briefly for the listener).
-fn new_audit_lines(before: usize) -> Vec<String> {
-    std::thread::sleep(Duration::from_millis(100));
-    audit_lines().split_off(before)
-}
-
-fn set_config(text: &str) {
-    std::fs::create_dir_all("/etc/ecs-mfa").unwrap();
-    std::fs::write("/etc/ecs-mfa/config.toml", text).unwrap();
-    std::fs::set_permissions(
-        "/etc/ecs-mfa/config.toml",
-        std::fs::Permissions::from_mode(0o644),
-    )
-    .unwrap();
-}
+use common::container::{
+    Login, audit_lines, code, enroll, in_container, new_audit_lines, set_config, ssh,
+};
 
 // --------------------------------------------------------------------------- scenarios ----
 
@@ -305,7 +23,7 @@ fn set_config(text: &str) {
 fn key_and_correct_code_log_in_and_run_the_command_as_the_user() {
     in_container(
         "key_and_correct_code_log_in_and_run_the_command_as_the_user",
-        false,
+        &[],
         || {
             let secret = enroll("alice");
             let seen = audit_lines().len();
@@ -326,7 +44,7 @@ fn key_and_correct_code_log_in_and_run_the_command_as_the_user() {
 
 #[test]
 fn wrong_empty_and_huge_codes_are_denied() {
-    in_container("wrong_empty_and_huge_codes_are_denied", false, || {
+    in_container("wrong_empty_and_huge_codes_are_denied", &[], || {
         let secret = enroll("alice");
         let huge = "7".repeat(10_000);
         for answer in [common::wrong_code(&code(&secret)), String::new(), huge] {
@@ -351,7 +69,7 @@ fn wrong_empty_and_huge_codes_are_denied() {
 
 #[test]
 fn a_code_cannot_be_used_for_a_second_login() {
-    in_container("a_code_cannot_be_used_for_a_second_login", false, || {
+    in_container("a_code_cannot_be_used_for_a_second_login", &[], || {
         let secret = enroll("alice");
         let c = code(&secret);
         assert!(ssh("alice", Some("alice"), Some(&c), "true").success);
@@ -368,7 +86,7 @@ fn a_code_cannot_be_used_for_a_second_login() {
 fn no_key_or_an_unknown_key_is_denied_before_any_prompt() {
     in_container(
         "no_key_or_an_unknown_key_is_denied_before_any_prompt",
-        false,
+        &[],
         || {
             let secret = enroll("alice");
             let seen = audit_lines().len();
@@ -388,7 +106,7 @@ fn no_key_or_an_unknown_key_is_denied_before_any_prompt() {
 
 #[test]
 fn an_unenrolled_user_is_prompted_and_denied() {
-    in_container("an_unenrolled_user_is_prompted_and_denied", false, || {
+    in_container("an_unenrolled_user_is_prompted_and_denied", &[], || {
         enroll("alice");
         let seen = audit_lines().len();
         let login = ssh("bob", Some("bob"), Some("123456"), "id -un");
@@ -403,7 +121,7 @@ fn an_unenrolled_user_is_prompted_and_denied() {
 fn with_nullok_an_unenrolled_user_needs_only_the_key() {
     in_container(
         "with_nullok_an_unenrolled_user_needs_only_the_key",
-        true,
+        &["--nullok"],
         || {
             let secret = enroll("alice");
             let bob = ssh("bob", Some("bob"), None, "id -un");
@@ -435,9 +153,9 @@ fn with_nullok_an_unenrolled_user_needs_only_the_key() {
 fn lockout_refuses_the_right_code_until_the_delay_has_passed() {
     in_container(
         "lockout_refuses_the_right_code_until_the_delay_has_passed",
-        false,
+        &[],
         || {
-            set_config("lockout_seconds = 3\n");
+            set_config("lockout_seconds = 8\n");
             let secret = enroll("alice");
             common::wait_for_fresh_step(15);
             for _ in 0..5 {
@@ -461,7 +179,7 @@ fn lockout_refuses_the_right_code_until_the_delay_has_passed() {
             );
             let lines = new_audit_lines(seen);
             assert!(lines[0].contains("reason=throttled"), "{lines:#?}");
-            std::thread::sleep(Duration::from_secs(4));
+            std::thread::sleep(Duration::from_secs(9));
             let ok = ssh("alice", Some("alice"), Some(&code(&secret)), "id -un");
             assert!(ok.success, "{ok:#?}");
         },
@@ -472,7 +190,7 @@ fn lockout_refuses_the_right_code_until_the_delay_has_passed() {
 fn ten_parallel_logins_with_one_code_give_exactly_one_success() {
     in_container(
         "ten_parallel_logins_with_one_code_give_exactly_one_success",
-        false,
+        &[],
         || {
             let secret = enroll("alice");
             common::wait_for_fresh_step(20);
@@ -506,7 +224,7 @@ fn ten_parallel_logins_with_one_code_give_exactly_one_success() {
 fn every_decision_leaves_one_audit_line_without_code_or_secret() {
     in_container(
         "every_decision_leaves_one_audit_line_without_code_or_secret",
-        false,
+        &[],
         || {
             let secret = enroll("alice");
             let c = code(&secret);
@@ -544,7 +262,7 @@ fn every_decision_leaves_one_audit_line_without_code_or_secret() {
 
 #[test]
 fn enrollment_output_is_enough_to_log_in() {
-    in_container("enrollment_output_is_enough_to_log_in", false, || {
+    in_container("enrollment_output_is_enough_to_log_in", &[], || {
         // The human-readable output, as an administrator sees it: QR code, URI, secret.
         let out = Command::new("/usr/sbin/mfa-enroll")
             .args(["enroll", "--user", "alice", "--no-confirm", "--qr", "utf8"])

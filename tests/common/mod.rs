@@ -8,6 +8,8 @@
 //! something is missing they fail with a message saying what to install; they never skip.
 #![allow(dead_code)]
 
+pub mod container;
+
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

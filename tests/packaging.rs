@@ -1,0 +1,299 @@
+//! Packages and installation: the `.deb` is built and inspected (paths, modes, owners,
+//! dependencies, maintainer scripts), then installed into a fresh `scripts/container --bare`
+//! (stock sshd, nothing of ecs-mfa), wired as the README says, and used for a real SSH login;
+//! the same for `scripts/install`. Also: the SELinux policy module compiles.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::container::{Login, code, enroll, in_container, ssh};
+use common::text;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where `scripts/package` puts the .deb.
+fn deb_path() -> PathBuf {
+    let version = env!("CARGO_PKG_VERSION");
+    repo().join(format!("target/debian/ecs-mfa_{version}-1_amd64.deb"))
+}
+
+/// Builds the release artefacts and the .deb once per test process (`scripts/package`).
+fn deb() -> &'static PathBuf {
+    static DEB: OnceLock<PathBuf> = OnceLock::new();
+    DEB.get_or_init(|| {
+        let out = Command::new(repo().join("scripts/package"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/package: {}",
+            text(&out.stderr)
+        );
+        let deb = deb_path();
+        assert!(deb.exists(), "{} not built", deb.display());
+        deb
+    })
+}
+
+#[test]
+fn the_deb_holds_the_right_files_with_the_right_modes() {
+    common::require_real_parts();
+    let listing = text(
+        &Command::new("dpkg-deb")
+            .arg("-c")
+            .arg(deb())
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    for (mode, path) in [
+        (
+            "-rw-r--r-- 0/0",
+            "./lib/x86_64-linux-gnu/security/pam_ecs_mfa.so",
+        ),
+        ("-rwxr-xr-x 0/0", "./usr/sbin/mfa-enroll"),
+        ("-rw-r--r-- 0/0", "./usr/share/man/man1/mfa-enroll.1.gz"),
+        ("-rw-r--r-- 0/0", "./usr/share/man/man8/pam_ecs_mfa.8.gz"),
+        ("-rw-r--r-- 0/0", "./usr/lib/tmpfiles.d/ecs-mfa.conf"),
+        (
+            "-rw-r--r-- 0/0",
+            "./usr/share/bash-completion/completions/mfa-enroll",
+        ),
+        ("-rw-r--r-- 0/0", "./usr/share/doc/ecs-mfa/README.md"),
+        ("-rw-r--r-- 0/0", "./usr/share/doc/ecs-mfa/security.md"),
+        (
+            "-rw-r--r-- 0/0",
+            "./usr/share/doc/ecs-mfa/examples/debian/sshd",
+        ),
+        (
+            "-rw-r--r-- 0/0",
+            "./usr/share/doc/ecs-mfa/examples/sshd_config.d/50-ecs-mfa.conf",
+        ),
+    ] {
+        assert!(
+            listing
+                .lines()
+                .any(|l| l.starts_with(mode) && l.ends_with(path)),
+            "{path} with {mode} missing:\n{listing}"
+        );
+    }
+    assert!(
+        !listing.contains("./etc/"),
+        "the package must not ship files in /etc"
+    );
+    let depends = text(
+        &Command::new("dpkg-deb")
+            .arg("-f")
+            .arg(deb())
+            .arg("Depends")
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    assert!(
+        depends.contains("libpam0g") && depends.contains("libc6 (>= 2.34)"),
+        "{depends}"
+    );
+    let tmpfiles =
+        std::fs::read_to_string(repo().join("packaging/tmpfiles.d/ecs-mfa.conf")).unwrap();
+    assert!(tmpfiles.contains("d /run/ecs-mfa 0700 root root"));
+}
+
+/// Inside the container: wires sshd for ecs-mfa exactly as the README's steps say, using the
+/// installed example files, and reloads sshd.
+fn wire_sshd_like_the_readme() {
+    let examples = Path::new("/usr/share/doc/ecs-mfa/examples");
+    std::fs::copy(examples.join("debian/sshd"), "/etc/pam.d/sshd").unwrap();
+    std::fs::copy(
+        examples.join("sshd_config.d/50-ecs-mfa.conf"),
+        "/etc/ssh/sshd_config.d/50-ecs-mfa.conf",
+    )
+    .unwrap();
+    let check = Command::new("/usr/sbin/sshd").arg("-t").output().unwrap();
+    assert!(check.status.success(), "sshd -t: {}", text(&check.stderr));
+    let pid = std::fs::read_to_string("/run/sshd.pid").unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", pid.trim()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // sshd re-executes itself on SIGHUP; wait until it accepts connections again.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+}
+
+fn assert_key_and_code_login_works() {
+    let secret = enroll("alice");
+    let without = ssh("alice", Some("alice"), None, "id -un");
+    assert!(!without.success, "the code is required now: {without:#?}");
+    let login: Login = ssh("alice", Some("alice"), Some(&code(&secret)), "id -un");
+    assert!(login.success, "{login:#?}");
+    assert_eq!(login.stdout.trim(), "alice");
+    assert_eq!(login.prompts.len(), 1);
+}
+
+#[test]
+fn the_deb_installs_in_a_fresh_container_and_protects_ssh() {
+    if std::env::var("ECS_MFA_E2E").is_err() {
+        deb(); // built outside; the run inside finds it at the same path
+    }
+    in_container(
+        "the_deb_installs_in_a_fresh_container_and_protects_ssh",
+        &["--bare"],
+        || {
+            let deb = deb_path().display().to_string();
+            // Stock sshd: no ecs-mfa anywhere yet.
+            assert!(!Path::new("/usr/sbin/mfa-enroll").exists());
+            let pam_before = std::fs::read("/etc/pam.d/sshd").unwrap();
+            let out = Command::new("dpkg").args(["-i", &deb]).output().unwrap();
+            assert!(
+                out.status.success(),
+                "dpkg -i: {}{}",
+                text(&out.stdout),
+                text(&out.stderr)
+            );
+            assert!(
+                text(&out.stdout).contains("Nothing is enforced yet"),
+                "{}",
+                text(&out.stdout)
+            );
+            assert_eq!(
+                std::fs::read("/etc/pam.d/sshd").unwrap(),
+                pam_before,
+                "install edited pam.d"
+            );
+            use std::os::unix::fs::MetadataExt;
+            let store = std::fs::metadata("/var/lib/ecs-mfa/users").unwrap();
+            assert_eq!((store.mode() & 0o7777, store.uid()), (0o700, 0));
+            // Installing changed nothing for logins: the key alone still works.
+            assert!(
+                ssh("bob", Some("bob"), None, "true").success,
+                "install locked someone out"
+            );
+
+            wire_sshd_like_the_readme();
+            assert_key_and_code_login_works();
+
+            // Removing keeps enrollments; purging deletes them and says so.
+            let out = Command::new("dpkg")
+                .args(["-r", "ecs-mfa"])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            assert!(
+                text(&out.stdout).contains("enrollments kept"),
+                "{}",
+                text(&out.stdout)
+            );
+            assert!(Path::new("/var/lib/ecs-mfa/users/alice.toml").exists());
+            let out = Command::new("dpkg")
+                .args(["-P", "ecs-mfa"])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            assert!(
+                text(&out.stdout).contains("deleting all enrollments"),
+                "{}",
+                text(&out.stdout)
+            );
+            assert!(!Path::new("/var/lib/ecs-mfa").exists());
+        },
+    );
+}
+
+#[test]
+fn scripts_install_installs_the_same_files_and_protects_ssh() {
+    if std::env::var("ECS_MFA_E2E").is_err() {
+        deb(); // builds target/release
+    }
+    in_container(
+        "scripts_install_installs_the_same_files_and_protects_ssh",
+        &["--bare"],
+        || {
+            let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let out = Command::new(repo.join("scripts/install"))
+                .arg("--no-build")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}{}",
+                text(&out.stdout),
+                text(&out.stderr)
+            );
+            let msg = text(&out.stdout);
+            assert!(
+                msg.contains("Nothing is enforced yet") && msg.contains("mfa-enroll enroll"),
+                "{msg}"
+            );
+            for path in [
+                "/lib/x86_64-linux-gnu/security/pam_ecs_mfa.so",
+                "/usr/sbin/mfa-enroll",
+                "/usr/share/man/man8/pam_ecs_mfa.8",
+                "/usr/lib/tmpfiles.d/ecs-mfa.conf",
+                "/usr/share/doc/ecs-mfa/examples/debian/sshd",
+            ] {
+                assert!(Path::new(path).exists(), "{path} missing");
+            }
+            assert!(
+                ssh("bob", Some("bob"), None, "true").success,
+                "install locked someone out"
+            );
+            wire_sshd_like_the_readme();
+            assert_key_and_code_login_works();
+        },
+    );
+}
+
+#[test]
+fn the_selinux_policy_module_compiles() {
+    common::require_real_parts();
+    for tool in ["checkmodule", "semodule_package"] {
+        assert!(
+            Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .status()
+                .unwrap()
+                .success(),
+            "{tool} missing: apt-get install checkpolicy semodule-utils (scripts/deps does this)"
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("ecs-mfa-selinux-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let te = repo().join("packaging/selinux/ecs_mfa.te");
+    let fc = repo().join("packaging/selinux/ecs_mfa.fc");
+    let out = Command::new("checkmodule")
+        .args(["-M", "-m", "-o"])
+        .arg(dir.join("ecs_mfa.mod"))
+        .arg(&te)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "checkmodule: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let out = Command::new("semodule_package")
+        .arg("-o")
+        .arg(dir.join("ecs_mfa.pp"))
+        .arg("-m")
+        .arg(dir.join("ecs_mfa.mod"))
+        .arg("-f")
+        .arg(&fc)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "semodule_package: {}",
+        text(&out.stderr)
+    );
+    assert!(std::fs::metadata(dir.join("ecs_mfa.pp")).unwrap().len() > 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

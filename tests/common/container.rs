@@ -84,7 +84,16 @@ pub fn in_container(name: &str, options: &[&str], scenario: impl FnOnce()) {
         pidns.starts_with("pid:["),
         "the container reported its pid namespace"
     );
-    let survivors = processes_in_namespace(pidns.trim());
+    // The kernel kills the namespace's processes when its init exits; give stragglers (still
+    // being torn down on a busy machine) a few seconds before calling them survivors.
+    let mut survivors = processes_in_namespace(pidns.trim());
+    for _ in 0..50 {
+        if survivors.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        survivors = processes_in_namespace(pidns.trim());
+    }
     assert!(survivors.is_empty(), "processes left behind: {survivors:?}");
 }
 

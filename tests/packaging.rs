@@ -252,6 +252,73 @@ fn scripts_install_installs_the_same_files_and_protects_ssh() {
 }
 
 #[test]
+fn the_rpm_holds_the_right_files_requirements_and_scripts() {
+    common::require_real_parts();
+    // --rpm also rebuilds the deb; the other tests in this process may use either.
+    let out = Command::new(repo().join("scripts/package"))
+        .arg("--rpm")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/package --rpm: {}",
+        text(&out.stderr)
+    );
+    let version = env!("CARGO_PKG_VERSION");
+    let rpm = repo().join(format!(
+        "target/generate-rpm/ecs-mfa-{version}-1.x86_64.rpm"
+    ));
+    let query = |args: &[&str]| {
+        let out = Command::new("rpm")
+            .args(args)
+            .arg(&rpm)
+            .output()
+            .expect("rpm (apt-get install rpm)");
+        assert!(out.status.success(), "rpm {args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let files = query(&["-qplv"]);
+    for (mode, path) in [
+        ("-rw-r--r--", "/usr/lib64/security/pam_ecs_mfa.so"),
+        ("-rwxr-xr-x", "/usr/sbin/mfa-enroll"),
+        ("-rw-r--r--", "/usr/share/man/man8/pam_ecs_mfa.8.gz"),
+        ("-rw-r--r--", "/usr/share/selinux/packages/ecs_mfa.pp"),
+        ("-rw-r--r--", "/usr/lib/tmpfiles.d/ecs-mfa.conf"),
+        ("-rw-r--r--", "/usr/share/doc/ecs-mfa/examples/rhel/sshd"),
+    ] {
+        assert!(
+            files
+                .lines()
+                .any(|l| l.starts_with(mode) && l.contains(" root ") && l.ends_with(path)),
+            "{path} ({mode}, root) missing:\n{files}"
+        );
+    }
+    assert!(
+        !files.contains(" /etc/"),
+        "the package must not ship files in /etc"
+    );
+    let requires = query(&["-qpR"]);
+    assert!(
+        requires.contains("glibc >= 2.34") && requires.lines().any(|l| l == "pam"),
+        "{requires}"
+    );
+    let scripts = query(&["-qp", "--scripts"]);
+    assert!(
+        scripts.contains("install -d -m 0700 -o root -g root /var/lib/ecs-mfa"),
+        "{scripts}"
+    );
+    assert!(
+        scripts.contains("semodule -i") && scripts.contains("restorecon"),
+        "{scripts}"
+    );
+    assert!(scripts.contains("enrollments kept"), "{scripts}");
+    assert!(
+        !scripts.contains("/etc/pam.d/sshd"),
+        "scripts must not touch the PAM stack"
+    );
+}
+
+#[test]
 fn the_selinux_policy_module_compiles() {
     common::require_real_parts();
     for tool in ["checkmodule", "semodule_package"] {

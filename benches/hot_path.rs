@@ -75,7 +75,13 @@ fn main() {
         let start = Instant::now();
         for i in 0..n {
             let t0 = Instant::now();
-            let _ = authenticate(&mut Answer(answer.to_string()), &policy, &user(i), now);
+            let _ = authenticate(
+                &mut Answer(answer.to_string()),
+                &policy,
+                &user(i),
+                None,
+                now,
+            );
             lat.push(t0.elapsed());
         }
         report(name, start.elapsed(), &mut lat);
@@ -89,7 +95,7 @@ fn main() {
     let start = Instant::now();
     for code in &recovery {
         let t0 = Instant::now();
-        let _ = authenticate(&mut Answer(code.clone()), &policy, "u0", now);
+        let _ = authenticate(&mut Answer(code.clone()), &policy, "u0", None, now);
         lat.push(t0.elapsed());
     }
     report("recovery code (10 stored)", start.elapsed(), &mut lat);

@@ -38,6 +38,8 @@ pub enum Reason {
     Throttled,
     /// No enrollment for this user.
     NotEnrolled,
+    /// MFA not required: exempt network or group, or not in `require_groups`.
+    Exempt,
     /// The user name cannot be valid (path characters, too long, ...).
     BadUser,
     /// The enrollment record or its directory is unsafe or invalid.
@@ -60,6 +62,7 @@ impl Reason {
             Self::Replay => "replay",
             Self::Throttled => "throttled",
             Self::NotEnrolled => "not_enrolled",
+            Self::Exempt => "exempt",
             Self::BadUser => "bad_user",
             Self::BadFile => "bad_file",
             Self::BadConfig => "bad_config",

@@ -16,6 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use zeroize::Zeroizing;
 
 use crate::audit::{Decision, Reason};
+use crate::exemption::nss_groups;
 use crate::policy::Policy;
 use crate::recovery::RecoveryCode;
 use crate::state::{FileStateStore, StateStore};
@@ -38,11 +39,12 @@ pub fn authenticate(
     conv: &mut impl Conversation,
     policy: &Policy,
     user: &str,
+    rhost: Option<&str>,
     now: SystemTime,
 ) -> Decision {
     let store = Store::new(&policy.store_dir);
     let state = FileStateStore::new(&policy.state_dir);
-    authenticate_with(conv, policy, &store, &state, user, now)
+    authenticate_with(conv, policy, &store, &state, user, rhost, now)
 }
 
 /// [`authenticate`] with an explicit store and state backend.
@@ -52,6 +54,7 @@ pub fn authenticate_with(
     store: &Store,
     state: &impl StateStore,
     user: &str,
+    rhost: Option<&str>,
     now: SystemTime,
 ) -> Decision {
     let user = match UserName::parse(user) {
@@ -61,6 +64,11 @@ pub fn authenticate_with(
             return Decision::deny(Reason::BadUser).with_detail(e.to_string());
         }
     };
+    if !policy.exemptions.is_empty()
+        && let Some(why) = policy.exemptions.check(&user, rhost, nss_groups)
+    {
+        return Decision::ignore(Reason::Exempt).with_detail(why);
+    }
     let record = match store.load(&user) {
         Ok(record) => record,
         Err(StoreError::NotEnrolled) if policy.nullok => {
@@ -268,6 +276,7 @@ mod tests {
                 &mut conv,
                 &self.policy,
                 user,
+                None,
                 UNIX_EPOCH + Duration::from_secs(at),
             );
             (d, conv.prompts.len())
@@ -282,6 +291,7 @@ mod tests {
             &mut conv,
             &f.policy,
             "alice",
+            None,
             UNIX_EPOCH + Duration::from_secs(NOW),
         );
         assert_eq!(d, Decision::success(0));
@@ -493,13 +503,14 @@ mod tests {
         let f = Fixture::new();
         let mut conv = Script::answering(&[Some("123456")]);
         let before = UNIX_EPOCH - Duration::from_secs(1);
-        let d = authenticate(&mut conv, &f.policy, "alice", before);
+        let d = authenticate(&mut conv, &f.policy, "alice", None, before);
         assert_eq!((d.outcome, d.reason), (Outcome::Deny, Reason::Internal));
         let far = UNIX_EPOCH + Duration::from_secs(u64::MAX / 4);
         let d = authenticate(
             &mut Script::answering(&[Some("123456")]),
             &f.policy,
             "alice",
+            None,
             far,
         );
         assert_eq!(d.outcome, Outcome::Deny);

@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod exemption;
 pub mod policy;
 pub mod recovery;
 pub mod state;

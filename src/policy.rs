@@ -24,11 +24,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::exemption::Exemptions;
 use crate::state::{DEFAULT_STATE_DIR, ThrottlePolicy};
 use crate::store::DEFAULT_STORE_DIR;
 use crate::store::record::line_of;
 use crate::store::secure_fs::{self, FileRules, FsError};
 use crate::totp::MAX_WINDOW;
+use crate::user_name::UserName;
 
 /// Default config file location.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/ecs-mfa/config.toml";
@@ -63,7 +65,7 @@ pub const MODULE_ARGUMENTS: [(&str, &str); 5] = [
 ];
 
 /// The config file keys, as documented. Every key [`ConfigFile`] accepts is here (tested).
-pub const CONFIG_KEYS: [(&str, &str); 9] = [
+pub const CONFIG_KEYS: [(&str, &str); 12] = [
     ("store", "Enrollment store directory (absolute path)."),
     ("state", "Volatile state directory (absolute path)."),
     (
@@ -91,6 +93,18 @@ pub const CONFIG_KEYS: [(&str, &str); 9] = [
         "prompt",
         "Prompt text, 1-80 printable characters (default \"Verification code: \").",
     ),
+    (
+        "require_groups",
+        "If not empty, only members of these groups need MFA; other existing accounts get PAM_IGNORE (default []).",
+    ),
+    (
+        "exempt_groups",
+        "Members of these groups never need MFA: PAM_IGNORE without a prompt (default []).",
+    ),
+    (
+        "exempt_networks",
+        "CIDR networks (\"10.0.0.0/8\", \"2001:db8::/32\") whose logins need no MFA; matched against PAM_RHOST, a host name never matches (default []).",
+    ),
 ];
 
 /// Everything the authentication flow needs to know, fully validated.
@@ -112,6 +126,8 @@ pub struct Policy {
     pub throttle: ThrottlePolicy,
     /// Prompt text.
     pub prompt: String,
+    /// Who needs no MFA.
+    pub exemptions: Exemptions,
 }
 
 impl Default for Policy {
@@ -125,6 +141,7 @@ impl Default for Policy {
             window: 1,
             throttle: ThrottlePolicy::default(),
             prompt: DEFAULT_PROMPT.into(),
+            exemptions: Exemptions::default(),
         }
     }
 }
@@ -247,6 +264,23 @@ impl Policy {
         {
             return Err(value_err("prompt", "must be 1 to 80 printable characters"));
         }
+        let group_list = |key: &'static str, v: Option<Vec<String>>| -> Result<_, PolicyError> {
+            let v = v.unwrap_or_default();
+            if v.iter().any(|g| UserName::parse(g).is_err()) {
+                return Err(value_err(key, "must be a list of group names"));
+            }
+            Ok(v)
+        };
+        let exemptions = Exemptions {
+            require_groups: group_list("require_groups", config.require_groups)?,
+            exempt_groups: group_list("exempt_groups", config.exempt_groups)?,
+            exempt_networks: config
+                .exempt_networks
+                .unwrap_or_default()
+                .iter()
+                .map(|n| n.parse().map_err(|why| value_err("exempt_networks", why)))
+                .collect::<Result<_, _>>()?,
+        };
         // Validated even when an argument overrides them: a bad value is a bad file.
         let config_store = config_dir("store", config.store)?;
         let config_state = config_dir("state", config.state)?;
@@ -270,6 +304,7 @@ impl Policy {
                 lockout_max_seconds,
             },
             prompt,
+            exemptions,
             config_path,
         })
     }
@@ -288,6 +323,9 @@ struct ConfigFile {
     lockout_seconds: Option<u64>,
     lockout_max_seconds: Option<u64>,
     prompt: Option<String>,
+    require_groups: Option<Vec<String>>,
+    exempt_groups: Option<Vec<String>>,
+    exempt_networks: Option<Vec<String>>,
 }
 
 impl ConfigFile {
@@ -513,12 +551,44 @@ mod tests {
             ),
             ("prompt = \"\"\n", "prompt"),
             ("store = \"relative\"\n", "store path must be absolute"),
+            (
+                "exempt_networks = [\"10.0.0.0/33\"]\n",
+                "exempt_networks has a bad prefix length",
+            ),
+            (
+                "exempt_networks = [\"gateway.example\"]\n",
+                "exempt_networks is not an IP",
+            ),
+            (
+                "exempt_groups = [\"a b\"]\n",
+                "exempt_groups must be a list of group names",
+            ),
+            ("require_groups = \"admins\"\n", "config.toml:1:"),
         ];
         for (text, expected) in cases {
             let (_s, policy) = with_config(text);
             let err = policy.unwrap_err().to_string();
             assert!(err.contains(expected), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn the_documented_argument_table_is_what_the_parser_accepts() {
+        for (name, _) in MODULE_ARGUMENTS {
+            let arg = match name.split_once('=') {
+                Some((key, _)) => format!("{key}=/somewhere"),
+                None => name.to_string(),
+            };
+            assert!(
+                ModuleArgs::parse([arg.as_str()]).is_ok(),
+                "{name} is documented but refused"
+            );
+        }
+        assert_eq!(
+            MODULE_ARGUMENTS.len(),
+            5,
+            "a new argument needs a table row and a parser arm"
+        );
     }
 
     #[test]
@@ -532,9 +602,12 @@ mod tests {
             .collect();
         assert_eq!(
             uncommented.lines().count(),
-            9,
+            CONFIG_KEYS.len(),
             "every key is in the example"
         );
+        for (key, _) in CONFIG_KEYS {
+            assert!(uncommented.contains(&format!("{key} = ")), "{key} missing");
+        }
         let (_s, policy) = with_config(&uncommented);
         let policy = policy.unwrap();
         assert_eq!(

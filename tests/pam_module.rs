@@ -248,3 +248,96 @@ fn two_parallel_logins_with_one_recovery_code_give_exactly_one_success() {
     );
     assert!(lines.iter().all(|l| !l.contains(&code)));
 }
+
+/// The shipped stacks' auth lines: `ignore` continues to pam_permit, anything else but
+/// success dies.
+const SHIPPED_STACK: &str = "auth [success=done ignore=ignore default=die] {module} {args}\n\
+                             auth required pam_permit.so";
+
+#[test]
+fn exempt_networks_skip_the_prompt_only_for_literal_addresses_inside_them() {
+    let sb = Sandbox::new("exempt-net");
+    sb.enroll("alice", &[]);
+    sb.set_config("exempt_networks = [\"192.0.2.0/24\", \"2001:db8::/32\"]\n");
+    sb.set_stack(&format!(
+        "auth required {}\n{SHIPPED_STACK}",
+        common::PAM_SET_ITEMS
+    ));
+    for rhost in ["192.0.2.7", "2001:db8::1"] {
+        let r = sb.auth_env("alice", b"", &[("PAM_RHOST", rhost)]);
+        assert!(r.success, "{rhost}: {r:#?}");
+        assert_eq!(r.prompts(), 0);
+        assert!(
+            r.audit().contains("result=ignore reason=exempt"),
+            "{}",
+            r.audit()
+        );
+    }
+    for rhost in ["198.51.100.1", "gw.192.0.2.7.example", "192.0.2.7.example"] {
+        let r = sb.auth_env("alice", b"000000\n", &[("PAM_RHOST", rhost)]);
+        assert!(!r.success, "{rhost}");
+        assert_eq!(r.prompts(), 1, "{rhost}: MFA required");
+    }
+}
+
+#[test]
+fn exempt_and_required_groups_follow_real_group_membership() {
+    let sb = Sandbox::new("exempt-groups");
+    sb.enroll("alice", &[]);
+    sb.set_stack(SHIPPED_STACK);
+    // root exists and is in group root; alice has no account here.
+    sb.set_config("exempt_groups = [\"root\"]\n");
+    let r = sb.auth("root", b"");
+    assert!(r.success && r.prompts() == 0, "{r:#?}");
+    assert!(r.audit().contains("reason=exempt") && r.audit().contains("exempt group root"));
+    let r = sb.auth("alice", b"000000\n");
+    assert!(
+        !r.success && r.prompts() == 1,
+        "no account, never exempt: {r:#?}"
+    );
+
+    sb.set_config("require_groups = [\"ecs-mfa-no-such-group\"]\n");
+    let r = sb.auth("root", b"");
+    assert!(r.success && r.prompts() == 0, "{r:#?}");
+    assert!(r.audit().contains("not in require_groups"));
+    let r = sb.auth("alice", b"000000\n");
+    assert!(!r.success && r.prompts() == 1, "{r:#?}");
+
+    sb.set_config("require_groups = [\"root\"]\n");
+    let r = sb.auth("root", b"000000\n");
+    assert!(
+        !r.success && r.prompts() == 1,
+        "a member must use MFA: {r:#?}"
+    );
+}
+
+#[test]
+fn ignore_results_cannot_bypass_the_stacks_but_required_alone_denies_them() {
+    let sb = Sandbox::new("stacks");
+    let secret = sb.enroll("alice", &[]);
+    sb.set_config("exempt_groups = [\"root\"]\n");
+    let code = || format!("{}\n", oathtool_code(&secret, &[]));
+    // `required` (or `requisite`) alone: PAM_IGNORE leaves nothing that succeeded, so libpam
+    // denies. This is why the shipped files add `ignore=ignore` and a pam_permit line.
+    for control in ["required", "requisite"] {
+        sb.set_stack(&format!("auth {control} {{module}} {{args}}"));
+        assert!(
+            !sb.auth("root", b"").success,
+            "{control}: ignore alone is not a success"
+        );
+        assert!(!sb.auth("alice", b"000000\n").success, "{control}");
+    }
+    // The shipped stack: exempt passes, a wrong code dies before pam_permit, the right code
+    // is done.
+    sb.set_stack(SHIPPED_STACK);
+    assert!(sb.auth("root", b"").success);
+    assert!(!sb.auth("alice", b"000000\n").success);
+    assert!(
+        !sb.auth("bob", b"000000\n").success,
+        "unknown user: not_enrolled dies"
+    );
+    assert!(sb.auth("alice", code().as_bytes()).success);
+    // A broken config denies even exempt users (default=die).
+    sb.set_config("exempt_groups = [\"root\"]\nbogus = 1\n");
+    assert!(!sb.auth("root", b"").success);
+}

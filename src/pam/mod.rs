@@ -106,7 +106,13 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
     let decision = match pamh.get_item::<Conv>() {
         Ok(Some(conv)) => {
             let mut conv = PamConversation(conv);
-            auth::authenticate(&mut conv, &policy, &user, SystemTime::now())
+            auth::authenticate(
+                &mut conv,
+                &policy,
+                &user,
+                ctx.rhost.as_deref(),
+                SystemTime::now(),
+            )
         }
         Ok(None) | Err(_) => {
             Decision::deny(Reason::NoCode).with_detail("the application has no conversation")

@@ -293,6 +293,7 @@ pub fn verify(g: &Global, args: UserArgs) -> Result<(), Failure> {
         &mut StdinConversation,
         &policy,
         user.as_str(),
+        None,
         std::time::SystemTime::now(),
     );
     let reason = decision.reason.as_str();

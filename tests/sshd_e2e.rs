@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::container::{
-    Login, audit_lines, code, enroll, in_container, new_audit_lines, set_config, ssh,
+    Login, audit_lines, code, enroll, in_container, new_audit_lines, set_config, ssh, ssh_with,
 };
 
 // --------------------------------------------------------------------------- scenarios ----
@@ -306,4 +306,65 @@ fn enrollment_output_is_enough_to_log_in() {
         );
         assert!(!log.contains(&secret), "secret in syslog");
     });
+}
+
+#[test]
+fn password_and_code_stack_asks_the_password_first_then_the_code() {
+    in_container(
+        "password_and_code_stack_asks_the_password_first_then_the_code",
+        &["--password"],
+        || {
+            let mut chpasswd = Command::new("chpasswd")
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            chpasswd
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(b"alice:Correct-Horse-9\n")
+                .unwrap();
+            assert!(chpasswd.wait().unwrap().success());
+            let secret = enroll("alice");
+            let both = |password: &str, code: &str| {
+                ssh_with(
+                    "alice",
+                    None,
+                    &[("assword", password), ("Verification code", code)],
+                    "id -un",
+                )
+            };
+            let c = code(&secret);
+            let wrong = common::wrong_code(&c);
+
+            let bad_password = both("wrong-password", &c);
+            assert!(!bad_password.success, "{bad_password:#?}");
+            assert!(
+                bad_password
+                    .prompts
+                    .iter()
+                    .all(|p| !p.contains("Verification code")),
+                "no code is asked after a wrong password: {bad_password:#?}"
+            );
+
+            let seen = audit_lines().len();
+            let bad_code = both("Correct-Horse-9", &wrong);
+            assert!(!bad_code.success, "{bad_code:#?}");
+            assert!(new_audit_lines(seen)[0].contains("reason=bad_code"));
+
+            let ok = both("Correct-Horse-9", &c);
+            assert!(ok.success, "{ok:#?}");
+            assert_eq!(ok.stdout.trim(), "alice");
+            assert_eq!(ok.prompts.len(), 2, "{ok:#?}");
+            assert!(
+                ok.prompts[0].contains("assword") && ok.prompts[1].contains("Verification code")
+            );
+
+            // The password alone is not enough.
+            let password_only =
+                ssh_with("alice", None, &[("assword", "Correct-Horse-9")], "id -un");
+            assert!(!password_only.success, "{password_only:#?}");
+        },
+    );
 }

@@ -211,6 +211,15 @@ pub struct Login {
 /// Logs in as `user` with `key` (a key file name in KEYS, or none), answering every prompt with
 /// `answer` (or refusing to answer), and runs `command`.
 pub fn ssh(user: &str, key: Option<&str>, answer: Option<&str>, command: &str) -> Login {
+    match answer {
+        Some(a) => ssh_with(user, key, &[("", a)], command),
+        None => ssh_with(user, key, &[], command),
+    }
+}
+
+/// Like [`ssh`], answering each prompt with the answer of the first `(substring, answer)` pair
+/// whose substring the prompt contains; a prompt matching none is refused.
+pub fn ssh_with(user: &str, key: Option<&str>, answers: &[(&str, &str)], command: &str) -> Login {
     static N: AtomicU64 = AtomicU64::new(0);
     let dir = PathBuf::from(format!(
         "/run/ecs-mfa-test/ssh-{}",
@@ -219,21 +228,19 @@ pub fn ssh(user: &str, key: Option<&str>, answer: Option<&str>, command: &str) -
     std::fs::create_dir_all(&dir).unwrap();
     let askpass = dir.join("askpass");
     let prompts = dir.join("prompts");
-    let answer_file = dir.join("answer");
-    let script = match answer {
-        Some(a) => {
-            std::fs::write(&answer_file, a).unwrap();
-            format!(
-                "#!/bin/sh\nprintf '%s\\n' \"$1\" >> {p}\ncat {a}\necho\n",
-                p = prompts.display(),
-                a = answer_file.display()
-            )
-        }
-        None => format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$1\" >> {}\nexit 1\n",
-            prompts.display()
-        ),
-    };
+    let mut script = format!(
+        "#!/bin/sh\nprintf '%s\\n' \"$1\" >> {}\n",
+        prompts.display()
+    );
+    for (i, (pattern, answer)) in answers.iter().enumerate() {
+        let file = dir.join(format!("answer{i}"));
+        std::fs::write(&file, answer).unwrap();
+        script.push_str(&format!(
+            "case \"$1\" in *'{pattern}'*) cat {}; echo; exit 0;; esac\n",
+            file.display()
+        ));
+    }
+    script.push_str("exit 1\n");
     std::fs::write(&askpass, script).unwrap();
     std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
     let mut cmd = Command::new("ssh");

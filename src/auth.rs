@@ -144,12 +144,56 @@ fn decide(
             skew: Some(skew),
             ..Decision::deny(Reason::Replay)
         },
-        Verification::Rejected => Decision::deny(Reason::BadCode),
+        Verification::Rejected => {
+            let d = Decision::deny(Reason::BadCode);
+            match drift_hint(record, answer, now, policy.window, st.failures) {
+                Some(hint) => d.with_detail(hint),
+                None => d,
+            }
+        }
     };
     st.record_failure(now, &policy.throttle);
     decision.failures = Some(st.failures);
     decision.locked_for = st.locked_for(now);
     decision
+}
+
+/// Steps on each side searched for a clock-drift hint (±10 minutes at 30 s).
+const DRIFT_SEARCH_STEPS: u8 = 20;
+
+/// When codes keep failing (from the second consecutive failure on, so a single typo costs
+/// nothing extra), says whether the code would have matched a step outside the window: a
+/// drifting phone clock rather than a wrong secret. Never accepts anything.
+fn drift_hint(
+    record: &UserRecord,
+    answer: &[u8],
+    now: u64,
+    window: u8,
+    failures_before: u32,
+) -> Option<String> {
+    if failures_before == 0 {
+        return None;
+    }
+    let code = totp::normalize_code(answer, record.params.digits())?;
+    let skew = match totp::verify(
+        &record.secret,
+        record.params,
+        &code,
+        now,
+        DRIFT_SEARCH_STEPS,
+        0,
+    ) {
+        Verification::Accepted { skew, .. } | Verification::Replayed { skew } => skew,
+        Verification::Rejected => {
+            return Some(format!(
+                "no match within ±{DRIFT_SEARCH_STEPS} steps either: wrong secret or wrong account in the app?"
+            ));
+        }
+    };
+    Some(format!(
+        "code matches {skew:+} steps ({:+} s), outside window={window}: the phone's clock is off",
+        skew * record.params.period() as i64
+    ))
 }
 
 /// A recovery code: consumed from the record under the store lock (inside the user's state
@@ -339,6 +383,25 @@ mod tests {
             );
             assert_eq!(d.failures, Some(i as u32 + 1));
         }
+    }
+
+    #[test]
+    fn repeated_failures_say_whether_the_phone_clock_drifts() {
+        let f = Fixture::new();
+        let early = f.code(NOW + 5 * 30);
+        let (d, _) = f.login("alice", Some(&early), NOW);
+        assert_eq!(
+            (d.reason, d.detail.as_deref()),
+            (Reason::BadCode, None),
+            "first failure: no extra work"
+        );
+        let (d, _) = f.login("alice", Some(&early), NOW);
+        let detail = d.detail.unwrap();
+        assert!(detail.contains("matches +5 steps (+150 s)"), "{detail}");
+        assert_eq!(d.outcome, Outcome::Deny, "a hint never accepts");
+        let (d, _) = f.login("alice", Some("000000"), NOW);
+        assert!(d.detail.as_deref().unwrap().contains("wrong secret"));
+        assert!(!crate::audit::line(&Default::default(), &d).contains(&early));
     }
 
     #[test]

@@ -156,7 +156,7 @@ fn human_status(row: &serde_json::Value) -> String {
 
 /// Local accounts with a login shell (from /etc/passwd), then records in the store for
 /// which no such account exists.
-fn all_accounts(store: &Store) -> Result<Vec<(UserName, Option<bool>)>, Failure> {
+pub fn all_accounts(store: &Store) -> Result<Vec<(UserName, Option<bool>)>, Failure> {
     let passwd = std::fs::read_to_string("/etc/passwd")
         .map_err(|e| Failure::new(Exit::Failure, format!("/etc/passwd: {e}")))?;
     let mut users: Vec<(UserName, Option<bool>)> = Vec::new();

@@ -6,6 +6,7 @@
 
 mod admin;
 mod docs;
+mod doctor;
 mod enroll;
 mod import;
 mod otpauth;
@@ -42,13 +43,15 @@ pub enum Exit {
     Config = 9,
     /// `import`: some entries could not be imported (the others were).
     Partial = 10,
+    /// `doctor`: at least one problem found.
+    Doctor = 11,
 }
 
 /// Text for `--help` and the man page.
 pub const EXIT_STATUS_HELP: &str = "Exit status: 0 success, 1 other failure, 2 usage error, \
 3 not root, 4 already enrolled, 5 not enrolled, 6 store problem (unsafe permissions, \
 unreadable), 7 confirmation failed (nothing written), 8 verify: code not accepted, \
-9 config file invalid, 10 import: some entries not imported.";
+9 config file invalid, 10 import: some entries not imported, 11 doctor: problems found.";
 
 /// A failure: exit status plus the one line shown on stderr.
 #[derive(Debug)]
@@ -122,6 +125,9 @@ enum Command {
     /// Migrate enrollments from google-authenticator-libpam or pam_oath.
     #[command(subcommand)]
     Import(import::ImportCommand),
+    /// Check this server: module, sshd PAM stack, sshd settings, permissions, config, clock,
+    /// users who need MFA but are not enrolled. Each finding comes with a fix.
+    Doctor(doctor::DoctorArgs),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions(docs::CompletionsArgs),
     /// Write the man pages mfa-enroll.1 and pam_ecs_mfa.8 to a directory.
@@ -145,6 +151,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => admin::verify(&g, args),
         Command::Recovery(args) => admin::recovery(&g, args),
         Command::Import(cmd) => import::run(&g, cmd),
+        Command::Doctor(args) => doctor::doctor(&g, args),
         Command::Completions(args) => docs::completions(args),
         Command::Man(args) => docs::man(args),
     };

@@ -190,7 +190,7 @@ pub fn all_accounts(store: &Store) -> Result<Vec<(UserName, Option<bool>)>, Fail
     Ok(users)
 }
 
-fn has_login_shell(shell: &str) -> bool {
+pub fn has_login_shell(shell: &str) -> bool {
     let base = shell.rsplit('/').next().unwrap_or("");
     !shell.is_empty() && !matches!(base, "nologin" | "false" | "sync" | "shutdown" | "halt")
 }

@@ -376,11 +376,7 @@ fn login_accounts() -> Result<Vec<String>, Failure> {
         .lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
-            let shell = f.get(6)?;
-            let base = shell.rsplit('/').next()?;
-            (!shell.is_empty()
-                && !matches!(base, "nologin" | "false" | "sync" | "shutdown" | "halt"))
-            .then(|| f[0].to_string())
+            crate::admin::has_login_shell(f.get(6)?).then(|| f[0].to_string())
         })
         .collect())
 }

@@ -391,11 +391,6 @@ impl FsError {
             problem,
         }
     }
-
-    /// True when the error is "does not exist".
-    pub fn is_not_found(&self) -> bool {
-        matches!(self.problem, Problem::Io(_, Errno::ENOENT))
-    }
 }
 
 impl fmt::Display for FsError {

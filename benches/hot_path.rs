@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use pam_ecs_mfa::auth::{Conversation, ConversationError, authenticate};
+use pam_ecs_mfa::auth::{Attempt, Conversation, ConversationError, authenticate};
 use pam_ecs_mfa::policy::Policy;
 use pam_ecs_mfa::recovery;
 use pam_ecs_mfa::store::{SaveMode, Store, UserRecord};
@@ -78,8 +78,7 @@ fn main() {
             let _ = authenticate(
                 &mut Answer(answer.to_string()),
                 &policy,
-                &user(i),
-                None,
+                &Attempt::user(&user(i)),
                 now,
             );
             lat.push(t0.elapsed());
@@ -95,7 +94,12 @@ fn main() {
     let start = Instant::now();
     for code in &recovery {
         let t0 = Instant::now();
-        let _ = authenticate(&mut Answer(code.clone()), &policy, "u0", None, now);
+        let _ = authenticate(
+            &mut Answer(code.clone()),
+            &policy,
+            &Attempt::user("u0"),
+            now,
+        );
         lat.push(t0.elapsed());
     }
     report("recovery code (10 stored)", start.elapsed(), &mut lat);

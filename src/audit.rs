@@ -48,6 +48,12 @@ pub enum Reason {
     BadConfig,
     /// The client gave no answer to the prompt (conversation failed).
     NoCode,
+    /// `first_factor=publickey` is set and sshd reports no accepted SSH key for this
+    /// connection (password or keyboard-interactive alone). Denied before any prompt.
+    NoFirstFactor,
+    /// sshd replaced the typed answer with its fixed bad string (root under
+    /// `PermitRootLogin prohibit-password`, or an account sshd itself refuses). Not counted.
+    SshdReplacedAnswer,
     /// Anything else: state I/O failure, clock error, caught panic.
     Internal,
 }
@@ -67,6 +73,8 @@ impl Reason {
             Self::BadFile => "bad_file",
             Self::BadConfig => "bad_config",
             Self::NoCode => "no_code",
+            Self::NoFirstFactor => "no_first_factor",
+            Self::SshdReplacedAnswer => "sshd_replaced_answer",
             Self::Internal => "internal",
         }
     }
@@ -137,7 +145,14 @@ impl Decision {
     pub fn severity(&self) -> Severity {
         match (self.outcome, self.reason) {
             (Outcome::Success | Outcome::Ignore, _) => Severity::Info,
-            (_, Reason::BadFile | Reason::BadConfig | Reason::Internal) => Severity::Error,
+            (
+                _,
+                Reason::BadFile
+                | Reason::BadConfig
+                | Reason::Internal
+                | Reason::NoFirstFactor
+                | Reason::SshdReplacedAnswer,
+            ) => Severity::Error,
             _ => Severity::Notice,
         }
     }

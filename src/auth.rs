@@ -1,13 +1,19 @@
 //! The authentication flow, independent of PAM.
 //!
 //! Order of events, and why:
+//! 0. With `first_factor=publickey`, sshd must report an accepted SSH key for this connection
+//!    (`SSH_AUTH_INFO_0`); otherwise deny at once, before any prompt, `nullok` or exemption:
+//!    a key + code stack has no password module, so without a key the code alone would log in.
 //! 1. The user name is validated before it touches any path.
 //! 2. The enrollment is loaded. Unenrolled users are prompted and denied like a wrong code (no
 //!    enumeration), unless `nullok`, where they get `Ignore` without a prompt. An enrollment
 //!    that exists but is unusable always denies: `nullok` never turns a broken file into a pass.
 //! 3. The code is asked for *before* taking the user's lock, so a user typing slowly never
 //!    blocks another login of the same user.
-//! 4. Under the user's lock: lockout check, verification, replay check, state update. The
+//! 4. An answer that sshd replaced with its fixed bad string (root under
+//!    `PermitRootLogin prohibit-password`) is denied without being counted: the user typed
+//!    something we never saw, so it is neither a failure nor a guess.
+//! 5. Under the user's lock: lockout check, verification, replay check, state update. The
 //!    decision stands only if the new state was saved.
 #![forbid(unsafe_code)]
 
@@ -16,8 +22,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use zeroize::Zeroizing;
 
 use crate::audit::{Decision, Reason};
-use crate::exemption::nss_groups;
-use crate::policy::Policy;
+use crate::exemption::{nss_groups, own_addresses};
+use crate::policy::{FirstFactor, Policy};
 use crate::recovery::RecoveryCode;
 use crate::state::{FileStateStore, StateStore};
 use crate::store::{Store, StoreError, UserRecord};
@@ -34,17 +40,40 @@ pub trait Conversation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConversationError(pub String);
 
-/// Authenticates `user` with the store and state directories named by `policy`.
+/// Who is logging in and how far they got, as the PAM application reports it. All of it is
+/// untrusted input except `ssh_auth_info`, which only sshd sets.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Attempt<'a> {
+    /// `PAM_USER`.
+    pub user: &'a str,
+    /// `PAM_RHOST`.
+    pub rhost: Option<&'a str>,
+    /// `SSH_AUTH_INFO_0` from the PAM environment: `None` when absent (password
+    /// authentication, OpenSSH < 7.8, another service), empty for keyboard-interactive alone,
+    /// one `method [details]` line per method that completed earlier in this connection.
+    pub ssh_auth_info: Option<&'a str>,
+}
+
+impl<'a> Attempt<'a> {
+    /// An attempt by `user` with no other information (the CLI's `verify`, tests).
+    pub fn user(user: &'a str) -> Self {
+        Self {
+            user,
+            ..Self::default()
+        }
+    }
+}
+
+/// Authenticates `attempt.user` with the store and state directories named by `policy`.
 pub fn authenticate(
     conv: &mut impl Conversation,
     policy: &Policy,
-    user: &str,
-    rhost: Option<&str>,
+    attempt: &Attempt<'_>,
     now: SystemTime,
 ) -> Decision {
     let store = Store::new(&policy.store_dir);
     let state = FileStateStore::new(&policy.state_dir);
-    authenticate_with(conv, policy, &store, &state, user, rhost, now)
+    authenticate_with(conv, policy, &store, &state, attempt, now)
 }
 
 /// [`authenticate`] with an explicit store and state backend.
@@ -53,23 +82,55 @@ pub fn authenticate_with(
     policy: &Policy,
     store: &Store,
     state: &impl StateStore,
-    user: &str,
-    rhost: Option<&str>,
+    attempt: &Attempt<'_>,
     now: SystemTime,
 ) -> Decision {
-    let user = match UserName::parse(user) {
+    if policy.first_factor == FirstFactor::PublicKey
+        && let Err(why) = publickey_completed(attempt.ssh_auth_info)
+    {
+        return Decision::deny(Reason::NoFirstFactor).with_detail(why);
+    }
+    let rhost = attempt.rhost;
+    let user = match UserName::parse(attempt.user) {
         Ok(user) => user,
         Err(e) => {
             ask_and_discard(conv, policy);
             return Decision::deny(Reason::BadUser).with_detail(e.to_string());
         }
     };
-    if !policy.exemptions.is_empty()
-        && let Some(why) = policy.exemptions.check(&user, rhost, nss_groups)
-    {
-        return Decision::ignore(Reason::Exempt).with_detail(why);
+    // A network rule that matched loopback or an own address is reported on the final line.
+    let mut note = None;
+    if !policy.exemptions.is_empty() {
+        let verdict = policy
+            .exemptions
+            .check(&user, rhost, nss_groups, |a| own_addresses().contains(&a));
+        if let Some(why) = verdict.exempt {
+            return Decision::ignore(Reason::Exempt).with_detail(why.to_string());
+        }
+        note = verdict.refused_local.map(|(addr, net)| {
+            format!(
+                "exempt_networks {net} not applied: rhost {addr} is this host's own address \
+                 (TCP forwarding relays through it); MFA required"
+            )
+        });
     }
-    let record = match store.load(&user) {
+    let decision = decide_enrolled(conv, policy, store, state, &user, now);
+    match note {
+        Some(note) if decision.detail.is_none() => decision.with_detail(note),
+        _ => decision,
+    }
+}
+
+/// Steps 2 to 5, for a user who is not exempt.
+fn decide_enrolled(
+    conv: &mut impl Conversation,
+    policy: &Policy,
+    store: &Store,
+    state: &impl StateStore,
+    user: &UserName,
+    now: SystemTime,
+) -> Decision {
+    let record = match store.load(user) {
         Ok(record) => record,
         Err(StoreError::NotEnrolled) if policy.nullok => {
             return Decision::ignore(Reason::NotEnrolled).with_detail("nullok");
@@ -92,7 +153,16 @@ pub fn authenticate_with(
             return Decision::deny(Reason::NoCode).with_detail(format!("conversation: {why}"));
         }
     };
-    let decision = state.transact(&user, |st| {
+    if is_sshd_fake_answer(&answer) {
+        return Decision::deny(Reason::SshdReplacedAnswer).with_detail(
+            "sshd replaced the typed code with its fixed bad string, so no code can ever pass \
+             (not counted): root under PermitRootLogin prohibit-password/forced-commands-only, \
+             or an account sshd refuses (AllowUsers/DenyUsers, expired); for root set \
+             PermitRootLogin yes with AuthenticationMethods publickey,keyboard-interactive, or \
+             PermitRootLogin no",
+        );
+    }
+    let decision = state.transact(user, |st| {
         decide(store, &record, policy, &answer, since_epoch.as_secs(), st)
     });
     decision.unwrap_or_else(|e| Decision::deny(Reason::Internal).with_detail(e.to_string()))
@@ -190,9 +260,11 @@ fn drift_hint(
             ));
         }
     };
+    let seconds = skew * record.params.period() as i64;
     Some(format!(
-        "code matches {skew:+} steps ({:+} s), outside window={window}: the phone's clock is off",
-        skew * record.params.period() as i64
+        "clocks differ by {} s: the code matches {skew:+} steps ({seconds:+} s), outside \
+         window={window}; check the server's clock (mfa-enroll doctor) and the phone's",
+        seconds.abs()
     ))
 }
 
@@ -232,6 +304,37 @@ fn decide_recovery(
         // The code is not consumed and the login is not accepted: fail closed.
         Err(e) => Decision::deny(Reason::BadFile).with_detail(e.to_string()),
     }
+}
+
+/// Whether `ssh_auth_info` shows a completed `publickey` method; `Err` says what to fix.
+fn publickey_completed(ssh_auth_info: Option<&str>) -> Result<(), &'static str> {
+    match ssh_auth_info {
+        None => Err(
+            "first_factor=publickey: SSH_AUTH_INFO_0 is absent, so no SSH key was accepted \
+             (password authentication reached this stack: set PasswordAuthentication no and \
+             AuthenticationMethods publickey,keyboard-interactive; or OpenSSH < 7.8, or a service \
+             other than sshd)",
+        ),
+        Some(info) if info.lines().any(|l| l.starts_with("publickey ")) => Ok(()),
+        Some(_) => Err(
+            "first_factor=publickey: no SSH key was accepted before keyboard-interactive in this \
+             connection: set AuthenticationMethods publickey,keyboard-interactive (and check \
+             Match blocks with sshd -T -C user=NAME,addr=IP)",
+        ),
+    }
+}
+
+/// OpenSSH's `fake_password()` (auth-pam.c): when sshd will refuse the login whatever PAM says
+/// (root without `PermitRootLogin yes`, an invalid account), it passes PAM this string, cut or
+/// repeated to the length of what was typed, instead of the answer.
+const SSHD_FAKE_ANSWER: &[u8] = b"\x08\n\r\x7fINCORRECT";
+
+fn is_sshd_fake_answer(answer: &[u8]) -> bool {
+    !answer.is_empty()
+        && answer
+            .iter()
+            .zip(SSHD_FAKE_ANSWER.iter().cycle())
+            .all(|(a, b)| a == b)
 }
 
 fn ask_and_discard(conv: &mut impl Conversation, policy: &Policy) {
@@ -315,12 +418,21 @@ mod tests {
 
         fn login(&self, user: &str, answer: Option<&str>, at: u64) -> (Decision, usize) {
             let answer: Option<&'static str> = answer.map(|a| &*a.to_owned().leak());
+            self.login_as(&Attempt::user(user), answer, at)
+        }
+
+        fn login_as(
+            &self,
+            attempt: &Attempt<'_>,
+            answer: Option<&str>,
+            at: u64,
+        ) -> (Decision, usize) {
+            let answer: Option<&'static str> = answer.map(|a| &*a.to_owned().leak());
             let mut conv = Script::answering(&[answer]);
             let d = authenticate(
                 &mut conv,
                 &self.policy,
-                user,
-                None,
+                attempt,
                 UNIX_EPOCH + Duration::from_secs(at),
             );
             (d, conv.prompts.len())
@@ -334,8 +446,7 @@ mod tests {
         let d = authenticate(
             &mut conv,
             &f.policy,
-            "alice",
-            None,
+            &Attempt::user("alice"),
             UNIX_EPOCH + Duration::from_secs(NOW),
         );
         assert_eq!(d, Decision::success(0));
@@ -397,6 +508,7 @@ mod tests {
         );
         let (d, _) = f.login("alice", Some(&early), NOW);
         let detail = d.detail.unwrap();
+        assert!(detail.contains("clocks differ by 150 s"), "{detail}");
         assert!(detail.contains("matches +5 steps (+150 s)"), "{detail}");
         assert_eq!(d.outcome, Outcome::Deny, "a hint never accepts");
         let (d, _) = f.login("alice", Some("000000"), NOW);
@@ -566,14 +678,13 @@ mod tests {
         let f = Fixture::new();
         let mut conv = Script::answering(&[Some("123456")]);
         let before = UNIX_EPOCH - Duration::from_secs(1);
-        let d = authenticate(&mut conv, &f.policy, "alice", None, before);
+        let d = authenticate(&mut conv, &f.policy, &Attempt::user("alice"), before);
         assert_eq!((d.outcome, d.reason), (Outcome::Deny, Reason::Internal));
         let far = UNIX_EPOCH + Duration::from_secs(u64::MAX / 4);
         let d = authenticate(
             &mut Script::answering(&[Some("123456")]),
             &f.policy,
-            "alice",
-            None,
+            &Attempt::user("alice"),
             far,
         );
         assert_eq!(d.outcome, Outcome::Deny);
@@ -587,6 +698,120 @@ mod tests {
         f.policy.state_dir = bogus;
         let (d, _) = f.login("alice", Some(&f.code(NOW)), NOW);
         assert_eq!((d.outcome, d.reason), (Outcome::Deny, Reason::Internal));
+    }
+
+    const KEY_INFO: &str = "publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample";
+
+    #[test]
+    fn first_factor_publickey_denies_without_a_key_before_any_prompt_even_nullok_and_exempt() {
+        let mut f = Fixture::new();
+        f.policy.first_factor = FirstFactor::PublicKey;
+        f.policy.nullok = true;
+        f.policy.exemptions.exempt_networks = vec!["192.0.2.0/24".parse().unwrap()];
+        let code = f.code(NOW);
+        for info in [
+            None,
+            Some(""),
+            Some("password"),
+            Some("keyboard-interactive\n"),
+            Some(" publickey ssh-ed25519 AAAA"),
+        ] {
+            for user in ["alice", "bob", "../x"] {
+                for rhost in [None, Some("192.0.2.7")] {
+                    let attempt = Attempt {
+                        user,
+                        rhost,
+                        ssh_auth_info: info,
+                    };
+                    let (d, prompts) = f.login_as(&attempt, Some(&code), NOW);
+                    assert_eq!(
+                        (d.outcome, d.reason, prompts),
+                        (Outcome::Deny, Reason::NoFirstFactor, 0),
+                        "{attempt:?}"
+                    );
+                    assert!(
+                        d.detail
+                            .unwrap()
+                            .contains("AuthenticationMethods publickey,keyboard-interactive")
+                    );
+                }
+            }
+        }
+        // Nothing was counted: the right code still works once a key was accepted, also when
+        // the key is one of several completed methods.
+        for info in [KEY_INFO.to_string(), format!("password\n{KEY_INFO}\n")] {
+            let attempt = Attempt {
+                user: "alice",
+                rhost: None,
+                ssh_auth_info: Some(&info),
+            };
+            let at = if info.starts_with("password") {
+                NOW + 30
+            } else {
+                NOW
+            };
+            let (d, prompts) = f.login_as(&attempt, Some(&f.code(at)), at);
+            assert_eq!((d, prompts), (Decision::success(0), 1));
+        }
+        // nullok and exemptions apply again once the key is there.
+        let bob = Attempt {
+            user: "bob",
+            rhost: Some("192.0.2.7"),
+            ssh_auth_info: Some(KEY_INFO),
+        };
+        assert_eq!(f.login_as(&bob, None, NOW).0.reason, Reason::Exempt);
+        // Without the setting the environment is not consulted (password + code stacks).
+        f.policy.first_factor = FirstFactor::None;
+        let (d, _) = f.login_as(&Attempt::user("alice"), Some(&f.code(NOW + 60)), NOW + 60);
+        assert_eq!(d.outcome, Outcome::Success);
+    }
+
+    #[test]
+    fn sshds_substituted_answer_is_denied_without_counting_a_failure() {
+        let f = Fixture::new();
+        // What sshd passes for root under prohibit-password: the junk string cut or repeated
+        // to the typed length.
+        for typed_len in [1, 6, 8, 11, 13, 30] {
+            let fake: Vec<u8> = SSHD_FAKE_ANSWER
+                .iter()
+                .cycle()
+                .take(typed_len)
+                .copied()
+                .collect();
+            let fake = String::from_utf8(fake).unwrap();
+            let (d, prompts) = f.login("alice", Some(&fake), NOW);
+            assert_eq!(
+                (d.outcome, d.reason, d.failures, prompts),
+                (Outcome::Deny, Reason::SshdReplacedAnswer, None, 1),
+                "{typed_len}"
+            );
+            assert!(d.detail.unwrap().contains("PermitRootLogin yes"));
+        }
+        // Not counted: a wrong code now is the first failure.
+        let (d, _) = f.login("alice", Some("abcdef"), NOW);
+        assert_eq!(d.failures, Some(1));
+        assert!(!is_sshd_fake_answer(b""));
+        assert!(!is_sshd_fake_answer(b"\x08\nX"));
+    }
+
+    #[test]
+    fn a_loopback_exemption_is_not_applied_and_the_audit_line_says_so() {
+        let mut f = Fixture::new();
+        f.policy.exemptions.exempt_networks = vec!["127.0.0.0/8".parse().unwrap()];
+        for rhost in ["127.0.0.1", "::1"] {
+            let attempt = Attempt {
+                user: "alice",
+                rhost: Some(rhost),
+                ssh_auth_info: None,
+            };
+            let at = if rhost == "::1" { NOW + 30 } else { NOW };
+            let (d, prompts) = f.login_as(&attempt, Some(&f.code(at)), at);
+            assert_eq!(
+                (d.outcome, d.reason, prompts),
+                (Outcome::Success, Reason::Ok, 1)
+            );
+            assert!(d.detail.unwrap().contains("not applied"), "{rhost}");
+        }
     }
 
     #[test]

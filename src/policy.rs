@@ -16,6 +16,7 @@
 //! lockout_seconds = 30               # first lockout (1-86400)
 //! lockout_max_seconds = 900          # longest lockout (>= lockout_seconds, <= 86400)
 //! prompt = "Verification code: "     # text of the prompt (1-80 printable characters)
+//! first_factor = "publickey"         # deny unless sshd says an SSH key was accepted first
 //! ```
 #![forbid(unsafe_code)]
 
@@ -41,7 +42,7 @@ const MAX_LOCKOUT_SECONDS: u64 = 86_400;
 
 /// The module arguments, as documented (man page, README). [`ModuleArgs::parse`] refuses any
 /// argument whose name is not in this table.
-pub const MODULE_ARGUMENTS: [(&str, &str); 5] = [
+pub const MODULE_ARGUMENTS: [(&str, &str); 6] = [
     (
         "store=DIR",
         "Enrollment store (default /var/lib/ecs-mfa/users).",
@@ -62,10 +63,14 @@ pub const MODULE_ARGUMENTS: [(&str, &str); 5] = [
         "debug",
         "One extra log line with the effective settings (never codes or secrets).",
     ),
+    (
+        "first_factor=publickey",
+        "Deny (before any prompt, also for nullok and exempt users) unless sshd reports in SSH_AUTH_INFO_0 that a public key was accepted earlier in this connection. Use it with every key + code stack; needs OpenSSH >= 7.8.",
+    ),
 ];
 
 /// The config file keys, as documented. Every key [`ConfigFile`] accepts is here (tested).
-pub const CONFIG_KEYS: [(&str, &str); 12] = [
+pub const CONFIG_KEYS: [(&str, &str); 13] = [
     ("store", "Enrollment store directory (absolute path)."),
     ("state", "Volatile state directory (absolute path)."),
     (
@@ -103,7 +108,11 @@ pub const CONFIG_KEYS: [(&str, &str); 12] = [
     ),
     (
         "exempt_networks",
-        "CIDR networks (\"10.0.0.0/8\", \"2001:db8::/32\") whose logins need no MFA; matched against PAM_RHOST, a host name never matches (default []).",
+        "CIDR networks (\"10.0.0.0/8\", \"2001:db8::/32\") whose logins need no MFA; matched against PAM_RHOST, a host name never matches, loopback and this host's own addresses are never exempt (default []).",
+    ),
+    (
+        "first_factor",
+        "\"publickey\": like the module argument first_factor=publickey; \"none\": no check (default \"none\"; the argument wins).",
     ),
 ];
 
@@ -128,6 +137,33 @@ pub struct Policy {
     pub prompt: String,
     /// Who needs no MFA.
     pub exemptions: Exemptions,
+    /// What must have happened before this module runs.
+    pub first_factor: FirstFactor,
+}
+
+/// The first factor the module insists on before it asks for a code.
+///
+/// sshd runs the PAM `auth` stack for keyboard-interactive *and* for password authentication,
+/// and a key + code stack has no password module in it; without this check the code alone
+/// logs in whenever sshd reaches the stack without a key (`PasswordAuthentication yes`, an
+/// `AuthenticationMethods` or `Match` block without `publickey` first).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FirstFactor {
+    /// No check (password + code stacks, where the password module comes first).
+    #[default]
+    None,
+    /// `SSH_AUTH_INFO_0` must show a completed `publickey` method.
+    PublicKey,
+}
+
+impl FirstFactor {
+    /// The word used in the argument, the config file and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::PublicKey => "publickey",
+        }
+    }
 }
 
 impl Default for Policy {
@@ -142,6 +178,7 @@ impl Default for Policy {
             throttle: ThrottlePolicy::default(),
             prompt: DEFAULT_PROMPT.into(),
             exemptions: Exemptions::default(),
+            first_factor: FirstFactor::None,
         }
     }
 }
@@ -154,10 +191,11 @@ pub struct ModuleArgs {
     config: Option<PathBuf>,
     nullok: bool,
     debug: bool,
+    first_factor: bool,
 }
 
 impl ModuleArgs {
-    /// Parses `store=DIR state=DIR config=FILE nullok debug`. Paths must be absolute; every
+    /// Parses `store=DIR state=DIR config=FILE nullok debug first_factor=publickey`. Paths must be absolute; every
     /// argument may appear once.
     pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Self, PolicyError> {
         let mut parsed = Self::default();
@@ -178,6 +216,8 @@ impl ModuleArgs {
                 }
                 ("nullok", None) => set_flag(&mut parsed.nullok, arg)?,
                 ("debug", None) => set_flag(&mut parsed.debug, arg)?,
+                ("first_factor", Some("publickey")) => set_flag(&mut parsed.first_factor, arg)?,
+                ("first_factor", _) => return Err(bad("the only value is first_factor=publickey")),
                 ("nullok" | "debug", Some(_)) => return Err(bad("takes no value")),
                 ("store" | "state" | "config", None) => return Err(bad("needs =/absolute/path")),
                 _ => return Err(PolicyError::UnknownArgument(printable(arg))),
@@ -281,6 +321,22 @@ impl Policy {
                 .map(|n| n.parse().map_err(|why| value_err("exempt_networks", why)))
                 .collect::<Result<_, _>>()?,
         };
+        let first_factor = match config.first_factor.as_deref() {
+            None | Some("none") => FirstFactor::None,
+            Some("publickey") => FirstFactor::PublicKey,
+            Some(_) => {
+                return Err(value_err(
+                    "first_factor",
+                    "must be \"publickey\" or \"none\"",
+                ));
+            }
+        };
+        // The stricter setting wins: an argument can only turn the check on.
+        let first_factor = if args.first_factor {
+            FirstFactor::PublicKey
+        } else {
+            first_factor
+        };
         // Validated even when an argument overrides them: a bad value is a bad file.
         let config_store = config_dir("store", config.store)?;
         let config_state = config_dir("state", config.state)?;
@@ -305,6 +361,7 @@ impl Policy {
             },
             prompt,
             exemptions,
+            first_factor,
             config_path,
         })
     }
@@ -326,6 +383,7 @@ struct ConfigFile {
     require_groups: Option<Vec<String>>,
     exempt_groups: Option<Vec<String>>,
     exempt_networks: Option<Vec<String>>,
+    first_factor: Option<String>,
 }
 
 impl ConfigFile {
@@ -487,13 +545,18 @@ mod tests {
                 config: Some("/c".into()),
                 nullok: true,
                 debug: true,
+                first_factor: false,
             }
         );
     }
 
     #[test]
     fn unknown_malformed_or_repeated_arguments_are_errors() {
-        let cases: [&[&str]; 10] = [
+        let cases: [&[&str]; 14] = [
+            &["first_factor"],
+            &["first_factor=password"],
+            &["first_factor=publickey", "first_factor=publickey"],
+            &["firstfactor=publickey"],
             &["nulok"],
             &["store"],
             &["store="],
@@ -564,6 +627,10 @@ mod tests {
                 "exempt_groups must be a list of group names",
             ),
             ("require_groups = \"admins\"\n", "config.toml:1:"),
+            (
+                "first_factor = \"password\"\n",
+                "first_factor must be \"publickey\" or \"none\"",
+            ),
         ];
         for (text, expected) in cases {
             let (_s, policy) = with_config(text);
@@ -576,6 +643,9 @@ mod tests {
     fn the_documented_argument_table_is_what_the_parser_accepts() {
         for (name, _) in MODULE_ARGUMENTS {
             let arg = match name.split_once('=') {
+                Some((_, value)) if !value.chars().all(|c| c.is_ascii_uppercase()) => {
+                    name.to_string()
+                }
                 Some((key, _)) => format!("{key}=/somewhere"),
                 None => name.to_string(),
             };
@@ -586,7 +656,7 @@ mod tests {
         }
         assert_eq!(
             MODULE_ARGUMENTS.len(),
-            5,
+            6,
             "a new argument needs a table row and a parser arm"
         );
     }
@@ -617,6 +687,22 @@ mod tests {
                 ..Policy::default()
             }
         );
+    }
+
+    #[test]
+    fn first_factor_comes_from_the_argument_or_the_config_and_the_stricter_wins() {
+        let no_config = "config=/nonexistent/ecs-mfa.toml";
+        let p = Policy::from_module_args([no_config]).unwrap();
+        assert_eq!(p.first_factor, FirstFactor::None);
+        let p = Policy::from_module_args([no_config, "first_factor=publickey"]).unwrap();
+        assert_eq!(p.first_factor, FirstFactor::PublicKey);
+        let (_s, p) = with_config("first_factor = \"publickey\"\n");
+        assert_eq!(p.unwrap().first_factor, FirstFactor::PublicKey);
+        let (s, p) = with_config("first_factor = \"none\"\n");
+        assert_eq!(p.unwrap().first_factor, FirstFactor::None);
+        let arg = format!("config={}", s.0.join("config.toml").display());
+        let p = Policy::from_module_args([arg.as_str(), "first_factor=publickey"]).unwrap();
+        assert_eq!(p.first_factor, FirstFactor::PublicKey);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use pam_bindings::module::{PamHandle, PamHooks};
 use zeroize::Zeroizing;
 
 use crate::audit::{self, Context, Decision, Outcome, Reason, Severity};
-use crate::auth::{self, Conversation, ConversationError};
+use crate::auth::{self, Attempt, Conversation, ConversationError};
 use crate::policy::Policy;
 
 /// The module type for `pam_hooks!`.
@@ -92,27 +92,33 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
         }
     };
     ctx.user = Some(user.clone());
+    let ssh_auth_info = pam_env(pamh, c"SSH_AUTH_INFO_0");
     if policy.debug {
         let line = format!(
-            "debug: store={} state={} config={} nullok={} window={}",
+            "debug: store={} state={} config={} nullok={} window={} first_factor={} ssh_auth_info={}",
             policy.store_dir.display(),
             policy.state_dir.display(),
             policy.config_path.display(),
             policy.nullok,
-            policy.window
+            policy.window,
+            policy.first_factor.as_str(),
+            match &ssh_auth_info {
+                None => "absent",
+                Some(i) if i.is_empty() => "empty",
+                Some(_) => "present",
+            }
         );
         log(pamh, Severity::Info, &line);
     }
+    let attempt = Attempt {
+        user: &user,
+        rhost: ctx.rhost.as_deref(),
+        ssh_auth_info: ssh_auth_info.as_deref(),
+    };
     let decision = match pamh.get_item::<Conv>() {
         Ok(Some(conv)) => {
             let mut conv = PamConversation(conv);
-            auth::authenticate(
-                &mut conv,
-                &policy,
-                &user,
-                ctx.rhost.as_deref(),
-                SystemTime::now(),
-            )
+            auth::authenticate(&mut conv, &policy, &attempt, SystemTime::now())
         }
         Ok(None) | Err(_) => {
             Decision::deny(Reason::NoCode).with_detail("the application has no conversation")
@@ -169,6 +175,21 @@ unsafe extern "C" {
     /// `void pam_syslog(const pam_handle_t *pamh, int priority, const char *fmt, ...)`
     /// from libpam: logs to LOG_AUTHPRIV with the `pam_ecs_mfa(service:auth):` prefix.
     fn pam_syslog(pamh: *const PamHandle, priority: libc::c_int, fmt: *const libc::c_char, ...);
+    /// `const char *pam_getenv(pam_handle_t *pamh, const char *name)` from libpam: the value
+    /// of `name` in the PAM environment, or NULL. The string belongs to the handle.
+    fn pam_getenv(pamh: *const PamHandle, name: *const libc::c_char) -> *const libc::c_char;
+}
+
+/// A variable of the PAM environment (where sshd puts `SSH_AUTH_INFO_0`), copied; `None`
+/// when it is not set. Not UTF-8 bytes are replaced (it is only matched against ASCII).
+fn pam_env(pamh: &PamHandle, name: &CStr) -> Option<String> {
+    // SAFETY: `pamh` is the live handle PAM passed to this hook and `name` is NUL-terminated.
+    // libpam returns NULL or a NUL-terminated string owned by the handle that stays valid until
+    // the environment changes; it is copied before any other PAM call.
+    unsafe {
+        let value = pam_getenv(pamh, name.as_ptr());
+        (!value.is_null()).then(|| lossy(CStr::from_ptr(value)))
+    }
 }
 
 /// Writes one line through `pam_syslog`. A logging failure never changes the result.
@@ -241,6 +262,8 @@ mod tests {
             BadFile,
             BadConfig,
             NoCode,
+            NoFirstFactor,
+            SshdReplacedAnswer,
             Internal,
         ] {
             assert_eq!(

@@ -2,8 +2,9 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use pam_ecs_mfa::audit::Outcome;
-use pam_ecs_mfa::auth::{self, Conversation, ConversationError};
+use pam_ecs_mfa::audit::{Outcome, Reason};
+use pam_ecs_mfa::auth::{self, Attempt, Conversation, ConversationError};
+use pam_ecs_mfa::policy::FirstFactor;
 use pam_ecs_mfa::recovery;
 use pam_ecs_mfa::state::{FileStateStore, StateStore, UserState};
 use pam_ecs_mfa::store::{Store, StoreError};
@@ -288,12 +289,13 @@ impl Conversation for StdinConversation {
 pub fn verify(g: &Global, args: UserArgs) -> Result<(), Failure> {
     crate::require_root()?;
     let user = target_user(args.user.as_deref())?;
-    let policy = g.policy()?;
+    let mut policy = g.policy()?;
+    // verify checks the code, not how sshd got here: there is no SSH connection to ask.
+    policy.first_factor = FirstFactor::None;
     let decision = auth::authenticate(
         &mut StdinConversation,
         &policy,
-        user.as_str(),
-        None,
+        &Attempt::user(user.as_str()),
         std::time::SystemTime::now(),
     );
     let reason = decision.reason.as_str();
@@ -308,6 +310,12 @@ pub fn verify(g: &Global, args: UserArgs) -> Result<(), Failure> {
         println!("Valid: {user} can log in with this code ({reason}). It is now used up.");
     } else {
         println!("NOT valid for {user}: {reason}");
+        if decision.reason == Reason::Replay {
+            println!(
+                "That code was already used (right after an enrollment: by its confirmation). \
+                 Wait for the next code in the app and run verify again."
+            );
+        }
     }
     if ok {
         Ok(())

@@ -380,7 +380,12 @@ fn check_users(findings: &mut Vec<Finding>, policy: &Policy, root_may_log_in: bo
         if local != Some(true) || (user.as_str() == "root" && !root_may_log_in) {
             continue;
         }
-        if policy.exemptions.check(&user, None, nss_groups).is_some() {
+        if policy
+            .exemptions
+            .check(&user, None, nss_groups, |_| false)
+            .exempt
+            .is_some()
+        {
             continue;
         }
         match store.load(&user) {

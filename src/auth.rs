@@ -155,11 +155,9 @@ fn decide_enrolled(
     };
     if is_sshd_fake_answer(&answer) {
         return Decision::deny(Reason::SshdReplacedAnswer).with_detail(
-            "sshd replaced the typed code with its fixed bad string, so no code can ever pass \
-             (not counted): root under PermitRootLogin prohibit-password/forced-commands-only, \
-             or an account sshd refuses (AllowUsers/DenyUsers, expired); for root set \
-             PermitRootLogin yes with AuthenticationMethods publickey,keyboard-interactive, or \
-             PermitRootLogin no",
+            "sshd replaced the typed code (root without PermitRootLogin yes, or an account sshd \
+             refuses): no code can pass; not counted. For root set PermitRootLogin yes (with \
+             AuthenticationMethods publickey,keyboard-interactive) or no",
         );
     }
     let decision = state.transact(user, |st| {

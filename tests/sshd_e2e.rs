@@ -14,7 +14,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::container::{
-    Login, audit_lines, code, enroll, in_container, new_audit_lines, set_config, ssh, ssh_with,
+    Login, audit_lines, code, enroll, give_root_a_key, in_container, new_audit_lines, restart_sshd,
+    set_config, set_password, sh, ssh, ssh_opts, ssh_with, sshd_settings, status,
 };
 
 // --------------------------------------------------------------------------- scenarios ----
@@ -313,58 +314,240 @@ fn password_and_code_stack_asks_the_password_first_then_the_code() {
     in_container(
         "password_and_code_stack_asks_the_password_first_then_the_code",
         &["--password"],
+        password_stack_scenario,
+    );
+}
+
+#[test]
+fn rhel_password_and_code_stack_stops_at_a_wrong_password() {
+    in_container(
+        "rhel_password_and_code_stack_stops_at_a_wrong_password",
+        &["--password", "--rhel"],
+        password_stack_scenario,
+    );
+}
+
+/// The password + code stack of either family: the password is asked first; a wrong password
+/// ends the stack before the code prompt, so nothing is counted and no code is used up; the
+/// right password and code log in; the password alone does not.
+fn password_stack_scenario() {
+    set_password("alice", "Correct-Horse-9");
+    let secret = enroll("alice");
+    common::wait_for_fresh_step(20);
+    let both = |password: &str, code: &str| {
+        ssh_with(
+            "alice",
+            None,
+            &[("assword", password), ("Verification code", code)],
+            "id -un",
+        )
+    };
+    let c = code(&secret);
+    let wrong = common::wrong_code(&c);
+
+    let seen = audit_lines().len();
+    for _ in 0..6 {
+        let bad_password = both("wrong-password", &c);
+        assert!(!bad_password.success, "{bad_password:#?}");
+        assert!(
+            bad_password.prompts.iter().any(|p| p.contains("assword")),
+            "{bad_password:#?}"
+        );
+        assert!(
+            bad_password
+                .prompts
+                .iter()
+                .all(|p| !p.contains("Verification code")),
+            "no code is asked after a wrong password: {bad_password:#?}"
+        );
+    }
+    assert!(new_audit_lines(seen).is_empty(), "the module never ran");
+    let st = status("alice");
+    assert_eq!(st["failures"], 0, "wrong passwords are not counted: {st}");
+
+    // The code typed after the wrong passwords was not used up: it still logs in.
+    let ok = both("Correct-Horse-9", &c);
+    assert!(ok.success, "{ok:#?}");
+    assert_eq!(ok.stdout.trim(), "alice");
+    assert_eq!(ok.prompts.len(), 2, "{ok:#?}");
+    assert!(ok.prompts[0].contains("assword") && ok.prompts[1].contains("Verification code"));
+
+    let seen = audit_lines().len();
+    let bad_code = both("Correct-Horse-9", &wrong);
+    assert!(!bad_code.success, "{bad_code:#?}");
+    assert!(new_audit_lines(seen)[0].contains("reason=bad_code"));
+
+    // The password alone is not enough.
+    let password_only = ssh_with("alice", None, &[("assword", "Correct-Horse-9")], "id -un");
+    assert!(!password_only.success, "{password_only:#?}");
+}
+
+#[test]
+fn rhel_key_stack_logs_in_with_key_and_code_only() {
+    in_container(
+        "rhel_key_stack_logs_in_with_key_and_code_only",
+        &["--rhel"],
         || {
-            let mut chpasswd = Command::new("chpasswd")
-                .stdin(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            use std::io::Write;
-            chpasswd
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(b"alice:Correct-Horse-9\n")
-                .unwrap();
-            assert!(chpasswd.wait().unwrap().success());
             let secret = enroll("alice");
-            let both = |password: &str, code: &str| {
-                ssh_with(
-                    "alice",
-                    None,
-                    &[("assword", password), ("Verification code", code)],
-                    "id -un",
-                )
-            };
-            let c = code(&secret);
-            let wrong = common::wrong_code(&c);
-
-            let bad_password = both("wrong-password", &c);
-            assert!(!bad_password.success, "{bad_password:#?}");
-            assert!(
-                bad_password
-                    .prompts
-                    .iter()
-                    .all(|p| !p.contains("Verification code")),
-                "no code is asked after a wrong password: {bad_password:#?}"
+            let login = ssh("alice", Some("alice"), Some(&code(&secret)), "id -un");
+            assert!(login.success && login.prompts.len() == 1, "{login:#?}");
+            let wrong = ssh(
+                "alice",
+                Some("alice"),
+                Some(&common::wrong_code(&code(&secret))),
+                "id -un",
             );
+            assert!(!wrong.success, "{wrong:#?}");
+        },
+    );
+}
 
+/// The shipped key stack with sshd as many servers have it (stock Debian: PasswordAuthentication
+/// yes, no AuthenticationMethods) and keyboard-interactive on: the module's own first-factor
+/// check refuses every login that did not start with a key, before any prompt and without
+/// counting or consuming anything.
+#[test]
+fn key_stack_refuses_code_as_password_and_code_without_key_whatever_sshd_allows() {
+    in_container(
+        "key_stack_refuses_code_as_password_and_code_without_key_whatever_sshd_allows",
+        &["--nullok"],
+        || {
+            sh(
+                "cp /etc/ssh/sshd_config.d/50-ecs-mfa.conf /run/ecs-mfa-test/ && \
+                sed -i '/^AuthenticationMethods/d' /etc/ssh/sshd_config.d/50-ecs-mfa.conf",
+            );
+            sshd_settings("PasswordAuthentication yes\n");
+            let secret = enroll("alice");
+            common::wait_for_fresh_step(20);
+            let c = code(&secret);
+            let password = ["PreferredAuthentications=password"];
+            let kbdint = ["PreferredAuthentications=keyboard-interactive"];
             let seen = audit_lines().len();
-            let bad_code = both("Correct-Horse-9", &wrong);
-            assert!(!bad_code.success, "{bad_code:#?}");
-            assert!(new_audit_lines(seen)[0].contains("reason=bad_code"));
+            // The code typed as alice's password.
+            let as_password = ssh_opts("alice", None, &[("", &c)], "id -un", &password);
+            assert!(!as_password.success, "{as_password:#?}");
+            // Any password for bob, who is not enrolled (nullok).
+            let any_password = ssh_opts("bob", None, &[("", "anything")], "id -un", &password);
+            assert!(!any_password.success, "{any_password:#?}");
+            // Keyboard-interactive without a key: no prompt at all.
+            let no_key = ssh_opts("alice", None, &[("", &c)], "id -un", &kbdint);
+            assert!(!no_key.success, "{no_key:#?}");
+            assert!(
+                no_key.prompts.iter().all(|p| !p.contains("Verification")),
+                "{no_key:#?}"
+            );
+            let bob_no_key = ssh_opts("bob", None, &[("", "x")], "id -un", &kbdint);
+            assert!(!bob_no_key.success, "{bob_no_key:#?}");
+            let lines = new_audit_lines(seen);
+            assert!(lines.len() >= 4, "{lines:#?}");
+            assert!(
+                lines.iter().all(|l| l.contains("reason=no_first_factor")),
+                "{lines:#?}"
+            );
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.contains("SSH_AUTH_INFO_0 is absent"))
+            );
+            assert_eq!(status("alice")["failures"], 0, "nothing was counted");
 
-            let ok = both("Correct-Horse-9", &c);
+            // With the shipped AuthenticationMethods back, key + the same code logs in: the
+            // code was not used up by the refused attempts.
+            sh("cp /run/ecs-mfa-test/50-ecs-mfa.conf /etc/ssh/sshd_config.d/");
+            restart_sshd();
+            let ok = ssh("alice", Some("alice"), Some(&c), "id -un");
             assert!(ok.success, "{ok:#?}");
             assert_eq!(ok.stdout.trim(), "alice");
-            assert_eq!(ok.prompts.len(), 2, "{ok:#?}");
+            // And bob (nullok) still gets in with his key alone, as nullok promises.
+            let bob = ssh("bob", Some("bob"), None, "id -un");
+            assert!(bob.success && bob.prompts.is_empty(), "{bob:#?}");
+        },
+    );
+}
+
+/// A `Match` block that drops the key for some users: the module refuses them; `doctor` names
+/// the block's effect for that user.
+#[test]
+fn a_match_block_without_publickey_is_refused_and_reported() {
+    in_container(
+        "a_match_block_without_publickey_is_refused_and_reported",
+        &[],
+        || {
+            sh(
+                "printf 'Match User bob\\n    AuthenticationMethods keyboard-interactive\\n' \
+                >> /etc/ssh/sshd_config",
+            );
+            restart_sshd();
+            let secret = enroll("bob");
+            let seen = audit_lines().len();
+            let bob = ssh("bob", None, Some(&code(&secret)), "id -un");
+            assert!(!bob.success, "{bob:#?}");
+            let lines = new_audit_lines(seen);
+            assert!(lines[0].contains("user=bob") && lines[0].contains("reason=no_first_factor"));
+            let out = Command::new("/usr/sbin/mfa-enroll")
+                .arg("doctor")
+                .output()
+                .unwrap();
+            let report = common::text(&out.stdout);
+            assert_eq!(out.status.code(), Some(11), "{report}");
             assert!(
-                ok.prompts[0].contains("assword") && ok.prompts[1].contains("Verification code")
+                report.contains("user=bob") && report.contains("keyboard-interactive"),
+                "{report}"
+            );
+        },
+    );
+}
+
+/// root: with `PermitRootLogin yes` (and the shipped AuthenticationMethods) root needs key and
+/// code like everyone; under `prohibit-password` sshd replaces root's answer, which the module
+/// recognises: denied with the fix in the log, not counted, the code not used up.
+#[test]
+fn root_needs_key_and_code_and_prohibit_password_is_explained_not_counted() {
+    in_container(
+        "root_needs_key_and_code_and_prohibit_password_is_explained_not_counted",
+        &[],
+        || {
+            give_root_a_key();
+            let secret = enroll("root");
+            common::wait_for_fresh_step(25);
+            sshd_settings("PermitRootLogin yes\n");
+            let c = code(&secret);
+            let no_code = ssh("root", Some("root"), None, "id -un");
+            assert!(!no_code.success, "{no_code:#?}");
+            let ok = ssh("root", Some("root"), Some(&c), "id -un");
+            assert!(ok.success, "{ok:#?}");
+            assert_eq!(ok.stdout.trim(), "root");
+
+            // The next step's code (the first one is used up).
+            std::thread::sleep(Duration::from_millis(
+                200 + 1000 * (30 - common::container::now() % 30),
+            ));
+            let c = code(&secret);
+            sshd_settings("PermitRootLogin prohibit-password\n");
+            let seen = audit_lines().len();
+            for _ in 0..6 {
+                let refused = ssh("root", Some("root"), Some(&c), "id -un");
+                assert!(!refused.success, "{refused:#?}");
+            }
+            let lines = new_audit_lines(seen);
+            assert_eq!(lines.len(), 6, "{lines:#?}");
+            assert!(
+                lines
+                    .iter()
+                    .all(|l| l.contains("reason=sshd_replaced_answer")
+                        && l.contains("PermitRootLogin yes")),
+                "{lines:#?}"
+            );
+            let st = status("root");
+            assert_eq!(
+                (&st["failures"], &st["locked"]),
+                (&serde_json::json!(0), &serde_json::json!(false)),
+                "{st}"
             );
 
-            // The password alone is not enough.
-            let password_only =
-                ssh_with("alice", None, &[("assword", "Correct-Horse-9")], "id -un");
-            assert!(!password_only.success, "{password_only:#?}");
+            sshd_settings("PermitRootLogin yes\n");
+            let ok = ssh("root", Some("root"), Some(&c), "id -un");
+            assert!(ok.success, "the code was not used up: {ok:#?}");
         },
     );
 }

@@ -220,6 +220,17 @@ pub fn ssh(user: &str, key: Option<&str>, answer: Option<&str>, command: &str) -
 /// Like [`ssh`], answering each prompt with the answer of the first `(substring, answer)` pair
 /// whose substring the prompt contains; a prompt matching none is refused.
 pub fn ssh_with(user: &str, key: Option<&str>, answers: &[(&str, &str)], command: &str) -> Login {
+    ssh_opts(user, key, answers, command, &[])
+}
+
+/// Like [`ssh_with`], with extra `ssh -o` options (e.g. `PreferredAuthentications=password`).
+pub fn ssh_opts(
+    user: &str,
+    key: Option<&str>,
+    answers: &[(&str, &str)],
+    command: &str,
+    options: &[&str],
+) -> Login {
     static N: AtomicU64 = AtomicU64::new(0);
     let dir = PathBuf::from(format!(
         "/run/ecs-mfa-test/ssh-{}",
@@ -257,6 +268,9 @@ pub fn ssh_with(user: &str, key: Option<&str>, answers: &[(&str, &str)], command
         Some(k) => cmd.args(["-i", &format!("{KEYS}/{k}")]),
         None => cmd.args(["-o", "PubkeyAuthentication=no"]),
     };
+    for option in options {
+        cmd.args(["-o", option]);
+    }
     cmd.arg(format!("{user}@127.0.0.1"))
         .arg(command)
         .env("SSH_ASKPASS", &askpass)
@@ -314,4 +328,97 @@ pub fn set_config(text: &str) {
         std::fs::Permissions::from_mode(0o644),
     )
     .unwrap();
+}
+
+/// sshd settings for this scenario: `text` goes to `/etc/ssh/sshd_config.d/00-a-test.conf`,
+/// read before every other drop-in (sshd keeps the first value of a keyword, so these win),
+/// then sshd is restarted and waited for.
+pub fn sshd_settings(text: &str) {
+    std::fs::write("/etc/ssh/sshd_config.d/00-a-test.conf", text).unwrap();
+    restart_sshd();
+}
+
+/// Restarts the container's sshd so that it reads its configuration again.
+pub fn restart_sshd() {
+    let check = Command::new("/usr/sbin/sshd").arg("-t").output().unwrap();
+    assert!(
+        check.status.success(),
+        "sshd -t: {}",
+        super::text(&check.stderr)
+    );
+    let pid = std::fs::read_to_string("/run/sshd.pid").unwrap_or_default();
+    let pid = pid.trim();
+    if !pid.is_empty() {
+        let _ = Command::new("kill").arg(pid).status();
+        for _ in 0..250 {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _ = std::fs::remove_file("/run/sshd.pid");
+    let status = Command::new("/usr/sbin/sshd")
+        .args(["-E", "/var/log/sshd.log"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "sshd did not start");
+    for _ in 0..250 {
+        if std::fs::metadata("/run/sshd.pid")
+            .map(|m| m.len() > 0)
+            .unwrap_or(false)
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("sshd did not write its pid file");
+}
+
+/// Runs a shell command inside the container; it must succeed.
+pub fn sh(script: &str) {
+    let out = Command::new("sh").args(["-c", script]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}{}",
+        super::text(&out.stdout),
+        super::text(&out.stderr)
+    );
+}
+
+/// Sets the account password of `user`.
+pub fn set_password(user: &str, password: &str) {
+    use std::io::Write;
+    let mut chpasswd = Command::new("chpasswd")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    chpasswd
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{user}:{password}\n").as_bytes())
+        .unwrap();
+    assert!(chpasswd.wait().unwrap().success());
+}
+
+/// `mfa-enroll status --user USER --json`: the user's row.
+pub fn status(user: &str) -> serde_json::Value {
+    let out = Command::new("/usr/sbin/mfa-enroll")
+        .args(["status", "--user", user, "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("status: {}", super::text(&out.stderr)));
+    v
+}
+
+/// Gives root an SSH key (`/run/ecs-mfa-test/keys/root`) on a private tmpfs over `/root`, so
+/// the host's `/root` is never touched.
+pub fn give_root_a_key() {
+    sh(&format!(
+        "mount -t tmpfs -o mode=700 ecs-mfa-root /root && install -d -m 700 /root/.ssh && \
+         ssh-keygen -q -t ed25519 -N '' -C root -f {KEYS}/root && \
+         install -m 600 {KEYS}/root.pub /root/.ssh/authorized_keys"
+    ));
 }

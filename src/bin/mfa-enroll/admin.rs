@@ -65,7 +65,7 @@ pub fn status(g: &Global, args: StatusArgs) -> Result<(), Failure> {
         let value = if args.all {
             json!({ "users": rows })
         } else {
-            rows.pop().unwrap_or_default()
+            rows.last().cloned().unwrap_or_default()
         };
         println!("{value}");
     } else {
@@ -76,6 +76,16 @@ pub fn status(g: &Global, args: StatusArgs) -> Result<(), Failure> {
     // A single user who is not enrolled is an answer, not an error, except for scripts that
     // ask: exit 5 tells them apart.
     if !args.all && problems {
+        // A record that exists but cannot be used is a store problem, not "not enrolled".
+        if rows
+            .last()
+            .is_some_and(|row| row["enrolled"] == json!("invalid"))
+        {
+            return Err(Failure::new(
+                Exit::Store,
+                "the record is unusable (see above)",
+            ));
+        }
         return Err(Failure::new(Exit::NotEnrolled, "not enrolled (see above)"));
     }
     Ok(())

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::container::{Login, code, enroll, in_container, ssh};
+use common::container::{
+    Login, code, enroll, in_container, restart_sshd, set_password, sh, ssh, ssh_opts,
+};
 use common::text;
 
 fn repo() -> &'static Path {
@@ -108,12 +110,12 @@ fn the_deb_holds_the_right_files_with_the_right_modes() {
 /// installed example files, and reloads sshd.
 fn wire_sshd_like_the_readme() {
     let examples = Path::new("/usr/share/doc/ecs-mfa/examples");
-    std::fs::copy(examples.join("debian/sshd"), "/etc/pam.d/sshd").unwrap();
     std::fs::copy(
         examples.join("sshd_config.d/50-ecs-mfa.conf"),
         "/etc/ssh/sshd_config.d/50-ecs-mfa.conf",
     )
     .unwrap();
+    std::fs::copy(examples.join("debian/sshd"), "/etc/pam.d/sshd").unwrap();
     let check = Command::new("/usr/sbin/sshd").arg("-t").output().unwrap();
     assert!(check.status.success(), "sshd -t: {}", text(&check.stderr));
     let pid = std::fs::read_to_string("/run/sshd.pid").unwrap();
@@ -363,4 +365,225 @@ fn the_selinux_policy_module_compiles() {
     );
     assert!(std::fs::metadata(dir.join("ecs_mfa.pp")).unwrap().len() > 0);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The logins tried after every step of the README's setup and uninstall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Try {
+    KeyAlone,
+    KeyAndCode,
+    KeyAndPassword,
+    PasswordAlone,
+    CodeAsPassword,
+    CodeWithoutKey,
+    UnenrolledAnyPassword,
+}
+
+const PASSWORD: &str = "Alice-Pass-77";
+
+/// Which of the logins succeed now. The replay/lockout state is cleared first, so that one
+/// code can be tried in every round.
+fn successes(secret: &str) -> Vec<Try> {
+    sh("rm -f /run/ecs-mfa/*.state");
+    let c = code(secret);
+    let password = ["PreferredAuthentications=password"];
+    let kbdint = ["PreferredAuthentications=keyboard-interactive"];
+    let attempts: [(Try, Login); 7] = [
+        (
+            Try::KeyAlone,
+            ssh_opts("alice", Some("alice"), &[], "true", &[]),
+        ),
+        (
+            Try::KeyAndCode,
+            ssh_opts("alice", Some("alice"), &[("", &c)], "true", &[]),
+        ),
+        (
+            Try::KeyAndPassword,
+            ssh_opts("alice", Some("alice"), &[("", PASSWORD)], "true", &[]),
+        ),
+        (
+            Try::PasswordAlone,
+            ssh_opts("alice", None, &[("", PASSWORD)], "true", &password),
+        ),
+        (
+            Try::CodeAsPassword,
+            ssh_opts("alice", None, &[("", &c)], "true", &password),
+        ),
+        (
+            Try::CodeWithoutKey,
+            ssh_opts("alice", None, &[("", &c)], "true", &kbdint),
+        ),
+        (
+            Try::UnenrolledAnyPassword,
+            ssh_opts("carol", None, &[("", "anything")], "true", &password),
+        ),
+    ];
+    sh("rm -f /run/ecs-mfa/*.state");
+    attempts
+        .into_iter()
+        .filter(|(_, login)| login.success)
+        .map(|(t, _)| t)
+        .collect()
+}
+
+/// The README's "First-time setup" and "Uninstall" steps, run in order in a bare container with
+/// the .deb installed. Each step's command is taken from README.md (the test fails if the
+/// README stops saying it, or says it in another order). After every step no login with the
+/// code alone, the code as a password, or any password for an unenrolled user succeeds, and
+/// no setup step lets in a single-factor login that the step before refused; at the end only
+/// key + code works. alice has a password (so password logins are really tried), carol is not enrolled
+/// and has a password too.
+#[test]
+fn the_readme_setup_order_never_opens_a_door() {
+    // The steps as the README words them, and what the test runs for each.
+    const STEPS: [(&str, &str); 5] = [
+        ("sudo mfa-enroll enroll", "enroll"),
+        (
+            "sudo cp -a /etc/pam.d/sshd /etc/pam.d/sshd.before-ecs-mfa",
+            "cp -a /etc/pam.d/sshd /etc/pam.d/sshd.before-ecs-mfa",
+        ),
+        (
+            "sudo cp /usr/share/doc/ecs-mfa/examples/sshd_config.d/50-ecs-mfa.conf /etc/ssh/sshd_config.d/",
+            "cp /usr/share/doc/ecs-mfa/examples/sshd_config.d/50-ecs-mfa.conf /etc/ssh/sshd_config.d/ && reload",
+        ),
+        (
+            "sudo cp /usr/share/doc/ecs-mfa/examples/debian/sshd /etc/pam.d/sshd",
+            "cp /usr/share/doc/ecs-mfa/examples/debian/sshd /etc/pam.d/sshd",
+        ),
+        ("sudo mfa-enroll doctor", "doctor"),
+    ];
+    const UNINSTALL: [(&str, &str); 2] = [
+        (
+            "sudo rm /etc/ssh/sshd_config.d/50-ecs-mfa.conf && sudo sshd -t && sudo systemctl reload ssh",
+            "rm /etc/ssh/sshd_config.d/50-ecs-mfa.conf && reload",
+        ),
+        (
+            "sudo cp -a /etc/pam.d/sshd.before-ecs-mfa /etc/pam.d/sshd",
+            "cp -a /etc/pam.d/sshd.before-ecs-mfa /etc/pam.d/sshd",
+        ),
+    ];
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let section = |title: &str| {
+        let start = readme
+            .find(title)
+            .unwrap_or_else(|| panic!("README lost '{title}'"));
+        let end = readme[start + 4..]
+            .find("\n### ")
+            .map_or(readme.len(), |e| start + 4 + e);
+        readme[start..end].to_string()
+    };
+    for (title, steps) in [
+        ("### First-time setup", &STEPS[..]),
+        ("### Uninstall", &UNINSTALL[..]),
+    ] {
+        let text = section(title);
+        let mut last = 0;
+        for (words, _) in steps {
+            let at = text[last..].find(words).unwrap_or_else(|| {
+                panic!("README {title} no longer says (in this order) `{words}`")
+            });
+            last += at + words.len();
+        }
+    }
+    if std::env::var("ECS_MFA_E2E").is_err() {
+        deb();
+    }
+    in_container(
+        "the_readme_setup_order_never_opens_a_door",
+        &["--bare"],
+        || {
+            // A server as found: stock sshd with keyboard-interactive enabled, as many images
+            // have it, and accounts with passwords.
+            sh("echo 'KbdInteractiveAuthentication yes' > /etc/ssh/sshd_config.d/10-image.conf");
+            restart_sshd();
+            set_password("alice", PASSWORD);
+            set_password("carol", "Carol-Pass-88");
+            let out = Command::new("dpkg")
+                .args(["-i", &deb_path().display().to_string()])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            // The post-install message gives the same order: sshd before PAM.
+            let msg = text(&out.stdout);
+            let dropin = msg.find("50-ecs-mfa.conf").expect("drop-in step");
+            let pam = msg
+                .find("examples/debian/sshd /etc/pam.d/sshd")
+                .expect("PAM step");
+            assert!(dropin < pam, "{msg}");
+
+            let never = [
+                Try::CodeAsPassword,
+                Try::CodeWithoutKey,
+                Try::UnenrolledAnyPassword,
+            ];
+            let mut secret = String::new();
+            let mut before: Option<Vec<Try>> = None;
+            let mut check = |step: &str, secret: &str, shrink: bool| {
+                let now = successes(secret);
+                for t in never {
+                    assert!(!now.contains(&t), "after '{step}': {t:?} logs in ({now:?})");
+                }
+                if shrink && let Some(before) = &before {
+                    // A login with both factors may start working; one with a single factor
+                    // never newly does.
+                    let two_factors = [Try::KeyAndCode, Try::KeyAndPassword];
+                    for t in now.iter().filter(|t| !two_factors.contains(t)) {
+                        assert!(
+                            before.contains(t),
+                            "after '{step}': {t:?} logs in, refused before ({before:?} -> {now:?})"
+                        );
+                    }
+                }
+                before = Some(now.clone());
+                now
+            };
+            check(
+                "installing the package",
+                "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
+                true,
+            );
+            for (words, action) in STEPS {
+                match action {
+                    "enroll" => secret = enroll("alice"),
+                    "doctor" => {
+                        let out = Command::new("/usr/sbin/mfa-enroll")
+                            .args(["doctor", "--json"])
+                            .output()
+                            .unwrap();
+                        let report: serde_json::Value =
+                            serde_json::from_slice(&out.stdout).unwrap();
+                        let door: Vec<&serde_json::Value> = report["findings"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .filter(|f| f["level"] == "problem" && f["check"] != "users")
+                            .collect();
+                        assert!(door.is_empty(), "{door:#?}");
+                    }
+                    command => run_step(command),
+                }
+                let now = check(words, &secret, true);
+                if words.contains("debian/sshd") {
+                    assert_eq!(now, vec![Try::KeyAndCode], "set up: only key + code");
+                }
+            }
+            for (words, command) in UNINSTALL {
+                run_step(command);
+                check(words, &secret, false);
+            }
+            // Uninstalled: back to what the server allowed before.
+            assert!(successes(&secret).contains(&Try::KeyAlone));
+        },
+    );
+}
+
+/// Runs one README command inside the container; `reload` stands for `systemctl reload ssh`.
+fn run_step(command: &str) {
+    match command.strip_suffix(" && reload") {
+        Some(command) => {
+            sh(command);
+            restart_sshd();
+        }
+        None => sh(command),
+    }
 }

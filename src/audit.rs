@@ -59,6 +59,48 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in the order the docs list them.
+    pub const ALL: [Reason; 14] = [
+        Self::Ok,
+        Self::RecoveryCode,
+        Self::BadCode,
+        Self::Replay,
+        Self::Throttled,
+        Self::NotEnrolled,
+        Self::Exempt,
+        Self::BadUser,
+        Self::BadFile,
+        Self::BadConfig,
+        Self::NoCode,
+        Self::NoFirstFactor,
+        Self::SshdReplacedAnswer,
+        Self::Internal,
+    ];
+
+    /// One line for the man page: what the administrator reads the reason as.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Self::Ok => "success: a fresh, correct code.",
+            Self::RecoveryCode => "success: a recovery code, now used up (remaining= codes left).",
+            Self::BadCode => "denied: a wrong code, or input that is not a code.",
+            Self::Replay => "denied: a correct code for a time step already used.",
+            Self::Throttled => "denied: locked out after too many failures (locked_for=).",
+            Self::NotEnrolled => "denied after a prompt, or ignored with nullok: no enrollment.",
+            Self::Exempt => "ignored: exempt network or group, or not in require_groups.",
+            Self::BadUser => "denied: a user name that cannot be valid.",
+            Self::BadFile => "denied: the record or the store is unsafe or invalid.",
+            Self::BadConfig => "denied: bad module argument or config file.",
+            Self::NoCode => "denied: the client gave no answer.",
+            Self::NoFirstFactor => {
+                "denied before any prompt, not counted: first_factor=publickey and sshd accepted no SSH key in this connection (detail= names the sshd setting to fix)."
+            }
+            Self::SshdReplacedAnswer => {
+                "denied, not counted: sshd passed its fixed bad string instead of the typed code (root without PermitRootLogin yes, or an account sshd refuses)."
+            }
+            Self::Internal => "denied: state unusable, clock before 1970, caught panic.",
+        }
+    }
+
     /// The word used in the log.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -250,6 +292,23 @@ impl fmt::Display for Field<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_reason_is_documented_in_the_readme_and_config_docs() {
+        let readme = include_str!("../README.md");
+        let config = include_str!("../docs/config.md");
+        let mut seen = std::collections::HashSet::new();
+        for reason in Reason::ALL {
+            assert!(seen.insert(reason.as_str()), "{reason:?} twice");
+            let cell = format!("| `{}` |", reason.as_str());
+            assert!(readme.contains(&cell), "README audit table lacks {cell}");
+            assert!(
+                config.contains(&format!("`{}`", reason.as_str())),
+                "docs/config.md lacks {reason:?}"
+            );
+            assert!(!reason.meaning().is_empty());
+        }
+    }
 
     fn ctx(user: &str, rhost: &str) -> Context {
         Context {

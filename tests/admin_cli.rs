@@ -33,6 +33,13 @@ fn every_qr_rendering_decodes_to_the_json_uri() {
         let out = cli(&sb, &["show", "--user", "alice", "--qr", style], b"");
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert_eq!(decode_terminal_qr(&text(&out.stdout), ansi), uri, "{style}");
+        // show changes nothing, and does not say it is enrolling.
+        assert!(
+            text(&out.stdout).starts_with("Enrollment of alice for "),
+            "{}",
+            text(&out.stdout)
+        );
+        assert!(!text(&out.stdout).contains("Enrolling"));
     }
     let shown = json(&cli(&sb, &["show", "--user", "alice", "--json"], b""));
     assert_eq!(shown["otpauth_uri"], enrolled["otpauth_uri"]);
@@ -77,6 +84,13 @@ fn status_reports_enrollment_recovery_codes_and_lockout() {
     let out = cli(&sb, &["status", "--user", "bob"], b"");
     assert_eq!(out.status.code(), Some(5));
     assert!(text(&out.stdout).contains("bob: NOT ENROLLED"));
+    // A record that exists but is malformed is a store problem (6), not "not enrolled" (5).
+    let broken = sb.store.join("carol.toml");
+    std::fs::write(&broken, "version = 1\nsecret = \"not base32!\"\n").unwrap();
+    std::fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let out = cli(&sb, &["status", "--user", "carol"], b"");
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stdout));
+    std::fs::remove_file(&broken).unwrap();
     // --all lists local accounts with a login shell (root has one) and orphan records.
     sb.enroll("ghost-user", &[]);
     let all = json(&cli(&sb, &["status", "--all", "--json"], b""));
@@ -318,12 +332,31 @@ fn completions_and_man_pages_are_generated() {
     let dir = sb.root.join("man");
     let out = cli(&sb, &["man", "--out", dir.to_str().unwrap()], b"");
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let page = std::fs::read_to_string(dir.join("mfa-enroll.1")).unwrap();
-    for needle in ["EXIT STATUS", "MFA-ENROLL IMPORT", "--qr-png", "not root"] {
+    let page = std::fs::read_to_string(dir.join("man1/mfa-enroll.1")).unwrap();
+    for needle in [
+        "EXIT STATUS",
+        "MFA-ENROLL IMPORT",
+        "--qr-png",
+        "not root",
+        "SUBCOMMANDS",
+    ] {
         assert!(page.contains(needle), "mfa-enroll.1 lacks {needle}");
     }
-    let module = std::fs::read_to_string(dir.join("pam_ecs_mfa.8")).unwrap();
-    for needle in ["nullok", "store=DIR", "lockout_max_seconds", "PAM_IGNORE"] {
+    // Every page it refers to exists: no mfa-enroll-SUBCOMMAND(1) pages are cited.
+    assert!(
+        !page.contains("mfa-enroll-"),
+        "cites pages that do not exist"
+    );
+    assert!(!dir.join("man1/pam_ecs_mfa.8").exists() && !dir.join("pam_ecs_mfa.8").exists());
+    let module = std::fs::read_to_string(dir.join("man8/pam_ecs_mfa.8")).unwrap();
+    for needle in [
+        "nullok",
+        "store=DIR",
+        "lockout_max_seconds",
+        "PAM_IGNORE",
+        "first_factor=publickey",
+        "no_first_factor",
+    ] {
         assert!(module.contains(needle), "pam_ecs_mfa.8 lacks {needle}");
     }
 }

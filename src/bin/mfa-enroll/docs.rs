@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::CommandFactory;
+use pam_ecs_mfa::audit::Reason;
 use pam_ecs_mfa::policy::{CONFIG_KEYS, MODULE_ARGUMENTS};
 
 use crate::{Cli, EXIT_STATUS_HELP, Exit, Failure};
@@ -17,7 +18,8 @@ pub struct CompletionsArgs {
 
 #[derive(clap::Args)]
 pub struct ManArgs {
-    /// Directory to write mfa-enroll.1 and pam_ecs_mfa.8 into.
+    /// A man directory (e.g. /usr/local/share/man): writes DIR/man1/mfa-enroll.1 and
+    /// DIR/man8/pam_ecs_mfa.8, each page in its own section's directory.
     #[arg(long, value_name = "DIR", default_value = ".")]
     out: PathBuf,
 }
@@ -31,7 +33,9 @@ pub fn completions(args: CompletionsArgs) -> Result<(), Failure> {
 pub fn man(args: ManArgs) -> Result<(), Failure> {
     let fail =
         |e: std::io::Error| Failure::new(Exit::Failure, format!("{}: {e}", args.out.display()));
-    std::fs::create_dir_all(&args.out).map_err(fail)?;
+    let (man1, man8) = (args.out.join("man1"), args.out.join("man8"));
+    std::fs::create_dir_all(&man1).map_err(fail)?;
+    std::fs::create_dir_all(&man8).map_err(fail)?;
     let mut page = Vec::new();
     let cmd = Cli::command();
     let man = clap_mangen::Man::new(cmd.clone());
@@ -40,7 +44,15 @@ pub fn man(args: ManArgs) -> Result<(), Failure> {
     man.render_synopsis_section(&mut page).map_err(fail)?;
     man.render_description_section(&mut page).map_err(fail)?;
     man.render_options_section(&mut page).map_err(fail)?;
-    man.render_subcommands_section(&mut page).map_err(fail)?;
+    // clap_mangen's own subcommand section points at mfa-enroll-SUBCOMMAND(1) pages that do
+    // not exist: list the subcommands here, their options follow in one section each.
+    page.extend_from_slice(b".SH SUBCOMMANDS\n");
+    for sub in cmd.get_subcommands() {
+        let about = sub.get_about().map(ToString::to_string).unwrap_or_default();
+        page.extend_from_slice(
+            format!(".TP\n\\fB{}\\fR\n{}\n", sub.get_name(), roff_escape(&about)).as_bytes(),
+        );
+    }
     page.extend_from_slice(b".SH \"EXIT STATUS\"\n");
     page.extend_from_slice(roff_escape(EXIT_STATUS_HELP).as_bytes());
     page.extend_from_slice(b"\n.SH FILES\n/var/lib/ecs-mfa/users/USER.toml, /run/ecs-mfa/USER.state, /etc/ecs-mfa/config.toml\n.SH \"SEE ALSO\"\npam_ecs_mfa(8)\n");
@@ -57,8 +69,8 @@ pub fn man(args: ManArgs) -> Result<(), Failure> {
         page.extend_from_slice(roff_escape(&help.to_string()).as_bytes());
         page.extend_from_slice(b"\n.fi\n");
     }
-    std::fs::write(args.out.join("mfa-enroll.1"), page).map_err(fail)?;
-    std::fs::write(args.out.join("pam_ecs_mfa.8"), module_page()).map_err(fail)?;
+    std::fs::write(man1.join("mfa-enroll.1"), page).map_err(fail)?;
+    std::fs::write(man8.join("pam_ecs_mfa.8"), module_page()).map_err(fail)?;
     Ok(())
 }
 
@@ -93,9 +105,17 @@ fn module_page() -> String {
          .TP\nPAM_IGNORE\nThe user has no enrollment and nullok is set.\n\
          .TP\nPAM_AUTH_ERR\nEverything else: wrong or replayed code, lockout, unknown user, unsafe \
          or invalid files, bad configuration, internal errors.\n\
-         .SH FILES\n/var/lib/ecs-mfa/users/USER.toml (0600 root), /run/ecs-mfa/USER.state\n\
-         .SH \"SEE ALSO\"\nmfa-enroll(1), pam(8), sshd_config(5)\n",
+         .SH FILES\n/var/lib/ecs-mfa/users/USER.toml (0600 root), /run/ecs-mfa/USER.state\n",
     );
+    out.push_str(".SH \"AUDIT LOG\"\nOne line per decision: user= rhost= service= result= reason= and, where they apply, skew= failures= locked_for= remaining= detail=. The reasons:\n");
+    for reason in Reason::ALL {
+        out.push_str(&format!(
+            ".TP\n.B {}\n{}\n",
+            reason.as_str(),
+            roff_escape(reason.meaning())
+        ));
+    }
+    out.push_str(".SH \"SEE ALSO\"\nmfa-enroll(1), pam(8), sshd_config(5)\n");
     out
 }
 

@@ -139,7 +139,7 @@ pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
     if g.json {
         print_json(&record, &uri, Some(&codes));
     } else {
-        print_human(&record, &uri, pick_style(args.qr))?;
+        print_human("Enrolling", &record, &uri, pick_style(args.qr))?;
         print_recovery_codes(&codes);
     }
 
@@ -197,7 +197,7 @@ pub fn show(g: &Global, args: ShowArgs) -> Result<(), Failure> {
     if g.json {
         print_json(&record, &uri, None);
     } else {
-        print_human(&record, &uri, pick_style(args.qr))?;
+        print_human("Enrollment of", &record, &uri, pick_style(args.qr))?;
     }
     log_change("show", &user, "");
     Ok(())
@@ -304,10 +304,17 @@ fn print_json(record: &UserRecord, uri: &str, codes: Option<&[RecoveryCode]>) {
     println!("{}", text.as_str());
 }
 
-fn print_human(record: &UserRecord, uri: &str, style: QrStyle) -> Result<(), Failure> {
+/// The QR code, URI and secret under a heading: "Enrolling" (enroll, reset) or
+/// "Enrollment of" (show, which changes nothing).
+fn print_human(
+    heading: &str,
+    record: &UserRecord,
+    uri: &str,
+    style: QrStyle,
+) -> Result<(), Failure> {
     let p = record.params;
     println!(
-        "Enrolling {} for {} ({}, {} digits, {} s)\n",
+        "{heading} {} for {} ({}, {} digits, {} s)\n",
         record.user,
         record.issuer,
         p.algorithm(),

@@ -157,8 +157,25 @@ fn verify_checks_a_code_like_a_login() {
     );
     assert_eq!(again.status.code(), Some(8));
     assert!(text(&again.stdout).contains("NOT valid for alice: replay"));
+    // It says why, and what to do (right after an enrollment the confirmation used the code).
+    assert!(
+        text(&again.stdout).contains("Wait for the next code"),
+        "{}",
+        text(&again.stdout)
+    );
     // It was counted like a login: the module refuses the code now.
     assert!(!sb.auth("alice", format!("{code}\n").as_bytes()).success);
+    // first_factor=publickey in the config is about SSH connections; verify has none and still
+    // checks the code.
+    sb.set_config("first_factor = \"publickey\"\n");
+    // (Forget the replay mark, so the same code can be checked again.)
+    std::fs::remove_file(sb.state.join("alice.state")).unwrap();
+    let ok = cli(
+        &sb,
+        &["verify", "--user", "alice", "--json"],
+        format!("{code}\n").as_bytes(),
+    );
+    assert_eq!(json(&ok)["valid"], true, "{}", text(&ok.stdout));
 }
 
 #[test]

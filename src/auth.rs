@@ -13,8 +13,9 @@
 //! 4. An answer that sshd replaced with its fixed bad string (root under
 //!    `PermitRootLogin prohibit-password`) is denied without being counted: the user typed
 //!    something we never saw, so it is neither a failure nor a guess.
-//! 5. Under the user's lock: lockout check, verification, replay check, state update. The
-//!    decision stands only if the new state was saved.
+//! 5. Under the user's lock: the record is read again (what an administrator changed while the
+//!    client sat at the prompt counts), then lockout check, verification, replay check, state
+//!    update. The decision stands only if the new state was saved.
 #![forbid(unsafe_code)]
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -160,8 +161,16 @@ fn decide_enrolled(
              AuthenticationMethods publickey,keyboard-interactive) or no",
         );
     }
+    drop(record);
     let decision = state.transact(user, |st| {
-        decide(store, &record, policy, &answer, since_epoch.as_secs(), st)
+        // The record as it is *now*, under the user's lock: a reset, re-enrollment or removal
+        // while this client sat at the prompt takes effect for this login too.
+        match store.load(user) {
+            Ok(current) => decide(store, &current, policy, &answer, since_epoch.as_secs(), st),
+            Err(StoreError::NotEnrolled) => Decision::deny(Reason::NotEnrolled)
+                .with_detail("the enrollment was removed while the code was being typed"),
+            Err(e) => Decision::deny(Reason::BadFile).with_detail(e.to_string()),
+        }
     });
     decision.unwrap_or_else(|e| Decision::deny(Reason::Internal).with_detail(e.to_string()))
 }
@@ -566,6 +575,30 @@ mod tests {
     }
 
     #[test]
+    fn nullok_never_turns_a_missing_or_unreadable_store_into_a_pass() {
+        let mut f = Fixture::new();
+        f.policy.nullok = true;
+        f.policy.store_dir = f.policy.store_dir.with_file_name("typo");
+        for user in ["alice", "bob"] {
+            let (d, prompts) = f.login(user, Some("123456"), NOW);
+            assert_eq!(
+                (d.outcome, d.reason, prompts),
+                (Outcome::Deny, Reason::BadFile, 1),
+                "{user}"
+            );
+            assert!(d.detail.unwrap().contains("does not exist"));
+        }
+        // A store that is a file, not a directory: the same.
+        f.policy.store_dir = f
+            .policy
+            .state_dir
+            .with_file_name("users")
+            .join("alice.toml");
+        let (d, _) = f.login("alice", Some("123456"), NOW);
+        assert_eq!((d.outcome, d.reason), (Outcome::Deny, Reason::BadFile));
+    }
+
+    #[test]
     fn path_like_user_names_are_denied_before_touching_files() {
         let f = Fixture::new();
         for user in ["../../etc/passwd", "alice/../alice", "", "a\nb"] {
@@ -696,6 +729,50 @@ mod tests {
         f.policy.state_dir = bogus;
         let (d, _) = f.login("alice", Some(&f.code(NOW)), NOW);
         assert_eq!((d.outcome, d.reason), (Outcome::Deny, Reason::Internal));
+    }
+
+    /// A client that sits at the prompt while `meanwhile` runs (an administrator acting), then
+    /// answers `answer`.
+    struct SlowTypist<F: FnMut()> {
+        meanwhile: F,
+        answer: String,
+    }
+
+    impl<F: FnMut()> Conversation for SlowTypist<F> {
+        fn ask_hidden(&mut self, _: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
+            (self.meanwhile)();
+            Ok(Zeroizing::new(self.answer.as_bytes().to_vec()))
+        }
+    }
+
+    #[test]
+    fn a_reset_or_removal_during_the_prompt_takes_effect_for_that_login() {
+        let f = Fixture::new();
+        let store = Store::new(&f.policy.store_dir);
+        let alice = UserName::parse("alice").unwrap();
+        let at = UNIX_EPOCH + Duration::from_secs(NOW);
+        // Reset: a new secret is saved while the old code is being typed.
+        let mut conv = SlowTypist {
+            meanwhile: || {
+                let mut record = store.load(&alice).unwrap();
+                record.secret = SecretKey::from_bytes(b"abcdefghijabcdefghij".to_vec()).unwrap();
+                store.save(&record, SaveMode::Replace).unwrap();
+            },
+            answer: f.code(NOW),
+        };
+        let d = authenticate(&mut conv, &f.policy, &Attempt::user("alice"), at);
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Deny, Reason::BadCode),
+            "old secret dead at once"
+        );
+        // Removal while typing.
+        let mut conv = SlowTypist {
+            meanwhile: || store.remove(&alice).unwrap(),
+            answer: f.code(NOW),
+        };
+        let d = authenticate(&mut conv, &f.policy, &Attempt::user("alice"), at);
+        assert_eq!((d.outcome, d.reason), (Outcome::Deny, Reason::NotEnrolled));
     }
 
     const KEY_INFO: &str = "publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample";

@@ -85,6 +85,13 @@ impl UserState {
         }
     }
 
+    /// What an administrator's unlock, reset or removal does: failures and lockout are
+    /// forgotten, the replay mark stays (no admin action may make a used code valid again).
+    pub fn forget_failures(&mut self) {
+        self.failures = 0;
+        self.locked_until = 0;
+    }
+
     /// Records an accepted code: remembers its step and clears failures and lockout.
     pub fn record_success(&mut self, step_start: u64) {
         self.last_accepted = self.last_accepted.max(step_start);
@@ -125,9 +132,6 @@ pub trait StateStore {
         user: &UserName,
         decide: impl FnOnce(&mut UserState) -> R,
     ) -> Result<R, StateError>;
-
-    /// Removes `user`'s state (unlock, re-enrollment).
-    fn clear(&self, user: &UserName) -> Result<(), StateError>;
 }
 
 /// [`StateStore`] on local files: `<dir>/<user>.state` plus a `<dir>/<user>.lock` lock file.
@@ -172,15 +176,6 @@ impl StateStore for FileStateStore {
             dir.write_atomic(&name, state.to_text().as_bytes(), false)?;
         }
         Ok(result)
-    }
-
-    fn clear(&self, user: &UserName) -> Result<(), StateError> {
-        let Some(dir) = secure_fs::open_dir(&self.dir)? else {
-            return Ok(());
-        };
-        let _lock = dir.lock_file(&format!("{user}.lock"))?;
-        dir.remove(&format!("{user}.state"))?;
-        Ok(())
     }
 }
 
@@ -266,8 +261,20 @@ mod tests {
             .unwrap();
         let seen = store.transact(&alice(), |st| *st).unwrap();
         assert_eq!(seen.last_accepted, 90);
-        store.clear(&alice()).unwrap();
-        assert_eq!(store.transact(&alice(), |st| *st).unwrap().last_accepted, 0);
+        // An administrator's unlock/reset/removal forgets failures, never the replay mark.
+        let policy = ThrottlePolicy {
+            max_failures: 1,
+            ..ThrottlePolicy::default()
+        };
+        store
+            .transact(&alice(), |st| st.record_failure(100, &policy))
+            .unwrap();
+        store.transact(&alice(), |st| st.forget_failures()).unwrap();
+        let after = store.transact(&alice(), |st| *st).unwrap();
+        assert_eq!(
+            (after.last_accepted, after.failures, after.locked_until),
+            (90, 0, 0)
+        );
     }
 
     #[test]

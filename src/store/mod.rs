@@ -54,11 +54,14 @@ impl Store {
         self.dir.join(file_name(user))
     }
 
-    /// Loads and validates `user`'s record. A missing store directory or record is
-    /// [`StoreError::NotEnrolled`]; anything else wrong is an error that must deny the login.
+    /// Loads and validates `user`'s record. Only a readable store without a record for the
+    /// user is [`StoreError::NotEnrolled`]; a store directory that does not exist is
+    /// [`StoreError::NoStore`] (a typo or an unmounted volume must never make every user look
+    /// unenrolled, which `nullok` would let in), and anything else wrong is an error. Every
+    /// error but `NotEnrolled` must deny the login.
     pub fn load(&self, user: &UserName) -> Result<UserRecord, StoreError> {
         let Some(dir) = secure_fs::open_dir(&self.dir)? else {
-            return Err(StoreError::NotEnrolled);
+            return Err(StoreError::NoStore(self.dir.clone()));
         };
         let name = file_name(user);
         let bytes = dir
@@ -166,8 +169,11 @@ fn file_name(user: &UserName) -> String {
 /// Errors of the enrollment store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
-    /// The user has no record (or the store directory does not exist).
+    /// The user has no record (in [`Store::update`] and [`Store::remove`] also: the store
+    /// directory does not exist).
     NotEnrolled,
+    /// [`Store::load`]: the store directory does not exist.
+    NoStore(PathBuf),
     /// A record exists and the caller asked not to replace it.
     AlreadyEnrolled,
     /// A file or directory failed a safety check or an I/O operation.
@@ -186,6 +192,11 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NotEnrolled => f.write_str("user is not enrolled"),
+            Self::NoStore(path) => write!(
+                f,
+                "{}: the enrollment store does not exist (a typo in store=, or a volume not mounted?); every login is denied",
+                path.display()
+            ),
             Self::AlreadyEnrolled => f.write_str("user is already enrolled"),
             Self::Fs(e) => e.fmt(f),
             Self::Record { path, error } => write!(f, "{}: {error}", path.display()),
@@ -272,11 +283,14 @@ mod tests {
     }
 
     #[test]
-    fn missing_store_or_record_means_not_enrolled() {
+    fn a_missing_record_means_not_enrolled_but_a_missing_store_is_an_error() {
         let s = Scratch::new("store");
         let store = Store::new(s.0.join("absent"));
         let bob = UserName::parse("bob").unwrap();
-        assert_eq!(store.load(&bob), Err(StoreError::NotEnrolled));
+        assert_eq!(
+            store.load(&bob),
+            Err(StoreError::NoStore(s.0.join("absent")))
+        );
         assert!(!store.is_enrolled(&bob).unwrap());
         let store = Store::new(&s.0);
         assert_eq!(store.load(&bob), Err(StoreError::NotEnrolled));

@@ -6,8 +6,11 @@
 //! then run on the opened descriptor (`fstat`), so a rename between check and use cannot swap
 //! the file. Nothing here ever "fixes" a bad file: it is refused with a reason.
 //!
-//! Known limit: only the last directory component is checked; the path leading to it (`/var`,
-//! `/var/lib`, ...) is trusted to be root-controlled, as it is on any sane system.
+//! The whole path is checked, like OpenSSH's StrictModes: every directory from `/` down to the
+//! one opened must be owned by root and not writable by group or other (unless the sticky bit
+//! is set, as on `/tmp`, where others cannot rename root's entries); symlinks on the way are
+//! resolved and their targets checked the same way. A user who could rename a directory above
+//! the store could otherwise put a store of their own in its place.
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -45,6 +48,7 @@ pub struct CheckedDir {
 /// Opens `path` as a directory and checks it: a real directory (not a symlink), owned by root,
 /// not writable by group or other. `Ok(None)` when it does not exist.
 pub fn open_dir(path: &Path) -> Result<Option<CheckedDir>, FsError> {
+    check_ancestors(path)?;
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let fd = match open(path, flags, Mode::empty()) {
         Ok(fd) => fd,
@@ -68,6 +72,59 @@ pub fn open_dir(path: &Path) -> Result<Option<CheckedDir>, FsError> {
         fd,
         path: path.to_owned(),
     }))
+}
+
+/// Checks every directory above `path` (see the module documentation). Components that do not
+/// exist yet end the walk: they will be created by root, or the path is simply absent.
+pub fn check_ancestors(path: &Path) -> Result<(), FsError> {
+    let Some(parent) = path.parent() else {
+        return Ok(());
+    };
+    let mut checked: Vec<PathBuf> = Vec::new();
+    let mut prefix = PathBuf::new();
+    for component in parent.components() {
+        prefix.push(component);
+        // The prefix with every symlink resolved; its own ancestors are checked too, so a
+        // symlink's target is held to the same rules as the path that led to it.
+        let real = match std::fs::canonicalize(&prefix) {
+            Ok(real) => real,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(FsError::new(&prefix, Problem::Io("resolve", io_errno(&e)))),
+        };
+        for dir in real.ancestors() {
+            if checked.iter().any(|c| c == dir) {
+                continue;
+            }
+            check_ancestor(dir, &prefix)?;
+            checked.push(dir.to_owned());
+        }
+    }
+    Ok(())
+}
+
+fn check_ancestor(dir: &Path, via: &Path) -> Result<(), FsError> {
+    let st = nix::sys::stat::stat(dir).map_err(|e| FsError::new(dir, Problem::Io("stat", e)))?;
+    let shown = if dir == via {
+        dir.to_owned()
+    } else {
+        PathBuf::from(format!("{} (via {})", dir.display(), via.display()))
+    };
+    if st.st_mode & SFlag::S_IFMT.bits() != SFlag::S_IFDIR.bits() {
+        return Err(FsError::new(&shown, Problem::NotADirectory));
+    }
+    if st.st_uid != ROOT {
+        return Err(FsError::new(
+            &shown,
+            Problem::AncestorNotRootOwned(st.st_uid),
+        ));
+    }
+    if st.st_mode & 0o022 != 0 && st.st_mode & 0o1000 == 0 {
+        return Err(FsError::new(
+            &shown,
+            Problem::AncestorWritableByOthers(st.st_mode & 0o7777),
+        ));
+    }
+    Ok(())
 }
 
 /// Opens `path` like [`open_dir`], first creating it with mode `0700` (and missing parents with
@@ -337,7 +394,7 @@ fn check_file(path: &Path, st: &FileStat, rules: FileRules, max_len: u64) -> Res
         FileRules::Config => 0o7022,
     };
     if mode & forbidden != 0 {
-        return Err(FsError::new(path, Problem::BadMode(mode)));
+        return Err(FsError::new(path, Problem::BadMode(mode, rules)));
     }
     if rules == FileRules::Private && st.st_nlink != 1 {
         return Err(FsError::new(path, Problem::HardLinked(st.st_nlink)));
@@ -374,8 +431,13 @@ pub enum Problem {
     NotRootOwned(u32),
     /// A directory writable by group or other (mode shown).
     WritableByOthers(u32),
-    /// File mode with forbidden bits (group/other access or setuid/setgid/sticky).
-    BadMode(u32),
+    /// A directory above the store, state or config is owned by this uid instead of root.
+    AncestorNotRootOwned(u32),
+    /// A directory above is writable by group or other without the sticky bit (mode shown).
+    AncestorWritableByOthers(u32),
+    /// File mode with forbidden bits (group/other access or setuid/setgid/sticky), and the
+    /// rules the file is held to (which say what is allowed).
+    BadMode(u32, FileRules),
     /// The file has this many hard links (another name may point at it).
     HardLinked(u64),
     /// The file is larger than allowed (size in bytes).
@@ -407,9 +469,22 @@ impl fmt::Display for FsError {
                     "{path}: directory mode {mode:04o} is writable by group/other"
                 )
             }
-            Problem::BadMode(mode) => {
-                write!(f, "{path}: mode {mode:04o} is too open (expected 0600)")
-            }
+            Problem::AncestorNotRootOwned(uid) => write!(
+                f,
+                "{path}: a directory on the way is owned by uid {uid}, not root (that user could swap what lies below it)"
+            ),
+            Problem::AncestorWritableByOthers(mode) => write!(
+                f,
+                "{path}: a directory on the way has mode {mode:04o}, writable by group/other without the sticky bit"
+            ),
+            Problem::BadMode(mode, FileRules::Private) => write!(
+                f,
+                "{path}: mode {mode:04o} is too open (expected 0600: no group/other access)"
+            ),
+            Problem::BadMode(mode, FileRules::Config) => write!(
+                f,
+                "{path}: mode {mode:04o} is too open (expected 0644 or stricter: not writable by group/other, no setuid/setgid/sticky)"
+            ),
             Problem::HardLinked(n) => write!(f, "{path}: has {n} hard links (expected 1)"),
             Problem::TooLarge(n) => write!(f, "{path}: {n} bytes is larger than allowed"),
             Problem::Changed => write!(f, "{path}: replaced while being opened"),
@@ -484,15 +559,71 @@ pub(crate) mod tests {
         let dir = open_dir(&s.0).unwrap().unwrap();
         for mode in [0o640, 0o644, 0o666, 0o604, 0o4600, 0o2600, 0o1600] {
             write(&s.0.join("f"), b"x", mode);
-            assert_eq!(problem(&dir, "f"), Problem::BadMode(mode), "{mode:o}");
+            assert_eq!(
+                problem(&dir, "f"),
+                Problem::BadMode(mode, FileRules::Private),
+                "{mode:o}"
+            );
         }
         write(&s.0.join("c"), b"x", 0o644);
         assert!(dir.read("c", FileRules::Config, 1024).unwrap().is_some());
         write(&s.0.join("c"), b"x", 0o664);
         assert_eq!(
             dir.read("c", FileRules::Config, 1024).unwrap_err().problem,
-            Problem::BadMode(0o664)
+            Problem::BadMode(0o664, FileRules::Config)
         );
+    }
+
+    #[test]
+    fn every_directory_on_the_way_must_be_root_owned_and_not_writable_by_others() {
+        use std::os::unix::fs::chown;
+        let s = Scratch::new("path");
+        let mkdir = |p: &Path, mode: u32| {
+            std::fs::create_dir(p).unwrap();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        let parent = s.0.join("parent");
+        mkdir(&parent, 0o755);
+        let store = parent.join("store");
+        mkdir(&store, 0o700);
+        assert!(open_dir(&store).unwrap().is_some());
+        let refused = |p: &Path| open_dir(p).unwrap_err().problem;
+
+        std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(refused(&store), Problem::AncestorWritableByOthers(0o777));
+        assert!(
+            read_file(&store.join("x"), FileRules::Config, 10).is_err(),
+            "config too"
+        );
+        // Sticky, like /tmp: others cannot rename root's entries.
+        std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(open_dir(&store).unwrap().is_some());
+        std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o775)).unwrap();
+        assert_eq!(refused(&store), Problem::AncestorWritableByOthers(0o775));
+        std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o755)).unwrap();
+        chown(&parent, Some(1000), None).unwrap();
+        assert_eq!(refused(&store), Problem::AncestorNotRootOwned(1000));
+        assert!(
+            FsError::new(&store, refused(&store))
+                .to_string()
+                .contains("owned by uid 1000")
+        );
+        chown(&parent, Some(0), None).unwrap();
+
+        // A symlink on the way is resolved and its target held to the same rules.
+        let user_dir = s.0.join("userdir");
+        mkdir(&user_dir, 0o755);
+        mkdir(&user_dir.join("store"), 0o700);
+        chown(&user_dir, Some(1000), None).unwrap();
+        symlink(&user_dir, s.0.join("link")).unwrap();
+        assert_eq!(
+            refused(&s.0.join("link/store")),
+            Problem::AncestorNotRootOwned(1000)
+        );
+        symlink(&parent, s.0.join("good")).unwrap();
+        assert!(open_dir(&s.0.join("good/store")).unwrap().is_some());
+        // Not there yet: absent, not an error.
+        assert!(open_dir(&s.0.join("none/store")).unwrap().is_none());
     }
 
     #[test]

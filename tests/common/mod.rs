@@ -236,6 +236,32 @@ impl Sandbox {
         self.pamtester(user, input, &[], &["authenticate"]).finish()
     }
 
+    /// Like [`Sandbox::auth`], but holds the answer back until the module's prompt has appeared
+    /// (pamtester writes it to stderr), runs `meanwhile` (an administrator acting while the
+    /// client sits at the prompt), then answers `input`.
+    pub fn auth_at_prompt(&self, user: &str, meanwhile: impl FnOnce(), input: &[u8]) -> AuthResult {
+        use std::io::Read;
+        let mut run = self.pamtester_open(user, &[], &["authenticate"]);
+        let mut stderr = run.child.stderr.take().unwrap();
+        let mut seen = Vec::new();
+        let mut byte = [0u8; 1];
+        while !text(&seen).contains("Verification code:") {
+            match stderr.read(&mut byte) {
+                Ok(1) => seen.push(byte[0]),
+                _ => panic!("no prompt came: {}", text(&seen)),
+            }
+        }
+        meanwhile();
+        let mut stdin = run.child.stdin.take().unwrap();
+        let _ = stdin.write_all(input);
+        drop(stdin);
+        let mut rest = Vec::new();
+        let _ = stderr.read_to_end(&mut rest);
+        let mut result = run.finish();
+        result.stderr = text(&seen) + &text(&rest) + &result.stderr;
+        result
+    }
+
     /// Runs `pamtester ecs-mfa-test USER OPS...` in the namespace (see [`Sandbox::auth_spawn`]).
     pub fn pamtester(
         &self,
@@ -244,12 +270,26 @@ impl Sandbox {
         env: &[(&str, &str)],
         ops: &[&str],
     ) -> PamRun {
+        let mut run = self.pamtester_open(user, env, ops);
+        let mut stdin = run.child.stdin.take().unwrap();
+        let _ = stdin.write_all(input);
+        drop(stdin);
+        run
+    }
+
+    /// Starts pamtester with its stdin still open.
+    fn pamtester_open(
+        &self,
+        user: impl AsRef<std::ffi::OsStr>,
+        env: &[(&str, &str)],
+        ops: &[&str],
+    ) -> PamRun {
         static N: AtomicU64 = AtomicU64::new(0);
         let socket = self
             .root
             .join(format!("log-{}.sock", N.fetch_add(1, Ordering::Relaxed)));
         let log = LogCapture::bind(&socket);
-        let mut child = Command::new("unshare")
+        let child = Command::new("unshare")
             .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
             .arg(NAMESPACE_SCRIPT)
             .arg("sh")
@@ -264,9 +304,6 @@ impl Sandbox {
             .stderr(Stdio::piped())
             .spawn()
             .expect("unshare runs");
-        let mut stdin = child.stdin.take().unwrap();
-        let _ = stdin.write_all(input);
-        drop(stdin);
         PamRun { child, log }
     }
 }

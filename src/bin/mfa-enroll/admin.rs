@@ -221,7 +221,13 @@ pub fn remove(g: &Global, args: RemoveArgs) -> Result<(), Failure> {
         return Err(Failure::new(Exit::Failure, "not removed"));
     }
     store.remove(&user).map_err(|e| store_failure(&user, e))?;
-    let _ = FileStateStore::new(&policy.state_dir).clear(&user);
+    // Failures go, the replay mark stays: were the same secret enrolled again (import), a code
+    // already used must not work a second time.
+    if let Err(e) =
+        FileStateStore::new(&policy.state_dir).transact(&user, |st| st.forget_failures())
+    {
+        eprintln!("mfa-enroll: warning: could not reset login state: {e}");
+    }
     log_change("remove", &user, "");
     if g.json {
         println!("{}", json!({ "user": user.as_str(), "removed": true }));
@@ -258,9 +264,7 @@ pub fn unlock(g: &Global, args: UserArgs) -> Result<(), Failure> {
     let before = FileStateStore::new(&policy.state_dir)
         .transact(&user, |st| {
             let before = *st;
-            // The replay mark stays: unlocking must not make a used code valid again.
-            st.failures = 0;
-            st.locked_until = 0;
+            st.forget_failures();
             before
         })
         .map_err(|e| Failure::new(Exit::Store, e.to_string()))?;

@@ -269,13 +269,14 @@ fn confirm(record: &UserRecord) -> Result<u64, Failure> {
     ))
 }
 
-/// Clears old replay/lockout state of the user and, when a code was confirmed, marks its step
-/// as used. Best effort: enrollment succeeded already, and missing state only means the
-/// confirmation code could be used once more within its 30 seconds.
+/// Clears the user's failures and lockout and, when a code was confirmed, marks its step as
+/// used. The replay mark is kept (a code used before must never work again). Best effort:
+/// enrollment succeeded already, and missing state only means the confirmation code could be
+/// used once more within its 30 seconds.
 fn reset_state(dir: &Path, user: &UserName, confirmed: Option<u64>) {
     let state = FileStateStore::new(dir);
     let result = state.transact(user, |st| {
-        *st = Default::default();
+        st.forget_failures();
         if let Some(step_start) = confirmed {
             st.record_success(step_start);
         }

@@ -601,10 +601,18 @@ fn check_dirs(findings: &mut Findings, policy: &Policy) {
     for (what, dir) in [("store", &policy.store_dir), ("state", &policy.state_dir)] {
         match secure_fs::open_dir(dir) {
             Ok(Some(_)) => findings.ok(what, format!("{} is root-only", dir.display())),
+            Ok(None) if what == "store" => findings.problem(
+                what,
+                format!(
+                    "{} does not exist: the module denies every login (also with nullok)",
+                    dir.display()
+                ),
+                "mfa-enroll enroll creates it; or correct store= / mount the volume",
+            ),
             Ok(None) => findings.warning(
                 what,
                 format!("{} does not exist yet", dir.display()),
-                "it is created on first use (mfa-enroll enroll / first login)",
+                "it is created on the first login",
             ),
             Err(e) => findings.problem(
                 what,
@@ -680,6 +688,8 @@ fn check_users(
         match store.load(user) {
             Ok(_) => {}
             Err(StoreError::NotEnrolled) => missing.push(user.to_string()),
+            // Reported once by the store check.
+            Err(StoreError::NoStore(_)) => return,
             Err(e) => findings.problem(
                 "users",
                 format!("{user}: {e}"),

@@ -1,0 +1,201 @@
+//! The classes of the security review (issue "Security review"), tier 2: the real `.so` under
+//! real Linux-PAM, with the real `mfa-enroll`. Each test would fail with the module as it was
+//! before the fix.
+
+mod common;
+
+use std::os::unix::fs::{PermissionsExt, chown};
+use std::path::Path;
+
+use common::{Sandbox, cli, oathtool_code, text};
+
+fn set_mode(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A reset, re-enrollment or removal while a client sits at `Verification code:` takes effect
+/// for that very login: the old secret stops working at once.
+#[test]
+fn an_admin_change_during_the_prompt_applies_to_the_login_in_flight() {
+    let sb = Sandbox::new("in-flight");
+    let old = sb.enroll("alice", &[]);
+    let code = oathtool_code(&old, &[]);
+    let r = sb.auth_at_prompt(
+        "alice",
+        || {
+            let out = cli(
+                &sb,
+                &["reset", "--user", "alice", "--no-confirm", "--json"],
+                b"",
+            );
+            assert!(out.status.success(), "{}", text(&out.stderr));
+        },
+        format!("{code}\n").as_bytes(),
+    );
+    assert!(
+        !r.success,
+        "the old secret still worked after reset: {r:#?}"
+    );
+    assert!(r.audit().contains("reason=bad_code"), "{}", r.audit());
+
+    let new = sb.enroll("alice", &["--force"]);
+    let code = oathtool_code(&new, &[]);
+    let r = sb.auth_at_prompt(
+        "alice",
+        || {
+            let out = cli(&sb, &["remove", "--user", "alice", "--yes"], b"");
+            assert!(out.status.success(), "{}", text(&out.stderr));
+        },
+        format!("{code}\n").as_bytes(),
+    );
+    assert!(!r.success, "a removed enrollment still worked: {r:#?}");
+    assert!(r.audit().contains("reason=not_enrolled"), "{}", r.audit());
+}
+
+/// No admin action makes a used code valid again: remove and import the same secret, and the
+/// code already used is still a replay.
+#[test]
+fn removing_and_enrolling_the_same_secret_again_keeps_used_codes_used() {
+    let sb = Sandbox::new("replay-kept");
+    let secret = sb.enroll("alice", &[]);
+    let code = oathtool_code(&secret, &[]);
+    assert!(sb.auth("alice", format!("{code}\n").as_bytes()).success);
+    let out = cli(&sb, &["remove", "--user", "alice", "--yes"], b"");
+    assert!(out.status.success());
+    // pam_oath's users file format, with the same secret (hex).
+    let hex: String = base32_to_bytes(&secret)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let file = sb.root.join("users.oath");
+    std::fs::write(&file, format!("HOTP/T30 alice - {hex}\n")).unwrap();
+    let out = cli(
+        &sb,
+        &["import", "oath", "--file", file.to_str().unwrap()],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let r = sb.auth("alice", format!("{code}\n").as_bytes());
+    assert!(
+        !r.success,
+        "a used code worked again after remove + import: {r:#?}"
+    );
+    assert!(r.audit().contains("reason=replay"), "{}", r.audit());
+}
+
+fn base32_to_bytes(b32: &str) -> Vec<u8> {
+    let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut bits = 0u64;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in b32.chars().filter(|c| *c != '=') {
+        bits = (bits << 5) | alphabet.find(c).unwrap() as u64;
+        n += 5;
+        if n >= 8 {
+            out.push((bits >> (n - 8)) as u8);
+            n -= 8;
+        }
+    }
+    out
+}
+
+/// A store or state below a directory a non-root user can change is refused, by the module
+/// and by mfa-enroll (the directory right above was checked before; this one is two levels up);
+/// sticky world-writable directories (like /tmp) are fine.
+#[test]
+fn a_directory_above_the_store_that_others_can_change_denies_every_login() {
+    let sb = Sandbox::new("path");
+    let top = sb.root.join("top");
+    std::fs::create_dir(&top).unwrap();
+    set_mode(&top, 0o755);
+    let store = top.join("lib/users");
+    let state = top.join("run/ecs-mfa");
+    std::fs::create_dir_all(top.join("lib")).unwrap();
+    std::fs::create_dir_all(top.join("run")).unwrap();
+    sb.set_stack(&format!(
+        "auth required {{module}} store={} state={} config={}",
+        store.display(),
+        state.display(),
+        sb.config.display()
+    ));
+    let enroll = |extra: &[&str]| {
+        std::process::Command::new(common::enroll_bin())
+            .args([
+                "--store",
+                store.to_str().unwrap(),
+                "--state",
+                state.to_str().unwrap(),
+            ])
+            .args(["--config", sb.config.to_str().unwrap()])
+            .args(extra)
+            .env_remove("SUDO_USER")
+            .output()
+            .unwrap()
+    };
+    let out = enroll(&["enroll", "--user", "alice", "--no-confirm", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let secret = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let login = || {
+        let code = oathtool_code(&secret, &[]);
+        std::fs::remove_file(state.join("alice.state")).ok();
+        sb.auth("alice", format!("{code}\n").as_bytes())
+    };
+    assert!(login().success);
+    for (dir, mode, uid) in [(&top, 0o777, 0), (&top, 0o775, 0), (&top, 0o755, 1000)] {
+        set_mode(dir, mode);
+        chown(dir, Some(uid), None).unwrap();
+        let r = login();
+        assert!(!r.success, "{} {mode:o} uid {uid}: {r:#?}", dir.display());
+        let audit = r.audit();
+        assert!(audit.contains("reason=bad_file"), "{audit}");
+        assert!(audit.contains("a directory on the way"), "{audit}");
+        let out = enroll(&["status", "--user", "alice"]);
+        assert!(!out.status.success(), "mfa-enroll accepted it too");
+        assert!(
+            text(&out.stdout).contains("a directory on the way"),
+            "{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let out = enroll(&["enroll", "--user", "bob", "--no-confirm"]);
+        assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
+        chown(dir, Some(0), None).unwrap();
+        set_mode(dir, 0o755);
+    }
+    set_mode(&top, 0o1777);
+    assert!(login().success, "sticky like /tmp: accepted");
+    set_mode(&top, 0o755);
+    assert!(login().success);
+}
+
+/// With nullok, a store that does not exist (a typo, a volume not mounted) denies everyone
+/// after a prompt instead of letting everyone in as "not enrolled".
+#[test]
+fn nullok_with_a_missing_store_denies_everyone() {
+    let sb = Sandbox::new("no-store");
+    sb.set_stack(
+        "auth [success=done ignore=ignore default=die] {module} {args} nullok\n\
+         auth required pam_permit.so",
+    );
+    assert!(!sb.store.exists());
+    let r = sb.auth("bob", b"123456\n");
+    assert!(!r.success, "{r:#?}");
+    assert_eq!(r.prompts(), 1);
+    assert!(
+        r.audit().contains("reason=bad_file") && r.audit().contains("does not exist"),
+        "{}",
+        r.audit()
+    );
+    // Once the store exists, an unenrolled user passes under nullok as documented.
+    sb.enroll("alice", &[]);
+    let r = sb.auth("bob", b"");
+    assert!(r.success && r.prompts() == 0, "{r:#?}");
+}

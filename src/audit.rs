@@ -51,6 +51,9 @@ pub enum Reason {
     /// `first_factor=publickey` is set and sshd reports no accepted SSH key for this
     /// connection (password or keyboard-interactive alone). Denied before any prompt.
     NoFirstFactor,
+    /// The user's replay mark lies ahead of the server's clock (the clock was ahead, or was set
+    /// back): no code can pass until real time catches up. Not counted; `mfa-enroll unlock`.
+    StateInFuture,
     /// sshd replaced the typed answer with its fixed bad string (root under
     /// `PermitRootLogin prohibit-password`, or an account sshd itself refuses). Not counted.
     SshdReplacedAnswer,
@@ -60,7 +63,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order the docs list them.
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 15] = [
         Self::Ok,
         Self::RecoveryCode,
         Self::BadCode,
@@ -74,6 +77,7 @@ impl Reason {
         Self::NoCode,
         Self::NoFirstFactor,
         Self::SshdReplacedAnswer,
+        Self::StateInFuture,
         Self::Internal,
     ];
 
@@ -97,6 +101,9 @@ impl Reason {
             Self::SshdReplacedAnswer => {
                 "denied, not counted: sshd passed its fixed bad string instead of the typed code (root without PermitRootLogin yes, or an account sshd refuses)."
             }
+            Self::StateInFuture => {
+                "denied, not counted: the last accepted code lies ahead of the server's clock (it was ahead, or was set back); fix the clock, then mfa-enroll unlock."
+            }
             Self::Internal => "denied: state unusable, clock before 1970, caught panic.",
         }
     }
@@ -117,6 +124,7 @@ impl Reason {
             Self::NoCode => "no_code",
             Self::NoFirstFactor => "no_first_factor",
             Self::SshdReplacedAnswer => "sshd_replaced_answer",
+            Self::StateInFuture => "state_in_future",
             Self::Internal => "internal",
         }
     }
@@ -193,7 +201,8 @@ impl Decision {
                 | Reason::BadConfig
                 | Reason::Internal
                 | Reason::NoFirstFactor
-                | Reason::SshdReplacedAnswer,
+                | Reason::SshdReplacedAnswer
+                | Reason::StateInFuture,
             ) => Severity::Error,
             _ => Severity::Notice,
         }

@@ -184,6 +184,19 @@ fn decide(
     now: u64,
     st: &mut crate::state::UserState,
 ) -> Decision {
+    // Clock anomalies first: state written while the clock was ahead must neither lock the
+    // user out for longer than policy allows nor pass for replays.
+    st.clamp_lockout(now, policy.throttle.lockout_max_seconds);
+    let period = record.params.period();
+    let tolerance = period.saturating_mul(u64::from(policy.window) + 1);
+    if let Some(ahead) = st.mark_ahead(now, tolerance) {
+        return Decision::deny(Reason::StateInFuture).with_detail(format!(
+            "the last accepted code is {ahead} s ahead of this server's clock (it was ahead, or \
+             was set back): every code would be a replay until then; check the clock, then \
+             mfa-enroll unlock --user {}",
+            record.user
+        ));
+    }
     if let Some(left) = st.locked_for(now) {
         // Not verified and not counted: a locked-out user learns nothing, and an attacker
         // cannot extend the lockout by hammering it.
@@ -354,6 +367,7 @@ fn ask_and_discard(conv: &mut impl Conversation, policy: &Policy) {
 mod tests {
     use super::*;
     use crate::audit::Outcome;
+    use crate::state::FileStateStore;
     use crate::store::SaveMode;
     use crate::store::secure_fs::tests::Scratch;
     use crate::totp::{SecretKey, TotpParams};
@@ -539,6 +553,68 @@ mod tests {
         // Success resets the counter.
         let (d, _) = f.login("alice", Some("abcdef"), later);
         assert_eq!(d.failures, Some(1));
+    }
+
+    /// State written while the server's clock was a day ahead (bad RTC, VM restore).
+    fn state_from_a_clock_a_day_ahead(f: &Fixture, accepted: bool) {
+        let state = FileStateStore::new(&f.policy.state_dir);
+        let alice = UserName::parse("alice").unwrap();
+        let ahead = NOW + 86_400;
+        state
+            .transact(&alice, |st| {
+                if accepted {
+                    st.record_success(ahead - ahead % 30);
+                } else {
+                    for _ in 0..12 {
+                        st.record_failure(ahead, &f.policy.throttle);
+                    }
+                }
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn a_lockout_from_a_clock_that_was_ahead_never_exceeds_the_maximum() {
+        let f = Fixture::new();
+        state_from_a_clock_a_day_ahead(&f, false);
+        let (d, _) = f.login("alice", Some(&f.code(NOW)), NOW);
+        assert_eq!((d.reason, d.locked_for), (Reason::Throttled, Some(900)));
+        // 900 s later (not a day) the right code works.
+        let later = NOW + 901;
+        let (d, _) = f.login("alice", Some(&f.code(later)), later);
+        assert_eq!(d.outcome, Outcome::Success, "{d:?}");
+    }
+
+    #[test]
+    fn a_replay_mark_ahead_of_the_clock_is_a_clock_problem_that_unlock_clears() {
+        let f = Fixture::new();
+        state_from_a_clock_a_day_ahead(&f, true);
+        for _ in 0..6 {
+            let (d, prompts) = f.login("alice", Some(&f.code(NOW)), NOW);
+            assert_eq!(
+                (d.outcome, d.reason, d.failures, prompts),
+                (Outcome::Deny, Reason::StateInFuture, None, 1)
+            );
+            assert!(d.detail.unwrap().contains("s ahead of this server's clock"));
+        }
+        // What `mfa-enroll unlock` does.
+        let state = FileStateStore::new(&f.policy.state_dir);
+        let alice = UserName::parse("alice").unwrap();
+        state.transact(&alice, |st| st.unlock(NOW)).unwrap();
+        let (d, _) = f.login("alice", Some(&f.code(NOW)), NOW);
+        assert_eq!(
+            d.reason,
+            Reason::Replay,
+            "the current step stays used: {d:?}"
+        );
+        let next = NOW + 30;
+        assert_eq!(
+            f.login("alice", Some(&f.code(next)), next).0.outcome,
+            Outcome::Success
+        );
+        // In normal operation the mark still refuses replays (one window ahead is normal).
+        let (d, _) = f.login("alice", Some(&f.code(next)), next);
+        assert_eq!(d.reason, Reason::Replay);
     }
 
     #[test]

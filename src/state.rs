@@ -85,11 +85,41 @@ impl UserState {
         }
     }
 
+    /// A lockout that ends further than `max_seconds` from `now` can only come from a clock
+    /// that was ahead when it started (bad RTC, VM restore): it is shortened to end
+    /// `max_seconds` from now, so no lockout is ever longer than policy allows. Returns whether
+    /// it changed anything.
+    pub fn clamp_lockout(&mut self, now: u64, max_seconds: u64) -> bool {
+        let limit = now.saturating_add(max_seconds);
+        if self.locked_until > limit {
+            self.locked_until = limit;
+            return true;
+        }
+        false
+    }
+
+    /// How far (seconds) the replay mark lies ahead of `now` beyond `tolerance` (the window a
+    /// phone may legitimately be ahead by). `Some` means the server's clock was ahead when a
+    /// code was accepted, or was set back since: every code would be refused as a replay until
+    /// real time catches up, so it is reported as a clock problem instead.
+    pub fn mark_ahead(&self, now: u64, tolerance: u64) -> Option<u64> {
+        let ahead = self.last_accepted.checked_sub(now)?;
+        (ahead > tolerance).then_some(ahead)
+    }
+
     /// What an administrator's unlock, reset or removal does: failures and lockout are
     /// forgotten, the replay mark stays (no admin action may make a used code valid again).
     pub fn forget_failures(&mut self) {
         self.failures = 0;
         self.locked_until = 0;
+    }
+
+    /// `mfa-enroll unlock`: failures and lockout are forgotten, and a replay mark that lies in
+    /// the future (see [`UserState::mark_ahead`]) is pulled back to `now`, so the code of the
+    /// current step stays refused and the next one works. A mark in the past is kept.
+    pub fn unlock(&mut self, now: u64) {
+        self.forget_failures();
+        self.last_accepted = self.last_accepted.min(now);
     }
 
     /// Records an accepted code: remembers its step and clears failures and lockout.
@@ -250,6 +280,46 @@ mod tests {
         st.record_success(600);
         st.record_success(570);
         assert_eq!(st.last_accepted, 600);
+    }
+
+    #[test]
+    fn a_lockout_from_a_clock_that_was_ahead_is_cut_to_the_maximum_from_now() {
+        let policy = ThrottlePolicy::default();
+        let mut st = UserState::default();
+        // Five failures while the clock read one day ahead.
+        let ahead = 1_000_000 + 86_400;
+        for _ in 0..5 {
+            st.record_failure(ahead, &policy);
+        }
+        assert_eq!(st.locked_for(1_000_000), Some(86_400 + 30));
+        assert!(st.clamp_lockout(1_000_000, policy.lockout_max_seconds));
+        assert_eq!(st.locked_for(1_000_000), Some(900));
+        assert!(
+            !st.clamp_lockout(1_000_000, policy.lockout_max_seconds),
+            "idempotent"
+        );
+        // A normal lockout is untouched.
+        let mut normal = UserState::default();
+        for _ in 0..5 {
+            normal.record_failure(1_000_000, &policy);
+        }
+        assert!(!normal.clamp_lockout(1_000_000, 900));
+        assert_eq!(normal.locked_for(1_000_000), Some(30));
+    }
+
+    #[test]
+    fn a_replay_mark_far_ahead_of_the_clock_is_recognised() {
+        let st = UserState {
+            last_accepted: 1_000_060,
+            ..UserState::default()
+        };
+        assert_eq!(
+            st.mark_ahead(1_000_000, 60),
+            None,
+            "a phone one window ahead"
+        );
+        assert_eq!(st.mark_ahead(1_000_000, 30), Some(60));
+        assert_eq!(st.mark_ahead(2_000_000, 30), None, "in the past: normal");
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
+
 use common::{Sandbox, cli, decode_png_qr, decode_terminal_qr, oathtool_code, text, wrong_code};
 
 fn json(out: &std::process::Output) -> serde_json::Value {
@@ -139,6 +141,59 @@ fn unlock_clears_the_lockout_but_not_the_replay_mark() {
     );
 }
 
+/// State left by a server clock that was a day ahead (bad RTC, VM restore).
+fn write_state(sb: &Sandbox, user: &str, last_accepted: u64, failures: u32, locked_until: u64) {
+    std::fs::create_dir_all(&sb.state).unwrap();
+    std::fs::set_permissions(&sb.state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let path = sb.state.join(format!("{user}.state"));
+    std::fs::write(
+        &path,
+        format!(
+            "version = 1\nlast_accepted = {last_accepted}\nfailures = {failures}\nlocked_until = {locked_until}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+#[test]
+fn a_clock_that_was_ahead_is_shown_bounded_and_cleared_by_unlock() {
+    let sb = Sandbox::new("clock");
+    let secret = sb.enroll("alice", &[]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let day = now + 86_400;
+    // A lockout started a day ahead is shown (and enforced) as at most lockout_max_seconds.
+    write_state(&sb, "alice", 0, 12, day);
+    let s = json(&cli(&sb, &["status", "--user", "alice", "--json"], b""));
+    assert!(s["locked_for_seconds"].as_u64().unwrap() <= 900, "{s}");
+    // A replay mark a day ahead: a clock problem, shown by status, refused with its own reason
+    // and not counted, cleared by unlock.
+    write_state(&sb, "alice", day - day % 30, 0, 0);
+    let s = json(&cli(&sb, &["status", "--user", "alice", "--json"], b""));
+    assert!(
+        s["replay_mark_ahead_seconds"].as_u64().unwrap() > 86_000,
+        "{s}"
+    );
+    let human = text(&cli(&sb, &["status", "--user", "alice"], b"").stdout);
+    assert!(human.contains("CLOCK PROBLEM"), "{human}");
+    let code = oathtool_code(&secret, &[]);
+    let r = sb.auth("alice", format!("{code}\n").as_bytes());
+    assert!(!r.success);
+    assert!(
+        r.audit().contains("reason=state_in_future"),
+        "{}",
+        r.audit()
+    );
+    let out = cli(&sb, &["unlock", "--user", "alice"], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = json(&cli(&sb, &["status", "--user", "alice", "--json"], b""));
+    assert!(s.get("replay_mark_ahead_seconds").is_none(), "{s}");
+    assert_eq!(s["failures"], 0, "the refusal was not counted");
+}
+
 #[test]
 fn verify_checks_a_code_like_a_login() {
     let sb = Sandbox::new("verify");
@@ -221,7 +276,9 @@ fn reset_replaces_the_secret_and_remove_deletes_the_enrollment() {
     ));
     assert_eq!(removed["removed"], true);
     assert!(!sb.store.join("alice.toml").exists());
-    assert!(!sb.state.join("alice.state").exists());
+    // Failures are forgotten, the replay mark is kept (a used code never works again).
+    let st = std::fs::read_to_string(sb.state.join("alice.state")).unwrap_or_default();
+    assert!(st.is_empty() || st.contains("failures = 0\n"), "{st}");
     let r = sb.auth("alice", format!("{}\n", oathtool_code(new, &[])).as_bytes());
     assert!(r.audit().contains("reason=not_enrolled"));
     assert_eq!(

@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use pam_ecs_mfa::audit::{Outcome, Reason};
 use pam_ecs_mfa::auth::{self, Attempt, Conversation, ConversationError};
-use pam_ecs_mfa::policy::FirstFactor;
+use pam_ecs_mfa::policy::{FirstFactor, Policy};
 use pam_ecs_mfa::recovery;
 use pam_ecs_mfa::state::{FileStateStore, StateStore, UserState};
 use pam_ecs_mfa::store::{Store, StoreError};
@@ -57,7 +57,7 @@ pub fn status(g: &Global, args: StatusArgs) -> Result<(), Failure> {
     let mut rows = Vec::new();
     let mut problems = false;
     for (user, has_account) in users {
-        let row = user_status(&store, &state, &user, now, has_account);
+        let row = user_status(&store, &state, &policy, &user, now, has_account);
         problems |= row["enrolled"] != json!(true);
         rows.push(row);
     }
@@ -94,6 +94,7 @@ pub fn status(g: &Global, args: StatusArgs) -> Result<(), Failure> {
 fn user_status(
     store: &Store,
     state: &FileStateStore,
+    policy: &Policy,
     user: &UserName,
     now: u64,
     has_account: Option<bool>,
@@ -111,7 +112,15 @@ fn user_status(
             row["created"] = json!(iso_date(record.created));
             row["recovery_codes_left"] = json!(record.recovery_codes.len());
             match state.transact(user, |st| *st) {
-                Ok(st) => add_state(&mut row, &st, now),
+                Ok(mut st) => {
+                    // Shown as the module will treat it (see auth.rs).
+                    st.clamp_lockout(now, policy.throttle.lockout_max_seconds);
+                    let tolerance = record.params.period() * (u64::from(policy.window) + 1);
+                    if let Some(ahead) = st.mark_ahead(now, tolerance) {
+                        row["replay_mark_ahead_seconds"] = json!(ahead);
+                    }
+                    add_state(&mut row, &st, now)
+                }
                 Err(e) => row["state_error"] = json!(e.to_string()),
             }
         }
@@ -138,6 +147,12 @@ fn human_status(row: &serde_json::Value) -> String {
     };
     match &row["enrolled"] {
         serde_json::Value::Bool(true) => {
+            let clock = match row["replay_mark_ahead_seconds"].as_u64() {
+                Some(ahead) => format!(
+                    ", CLOCK PROBLEM: the last accepted code is {ahead} s ahead of this clock, no code works until then (fix the clock, then mfa-enroll unlock)"
+                ),
+                None => String::new(),
+            };
             let lock = if row["locked"] == json!(true) {
                 format!(
                     ", LOCKED for {} s after {} failures (mfa-enroll unlock)",
@@ -149,7 +164,7 @@ fn human_status(row: &serde_json::Value) -> String {
                 String::new()
             };
             format!(
-                "{user}: enrolled {} ({}, {} digits, {} s), {} recovery codes left{lock}{account}",
+                "{user}: enrolled {} ({}, {} digits, {} s), {} recovery codes left{lock}{clock}{account}",
                 row["created"].as_str().unwrap_or("?"),
                 row["algorithm"].as_str().unwrap_or("?"),
                 row["digits"],
@@ -261,10 +276,11 @@ pub fn unlock(g: &Global, args: UserArgs) -> Result<(), Failure> {
     {
         return Err(store_failure(&user, StoreError::NotEnrolled));
     }
+    let now = unix_now()?;
     let before = FileStateStore::new(&policy.state_dir)
         .transact(&user, |st| {
             let before = *st;
-            st.forget_failures();
+            st.unlock(now);
             before
         })
         .map_err(|e| Failure::new(Exit::Store, e.to_string()))?;

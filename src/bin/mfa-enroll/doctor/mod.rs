@@ -20,6 +20,7 @@ use std::process::Command;
 
 use pam_ecs_mfa::exemption::{nss_groups, own_addresses};
 use pam_ecs_mfa::policy::{FirstFactor, Policy, PolicyError};
+use pam_ecs_mfa::state::{FileStateStore, StateStore};
 use pam_ecs_mfa::store::{Store, StoreError, secure_fs};
 use pam_ecs_mfa::user_name::UserName;
 use serde_json::json;
@@ -680,13 +681,31 @@ fn check_users(
     root_may_log_in: bool,
 ) {
     let store = Store::new(&policy.store_dir);
+    let state = secure_fs::open_dir(&policy.state_dir)
+        .ok()
+        .flatten()
+        .map(|_| FileStateStore::new(&policy.state_dir));
+    let now = crate::unix_now().unwrap_or(0);
     let mut missing = Vec::new();
     for user in &accounts.need_mfa {
         if user.as_str() == "root" && !root_may_log_in {
             continue;
         }
         match store.load(user) {
-            Ok(_) => {}
+            Ok(record) => {
+                let tolerance = record.params.period() * (u64::from(policy.window) + 1);
+                let ahead = state
+                    .as_ref()
+                    .and_then(|s| s.transact(user, |st| *st).ok())
+                    .and_then(|st| st.mark_ahead(now, tolerance));
+                if let Some(ahead) = ahead {
+                    findings.problem(
+                        "users",
+                        format!("{user}: the last accepted code is {ahead} s ahead of this server's clock (the clock was ahead, or was set back): no code works for {user} until then"),
+                        format!("check the server's clock (the clock line above), then mfa-enroll unlock --user {user}"),
+                    );
+                }
+            }
             Err(StoreError::NotEnrolled) => missing.push(user.to_string()),
             // Reported once by the store check.
             Err(StoreError::NoStore(_)) => return,

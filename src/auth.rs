@@ -184,18 +184,32 @@ fn decide(
     now: u64,
     st: &mut crate::state::UserState,
 ) -> Decision {
+    let params = record.params;
+    let legacy_scratch = || {
+        (params.digits() == 6)
+            .then(|| RecoveryCode::from_scratch_code(answer))
+            .flatten()
+    };
+    let recovery = RecoveryCode::parse(answer).or_else(legacy_scratch);
+    // Every way out before the check costs what a wrong recovery code costs, so the response
+    // time does not say "locked out" or "clock problem" (see `recovery::spend_like_a_check`).
+    let refuse = |d: Decision| {
+        if recovery.is_some() {
+            crate::recovery::spend_like_a_check(answer);
+        }
+        d
+    };
     // Clock anomalies first: state written while the clock was ahead must neither lock the
     // user out for longer than policy allows nor pass for replays.
     st.clamp_lockout(now, policy.throttle.lockout_max_seconds);
-    let period = record.params.period();
-    let tolerance = period.saturating_mul(u64::from(policy.window) + 1);
+    let tolerance = params.period().saturating_mul(u64::from(policy.window) + 1);
     if let Some(ahead) = st.mark_ahead(now, tolerance) {
-        return Decision::deny(Reason::StateInFuture).with_detail(format!(
+        return refuse(Decision::deny(Reason::StateInFuture).with_detail(format!(
             "the last accepted code is {ahead} s ahead of this server's clock (it was ahead, or \
              was set back): every code would be a replay until then; check the clock, then \
              mfa-enroll unlock --user {}",
             record.user
-        ));
+        )));
     }
     if let Some(left) = st.locked_for(now) {
         // Not verified and not counted: a locked-out user learns nothing, and an attacker
@@ -203,15 +217,9 @@ fn decide(
         let mut d = Decision::deny(Reason::Throttled);
         d.failures = Some(st.failures);
         d.locked_for = Some(left);
-        return d;
+        return refuse(d);
     }
-    let params = record.params;
-    let legacy_scratch = || {
-        (params.digits() == 6)
-            .then(|| RecoveryCode::from_scratch_code(answer))
-            .flatten()
-    };
-    if let Some(code) = RecoveryCode::parse(answer).or_else(legacy_scratch) {
+    if let Some(code) = recovery {
         return decide_recovery(store, record, &code, policy, now, st);
     }
     let verification = match totp::normalize_code(answer, params.digits()) {
@@ -288,9 +296,11 @@ fn drift_hint(
     ))
 }
 
-/// A recovery code: consumed from the record under the store lock (inside the user's state
-/// lock), so two logins with one code give one success. Only input shaped like a recovery code
-/// gets here, so TOTP logins never pay for the Argon2 checks.
+/// A recovery code. The Argon2 checks run on the record read under this user's lock but
+/// *outside* the store-wide lock, so one user's (garbage) recovery attempts never delay another
+/// user's login; the matching hash is then removed under the store lock, by value, so two
+/// logins with one code (or a regeneration in between) still give at most one success. Only
+/// input shaped like a recovery code gets here, so TOTP logins never pay for Argon2.
 fn decide_recovery(
     store: &Store,
     record: &UserRecord,
@@ -299,11 +309,17 @@ fn decide_recovery(
     now: u64,
     st: &mut crate::state::UserState,
 ) -> Decision {
-    let consumed = store.update(&record.user, |current| {
-        let found = code.find_in(&current.recovery_codes)?;
-        current.recovery_codes.remove(found);
-        Some(current.recovery_codes.len())
-    });
+    let matched = code
+        .find_in(&record.recovery_codes)
+        .map(|i| record.recovery_codes[i].clone());
+    let consumed = match matched {
+        None => Ok(None),
+        Some(hash) => store.update(&record.user, |current| {
+            let at = current.recovery_codes.iter().position(|h| *h == hash)?;
+            current.recovery_codes.remove(at);
+            Some(current.recovery_codes.len())
+        }),
+    };
     match consumed {
         Ok(Some(remaining)) => {
             st.failures = 0;
@@ -359,8 +375,14 @@ fn is_sshd_fake_answer(answer: &[u8]) -> bool {
 
 fn ask_and_discard(conv: &mut impl Conversation, policy: &Policy) {
     // The answer is ignored (and wiped on drop); asking makes an unknown user look like a
-    // known one to the client.
-    let _ = conv.ask_hidden(&policy.prompt);
+    // known one to the client, and input shaped like a recovery code (or an imported 8-digit
+    // scratch code) costs what it costs for an enrolled user, so timing does not tell either.
+    if let Ok(answer) = conv.ask_hidden(&policy.prompt)
+        && (RecoveryCode::parse(&answer).is_some()
+            || RecoveryCode::from_scratch_code(&answer).is_some())
+    {
+        crate::recovery::spend_like_a_check(&answer);
+    }
 }
 
 #[cfg(test)]
@@ -742,6 +764,60 @@ mod tests {
             .load(&UserName::parse("alice").unwrap())
             .unwrap();
         assert_eq!(record.recovery_codes.len(), 9);
+    }
+
+    #[test]
+    fn recovery_shaped_input_costs_the_same_for_every_user_and_state() {
+        let f = Fixture::new();
+        let codes = with_recovery_codes(&f);
+        let cost = |user: &str, answer: &str| {
+            let before = crate::recovery::verifications();
+            f.login(user, Some(answer), NOW);
+            crate::recovery::verifications() - before
+        };
+        let wrong = "zzzzz-zzzzz";
+        assert_eq!(cost("alice", wrong), 10, "enrolled, 10 codes left");
+        assert_eq!(cost("alice", &codes[0]), 10, "the right code");
+        assert_eq!(cost("alice", &codes[1]), 10);
+        assert_eq!(cost("alice", wrong), 10, "8 codes left");
+        assert_eq!(cost("nobody", wrong), 10, "not enrolled");
+        assert_eq!(
+            cost("nobody", "1234 5678"),
+            10,
+            "scratch-shaped, not enrolled"
+        );
+        assert_eq!(cost("../etc", wrong), 10, "impossible user name");
+        for _ in 0..4 {
+            cost("alice", wrong);
+        }
+        let (d, _) = f.login("alice", Some(wrong), NOW);
+        assert_eq!(d.reason, Reason::Throttled);
+        assert_eq!(cost("alice", wrong), 10, "locked out");
+        // TOTP input never pays for Argon2.
+        assert_eq!(cost("alice", "123456"), 0);
+        assert_eq!(cost("nobody", "123456"), 0);
+    }
+
+    #[test]
+    fn recovery_checks_do_not_hold_the_store_lock() {
+        let f = Fixture::new();
+        with_recovery_codes(&f);
+        let dir = crate::store::secure_fs::open_dir(&f.policy.store_dir)
+            .unwrap()
+            .unwrap();
+        // Another writer (an enrollment, another user's recovery code) holds the store lock.
+        let lock = dir.lock_dir().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let d = f.login("alice", Some("zzzzz-zzzzz"), NOW).0;
+                tx.send(d).unwrap();
+            });
+            let d = rx.recv_timeout(Duration::from_secs(60));
+            drop(lock);
+            let d = d.expect("a wrong recovery code waited for the store lock");
+            assert_eq!((d.outcome, d.reason), (Outcome::Deny, Reason::BadCode));
+        });
     }
 
     #[test]

@@ -26,7 +26,8 @@ pub const CODE_LEN: usize = 10;
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 
 /// Argon2id cost: 19 MiB, 2 passes, 1 lane (the OWASP recommendation for Argon2id). One check
-/// takes ~20-40 ms; a login tries at most [`CODE_COUNT`] hashes, and only for recovery input.
+/// takes ~20-40 ms; recovery-shaped input always costs [`CODE_COUNT`] checks (see
+/// [`RecoveryCode::find_in`] and [`spend_like_a_check`]), TOTP input none.
 pub const M_COST_KIB: u32 = 19 * 1024;
 /// Argon2id passes.
 pub const T_COST: u32 = 2;
@@ -93,19 +94,52 @@ impl RecoveryCode {
     }
 
     /// Index of the hash in `hashes` that this code matches. Every hash is checked (no early
-    /// exit), so timing does not tell which slot matched.
+    /// exit), and the list is padded with checks against a dummy hash up to [`CODE_COUNT`], so
+    /// the time taken tells neither which slot matched nor how many codes are left.
     pub fn find_in(&self, hashes: &[String]) -> Option<usize> {
         let mut found = None;
         for (i, hash) in hashes.iter().enumerate() {
-            let Ok(parsed) = checked_hash(hash) else {
-                continue;
-            };
-            if hasher().verify_password(self.0.as_bytes(), &parsed).is_ok() && found.is_none() {
+            if verify(self.0.as_bytes(), hash) && found.is_none() {
                 found = Some(i);
             }
         }
+        for _ in hashes.len()..CODE_COUNT {
+            verify(self.0.as_bytes(), DUMMY_HASH);
+        }
         found
     }
+}
+
+/// Spends exactly what [`RecoveryCode::find_in`] spends on a full set of codes, for
+/// recovery-shaped input that cannot match anything (user not enrolled, locked out, broken
+/// record): the response time must not tell those cases apart from a wrong recovery code.
+pub fn spend_like_a_check(input: &[u8]) {
+    for _ in 0..CODE_COUNT {
+        verify(input, DUMMY_HASH);
+    }
+}
+
+/// A valid hash with the current parameters, of a random code nobody knows (made once with
+/// [`RecoveryCode::hash`]); checks against it cost what a real check costs.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$z+4Z2/pS3xt8Ya00vbrQIA$a4xmAGibmS5w1mwI35s7rLCe6GxiTW+Upg3vBvjVF+s";
+
+fn verify(input: &[u8], hash: &str) -> bool {
+    let Ok(parsed) = checked_hash(hash) else {
+        return false;
+    };
+    VERIFICATIONS.with(|n| n.set(n.get() + 1));
+    hasher().verify_password(input, &parsed).is_ok()
+}
+
+thread_local! {
+    /// Argon2 checks made by this thread: how tests see that every recovery-shaped attempt
+    /// costs the same, without timing anything.
+    static VERIFICATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Argon2 checks made so far by the calling thread (see `VERIFICATIONS`).
+pub fn verifications() -> u64 {
+    VERIFICATIONS.with(std::cell::Cell::get)
 }
 
 impl fmt::Display for RecoveryCode {
@@ -183,6 +217,26 @@ impl std::error::Error for RecoveryError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_check_costs_the_same_number_of_argon2_runs() {
+        let (codes, hashes) = generate().unwrap();
+        let wrong = RecoveryCode::parse(b"zzzzz-zzzzz").unwrap();
+        let count = |f: &dyn Fn()| {
+            let before = verifications();
+            f();
+            verifications() - before
+        };
+        assert_eq!(
+            count(&|| assert_eq!(codes[3].find_in(&hashes), Some(3))),
+            10
+        );
+        assert_eq!(count(&|| assert_eq!(wrong.find_in(&hashes), None)), 10);
+        assert_eq!(count(&|| assert_eq!(wrong.find_in(&hashes[..2]), None)), 10);
+        assert_eq!(count(&|| assert_eq!(wrong.find_in(&[]), None)), 10);
+        assert_eq!(count(&|| spend_like_a_check(b"zzzzzzzzzz")), 10);
+        assert!(checked_hash(DUMMY_HASH).is_ok(), "the dummy is a real hash");
+    }
 
     #[test]
     fn generated_codes_are_distinct_well_formed_and_match_only_their_hash() {

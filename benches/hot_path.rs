@@ -105,9 +105,15 @@ fn main() {
     report("recovery code (10 stored)", start.elapsed(), &mut lat);
     // Recovery-shaped input must cost the same whoever asks (no enrollment oracle): a wrong
     // code for a user with codes, one without codes, one not enrolled at all.
-    run("wrong recovery, 0 left", "zzzzz-zzzzz", 5, &|_| "u0".to_string());
-    run("wrong recovery, none ever", "zzzzz-zzzzz", 5, &|_| "u1".to_string());
-    run("wrong recovery, unknown", "zzzzz-zzzzz", 5, &|i| format!("nobody{i}"));
+    run("wrong recovery, 0 left", "zzzzz-zzzzz", 5, &|_| {
+        "u0".to_string()
+    });
+    run("wrong recovery, none ever", "zzzzz-zzzzz", 5, &|_| {
+        "u1".to_string()
+    });
+    run("wrong recovery, unknown", "zzzzz-zzzzz", 5, &|i| {
+        format!("nobody{i}")
+    });
     let _ = std::fs::remove_dir_all(&dir);
 }
 

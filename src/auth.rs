@@ -342,6 +342,24 @@ fn decide_recovery(
     }
 }
 
+/// The application gave a user name the module cannot even read (a PAM error, not UTF-8):
+/// denied like any impossible name, after a prompt, so the client cannot tell it apart from a
+/// wrong code.
+pub fn deny_unreadable_user(
+    conv: &mut impl Conversation,
+    policy: &Policy,
+    ssh_auth_info: Option<&str>,
+    why: String,
+) -> Decision {
+    if policy.first_factor == FirstFactor::PublicKey
+        && let Err(first) = publickey_completed(ssh_auth_info)
+    {
+        return Decision::deny(Reason::NoFirstFactor).with_detail(first);
+    }
+    ask_and_discard(conv, policy);
+    Decision::deny(Reason::BadUser).with_detail(why)
+}
+
 /// Whether `ssh_auth_info` shows a completed `publickey` method; `Err` says what to fix.
 fn publickey_completed(ssh_auth_info: Option<&str>) -> Result<(), &'static str> {
     match ssh_auth_info {

@@ -190,6 +190,8 @@ fn hostile_user_names_are_denied() {
             r.audit()
         );
         assert!(!r.audit().contains('\n'));
+        // Every bad name is prompted like a real one (no enumeration), non-UTF-8 included.
+        assert_eq!(r.prompts(), 1, "{name:?}");
     }
     assert_eq!(sb.store_snapshot(), before);
 }

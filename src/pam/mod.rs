@@ -84,10 +84,20 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
     let user = match pamh.get_user(None) {
         Ok(user) => user,
         Err(code) => {
-            let decision = Decision::deny(Reason::BadUser).with_detail(format!(
-                "cannot read the user name (PAM code {})",
+            let why = format!(
+                "cannot read the user name (PAM code {}; not UTF-8?)",
                 code as i32
-            ));
+            );
+            let ssh_auth_info = pam_env(pamh, c"SSH_AUTH_INFO_0");
+            let decision = match pamh.get_item::<Conv>() {
+                Ok(Some(conv)) => auth::deny_unreadable_user(
+                    &mut PamConversation(conv),
+                    &policy,
+                    ssh_auth_info.as_deref(),
+                    why,
+                ),
+                _ => Decision::deny(Reason::BadUser).with_detail(why),
+            };
             return finish(pamh, &ctx, &decision);
         }
     };

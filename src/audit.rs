@@ -42,6 +42,8 @@ pub enum Reason {
     Exempt,
     /// The user name cannot be valid (path characters, too long, ...).
     BadUser,
+    /// NSS knows no account of that name (denied after a prompt, never ignored).
+    UnknownAccount,
     /// The enrollment record or its directory is unsafe or invalid.
     BadFile,
     /// Module arguments or the config file are invalid.
@@ -63,7 +65,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order the docs list them.
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
         Self::Ok,
         Self::RecoveryCode,
         Self::BadCode,
@@ -72,6 +74,7 @@ impl Reason {
         Self::NotEnrolled,
         Self::Exempt,
         Self::BadUser,
+        Self::UnknownAccount,
         Self::BadFile,
         Self::BadConfig,
         Self::NoCode,
@@ -92,6 +95,9 @@ impl Reason {
             Self::NotEnrolled => "denied after a prompt, or ignored with nullok: no enrollment.",
             Self::Exempt => "ignored: exempt network or group, or not in require_groups.",
             Self::BadUser => "denied: a user name that cannot be valid.",
+            Self::UnknownAccount => {
+                "denied after a prompt, never ignored (not even with nullok): NSS knows no account of that name."
+            }
             Self::BadFile => "denied: the record or the store is unsafe or invalid.",
             Self::BadConfig => "denied: bad module argument or config file.",
             Self::NoCode => "denied: the client gave no answer.",
@@ -119,6 +125,7 @@ impl Reason {
             Self::NotEnrolled => "not_enrolled",
             Self::Exempt => "exempt",
             Self::BadUser => "bad_user",
+            Self::UnknownAccount => "unknown_account",
             Self::BadFile => "bad_file",
             Self::BadConfig => "bad_config",
             Self::NoCode => "no_code",
@@ -145,6 +152,9 @@ pub struct Decision {
     pub locked_for: Option<u64>,
     /// Recovery codes left after one was used.
     pub remaining: Option<usize>,
+    /// The canonical account name from NSS, when it differs from the name the client gave
+    /// (`Alice`, `alice@corp.example` -> `alice`): the record, state and groups used are its.
+    pub account: Option<String>,
     /// Free text for the administrator (file paths, error causes). Never a code or secret.
     pub detail: Option<String>,
 }
@@ -187,6 +197,7 @@ impl Decision {
             failures: None,
             locked_for: None,
             remaining: None,
+            account: None,
             detail: None,
         }
     }
@@ -241,8 +252,12 @@ pub fn line(ctx: &Context, decision: &Decision) -> String {
     let mut out = String::with_capacity(160);
     let _ = write!(
         out,
-        "user={} rhost={} service={} result={} reason={}",
+        "user={}{} rhost={} service={} result={} reason={}",
         Field(ctx.user.as_deref()),
+        match &decision.account {
+            Some(account) => format!(" account={}", Field(Some(account))),
+            None => String::new(),
+        },
         Field(ctx.rhost.as_deref()),
         Field(ctx.service.as_deref()),
         match decision.outcome {

@@ -29,7 +29,7 @@ use crate::recovery::RecoveryCode;
 use crate::state::{FileStateStore, StateStore};
 use crate::store::{Store, StoreError, UserRecord};
 use crate::totp::{self, Verification};
-use crate::user_name::UserName;
+use crate::user_name::{UserName, nss_account};
 
 /// How the module talks to the user. PAM's conversation in production, a script in tests.
 pub trait Conversation {
@@ -74,15 +74,17 @@ pub fn authenticate(
 ) -> Decision {
     let store = Store::new(&policy.store_dir);
     let state = FileStateStore::new(&policy.state_dir);
-    authenticate_with(conv, policy, &store, &state, attempt, now)
+    authenticate_with(conv, policy, &store, &state, &nss_account, attempt, now)
 }
 
-/// [`authenticate`] with an explicit store and state backend.
+/// [`authenticate`] with an explicit store and state backend, and the function that turns the
+/// given user name into the canonical account name (NSS in production).
 pub fn authenticate_with(
     conv: &mut impl Conversation,
     policy: &Policy,
     store: &Store,
     state: &impl StateStore,
+    account_of: &dyn Fn(&UserName) -> Option<UserName>,
     attempt: &Attempt<'_>,
     now: SystemTime,
 ) -> Decision {
@@ -91,20 +93,41 @@ pub fn authenticate_with(
     {
         return Decision::deny(Reason::NoFirstFactor).with_detail(why);
     }
-    let rhost = attempt.rhost;
-    let user = match UserName::parse(attempt.user) {
+    let given = match UserName::parse(attempt.user) {
         Ok(user) => user,
         Err(e) => {
             ask_and_discard(conv, policy);
             return Decision::deny(Reason::BadUser).with_detail(e.to_string());
         }
     };
+    // Everything below is keyed on the account as NSS names it, never on the client's spelling.
+    let Some(user) = account_of(&given) else {
+        ask_and_discard(conv, policy);
+        return Decision::deny(Reason::UnknownAccount);
+    };
+    let mut decision = decide_account(conv, policy, store, state, &user, attempt.rhost, now);
+    if user != given {
+        decision.account = Some(user.to_string());
+    }
+    decision
+}
+
+/// Steps 2 onwards, for the canonical account `user`.
+fn decide_account(
+    conv: &mut impl Conversation,
+    policy: &Policy,
+    store: &Store,
+    state: &impl StateStore,
+    user: &UserName,
+    rhost: Option<&str>,
+    now: SystemTime,
+) -> Decision {
     // A network rule that matched loopback or an own address is reported on the final line.
     let mut note = None;
     if !policy.exemptions.is_empty() {
         let verdict = policy
             .exemptions
-            .check(&user, rhost, nss_groups, |a| own_addresses().contains(&a));
+            .check(user, rhost, nss_groups, |a| own_addresses().contains(&a));
         if let Some(why) = verdict.exempt {
             return Decision::ignore(Reason::Exempt).with_detail(why.to_string());
         }
@@ -115,7 +138,7 @@ pub fn authenticate_with(
             )
         });
     }
-    let decision = decide_enrolled(conv, policy, store, state, &user, now);
+    let decision = decide_enrolled(conv, policy, store, state, user, now);
     match note {
         Some(note) if decision.detail.is_none() => decision.with_detail(note),
         _ => decision,
@@ -440,6 +463,29 @@ mod tests {
 
     const NOW: u64 = 1_764_300_015;
 
+    /// The accounts of these tests, standing in for NSS: `ALICE` and `alice@corp.example` are
+    /// spellings of the account `alice` (a case-insensitive, aliasing directory), `ghost` has no
+    /// account, every other valid name is its own account.
+    fn test_accounts(user: &UserName) -> Option<UserName> {
+        match user.as_str() {
+            "ALICE" | "Alice" | "alice@corp.example" => Some(UserName::parse("alice").unwrap()),
+            "ghost" => None,
+            _ => Some(user.clone()),
+        }
+    }
+
+    /// [`authenticate`] with the test accounts instead of NSS.
+    fn authenticate_in_test(
+        conv: &mut impl Conversation,
+        policy: &Policy,
+        attempt: &Attempt<'_>,
+        now: SystemTime,
+    ) -> Decision {
+        let store = Store::new(&policy.store_dir);
+        let state = FileStateStore::new(&policy.state_dir);
+        authenticate_with(conv, policy, &store, &state, &test_accounts, attempt, now)
+    }
+
     struct Fixture {
         _scratch: Scratch,
         policy: Policy,
@@ -490,7 +536,7 @@ mod tests {
         ) -> (Decision, usize) {
             let answer: Option<&'static str> = answer.map(|a| &*a.to_owned().leak());
             let mut conv = Script::answering(&[answer]);
-            let d = authenticate(
+            let d = authenticate_in_test(
                 &mut conv,
                 &self.policy,
                 attempt,
@@ -504,7 +550,7 @@ mod tests {
     fn correct_code_succeeds_after_exactly_one_prompt() {
         let f = Fixture::new();
         let mut conv = Script::answering(&[Some(&*f.code(NOW).leak())]);
-        let d = authenticate(
+        let d = authenticate_in_test(
             &mut conv,
             &f.policy,
             &Attempt::user("alice"),
@@ -715,6 +761,40 @@ mod tests {
     }
 
     #[test]
+    fn every_spelling_of_an_account_is_that_account() {
+        let mut f = Fixture::new();
+        f.policy.nullok = true;
+        // Another spelling is alice: her record, her replay mark, and both names logged.
+        let (d, prompts) = f.login("ALICE", Some(&f.code(NOW)), NOW);
+        assert_eq!(
+            (d.outcome, d.reason, prompts),
+            (Outcome::Success, Reason::Ok, 1)
+        );
+        assert_eq!(d.account.as_deref(), Some("alice"));
+        let line = crate::audit::line(
+            &crate::audit::Context {
+                user: Some("ALICE".into()),
+                ..Default::default()
+            },
+            &d,
+        );
+        assert!(line.starts_with("user=ALICE account=alice "), "{line}");
+        let (d, _) = f.login("alice@corp.example", Some(&f.code(NOW)), NOW);
+        assert_eq!(d.reason, Reason::Replay, "the same account's replay mark");
+        let (d, _) = f.login("alice", Some("000000"), NOW + 30);
+        assert_eq!(d.account, None, "no account= when the names agree");
+        // nullok never skips MFA for an enrolled account through another spelling.
+        let (d, prompts) = f.login("Alice", Some("000000"), NOW + 30);
+        assert_eq!((d.outcome, prompts), (Outcome::Deny, 1));
+        // An account NSS does not know: prompted and denied, never ignored (even with nullok).
+        let (d, prompts) = f.login("ghost", Some("123456"), NOW);
+        assert_eq!(
+            (d.outcome, d.reason, prompts),
+            (Outcome::Deny, Reason::UnknownAccount, 1)
+        );
+    }
+
+    #[test]
     fn path_like_user_names_are_denied_before_touching_files() {
         let f = Fixture::new();
         for user in ["../../etc/passwd", "alice/../alice", "", "a\nb"] {
@@ -879,10 +959,10 @@ mod tests {
         let f = Fixture::new();
         let mut conv = Script::answering(&[Some("123456")]);
         let before = UNIX_EPOCH - Duration::from_secs(1);
-        let d = authenticate(&mut conv, &f.policy, &Attempt::user("alice"), before);
+        let d = authenticate_in_test(&mut conv, &f.policy, &Attempt::user("alice"), before);
         assert_eq!((d.outcome, d.reason), (Outcome::Deny, Reason::Internal));
         let far = UNIX_EPOCH + Duration::from_secs(u64::MAX / 4);
-        let d = authenticate(
+        let d = authenticate_in_test(
             &mut Script::answering(&[Some("123456")]),
             &f.policy,
             &Attempt::user("alice"),
@@ -930,7 +1010,7 @@ mod tests {
             },
             answer: f.code(NOW),
         };
-        let d = authenticate(&mut conv, &f.policy, &Attempt::user("alice"), at);
+        let d = authenticate_in_test(&mut conv, &f.policy, &Attempt::user("alice"), at);
         assert_eq!(
             (d.outcome, d.reason),
             (Outcome::Deny, Reason::BadCode),
@@ -941,7 +1021,7 @@ mod tests {
             meanwhile: || store.remove(&alice).unwrap(),
             answer: f.code(NOW),
         };
-        let d = authenticate(&mut conv, &f.policy, &Attempt::user("alice"), at);
+        let d = authenticate_in_test(&mut conv, &f.policy, &Attempt::user("alice"), at);
         assert_eq!((d.outcome, d.reason), (Outcome::Deny, Reason::NotEnrolled));
     }
 

@@ -54,6 +54,16 @@ impl UserName {
     }
 }
 
+/// The account `user` names, as NSS spells it (`getpwnam(user)->pw_name`): with a
+/// case-insensitive or aliasing directory (SSSD, AD, LDAP), `Alice`, `ALICE` or
+/// `alice@corp.example` can all be the account `alice`, and the record, state and groups must be
+/// `alice`'s whatever the client typed. `None` when NSS knows no such account (or its name is not
+/// a valid user name).
+pub fn nss_account(user: &UserName) -> Option<UserName> {
+    let account = nix::unistd::User::from_name(user.as_str()).ok()??;
+    UserName::parse(&account.name).ok()
+}
+
 impl fmt::Display for UserName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

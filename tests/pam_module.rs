@@ -53,14 +53,14 @@ fn wrong_code_is_refused() {
 fn codes_with_spaces_and_other_algorithms_work() {
     let sb = Sandbox::new("algs");
     for (user, args, oath) in [
-        ("sha1", vec![], vec![]),
+        ("alice", vec![], vec![]),
         (
-            "sha256",
+            "bob",
             vec!["--algorithm", "SHA256", "--digits", "8"],
             vec!["--totp=sha256", "--digits=8"],
         ),
         (
-            "sha512",
+            "carol",
             vec!["--algorithm", "SHA512", "--period", "60"],
             vec!["--totp=sha512", "--time-step-size=60s"],
         ),
@@ -285,23 +285,32 @@ fn exempt_and_required_groups_follow_real_group_membership() {
     let sb = Sandbox::new("exempt-groups");
     sb.enroll("alice", &[]);
     sb.set_stack(SHIPPED_STACK);
-    // root exists and is in group root; alice has no account here.
+    // root exists and is in group root; zed has a record but no account.
+    sb.enroll("zed", &[]);
     sb.set_config("exempt_groups = [\"root\"]\n");
     let r = sb.auth("root", b"");
     assert!(r.success && r.prompts() == 0, "{r:#?}");
     assert!(r.audit().contains("reason=exempt") && r.audit().contains("exempt group root"));
-    let r = sb.auth("alice", b"000000\n");
+    let r = sb.auth("zed", b"000000\n");
     assert!(
         !r.success && r.prompts() == 1,
         "no account, never exempt: {r:#?}"
+    );
+    assert!(
+        r.audit().contains("reason=unknown_account"),
+        "{}",
+        r.audit()
     );
 
     sb.set_config("require_groups = [\"ecs-mfa-no-such-group\"]\n");
     let r = sb.auth("root", b"");
     assert!(r.success && r.prompts() == 0, "{r:#?}");
     assert!(r.audit().contains("not in require_groups"));
-    let r = sb.auth("alice", b"000000\n");
+    let r = sb.auth("zed", b"000000\n");
     assert!(!r.success && r.prompts() == 1, "{r:#?}");
+    // alice is an account (in the test accounts) and not a member: not required either.
+    let r = sb.auth("alice", b"");
+    assert!(r.success && r.prompts() == 0, "{r:#?}");
 
     sb.set_config("require_groups = [\"root\"]\n");
     let r = sb.auth("root", b"000000\n");

@@ -199,3 +199,122 @@ fn nullok_with_a_missing_store_denies_everyone() {
     let r = sb.auth("bob", b"");
     assert!(r.success && r.prompts() == 0, "{r:#?}");
 }
+
+/// A case-insensitive, aliasing directory (as SSSD, AD or LDAP can be), made with a tiny NSS
+/// module: `ALICE`, `Alice` and `alice@corp.example` all resolve to the account `alice`.
+const ALIAS_NSS_MODULE: &str = r#"
+#include <errno.h>
+#include <nss.h>
+#include <pwd.h>
+#include <string.h>
+#include <strings.h>
+enum nss_status _nss_ecsalias_getpwnam_r(const char *name, struct passwd *pw, char *buf,
+                                          size_t len, int *errnop) {
+    if (strcasecmp(name, "alice") != 0 && strcasecmp(name, "alice@corp.example") != 0)
+        return NSS_STATUS_NOTFOUND;
+    if (len < 32) { *errnop = ERANGE; return NSS_STATUS_TRYAGAIN; }
+    memcpy(buf, "alice\0x\0\0/\0/bin/sh", 19);
+    pw->pw_name = buf; pw->pw_passwd = buf + 6; pw->pw_gecos = buf + 8; pw->pw_dir = buf + 9;
+    pw->pw_shell = buf + 11; pw->pw_uid = 61000; pw->pw_gid = 61000;
+    return NSS_STATUS_SUCCESS;
+}
+"#;
+
+/// Record, state, groups and exemptions are keyed on the canonical account name from NSS, not
+/// on the client's spelling; both names are logged when they differ.
+#[test]
+fn every_spelling_of_an_account_gets_that_accounts_record_state_and_groups() {
+    let sb = Sandbox::new("alias");
+    let dir = sb.root.join("nss-alias");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("alias.c"), ALIAS_NSS_MODULE).unwrap();
+    let gcc = std::process::Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(dir.join("libnss_ecsalias.so.2"))
+        .arg(dir.join("alias.c"))
+        .output()
+        .expect("gcc (scripts/deps installs it)");
+    assert!(gcc.status.success(), "{}", text(&gcc.stderr));
+    let nsswitch = std::fs::read_to_string("/etc/nsswitch.conf").unwrap();
+    let nsswitch: String = nsswitch
+        .lines()
+        .map(|l| {
+            if l.starts_with("passwd:") {
+                "passwd: files ecsalias\n".to_string()
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(dir.join("nsswitch.conf"), nsswitch).unwrap();
+    // Without the alias module, the test accounts already hold `alice` (files); the alias
+    // module answers the other spellings, as a case-insensitive directory would.
+    sb.set_ns_setup(&format!(
+        "mount --bind {}/nsswitch.conf /etc/nsswitch.conf",
+        dir.display()
+    ));
+    let env = [("LD_LIBRARY_PATH", dir.to_str().unwrap())];
+    let secret = sb.enroll("alice", &[]);
+    let code = oathtool_code(&secret, &[]);
+    let r = sb.auth_env("ALICE", format!("{code}\n").as_bytes(), &env);
+    assert!(r.success, "{r:#?}");
+    assert!(
+        r.audit().contains("user=ALICE account=alice ") && r.audit().contains("reason=ok"),
+        "{}",
+        r.audit()
+    );
+    // Another spelling is the same account: the same replay mark.
+    let r = sb.auth_env("alice@corp.example", format!("{code}\n").as_bytes(), &env);
+    assert!(!r.success);
+    assert!(r.audit().contains("account=alice") && r.audit().contains("reason=replay"));
+    // nullok never skips MFA for an enrolled account through another spelling.
+    sb.set_stack(
+        "auth [success=done ignore=ignore default=die] {module} {args} nullok\n\
+         auth required pam_permit.so",
+    );
+    let r = sb.auth_env("Alice", b"000000\n", &env);
+    assert!(!r.success && r.prompts() == 1, "{r:#?}");
+    // Groups are the account's: exempting alice's group exempts every spelling.
+    sb.set_config("exempt_groups = [\"alice\"]\n");
+    let r = sb.auth_env("ALICE", b"", &env);
+    assert!(r.success && r.prompts() == 0, "{r:#?}");
+    assert!(r.audit().contains("exempt group alice"), "{}", r.audit());
+    // mfa-enroll acts on the same account, whatever the spelling.
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+        .arg(format!(
+            "mount --bind {0}/nsswitch.conf /etc/nsswitch.conf && \
+             mount --bind {1}/passwd /etc/passwd && exec \"$@\"",
+            dir.display(),
+            sb.root.join("nss").display()
+        ))
+        .arg("sh")
+        .arg(common::enroll_bin())
+        .args([
+            "status",
+            "--user",
+            "ALICE",
+            "--store",
+            sb.store.to_str().unwrap(),
+        ])
+        .args(["--state", sb.state.to_str().unwrap()])
+        .env("LD_LIBRARY_PATH", &dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && text(&out.stdout).starts_with("alice: enrolled"),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stderr).contains("is the account 'alice'"));
+    // An account nobody knows: prompted and denied, even with nullok.
+    sb.set_config("");
+    let r = sb.auth_env("nosuchaccount", b"123456\n", &env);
+    assert!(!r.success && r.prompts() == 1, "{r:#?}");
+    assert!(
+        r.audit().contains("reason=unknown_account"),
+        "{}",
+        r.audit()
+    );
+}

@@ -263,19 +263,7 @@ mod tests {
             pam_code(&Decision::ignore(NotEnrolled)),
             PamResultCode::PAM_IGNORE
         );
-        for reason in [
-            BadCode,
-            Replay,
-            Throttled,
-            NotEnrolled,
-            BadUser,
-            BadFile,
-            BadConfig,
-            NoCode,
-            NoFirstFactor,
-            SshdReplacedAnswer,
-            Internal,
-        ] {
+        for reason in crate::audit::Reason::ALL {
             assert_eq!(
                 pam_code(&Decision::deny(reason)),
                 PamResultCode::PAM_AUTH_ERR,

@@ -99,6 +99,7 @@ impl Sandbox {
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).unwrap();
         let pam_dir = root.join("pam.d");
         std::fs::create_dir(&pam_dir).unwrap();
+        write_test_accounts(&root.join("nss"));
         let sandbox = Self {
             ns_setup: Default::default(),
             store: root.join("users"),
@@ -308,10 +309,37 @@ impl Sandbox {
     }
 }
 
-/// Inside the namespace: private /etc/pam.d and /dev (with /dev/log = the test's socket), after
-/// the sandbox's extra setup commands (e.g. a full or read-only state directory).
+/// The accounts the tier-2 tests log in as (the module denies names NSS does not know):
+/// alice, bob, carol, dave, eve, mallory and user0..user49, uid/gid 61000 and up, added to copies
+/// of the host's /etc/passwd and /etc/group that only the PAM namespaces see.
+pub const TEST_ACCOUNTS: [&str; 6] = ["alice", "bob", "carol", "dave", "eve", "mallory"];
+
+fn write_test_accounts(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let mut group = std::fs::read_to_string("/etc/group").unwrap();
+    let names = TEST_ACCOUNTS
+        .iter()
+        .map(|s| s.to_string())
+        .chain((0..50).map(|i| format!("user{i}")));
+    for (i, name) in names.enumerate() {
+        let id = 61000 + i;
+        if !passwd.lines().any(|l| l.starts_with(&format!("{name}:"))) {
+            passwd.push_str(&format!("{name}:x:{id}:{id}::/nonexistent:/bin/sh\n"));
+            group.push_str(&format!("{name}:x:{id}:\n"));
+        }
+    }
+    std::fs::write(dir.join("passwd"), passwd).unwrap();
+    std::fs::write(dir.join("group"), group).unwrap();
+}
+
+/// Inside the namespace: private /etc/pam.d, /etc/passwd and /etc/group (with the test
+/// accounts) and /dev (with /dev/log = the test's socket), after the sandbox's extra setup
+/// commands (e.g. a full or read-only state directory).
 const NAMESPACE_SCRIPT: &str = r#"set -e
 mount --bind "$1" /etc/pam.d
+mount --bind "$1/../nss/passwd" /etc/passwd
+mount --bind "$1/../nss/group" /etc/group
 eval "$ECS_MFA_NS_SETUP"
 mount -t tmpfs -o mode=755,size=64k ecs-mfa-test-dev /dev
 mknod -m 666 /dev/null c 1 3
@@ -542,8 +570,19 @@ pub fn decode_png_qr(path: &Path) -> String {
 }
 
 /// Runs `mfa-enroll ARGS... --store S --state T --config C` with `input` on stdin.
+/// Runs `mfa-enroll ARGS --store/--state/--config` of the sandbox, in a mount namespace that
+/// sees the same test accounts as the PAM runs (see [`TEST_ACCOUNTS`]).
 pub fn cli(sb: &Sandbox, args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(enroll_bin())
+    let nss = sb.root.join("nss");
+    let mut child = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+        .arg(
+            "set -e; mount --bind \"$1/passwd\" /etc/passwd; mount --bind \"$1/group\" /etc/group; \
+             shift; exec \"$@\"",
+        )
+        .arg("sh")
+        .arg(&nss)
+        .arg(enroll_bin())
         .args(args)
         .arg("--store")
         .arg(&sb.store)

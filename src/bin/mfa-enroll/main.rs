@@ -212,7 +212,18 @@ pub fn target_user(explicit: Option<&str>) -> Result<UserName, Failure> {
             }
         },
     };
-    UserName::parse(&name).map_err(|e| Failure::new(Exit::Usage, format!("--user: {e}")))
+    let user =
+        UserName::parse(&name).map_err(|e| Failure::new(Exit::Usage, format!("--user: {e}")))?;
+    // The module keys everything on the account as NSS names it; so does the tool.
+    match pam_ecs_mfa::user_name::nss_account(&user) {
+        Some(account) if account != user => {
+            eprintln!(
+                "mfa-enroll: '{user}' is the account '{account}' (NSS); acting on '{account}'"
+            );
+            Ok(account)
+        }
+        _ => Ok(user),
+    }
 }
 
 /// Maps store errors to exit statuses and one-line messages.

@@ -314,10 +314,15 @@ fn the_rpm_holds_the_right_files_requirements_and_scripts() {
         "{scripts}"
     );
     assert!(scripts.contains("enrollments kept"), "{scripts}");
+    // The post-install message names the files to copy; no command touches them.
     assert!(
-        !scripts.contains("/etc/pam.d/sshd"),
-        "scripts must not touch the PAM stack"
+        scripts
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("echo "))
+            .all(|l| !l.contains("/etc/pam.d/sshd") && !l.contains("sshd_config")),
+        "scripts must not touch the PAM stack or sshd: {scripts}"
     );
+    assert!(scripts.contains("sshd first"), "{scripts}");
 }
 
 #[test]

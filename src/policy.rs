@@ -17,6 +17,7 @@
 //! lockout_max_seconds = 900          # longest lockout (>= lockout_seconds, <= 86400)
 //! prompt = "Verification code: "     # text of the prompt (1-80 printable characters)
 //! first_factor = "publickey"         # deny unless sshd says an SSH key was accepted first
+//! issuer = "Acme ECS"                # issuer in the authenticator app (mfa-enroll only)
 //! ```
 #![forbid(unsafe_code)]
 
@@ -70,7 +71,7 @@ pub const MODULE_ARGUMENTS: [(&str, &str); 6] = [
 ];
 
 /// The config file keys, as documented. Every key [`ConfigFile`] accepts is here (tested).
-pub const CONFIG_KEYS: [(&str, &str); 13] = [
+pub const CONFIG_KEYS: [(&str, &str); 14] = [
     ("store", "Enrollment store directory (absolute path)."),
     ("state", "Volatile state directory (absolute path)."),
     (
@@ -114,6 +115,10 @@ pub const CONFIG_KEYS: [(&str, &str); 13] = [
         "first_factor",
         "\"publickey\": like the module argument first_factor=publickey; \"none\": no check (default \"none\"; the argument wins).",
     ),
+    (
+        "issuer",
+        "Issuer shown in the authenticator app for every enrollment made by mfa-enroll, 1-64 printable characters (default: the host name; --issuer wins). One issuer for a fleet gives one app entry for every server.",
+    ),
 ];
 
 /// Everything the authentication flow needs to know, fully validated.
@@ -139,6 +144,8 @@ pub struct Policy {
     pub exemptions: Exemptions,
     /// What must have happened before this module runs.
     pub first_factor: FirstFactor,
+    /// Issuer for new enrollments (`mfa-enroll`); `None`: the host name.
+    pub issuer: Option<String>,
 }
 
 /// The first factor the module insists on before it asks for a code.
@@ -179,6 +186,7 @@ impl Default for Policy {
             prompt: DEFAULT_PROMPT.into(),
             exemptions: Exemptions::default(),
             first_factor: FirstFactor::None,
+            issuer: None,
         }
     }
 }
@@ -337,6 +345,18 @@ impl Policy {
         } else {
             first_factor
         };
+        // Cosmetic for logins, but still a value in a file that denies everything when wrong:
+        // kept lenient (':' is replaced when the URI is built, as for --issuer).
+        let issuer = match config.issuer {
+            Some(i)
+                if i.trim().is_empty()
+                    || i.chars().count() > 64
+                    || i.chars().any(char::is_control) =>
+            {
+                return Err(value_err("issuer", "must be 1 to 64 printable characters"));
+            }
+            other => other,
+        };
         // Validated even when an argument overrides them: a bad value is a bad file.
         let config_store = config_dir("store", config.store)?;
         let config_state = config_dir("state", config.state)?;
@@ -362,6 +382,7 @@ impl Policy {
             prompt,
             exemptions,
             first_factor,
+            issuer,
             config_path,
         })
     }
@@ -384,6 +405,7 @@ struct ConfigFile {
     exempt_groups: Option<Vec<String>>,
     exempt_networks: Option<Vec<String>>,
     first_factor: Option<String>,
+    issuer: Option<String>,
 }
 
 impl ConfigFile {
@@ -631,6 +653,14 @@ mod tests {
                 "first_factor = \"password\"\n",
                 "first_factor must be \"publickey\" or \"none\"",
             ),
+            (
+                "issuer = \"\"\n",
+                "issuer must be 1 to 64 printable characters",
+            ),
+            (
+                "issuer = \"a\\nb\"\n",
+                "issuer must be 1 to 64 printable characters",
+            ),
         ];
         for (text, expected) in cases {
             let (_s, policy) = with_config(text);
@@ -680,10 +710,13 @@ mod tests {
         }
         let (_s, policy) = with_config(&uncommented);
         let policy = policy.unwrap();
+        // Every value shown is the default, except the issuer (the default is the host name,
+        // which a file cannot show; the example shows a placeholder).
         assert_eq!(
             policy,
             Policy {
                 config_path: policy.config_path.clone(),
+                issuer: Some("ecs-host".into()),
                 ..Policy::default()
             }
         );

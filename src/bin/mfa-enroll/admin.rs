@@ -67,10 +67,10 @@ pub fn status(g: &Global, args: StatusArgs) -> Result<(), Failure> {
         } else {
             rows.last().cloned().unwrap_or_default()
         };
-        println!("{value}");
+        outln!("{value}");
     } else {
         for row in &rows {
-            println!("{}", human_status(row));
+            outln!("{}", human_status(row));
         }
     }
     // A single user who is not enrolled is an answer, not an error, except for scripts that
@@ -241,13 +241,13 @@ pub fn remove(g: &Global, args: RemoveArgs) -> Result<(), Failure> {
     if let Err(e) =
         FileStateStore::new(&policy.state_dir).transact(&user, |st| st.forget_failures())
     {
-        eprintln!("mfa-enroll: warning: could not reset login state: {e}");
+        errln!("mfa-enroll: warning: could not reset login state: {e}");
     }
     log_change("remove", &user, "");
     if g.json {
-        println!("{}", json!({ "user": user.as_str(), "removed": true }));
+        outln!("{}", json!({ "user": user.as_str(), "removed": true }));
     } else {
-        println!("Removed the enrollment of {user}.");
+        outln!("Removed the enrollment of {user}.");
     }
     Ok(())
 }
@@ -259,7 +259,7 @@ fn ask_yes(question: &str) -> Result<bool, Failure> {
             "refusing to remove without a terminal to confirm on; add --yes",
         ));
     }
-    eprint!("{question}");
+    crate::out::warn(format_args!("{question}"));
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     let _ = std::io::stdin().lock().read_line(&mut answer);
@@ -290,12 +290,12 @@ pub fn unlock(g: &Global, args: UserArgs) -> Result<(), Failure> {
         &format!("failures_before={}", before.failures),
     );
     if g.json {
-        println!(
+        outln!(
             "{}",
             json!({ "user": user.as_str(), "unlocked": true, "failures_before": before.failures })
         );
     } else {
-        println!("Unlocked {user} ({} failures cleared).", before.failures);
+        outln!("Unlocked {user} ({} failures cleared).", before.failures);
     }
     Ok(())
 }
@@ -305,7 +305,7 @@ struct StdinConversation;
 
 impl Conversation for StdinConversation {
     fn ask_hidden(&mut self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
-        eprint!("{prompt}");
+        crate::out::warn(format_args!("{prompt}"));
         let _ = std::io::stderr().flush();
         let mut line = Zeroizing::new(String::new());
         match std::io::stdin().lock().read_line(&mut line) {
@@ -332,16 +332,16 @@ pub fn verify(g: &Global, args: UserArgs) -> Result<(), Failure> {
     log_change("verify", &user, &format!("reason={reason}"));
     let ok = decision.outcome == Outcome::Success;
     if g.json {
-        println!(
+        outln!(
             "{}",
             json!({ "user": user.as_str(), "valid": ok, "reason": reason, "skew": decision.skew })
         );
     } else if ok {
-        println!("Valid: {user} can log in with this code ({reason}). It is now used up.");
+        outln!("Valid: {user} can log in with this code ({reason}). It is now used up.");
     } else {
-        println!("NOT valid for {user}: {reason}");
+        outln!("NOT valid for {user}: {reason}");
         if decision.reason == Reason::Replay {
-            println!(
+            outln!(
                 "That code was already used (right after an enrollment: by its confirmation). \
                  Wait for the next code in the app and run verify again."
             );
@@ -360,22 +360,34 @@ pub fn verify(g: &Global, args: UserArgs) -> Result<(), Failure> {
 pub fn recovery(g: &Global, args: UserArgs) -> Result<(), Failure> {
     crate::require_root()?;
     let user = target_user(args.user.as_deref())?;
+    let store = g.store()?;
+    if !store
+        .is_enrolled(&user)
+        .map_err(|e| store_failure(&user, e))?
+    {
+        return Err(store_failure(&user, StoreError::NotEnrolled));
+    }
     let (codes, hashes) =
         recovery::generate().map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
-    g.store()?
-        .update(&user, |record| record.recovery_codes = hashes)
-        .map_err(|e| store_failure(&user, e))?;
-    log_change("recovery", &user, "codes=10");
+    // Shown first, saved after: a closed stdout ends the process before the old codes are
+    // replaced, so nobody is left with codes they never saw.
     if g.json {
         let value = json!({
             "user": user.as_str(),
             "recovery_codes": codes.iter().map(ToString::to_string).collect::<Vec<_>>(),
         });
-        println!("{value}");
+        outln!("{value}");
     } else {
-        println!("New recovery codes for {user}; the previous ones no longer work.\n");
+        outln!("New recovery codes for {user}; the previous ones stop working now.\n");
         print_recovery_codes(&codes);
     }
+    if let Err(e) = store.update(&user, |record| record.recovery_codes = hashes) {
+        errln!(
+            "mfa-enroll: the recovery codes shown above were NOT saved and do not work; the previous ones still do"
+        );
+        return Err(store_failure(&user, e));
+    }
+    log_change("recovery", &user, "codes=10");
     Ok(())
 }
 

@@ -26,7 +26,10 @@ pub struct ManArgs {
 
 pub fn completions(args: CompletionsArgs) -> Result<(), Failure> {
     let mut cmd = Cli::command();
-    clap_complete::generate(args.shell, &mut cmd, "mfa-enroll", &mut std::io::stdout());
+    // Into a buffer first: clap_complete panics on a write error (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "mfa-enroll", &mut script);
+    out!("{}", String::from_utf8_lossy(&script));
     Ok(())
 }
 

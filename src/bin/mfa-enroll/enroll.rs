@@ -28,7 +28,8 @@ pub struct EnrollArgs {
     /// Account to enroll (default: SUDO_USER when run through sudo; root is never implied).
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
-    /// Issuer shown in the authenticator app (default: this host's name).
+    /// Issuer shown in the authenticator app (default: `issuer` in the config file, else this
+    /// host's name).
     #[arg(long, value_name = "TEXT")]
     issuer: Option<String>,
     /// HMAC algorithm. Only SHA1 works with every app.
@@ -52,6 +53,9 @@ pub struct EnrollArgs {
     /// Replace an existing enrollment (the old secret stops working at once).
     #[arg(long)]
     force: bool,
+    /// With --no-confirm, accept parameters other than SHA1/6/30 that many apps ignore.
+    #[arg(long)]
+    force_params: bool,
 }
 
 #[derive(clap::Args)]
@@ -116,12 +120,41 @@ pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
         .flatten()
         .is_none()
     {
-        eprintln!("mfa-enroll: warning: no local account named '{user}' (enrolling anyway)");
+        errln!("mfa-enroll: warning: no local account named '{user}' (enrolling anyway)");
     }
     let params = TotpParams::new(args.algorithm, args.digits, args.period)
         .map_err(|e| Failure::new(Exit::Usage, e.to_string()))?;
+    if let Some((honour, ignore)) = crate::apps::support_for(params) {
+        let chosen = format!(
+            "{}, {} digits, {} s",
+            params.algorithm(),
+            params.digits(),
+            params.period()
+        );
+        let known = if honour.is_empty() {
+            "no app is known to honour all of them".to_string()
+        } else {
+            format!("known to honour them: {}", honour.join(", "))
+        };
+        if args.no_confirm && !args.force_params {
+            return Err(Failure::new(
+                Exit::Usage,
+                format!(
+                    "{chosen}: many apps ignore these parameters ({}) and would show codes that never work; \
+                     {known}. Without a confirmation nothing would catch that: drop --no-confirm, or add \
+                     --force-params (docs/authenticator-apps.md)",
+                    ignore.join(", ")
+                ),
+            ));
+        }
+        errln!(
+            "mfa-enroll: warning: {chosen}: {} ignore these parameters and would show wrong codes; {known} (docs/authenticator-apps.md)",
+            ignore.join(", ")
+        );
+    }
     let secret = new_secret(args.algorithm)?;
-    let issuer = otpauth::clean_name(args.issuer.as_deref().unwrap_or(&host_name()));
+    let default_issuer = policy.issuer.clone().unwrap_or_else(host_name);
+    let issuer = otpauth::clean_name(args.issuer.as_deref().unwrap_or(&default_issuer));
     let (codes, hashes) =
         recovery::generate().map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
     let record = UserRecord {
@@ -173,7 +206,7 @@ pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
         ),
     );
     if !g.json {
-        println!(
+        outln!(
             "Enrolled {user}. Record: {}",
             store.record_path(&user).display()
         );
@@ -234,10 +267,10 @@ fn new_secret(algorithm: Algorithm) -> Result<SecretKey, Failure> {
 fn confirm(record: &UserRecord) -> Result<u64, Failure> {
     let stdin = std::io::stdin();
     for attempt in 1..=CONFIRM_ATTEMPTS {
-        eprint!(
+        crate::out::warn(format_args!(
             "Enter the {}-digit code shown by the app to confirm: ",
             record.params.digits()
-        );
+        ));
         let _ = std::io::stderr().flush();
         let mut line = Zeroizing::new(String::new());
         let read = stdin.lock().read_line(&mut line).map_err(|e| {
@@ -260,7 +293,7 @@ fn confirm(record: &UserRecord) -> Result<u64, Failure> {
             return Ok(step * record.params.period());
         }
         if attempt < CONFIRM_ATTEMPTS {
-            eprintln!("That code is not valid. Check the phone's clock and try again.");
+            errln!("That code is not valid. Check the phone's clock and try again.");
         }
     }
     Err(Failure::new(
@@ -282,7 +315,7 @@ fn reset_state(dir: &Path, user: &UserName, confirmed: Option<u64>) {
         }
     });
     if let Err(e) = result {
-        eprintln!("mfa-enroll: warning: could not reset login state: {e}");
+        errln!("mfa-enroll: warning: could not reset login state: {e}");
     }
 }
 
@@ -302,7 +335,7 @@ fn print_json(record: &UserRecord, uri: &str, codes: Option<&[RecoveryCode]>) {
     }
     let text = Zeroizing::new(value.to_string());
     drop(value);
-    println!("{}", text.as_str());
+    outln!("{}", text.as_str());
 }
 
 /// The QR code, URI and secret under a heading: "Enrolling" (enroll, reset) or
@@ -314,7 +347,7 @@ fn print_human(
     style: QrStyle,
 ) -> Result<(), Failure> {
     let p = record.params;
-    println!(
+    outln!(
         "{heading} {} for {} ({}, {} digits, {} s)\n",
         record.user,
         record.issuer,
@@ -325,12 +358,12 @@ fn print_human(
     if style != QrStyle::None {
         let code = crate::qr::render(uri, style)
             .map_err(|e| Failure::new(Exit::Failure, format!("cannot draw the QR code: {e}")))?;
-        print!("{code}");
-        println!();
-        println!("Scan the QR code with Google Authenticator, Microsoft Authenticator or Authy,");
-        println!("or add the account by hand:");
+        out!("{code}");
+        outln!();
+        outln!("Scan the QR code with {},", apps_for(p));
+        outln!("or add the account by hand:");
     } else {
-        println!("Add the account in Google Authenticator, Microsoft Authenticator or Authy:");
+        outln!("Add the account in {}:", apps_for(p));
     }
     let secret = record.secret.to_base32();
     let grouped: Zeroizing<String> = Zeroizing::new(
@@ -341,33 +374,45 @@ fn print_human(
             .collect::<Vec<_>>()
             .join(" "),
     );
-    println!("  URI:    {uri}");
-    println!("  Secret: {}", grouped.as_str());
-    println!(
+    outln!("  URI:    {uri}");
+    outln!("  Secret: {}", grouped.as_str());
+    outln!(
         "  Type:   time-based, {}, {} digits, {} seconds",
         p.algorithm(),
         p.digits(),
         p.period()
     );
-    println!();
+    outln!();
     let _ = std::io::stdout().flush();
     Ok(())
 }
 
 /// Prints the codes once, two per line, with what they are for.
 pub fn print_recovery_codes(codes: &[RecoveryCode]) {
-    println!("Recovery codes: each works once in place of a verification code, for when the");
-    println!(
-        "phone is lost. Keep them offline; they are stored only as hashes and not shown again."
-    );
+    outln!("Recovery codes: each works once in place of a verification code, for when the");
+    outln!("phone is lost. Keep them offline; they are stored only as hashes and not shown again.");
     for pair in codes.chunks(2) {
         let line: Vec<String> = pair.iter().map(ToString::to_string).collect();
-        println!("  {}", line.join("    "));
+        outln!("  {}", line.join("    "));
     }
-    println!();
+    outln!();
 }
 
-fn host_name() -> String {
+/// Which apps to name: any common one for SHA1/6/30, else those known to honour the parameters.
+fn apps_for(params: TotpParams) -> String {
+    match crate::apps::support_for(params) {
+        None => "Google Authenticator, Microsoft Authenticator or Authy".to_string(),
+        Some((honour, _)) if honour.is_empty() => {
+            "an app that honours these parameters (docs/authenticator-apps.md)".to_string()
+        }
+        Some((honour, _)) => format!(
+            "an app that honours these parameters ({})",
+            honour.join(", ")
+        ),
+    }
+}
+
+pub fn host_name() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())

@@ -66,7 +66,14 @@ struct Found {
 
 pub fn run(g: &Global, cmd: ImportCommand) -> Result<(), Failure> {
     crate::require_root()?;
-    let store = g.store()?;
+    let policy = g.policy()?;
+    let store = Store::new(&policy.store_dir);
+    let issuer = crate::otpauth::clean_name(
+        &policy
+            .issuer
+            .clone()
+            .unwrap_or_else(crate::enroll::host_name),
+    );
     let (found, mut skipped, dry_run, force) = match cmd {
         ImportCommand::GoogleAuthenticator(args) => {
             let (found, skipped) = read_google_authenticator(&args)?;
@@ -82,7 +89,7 @@ pub fn run(g: &Global, cmd: ImportCommand) -> Result<(), Failure> {
     };
     let mut imported = Vec::new();
     for f in found {
-        match save(&store, f, dry_run, force) {
+        match save(&store, &issuer, f, dry_run, force) {
             Ok(summary) => imported.push(summary),
             Err((user, why)) => skipped.push((user, why)),
         }
@@ -92,23 +99,23 @@ pub fn run(g: &Global, cmd: ImportCommand) -> Result<(), Failure> {
             .iter()
             .map(|(u, why)| json!({ "user": u, "reason": why }))
             .collect();
-        println!(
+        outln!(
             "{}",
             json!({ "dry_run": dry_run, "imported": imported, "skipped": skipped })
         );
     } else {
         let verb = if dry_run { "would import" } else { "imported" };
         for i in &imported {
-            println!(
+            outln!(
                 "{}: {verb} ({})",
                 i["user"].as_str().unwrap_or("?"),
                 i["summary"].as_str().unwrap_or("")
             );
         }
         for (user, why) in &skipped {
-            println!("{user}: NOT imported: {why}");
+            outln!("{user}: NOT imported: {why}");
         }
-        println!("{} {verb}, {} not imported", imported.len(), skipped.len());
+        outln!("{} {verb}, {} not imported", imported.len(), skipped.len());
     }
     if skipped.is_empty() {
         Ok(())
@@ -122,6 +129,7 @@ pub fn run(g: &Global, cmd: ImportCommand) -> Result<(), Failure> {
 
 fn save(
     store: &Store,
+    issuer: &str,
     f: Found,
     dry_run: bool,
     force: bool,
@@ -156,11 +164,7 @@ fn save(
             secret: f.secret,
             params: f.params,
             created: unix_now().map_err(|e| fail(e.message))?,
-            issuer: crate::otpauth::clean_name(
-                &nix::unistd::gethostname()
-                    .map(|h| h.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            ),
+            issuer: issuer.to_string(),
             recovery_codes: hashes,
         };
         let mode = if force {

@@ -4,7 +4,11 @@
 //! syslog trail live here; records, secrets and file safety live in `pam_ecs_mfa`.
 #![forbid(unsafe_code)]
 
+#[macro_use]
+mod out;
+
 mod admin;
+mod apps;
 mod docs;
 mod doctor;
 mod enroll;
@@ -51,7 +55,8 @@ pub enum Exit {
 pub const EXIT_STATUS_HELP: &str = "Exit status: 0 success, 1 other failure, 2 usage error, \
 3 not root, 4 already enrolled, 5 not enrolled, 6 store problem (unsafe permissions, \
 unreadable), 7 confirmation failed (nothing written), 8 verify: code not accepted, \
-9 config file invalid, 10 import: some entries not imported, 11 doctor: problems found.";
+9 config file invalid, 10 import: some entries not imported, 11 doctor: problems found, \
+141 standard output closed early (e.g. piped into head; nothing was saved after that point).";
 
 /// A failure: exit status plus the one line shown on stderr.
 #[derive(Debug)]
@@ -137,7 +142,7 @@ enum Command {
 fn main() -> ExitCode {
     // Never show a Rust panic message or backtrace to an administrator; say what happened.
     std::panic::set_hook(Box::new(|_| {
-        eprintln!("mfa-enroll: internal error; please report it (no secret was logged)");
+        errln!("mfa-enroll: internal error; please report it (no secret was logged)");
     }));
     let cli = Cli::parse();
     let g = cli.global;
@@ -158,7 +163,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("mfa-enroll: {}", failure.message);
+            errln!("mfa-enroll: {}", failure.message);
             ExitCode::from(failure.exit as u8)
         }
     }
@@ -217,9 +222,7 @@ pub fn target_user(explicit: Option<&str>) -> Result<UserName, Failure> {
     // The module keys everything on the account as NSS names it; so does the tool.
     match pam_ecs_mfa::user_name::nss_account(&user) {
         Some(account) if account != user => {
-            eprintln!(
-                "mfa-enroll: '{user}' is the account '{account}' (NSS); acting on '{account}'"
-            );
+            errln!("mfa-enroll: '{user}' is the account '{account}' (NSS); acting on '{account}'");
             Ok(account)
         }
         _ => Ok(user),

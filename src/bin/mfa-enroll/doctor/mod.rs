@@ -126,7 +126,7 @@ pub fn doctor(g: &Global, args: DoctorArgs) -> Result<(), Failure> {
             .iter()
             .map(|f| json!({ "level": format!("{:?}", f.level).to_lowercase(), "check": f.check, "message": f.message, "fix": f.fix }))
             .collect();
-        println!("{}", json!({ "findings": list, "problems": problems }));
+        outln!("{}", json!({ "findings": list, "problems": problems }));
     } else {
         for f in &findings.0 {
             let tag = match f.level {
@@ -134,9 +134,9 @@ pub fn doctor(g: &Global, args: DoctorArgs) -> Result<(), Failure> {
                 Level::Warning => "WARNING",
                 Level::Problem => "PROBLEM",
             };
-            println!("{tag} [{}] {}", f.check, f.message);
+            outln!("{tag} [{}] {}", f.check, f.message);
             if !f.fix.is_empty() && f.level != Level::Ok {
-                println!("        fix: {}", f.fix);
+                outln!("        fix: {}", f.fix);
             }
         }
     }

@@ -1,0 +1,283 @@
+//! `mfa-enroll` output that survives pipes, parameters that phones honour, an issuer per fleet
+//! (issue "mfa-enroll: output that survives pipes ..."). Real binary, real pipes.
+
+mod common;
+
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::process::{Command, Stdio};
+
+use common::{Sandbox, cli, text};
+
+/// `mfa-enroll ARGS` with the sandbox's store/state/config and stdout connected to a pipe
+/// whose reader is already gone.
+fn with_closed_stdout(sb: &Sandbox, args: &[&str]) -> std::process::Output {
+    let (read, write): (OwnedFd, OwnedFd) = nix::unistd::pipe().unwrap();
+    drop(read);
+    let child = Command::new(common::enroll_bin())
+        .args(args)
+        .args(["--store", sb.store.to_str().unwrap(), "--state"])
+        .arg(&sb.state)
+        .arg("--config")
+        .arg(&sb.config)
+        .env_remove("SUDO_USER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(write))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Like `| head -c N`: reads `n` bytes, then closes the pipe while the tool may still write.
+fn like_head(sb: &Sandbox, args: &[&str], n: usize) -> (std::process::Output, Vec<u8>) {
+    let mut child = Command::new(common::enroll_bin())
+        .args(args)
+        .args(["--store", sb.store.to_str().unwrap(), "--state"])
+        .arg(&sb.state)
+        .arg("--config")
+        .arg(&sb.config)
+        .env_remove("SUDO_USER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut head = vec![0u8; n];
+    let got = stdout.read(&mut head).unwrap();
+    head.truncate(got);
+    drop(stdout);
+    (child.wait_with_output().unwrap(), head)
+}
+
+fn quiet(out: &std::process::Output, what: &str) {
+    let err = text(&out.stderr);
+    assert!(
+        !err.contains("internal error") && !err.contains("panicked"),
+        "{what}: {err}"
+    );
+    assert!(
+        out.status.code().is_some(),
+        "{what}: killed by a signal (abort?) {:?}",
+        out.status
+    );
+}
+
+#[test]
+fn a_closed_stdout_ends_every_command_quietly_and_saves_nothing_unseen() {
+    let sb = Sandbox::new("pipes");
+    sb.enroll("alice", &[]);
+    let before = sb.store_snapshot();
+    for args in [
+        &["enroll", "--user", "bob", "--no-confirm"][..],
+        &["enroll", "--user", "bob", "--no-confirm", "--json"],
+        &["enroll", "--user", "bob", "--no-confirm", "--qr", "utf8"],
+        &["reset", "--user", "alice", "--no-confirm"],
+        &["reset", "--user", "alice", "--no-confirm", "--json"],
+        &["recovery", "--user", "alice"],
+        &["recovery", "--user", "alice", "--json"],
+    ] {
+        let out = with_closed_stdout(&sb, args);
+        quiet(&out, &args.join(" "));
+        assert_eq!(out.status.code(), Some(141), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(
+            !err.contains("Broken pipe") && !err.contains("cannot write"),
+            "{args:?}: quiet about the pipe, like coreutils: {err}"
+        );
+        assert_eq!(
+            sb.store_snapshot(),
+            before,
+            "{args:?} saved what nobody saw"
+        );
+    }
+    for args in [
+        &["status", "--all"][..],
+        &["status", "--user", "alice", "--json"],
+        &["show", "--user", "alice"],
+        &["show", "--user", "alice", "--json"],
+        &["completions", "bash"],
+    ] {
+        let out = with_closed_stdout(&sb, args);
+        quiet(&out, &args.join(" "));
+        assert_eq!(out.status.code(), Some(141), "{args:?}");
+    }
+}
+
+#[test]
+fn a_reader_that_stops_early_never_leaves_codes_nobody_could_see() {
+    let sb = Sandbox::new("head");
+    sb.enroll("alice", &[]);
+    // `enroll | head -2`, `--json | head -c 10`, `recovery | head -c 10`: either the tool was
+    // stopped before it saved (141, nothing saved) or it had written everything (0, saved).
+    for (args, n, user) in [
+        (
+            &["enroll", "--user", "bob", "--no-confirm", "--qr", "utf8"][..],
+            40,
+            "bob",
+        ),
+        (
+            &["enroll", "--user", "carol", "--no-confirm", "--json"],
+            10,
+            "carol",
+        ),
+    ] {
+        let (out, _) = like_head(&sb, args, n);
+        quiet(&out, &args.join(" "));
+        let saved = sb.store.join(format!("{user}.toml")).exists();
+        match out.status.code() {
+            Some(141) => assert!(!saved, "{args:?}: stopped but saved"),
+            Some(0) => assert!(saved, "{args:?}"),
+            other => panic!("{args:?}: {other:?} {}", text(&out.stderr)),
+        }
+    }
+    for args in [
+        &["status", "--all"][..],
+        &["show", "--user", "alice"],
+        &["status", "--all", "--json"],
+    ] {
+        let (out, head) = like_head(&sb, args, 10);
+        quiet(&out, &args.join(" "));
+        assert!(matches!(out.status.code(), Some(0 | 141)), "{args:?}");
+        assert!(!head.is_empty());
+    }
+}
+
+#[test]
+fn parameters_most_apps_ignore_are_warned_about_and_need_force_params_without_confirmation() {
+    let sb = Sandbox::new("params");
+    let out = cli(
+        &sb,
+        &[
+            "enroll",
+            "--user",
+            "alice",
+            "--algorithm",
+            "SHA256",
+            "--digits",
+            "8",
+            "--no-confirm",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("Google Authenticator (Android)") && err.contains("FreeOTP"),
+        "{err}"
+    );
+    assert!(err.contains("--force-params"), "{err}");
+    assert!(!sb.store.join("alice.toml").exists(), "nothing saved");
+
+    let out = cli(
+        &sb,
+        &[
+            "enroll",
+            "--user",
+            "alice",
+            "--period",
+            "60",
+            "--no-confirm",
+            "--force-params",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("warning: SHA1, 6 digits, 60 s"));
+    assert!(
+        text(&out.stdout)
+            .contains("an app that honours these parameters (FreeOTP (Android), Bitwarden)"),
+        "{}",
+        text(&out.stdout)
+    );
+    // With a confirmation the warning is shown and the confirmation is the safety net.
+    let out = cli(
+        &sb,
+        &["enroll", "--user", "bob", "--digits", "8"],
+        b"00000000\n00000000\n00000000\n",
+    );
+    assert_eq!(out.status.code(), Some(7));
+    assert!(text(&out.stderr).contains("warning: SHA1, 8 digits, 30 s"));
+    // The defaults: no warning, the usual apps named.
+    let out = cli(&sb, &["enroll", "--user", "carol", "--no-confirm"], b"");
+    assert!(out.status.success());
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("Google Authenticator, Microsoft Authenticator or Authy"));
+}
+
+#[test]
+fn one_issuer_from_the_config_for_every_uri_and_the_option_wins() {
+    let sb = Sandbox::new("issuer");
+    sb.set_config("issuer = \"Acme ECS\"\n");
+    let uri = |out: &std::process::Output| -> String {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["otpauth_uri"].as_str().unwrap().to_string()
+    };
+    let enrolled = uri(&cli(
+        &sb,
+        &["enroll", "--user", "alice", "--no-confirm", "--json"],
+        b"",
+    ));
+    assert!(
+        enrolled.starts_with("otpauth://totp/Acme%20ECS:alice")
+            && enrolled.contains("issuer=Acme%20ECS"),
+        "{enrolled}"
+    );
+    assert_eq!(
+        uri(&cli(&sb, &["show", "--user", "alice", "--json"], b"")),
+        enrolled
+    );
+    let reset = uri(&cli(
+        &sb,
+        &["reset", "--user", "alice", "--no-confirm", "--json"],
+        b"",
+    ));
+    assert!(reset.contains("issuer=Acme%20ECS"), "{reset}");
+    let own = uri(&cli(
+        &sb,
+        &[
+            "enroll",
+            "--user",
+            "bob",
+            "--no-confirm",
+            "--json",
+            "--issuer",
+            "Lab",
+        ],
+        b"",
+    ));
+    assert!(own.contains("issuer=Lab"), "{own}");
+    // Imports get the configured issuer too.
+    let file = sb.root.join("users.oath");
+    std::fs::write(
+        &file,
+        format!(
+            "HOTP/T30 carol - {}\n",
+            "3132333435363738393031323334353637383930"
+        ),
+    )
+    .unwrap();
+    let out = cli(
+        &sb,
+        &["import", "oath", "--file", file.to_str().unwrap()],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let carol = uri(&cli(&sb, &["show", "--user", "carol", "--json"], b""));
+    assert!(carol.contains("issuer=Acme%20ECS"), "{carol}");
+    // A bad value is a config error, like every other key.
+    sb.set_config("issuer = \"\"\n");
+    let out = cli(&sb, &["status", "--user", "alice"], b"");
+    assert_eq!(out.status.code(), Some(9), "{}", text(&out.stderr));
+}

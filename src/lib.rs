@@ -11,7 +11,9 @@
 pub mod audit;
 pub mod auth;
 pub mod exemption;
+pub mod otpauth;
 pub mod policy;
+pub mod qr;
 pub mod recovery;
 pub mod state;
 pub mod store;

@@ -11,7 +11,7 @@ use pam_ecs_mfa::user_name::UserName;
 use zeroize::Zeroizing;
 
 use crate::qr::QrStyle;
-use crate::{Exit, Failure, Global, log_change, otpauth, store_failure, target_user, unix_now};
+use crate::{Exit, Failure, Global, log_change, store_failure, target_user, unix_now};
 
 /// Confirmation attempts before giving up (nothing is written then).
 const CONFIRM_ATTEMPTS: u32 = 3;
@@ -153,8 +153,8 @@ pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
         );
     }
     let secret = new_secret(args.algorithm)?;
-    let default_issuer = policy.issuer.clone().unwrap_or_else(host_name);
-    let issuer = otpauth::clean_name(args.issuer.as_deref().unwrap_or(&default_issuer));
+    let default_issuer = policy.issuer.clone().unwrap_or_else(pam_ecs_mfa::otpauth::host_name);
+    let issuer = pam_ecs_mfa::otpauth::clean_name(args.issuer.as_deref().unwrap_or(&default_issuer));
     let (codes, hashes) =
         recovery::generate().map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
     let record = UserRecord {
@@ -246,13 +246,7 @@ fn pick_style(explicit: Option<QrStyle>) -> QrStyle {
 
 /// The otpauth URI of `record`, labelled `issuer:user@host`.
 fn uri_of(record: &UserRecord) -> Zeroizing<String> {
-    let account = otpauth::clean_name(&format!("{}@{}", record.user, host_name()));
-    let issuer = if record.issuer.is_empty() {
-        otpauth::clean_name(&host_name())
-    } else {
-        record.issuer.clone()
-    };
-    otpauth::uri(&issuer, &account, &record.secret, record.params)
+    pam_ecs_mfa::otpauth::record_uri(record)
 }
 
 fn new_secret(algorithm: Algorithm) -> Result<SecretKey, Failure> {
@@ -412,10 +406,3 @@ fn apps_for(params: TotpParams) -> String {
     }
 }
 
-pub fn host_name() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
-}

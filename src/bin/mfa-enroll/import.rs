@@ -68,11 +68,11 @@ pub fn run(g: &Global, cmd: ImportCommand) -> Result<(), Failure> {
     crate::require_root()?;
     let policy = g.policy()?;
     let store = Store::new(&policy.store_dir);
-    let issuer = crate::otpauth::clean_name(
+    let issuer = pam_ecs_mfa::otpauth::clean_name(
         &policy
             .issuer
             .clone()
-            .unwrap_or_else(crate::enroll::host_name),
+            .unwrap_or_else(pam_ecs_mfa::otpauth::host_name),
     );
     let (found, mut skipped, dry_run, force) = match cmd {
         ImportCommand::GoogleAuthenticator(args) => {

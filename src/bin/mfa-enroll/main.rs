@@ -13,7 +13,6 @@ mod docs;
 mod doctor;
 mod enroll;
 mod import;
-mod otpauth;
 mod qr;
 
 use std::path::PathBuf;

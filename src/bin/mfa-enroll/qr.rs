@@ -5,10 +5,7 @@
 //!   light modules are drawn, dark modules are blank.
 //! - `ansi`: explicit black and white colours, correct on any terminal background.
 
-use qrcode::{Color, EcLevel, QrCode};
-
-/// Quiet zone width in modules (ISO/IEC 18004 minimum).
-pub const QUIET_ZONE: usize = 4;
+use qrcode::EcLevel;
 
 /// How to draw the code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -21,52 +18,33 @@ pub enum QrStyle {
     None,
 }
 
-/// The module matrix of `text`, quiet zone included: `true` = dark.
+/// The module matrix of `text` (error correction M), quiet zone included: `true` = dark.
 pub fn matrix(text: &str) -> Result<Vec<Vec<bool>>, qrcode::types::QrError> {
-    let code = QrCode::with_error_correction_level(text.as_bytes(), EcLevel::M)?;
-    let width = code.width();
-    let colors = code.to_colors();
-    let size = width + 2 * QUIET_ZONE;
-    let mut rows = vec![vec![false; size]; size];
-    for y in 0..width {
-        for x in 0..width {
-            rows[y + QUIET_ZONE][x + QUIET_ZONE] = colors[y * width + x] == Color::Dark;
-        }
-    }
-    Ok(rows)
+    pam_ecs_mfa::qr::matrix(text, EcLevel::M)
 }
 
 /// Renders `text` in `style` (empty for [`QrStyle::None`]).
 pub fn render(text: &str, style: QrStyle) -> Result<String, qrcode::types::QrError> {
     let rows = matrix(text)?;
-    let mut out = String::new();
-    for pair in rows.chunks(2) {
-        let top = &pair[0];
-        let bottom = pair.get(1);
-        for x in 0..top.len() {
-            let (t, b) = (top[x], bottom.is_some_and(|r| r[x]));
-            match style {
-                QrStyle::Utf8 => out.push(match (t, b) {
-                    (true, true) => ' ',
-                    (true, false) => '\u{2584}',
-                    (false, true) => '\u{2580}',
-                    (false, false) => '\u{2588}',
-                }),
-                QrStyle::Ansi => {
+    match style {
+        QrStyle::None => Ok(String::new()),
+        QrStyle::Utf8 => Ok(pam_ecs_mfa::qr::half_blocks(&rows)),
+        QrStyle::Ansi => {
+            let mut out = String::new();
+            for pair in rows.chunks(2) {
+                let top = &pair[0];
+                let bottom = pair.get(1);
+                for x in 0..top.len() {
                     // Upper half block: foreground = top module, background = bottom module.
-                    let fg = if t { 30 } else { 97 };
-                    let bg = if b { 40 } else { 107 };
+                    let fg = if top[x] { 30 } else { 97 };
+                    let bg = if bottom.is_some_and(|r| r[x]) { 40 } else { 107 };
                     out.push_str(&format!("\x1b[{fg};{bg}m\u{2580}"));
                 }
-                QrStyle::None => return Ok(String::new()),
+                out.push_str("\x1b[0m\n");
             }
+            Ok(out)
         }
-        if style == QrStyle::Ansi {
-            out.push_str("\x1b[0m");
-        }
-        out.push('\n');
     }
-    Ok(out)
 }
 
 /// Pixels per module in the PNG: large enough to scan from a screenshot.
@@ -109,6 +87,7 @@ pub fn write_png(text: &str, path: &std::path::Path) -> Result<(), crate::Failur
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pam_ecs_mfa::qr::QUIET_ZONE;
 
     const URI: &str = "otpauth://totp/web-01:alice%40web-01?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=web-01&algorithm=SHA1&digits=6&period=30";
 

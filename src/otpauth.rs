@@ -2,9 +2,11 @@
 //!
 //! Built by hand rather than with `totp-rs`'s `to_url`, which omits default parameters and
 //! rejects `:` in names: every URI here carries `secret`, `issuer`, `algorithm`, `digits` and
-//! `period`, and names are cleaned instead of refused.
+//! `period`, and names are cleaned instead of refused. Used by `mfa-enroll` and by the module
+//! when a user enrolls at the first login.
+#![forbid(unsafe_code)]
 
-use pam_ecs_mfa::totp::{SecretKey, TotpParams};
+use crate::totp::{SecretKey, TotpParams};
 use zeroize::Zeroizing;
 
 /// The URI for `account` (label `issuer:account`). Holds the secret: wiped on drop.
@@ -59,7 +61,7 @@ fn encode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pam_ecs_mfa::totp::Algorithm;
+    use crate::totp::Algorithm;
 
     #[test]
     fn uri_carries_every_parameter() {
@@ -80,4 +82,26 @@ mod tests {
         assert_eq!(clean_name("  "), "ecs-mfa");
         assert_eq!(clean_name("Ünïcode ok"), "Ünïcode ok");
     }
+}
+
+/// The host name, for default issuers and account labels (`localhost` when unknown).
+pub fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// The URI of `record`, labelled `issuer:user@host` (the issuer the record was made with, else
+/// the host name).
+pub fn record_uri(record: &crate::store::UserRecord) -> Zeroizing<String> {
+    let host = host_name();
+    let account = clean_name(&format!("{}@{host}", record.user));
+    let issuer = if record.issuer.is_empty() {
+        clean_name(&host)
+    } else {
+        record.issuer.clone()
+    };
+    uri(&issuer, &account, &record.secret, record.params)
 }

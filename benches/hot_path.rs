@@ -24,6 +24,10 @@ impl Conversation for Answer {
     fn ask_hidden(&mut self, _: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
         Ok(Zeroizing::new(self.0.as_bytes().to_vec()))
     }
+
+    fn info(&mut self, _: &str) -> Result<(), ConversationError> {
+        Ok(())
+    }
 }
 
 fn main() {
@@ -58,6 +62,7 @@ fn main() {
             created: 0,
             issuer: "bench".into(),
             recovery_codes: if i == 0 { hashes.clone() } else { vec![] },
+            origin: pam_ecs_mfa::store::record::Origin::Admin,
         };
         store.save(&record, SaveMode::CreateNew).unwrap();
     }

@@ -30,6 +30,9 @@ pub enum Reason {
     Ok,
     /// A valid recovery code, now used up (`remaining=` tells how many are left).
     RecoveryCode,
+    /// The user enrolled during this login (key first, then a confirmed code); `detail=` has
+    /// the SSH key fingerprint.
+    EnrolledAtLogin,
     /// A wrong code, or input that is not a code at all.
     BadCode,
     /// A correct code for a step that was already used.
@@ -65,9 +68,10 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order the docs list them.
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Self::Ok,
         Self::RecoveryCode,
+        Self::EnrolledAtLogin,
         Self::BadCode,
         Self::Replay,
         Self::Throttled,
@@ -89,6 +93,9 @@ impl Reason {
         match self {
             Self::Ok => "success: a fresh, correct code.",
             Self::RecoveryCode => "success: a recovery code, now used up (remaining= codes left).",
+            Self::EnrolledAtLogin => {
+                "success: the user enrolled during this login (SSH key first, then a confirmed code); detail= has the key fingerprint."
+            }
             Self::BadCode => "denied: a wrong code, or input that is not a code.",
             Self::Replay => "denied: a correct code for a time step already used.",
             Self::Throttled => "denied: locked out after too many failures (locked_for=).",
@@ -119,6 +126,7 @@ impl Reason {
         match self {
             Self::Ok => "ok",
             Self::RecoveryCode => "recovery_code",
+            Self::EnrolledAtLogin => "enrolled_at_login",
             Self::BadCode => "bad_code",
             Self::Replay => "replay",
             Self::Throttled => "throttled",

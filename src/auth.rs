@@ -35,6 +35,10 @@ use crate::user_name::{UserName, nss_account};
 pub trait Conversation {
     /// Shows `prompt` and returns the answer typed without echo. The buffer is wiped on drop.
     fn ask_hidden(&mut self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError>;
+
+    /// Shows `text` without asking anything (PAM_TEXT_INFO): the explanation, QR code and
+    /// recovery codes of an enrollment at login. sshd passes such text on with the next prompt.
+    fn info(&mut self, text: &str) -> Result<(), ConversationError>;
 }
 
 /// The client did not answer (disconnected, no conversation function, refused).
@@ -105,7 +109,7 @@ pub fn authenticate_with(
         ask_and_discard(conv, policy);
         return Decision::deny(Reason::UnknownAccount);
     };
-    let mut decision = decide_account(conv, policy, store, state, &user, attempt.rhost, now);
+    let mut decision = decide_account(conv, policy, store, state, &user, attempt, now);
     if user != given {
         decision.account = Some(user.to_string());
     }
@@ -119,9 +123,10 @@ fn decide_account(
     store: &Store,
     state: &impl StateStore,
     user: &UserName,
-    rhost: Option<&str>,
+    attempt: &Attempt<'_>,
     now: SystemTime,
 ) -> Decision {
+    let rhost = attempt.rhost;
     // A network rule that matched loopback or an own address is reported on the final line.
     let mut note = None;
     if !policy.exemptions.is_empty() {
@@ -138,7 +143,7 @@ fn decide_account(
             )
         });
     }
-    let decision = decide_enrolled(conv, policy, store, state, user, now);
+    let decision = decide_enrolled(conv, policy, store, state, user, attempt.ssh_auth_info, now);
     match note {
         Some(note) if decision.detail.is_none() => decision.with_detail(note),
         _ => decision,
@@ -152,10 +157,20 @@ fn decide_enrolled(
     store: &Store,
     state: &impl StateStore,
     user: &UserName,
+    ssh_auth_info: Option<&str>,
     now: SystemTime,
 ) -> Decision {
     let record = match store.load(user) {
         Ok(record) => record,
+        Err(StoreError::NotEnrolled)
+            if let Some(key) = may_enroll_at_login(policy, user, ssh_auth_info, now) =>
+        {
+            return match crate::login_enrollment::run(conv, policy, store, state, user, &key, now) {
+                Some(decision) => decision,
+                // Another login of this user enrolled meanwhile: ask for a code as usual.
+                None => decide_enrolled(conv, policy, store, state, user, None, now),
+            };
+        }
         Err(StoreError::NotEnrolled) if policy.nullok => {
             return Decision::ignore(Reason::NotEnrolled).with_detail("nullok");
         }
@@ -365,6 +380,34 @@ fn decide_recovery(
     }
 }
 
+/// The SSH key fingerprint (`SHA256:...`) if `user` may enroll at this login: enrollment at
+/// login is on, the deadline has not passed, the user is in `enroll_groups` (if set), and sshd
+/// reports that a public key was accepted first in this connection. Anything else: `None`, and
+/// the user is treated as unenrolled, exactly as without the feature.
+fn may_enroll_at_login(
+    policy: &Policy,
+    user: &UserName,
+    ssh_auth_info: Option<&str>,
+    now: SystemTime,
+) -> Option<String> {
+    let rules = policy.enroll_at_login.as_ref()?;
+    let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
+    if rules.until.is_some_and(|until| now >= until) {
+        return None;
+    }
+    let key = ssh_auth_info?
+        .lines()
+        .find_map(|l| l.strip_prefix("publickey "))
+        .and_then(crate::login_enrollment::fingerprint)?;
+    if !rules.groups.is_empty() {
+        let groups = nss_groups(user)?;
+        if !rules.groups.iter().any(|g| groups.contains(g)) {
+            return None;
+        }
+    }
+    Some(key)
+}
+
 /// The application gave a user name the module cannot even read (a PAM error, not UTF-8):
 /// denied like any impossible name, after a prompt, so the client cannot tell it apart from a
 /// wrong code.
@@ -440,6 +483,7 @@ mod tests {
     struct Script {
         answers: Vec<Option<&'static str>>,
         prompts: Vec<String>,
+        infos: Vec<String>,
     }
 
     impl Script {
@@ -447,6 +491,7 @@ mod tests {
             Self {
                 answers: answers.iter().rev().copied().collect(),
                 prompts: vec![],
+                infos: vec![],
             }
         }
     }
@@ -458,6 +503,11 @@ mod tests {
                 Some(a) => Ok(Zeroizing::new(a.as_bytes().to_vec())),
                 None => Err(ConversationError("no answer".into())),
             }
+        }
+
+        fn info(&mut self, text: &str) -> Result<(), ConversationError> {
+            self.infos.push(text.to_owned());
+            Ok(())
         }
     }
 
@@ -508,6 +558,7 @@ mod tests {
                 created: 0,
                 issuer: "test".into(),
                 recovery_codes: vec![],
+                origin: crate::store::record::Origin::Admin,
             };
             Store::new(&policy.store_dir)
                 .save(&record, SaveMode::CreateNew)
@@ -993,6 +1044,10 @@ mod tests {
             (self.meanwhile)();
             Ok(Zeroizing::new(self.answer.as_bytes().to_vec()))
         }
+
+        fn info(&mut self, _: &str) -> Result<(), ConversationError> {
+            Ok(())
+        }
     }
 
     #[test]
@@ -1025,7 +1080,213 @@ mod tests {
         assert_eq!((d.outcome, d.reason), (Outcome::Deny, Reason::NotEnrolled));
     }
 
-    const KEY_INFO: &str = "publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample";
+    /// A phone: reads the secret from the enrollment text it is shown and answers each
+    /// confirmation with the code for `at` (after `wrong` wrong answers).
+    struct Phone {
+        at: u64,
+        wrong: usize,
+        infos: Vec<String>,
+        prompts: Vec<String>,
+    }
+
+    impl Phone {
+        fn new(at: u64, wrong: usize) -> Self {
+            Self {
+                at,
+                wrong,
+                infos: vec![],
+                prompts: vec![],
+            }
+        }
+
+        fn secret(&self) -> Option<SecretKey> {
+            let line = self
+                .infos
+                .iter()
+                .flat_map(|i| i.lines())
+                .find_map(|l| l.strip_prefix("Secret: "))?;
+            SecretKey::from_base32(&line.replace(' ', "")).ok()
+        }
+    }
+
+    impl Conversation for Phone {
+        fn ask_hidden(&mut self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
+            self.prompts.push(prompt.to_owned());
+            let answer = match self.secret() {
+                Some(_) if self.wrong > 0 => {
+                    self.wrong -= 1;
+                    "000000".to_string()
+                }
+                Some(secret) => totp::code_at(&secret, TotpParams::default(), self.at).to_string(),
+                None => "123456".to_string(),
+            };
+            Ok(Zeroizing::new(answer.into_bytes()))
+        }
+
+        fn info(&mut self, text: &str) -> Result<(), ConversationError> {
+            self.infos.push(text.to_owned());
+            Ok(())
+        }
+    }
+
+    fn enrolling(f: &mut Fixture) {
+        f.policy.enroll_at_login = Some(crate::policy::LoginEnrollment::default());
+    }
+
+    #[test]
+    fn a_user_with_a_key_and_no_enrollment_enrolls_during_the_login() {
+        let mut f = Fixture::new();
+        enrolling(&mut f);
+        let at = UNIX_EPOCH + Duration::from_secs(NOW);
+        let attempt = Attempt {
+            user: "bob",
+            rhost: Some("192.0.2.9"),
+            ssh_auth_info: Some(KEY_INFO),
+        };
+        let mut phone = Phone::new(NOW, 1);
+        let d = authenticate_in_test(&mut phone, &f.policy, &attempt, at);
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Success, Reason::EnrolledAtLogin),
+            "{d:?}"
+        );
+        assert!(d.detail.as_deref().unwrap().starts_with("key SHA256:"));
+        // Explanation, QR code with URI and secret, one retry hint, recovery codes.
+        assert!(
+            phone.infos[1].contains('\u{2588}')
+                && phone.infos[1].contains("URI:    otpauth://totp/")
+        );
+        assert!(phone.infos.last().unwrap().contains("Recovery codes"));
+        assert_eq!(
+            phone.prompts,
+            vec![crate::login_enrollment::CONFIRM_PROMPT; 2]
+        );
+        let bob = UserName::parse("bob").unwrap();
+        let record = Store::new(&f.policy.store_dir).load(&bob).unwrap();
+        assert_eq!(record.recovery_codes.len(), 10);
+        assert!(
+            matches!(record.origin, crate::store::record::Origin::Login { ref key } if key.starts_with("SHA256:"))
+        );
+        // The next login asks for a code; the confirmation code is used up.
+        let code = totp::code_at(&record.secret, TotpParams::default(), NOW).to_string();
+        let (d, prompts) = f.login_as(&attempt, Some(&code), NOW);
+        assert_eq!((d.reason, prompts), (Reason::Replay, 1));
+        let next = totp::code_at(&record.secret, TotpParams::default(), NOW + 30).to_string();
+        assert_eq!(
+            f.login_as(&attempt, Some(&next), NOW + 30).0.reason,
+            Reason::Ok
+        );
+    }
+
+    #[test]
+    fn without_a_key_or_after_the_deadline_or_outside_the_groups_nobody_enrolls_at_login() {
+        let mut f = Fixture::new();
+        enrolling(&mut f);
+        let at = UNIX_EPOCH + Duration::from_secs(NOW);
+        let bob = UserName::parse("bob").unwrap();
+        let denied = |f: &Fixture, info: Option<&str>, user: &str| {
+            let attempt = Attempt {
+                user,
+                rhost: None,
+                ssh_auth_info: info,
+            };
+            let mut phone = Phone::new(NOW, 0);
+            let d = authenticate_in_test(&mut phone, &f.policy, &attempt, at);
+            assert_eq!(
+                (d.outcome, d.reason),
+                (Outcome::Deny, Reason::NotEnrolled),
+                "{info:?} {d:?}"
+            );
+            assert!(phone.infos.is_empty(), "no QR code shown");
+            assert_eq!(phone.prompts, vec!["Verification code: ".to_string()]);
+        };
+        for info in [
+            None,
+            Some(""),
+            Some("password"),
+            Some("keyboard-interactive"),
+        ] {
+            denied(&f, info, "bob");
+        }
+        f.policy.enroll_at_login = Some(crate::policy::LoginEnrollment {
+            groups: vec![],
+            until: Some(NOW),
+        });
+        denied(&f, Some(KEY_INFO), "bob");
+        f.policy.enroll_at_login = Some(crate::policy::LoginEnrollment {
+            groups: vec!["root".into()],
+            until: None,
+        });
+        denied(&f, Some(KEY_INFO), "bob");
+        // Three wrong codes: nothing written.
+        enrolling(&mut f);
+        let attempt = Attempt {
+            user: "bob",
+            rhost: None,
+            ssh_auth_info: Some(KEY_INFO),
+        };
+        let mut phone = Phone::new(NOW, 3);
+        let d = authenticate_in_test(&mut phone, &f.policy, &attempt, at);
+        assert_eq!((d.outcome, d.reason), (Outcome::Deny, Reason::NotEnrolled));
+        assert!(matches!(
+            Store::new(&f.policy.store_dir).load(&bob),
+            Err(StoreError::NotEnrolled)
+        ));
+        // nullok is unchanged for users outside the policy, and applies after the deadline.
+        f.policy.nullok = true;
+        f.policy.enroll_at_login = Some(crate::policy::LoginEnrollment {
+            groups: vec![],
+            until: Some(NOW),
+        });
+        let (d, _) = f.login_as(&attempt, None, NOW);
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Ignore, Reason::NotEnrolled)
+        );
+    }
+
+    #[test]
+    fn two_first_logins_at_once_give_one_enrollment_and_the_other_is_asked_for_a_code() {
+        let mut f = Fixture::new();
+        enrolling(&mut f);
+        let f = &f;
+        let at = UNIX_EPOCH + Duration::from_secs(NOW);
+        let attempt = Attempt {
+            user: "bob",
+            rhost: None,
+            ssh_auth_info: Some(KEY_INFO),
+        };
+        let results: Vec<(Decision, Phone)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..2)
+                .map(|_| {
+                    scope.spawn(move || {
+                        let mut phone = Phone::new(NOW, 0);
+                        let d = authenticate_in_test(&mut phone, &f.policy, &attempt, at);
+                        (d, phone)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let enrolled: Vec<_> = results
+            .iter()
+            .filter(|(d, _)| d.reason == Reason::EnrolledAtLogin)
+            .collect();
+        assert_eq!(
+            enrolled.len(),
+            1,
+            "{:?}",
+            results.iter().map(|r| &r.0).collect::<Vec<_>>()
+        );
+        let other = results
+            .iter()
+            .find(|(d, _)| d.reason != Reason::EnrolledAtLogin)
+            .unwrap();
+        assert!(other.1.infos.is_empty(), "the second login saw no QR code");
+        assert_eq!(other.1.prompts, vec!["Verification code: ".to_string()]);
+    }
+
+    const KEY_INFO: &str = "publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRvhrYFI8miX35xWYJk1Iz3C5Jmldf0HlXJgTIO3nY3";
 
     #[test]
     fn first_factor_publickey_denies_without_a_key_before_any_prompt_even_nullok_and_exempt() {

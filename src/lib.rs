@@ -11,6 +11,7 @@
 pub mod audit;
 pub mod auth;
 pub mod exemption;
+pub mod login_enrollment;
 pub mod otpauth;
 pub mod policy;
 pub mod qr;

@@ -17,7 +17,10 @@
 //! lockout_max_seconds = 900          # longest lockout (>= lockout_seconds, <= 86400)
 //! prompt = "Verification code: "     # text of the prompt (1-80 printable characters)
 //! first_factor = "publickey"         # deny unless sshd says an SSH key was accepted first
-//! issuer = "Acme ECS"                # issuer in the authenticator app (mfa-enroll only)
+//! issuer = "Acme ECS"                # issuer in the authenticator app
+//! enroll_at_login = false            # unenrolled users enroll at their first SSH login (key first)
+//! enroll_groups = []                 # if not empty, only members may enroll at login
+//! enroll_until = "2027-01-31"        # last day (UTC) of enrollment at login
 //! ```
 #![forbid(unsafe_code)]
 
@@ -71,7 +74,7 @@ pub const MODULE_ARGUMENTS: [(&str, &str); 6] = [
 ];
 
 /// The config file keys, as documented. Every key [`ConfigFile`] accepts is here (tested).
-pub const CONFIG_KEYS: [(&str, &str); 14] = [
+pub const CONFIG_KEYS: [(&str, &str); 17] = [
     ("store", "Enrollment store directory (absolute path)."),
     ("state", "Volatile state directory (absolute path)."),
     (
@@ -117,7 +120,19 @@ pub const CONFIG_KEYS: [(&str, &str); 14] = [
     ),
     (
         "issuer",
-        "Issuer shown in the authenticator app for every enrollment made by mfa-enroll, 1-64 printable characters (default: the host name; --issuer wins). One issuer for a fleet gives one app entry for every server.",
+        "Issuer shown in the authenticator app for every enrollment made by mfa-enroll or at login, 1-64 printable characters (default: the host name; --issuer wins). One issuer for a fleet gives one app entry for every server.",
+    ),
+    (
+        "enroll_at_login",
+        "true: a user with no enrollment who logged in with an SSH key first enrolls during that login (QR code, confirmation code, recovery codes) instead of being denied (default false).",
+    ),
+    (
+        "enroll_groups",
+        "If not empty, only members of these groups may enroll at login; others are treated as unenrolled (default []).",
+    ),
+    (
+        "enroll_until",
+        "\"YYYY-MM-DD\": the last day (UTC) users may enroll at login; after it they are treated as unenrolled (default: no end).",
     ),
 ];
 
@@ -144,8 +159,19 @@ pub struct Policy {
     pub exemptions: Exemptions,
     /// What must have happened before this module runs.
     pub first_factor: FirstFactor,
-    /// Issuer for new enrollments (`mfa-enroll`); `None`: the host name.
+    /// Issuer for new enrollments (`mfa-enroll`, enrollment at login); `None`: the host name.
     pub issuer: Option<String>,
+    /// Who may enroll at the first SSH login, if anyone.
+    pub enroll_at_login: Option<LoginEnrollment>,
+}
+
+/// The rules for enrollment at the first SSH login (config `enroll_at_login = true`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoginEnrollment {
+    /// If not empty, only members of these groups may enroll at login.
+    pub groups: Vec<String>,
+    /// Unix time from which enrollment at login is over (the day after `enroll_until`, UTC).
+    pub until: Option<u64>,
 }
 
 /// The first factor the module insists on before it asks for a code.
@@ -187,6 +213,7 @@ impl Default for Policy {
             exemptions: Exemptions::default(),
             first_factor: FirstFactor::None,
             issuer: None,
+            enroll_at_login: None,
         }
     }
 }
@@ -357,6 +384,20 @@ impl Policy {
             }
             other => other,
         };
+        let enroll_groups = group_list("enroll_groups", config.enroll_groups)?;
+        let enroll_until = config
+            .enroll_until
+            .map(|d| {
+                end_of_day(&d).ok_or_else(|| value_err("enroll_until", "must be a date YYYY-MM-DD"))
+            })
+            .transpose()?;
+        let enroll_at_login = config
+            .enroll_at_login
+            .unwrap_or(false)
+            .then(|| LoginEnrollment {
+                groups: enroll_groups,
+                until: enroll_until,
+            });
         // Validated even when an argument overrides them: a bad value is a bad file.
         let config_store = config_dir("store", config.store)?;
         let config_state = config_dir("state", config.state)?;
@@ -383,6 +424,7 @@ impl Policy {
             exemptions,
             first_factor,
             issuer,
+            enroll_at_login,
             config_path,
         })
     }
@@ -406,6 +448,9 @@ struct ConfigFile {
     exempt_networks: Option<Vec<String>>,
     first_factor: Option<String>,
     issuer: Option<String>,
+    enroll_at_login: Option<bool>,
+    enroll_groups: Option<Vec<String>>,
+    enroll_until: Option<String>,
 }
 
 impl ConfigFile {
@@ -434,6 +479,45 @@ impl ConfigFile {
             syntax(line, e.message().trim().to_string())
         })
     }
+}
+
+/// The Unix time at which the UTC day `YYYY-MM-DD` ends (midnight after it).
+fn end_of_day(date: &str) -> Option<u64> {
+    let mut parts = date.split('-');
+    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return None;
+    }
+    let (y, m, d): (i64, i64, i64) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
+    let days_in_month = [
+        31,
+        28 + i64::from(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)),
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1970..=9999).contains(&y)
+        || !(1..=12).contains(&m)
+        || d < 1
+        || d > days_in_month[(m - 1) as usize]
+    {
+        return None;
+    }
+    // Days from civil (proleptic Gregorian), as in mfa-enroll's iso_date, inverted.
+    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from((days + 1) * 86_400).ok()
 }
 
 fn absolute(value: &str) -> Result<PathBuf, &'static str> {
@@ -736,6 +820,22 @@ mod tests {
         let arg = format!("config={}", s.0.join("config.toml").display());
         let p = Policy::from_module_args([arg.as_str(), "first_factor=publickey"]).unwrap();
         assert_eq!(p.first_factor, FirstFactor::PublicKey);
+    }
+
+    #[test]
+    fn enrollment_at_login_is_off_unless_asked_and_the_deadline_is_the_end_of_the_day() {
+        let (_s, p) = with_config("enroll_groups = [\"staff\"]\n");
+        assert_eq!(p.unwrap().enroll_at_login, None, "off by default");
+        let (_s, p) = with_config(
+            "enroll_at_login = true\nenroll_groups = [\"staff\"]\nenroll_until = \"2027-01-31\"\n",
+        );
+        let rules = p.unwrap().enroll_at_login.unwrap();
+        assert_eq!(rules.groups, vec!["staff".to_string()]);
+        // 2027-02-01T00:00:00Z
+        assert_eq!(rules.until, Some(1_801_440_000));
+        assert_eq!(end_of_day("1970-01-01"), Some(86_400));
+        assert_eq!(end_of_day("2024-02-29"), Some(1_709_251_200));
+        assert_eq!(end_of_day("2023-02-29"), None);
     }
 
     #[test]

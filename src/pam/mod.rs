@@ -12,7 +12,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Once;
 use std::time::SystemTime;
 
-use pam_bindings::constants::{PAM_PROMPT_ECHO_OFF, PamFlag, PamResultCode};
+use pam_bindings::constants::{PAM_PROMPT_ECHO_OFF, PAM_TEXT_INFO, PamFlag, PamResultCode};
 use pam_bindings::conv::Conv;
 use pam_bindings::items::{RHost, Service};
 use pam_bindings::module::{PamHandle, PamHooks};
@@ -178,6 +178,13 @@ impl Conversation for PamConversation<'_> {
             Ok(None) => Err(ConversationError("empty response".into())),
             Err(code) => Err(ConversationError(format!("PAM code {}", code as i32))),
         }
+    }
+
+    fn info(&mut self, text: &str) -> Result<(), ConversationError> {
+        self.0
+            .send(PAM_TEXT_INFO, text)
+            .map(|_| ())
+            .map_err(|code| ConversationError(format!("PAM code {}", code as i32)))
     }
 }
 

@@ -221,6 +221,7 @@ mod tests {
             created: 1,
             issuer: "test".into(),
             recovery_codes: vec![],
+            origin: crate::store::record::Origin::Admin,
         }
     }
 

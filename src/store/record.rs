@@ -11,6 +11,8 @@
 //! created = 1764300000                         # Unix time of enrollment
 //! issuer = "web-01"                            # shown in the authenticator app
 //! recovery_codes = []                          # hashes of unused recovery codes
+//! enrolled_by = "admin"                        # admin | import | login (absent: older record)
+//! enrolled_key = "SHA256:..."                  # login only: the SSH key that proved the user
 //! ```
 //!
 //! Unknown keys, a missing key, another `version` or a `user` that does not match the file name
@@ -48,6 +50,33 @@ pub struct UserRecord {
     pub issuer: String,
     /// Argon2id PHC strings of the unused recovery codes (validated when read).
     pub recovery_codes: Vec<String>,
+    /// How the enrollment was made.
+    pub origin: Origin,
+}
+
+/// How an enrollment was made (shown by `mfa-enroll status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Written before this was recorded.
+    Unrecorded,
+    /// `mfa-enroll enroll` or `reset`.
+    Admin,
+    /// `mfa-enroll import`.
+    Import,
+    /// By the user at the first SSH login, proven by this SSH key (`SHA256:` fingerprint).
+    Login { key: String },
+}
+
+impl Origin {
+    /// The word stored in the record and shown by `status`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Unrecorded => "",
+            Self::Admin => "admin",
+            Self::Import => "import",
+            Self::Login { .. } => "login",
+        }
+    }
 }
 
 /// The file as serde sees it. Deliberately no `Debug`: it holds the secret as text.
@@ -65,6 +94,10 @@ struct RawRecord {
     issuer: String,
     #[serde(default)]
     recovery_codes: Vec<String>,
+    #[serde(default)]
+    enrolled_by: String,
+    #[serde(default)]
+    enrolled_key: String,
 }
 
 /// Why a record file's contents are unusable. Never contains the file's text.
@@ -127,6 +160,13 @@ impl UserRecord {
         if !raw.recovery_codes.iter().all(|h| is_valid_hash(h)) {
             return Err(RecordError::BadField("recovery_codes"));
         }
+        let origin = match (raw.enrolled_by.as_str(), raw.enrolled_key) {
+            ("", key) if key.is_empty() => Origin::Unrecorded,
+            ("admin", key) if key.is_empty() => Origin::Admin,
+            ("import", key) if key.is_empty() => Origin::Import,
+            ("login", key) if is_fingerprint(&key) => Origin::Login { key },
+            _ => return Err(RecordError::BadField("enrolled_by")),
+        };
         Ok(Self {
             user: expected_user.clone(),
             secret,
@@ -134,6 +174,7 @@ impl UserRecord {
             created: raw.created,
             issuer: raw.issuer,
             recovery_codes: raw.recovery_codes,
+            origin,
         })
     }
 
@@ -181,8 +222,29 @@ impl UserRecord {
         } else {
             ",\n]\n"
         });
+        match &self.origin {
+            Origin::Unrecorded => {}
+            Origin::Login { key } if is_fingerprint(key) => {
+                let _ = write!(out, "enrolled_by = \"login\"\nenrolled_key = \"{key}\"\n");
+            }
+            Origin::Login { .. } => return Err(RecordError::BadField("enrolled_key")),
+            other => {
+                let _ = writeln!(out, "enrolled_by = \"{}\"", other.as_str());
+            }
+        }
         Ok(out)
     }
+}
+
+/// `SHA256:` and unpadded base64 (an OpenSSH key fingerprint).
+pub fn is_fingerprint(text: &str) -> bool {
+    text.strip_prefix("SHA256:").is_some_and(|b64| {
+        !b64.is_empty()
+            && b64.len() <= 64
+            && b64
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+    })
 }
 
 /// Issuers are free text for people, but no control characters (they end up in logs and URIs).
@@ -226,6 +288,9 @@ mod tests {
                     .hash()
                     .unwrap(),
             ],
+            origin: Origin::Login {
+                key: "SHA256:abcDEF123+/xyz".into(),
+            },
         }
     }
 

@@ -314,6 +314,11 @@ impl Conversation for StdinConversation {
             Err(e) => Err(ConversationError(e.to_string())),
         }
     }
+
+    fn info(&mut self, text: &str) -> Result<(), ConversationError> {
+        errln!("{text}");
+        Ok(())
+    }
 }
 
 pub fn verify(g: &Global, args: UserArgs) -> Result<(), Failure> {

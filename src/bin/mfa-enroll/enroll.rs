@@ -153,8 +153,12 @@ pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
         );
     }
     let secret = new_secret(args.algorithm)?;
-    let default_issuer = policy.issuer.clone().unwrap_or_else(pam_ecs_mfa::otpauth::host_name);
-    let issuer = pam_ecs_mfa::otpauth::clean_name(args.issuer.as_deref().unwrap_or(&default_issuer));
+    let default_issuer = policy
+        .issuer
+        .clone()
+        .unwrap_or_else(pam_ecs_mfa::otpauth::host_name);
+    let issuer =
+        pam_ecs_mfa::otpauth::clean_name(args.issuer.as_deref().unwrap_or(&default_issuer));
     let (codes, hashes) =
         recovery::generate().map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
     let record = UserRecord {
@@ -164,6 +168,7 @@ pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
         created: unix_now()?,
         issuer,
         recovery_codes: hashes,
+        origin: pam_ecs_mfa::store::record::Origin::Admin,
     };
     let uri = uri_of(&record);
     if let Some(path) = &args.qr_png {
@@ -405,4 +410,3 @@ fn apps_for(params: TotpParams) -> String {
         ),
     }
 }
-

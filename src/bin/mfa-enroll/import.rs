@@ -166,6 +166,7 @@ fn save(
             created: unix_now().map_err(|e| fail(e.message))?,
             issuer: issuer.to_string(),
             recovery_codes: hashes,
+            origin: pam_ecs_mfa::store::record::Origin::Import,
         };
         let mode = if force {
             SaveMode::Replace

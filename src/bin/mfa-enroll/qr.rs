@@ -37,7 +37,11 @@ pub fn render(text: &str, style: QrStyle) -> Result<String, qrcode::types::QrErr
                 for x in 0..top.len() {
                     // Upper half block: foreground = top module, background = bottom module.
                     let fg = if top[x] { 30 } else { 97 };
-                    let bg = if bottom.is_some_and(|r| r[x]) { 40 } else { 107 };
+                    let bg = if bottom.is_some_and(|r| r[x]) {
+                        40
+                    } else {
+                        107
+                    };
                     out.push_str(&format!("\x1b[{fg};{bg}m\u{2580}"));
                 }
                 out.push_str("\x1b[0m\n");

@@ -93,7 +93,7 @@ fn enroll(
             key: key.to_string(),
         },
     };
-    let uri = otpauth::record_uri(&record);
+    let uri = otpauth::compact_record_uri(&record);
     // Error correction L keeps the code small (about 23 lines for a typical URI), so that it
     // fits an 80x24 terminal with the text around it.
     let qr = crate::qr::matrix(&uri, qrcode::EcLevel::L)

@@ -93,15 +93,36 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// The URI of `record`, labelled `issuer:user@host` (the issuer the record was made with, else
-/// the host name).
+/// The URI of `record`: labelled `issuer:user@host` when the issuer is the host name (one
+/// server), `issuer:user` otherwise (a configured issuer names a fleet, and one app entry then
+/// serves every server of it).
 pub fn record_uri(record: &crate::store::UserRecord) -> Zeroizing<String> {
-    let host = host_name();
-    let account = clean_name(&format!("{}@{host}", record.user));
-    let issuer = if record.issuer.is_empty() {
-        clean_name(&host)
-    } else {
-        record.issuer.clone()
-    };
+    let (issuer, account) = label(record);
     uri(&issuer, &account, &record.secret, record.params)
+}
+
+/// Like [`record_uri`], without the parameters when they are the defaults every app assumes
+/// (SHA1, 6 digits, 30 s): a shorter URI gives a smaller QR code, which at a first-login
+/// enrollment has to fit an 80x24 terminal.
+pub fn compact_record_uri(record: &crate::store::UserRecord) -> Zeroizing<String> {
+    let full = record_uri(record);
+    if record.params != TotpParams::default() {
+        return full;
+    }
+    let defaults = format!(
+        "&algorithm={}&digits={}&period={}",
+        record.params.algorithm(),
+        record.params.digits(),
+        record.params.period()
+    );
+    Zeroizing::new(full.replace(&defaults, ""))
+}
+
+fn label(record: &crate::store::UserRecord) -> (String, String) {
+    let host = clean_name(&host_name());
+    if record.issuer.is_empty() || record.issuer == host {
+        (host.clone(), clean_name(&format!("{}@{host}", record.user)))
+    } else {
+        (record.issuer.clone(), clean_name(record.user.as_str()))
+    }
 }

@@ -551,3 +551,223 @@ fn root_needs_key_and_code_and_prohibit_password_is_explained_not_counted() {
         },
     );
 }
+
+/// One `ssh` run for enrollment at login: prompts that contain "confirm" are answered with the
+/// code for the secret the server has just shown (read back from ssh's own stderr, as a person
+/// would read it off the screen); "Verification code" prompts with `code`, if given.
+fn ssh_first_login(
+    user: &str,
+    code: Option<&str>,
+    tag: &str,
+) -> (bool, String, String, Vec<String>) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::path::PathBuf::from(format!("/run/ecs-mfa-test/first-{tag}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    if let Some(code) = code {
+        std::fs::write(dir.join("code"), code).unwrap();
+    }
+    // Each prompt goes to `prompts`, followed by a line holding only \x1e (record separator).
+    let script = format!(
+        "#!/bin/sh\nprintf '%s\\n\\036\\n' \"$1\" >> {d}/prompts\ncase \"$1\" in\n\
+         *confirm*) s=$( (printf '%s\\n' \"$1\"; cat {d}/stderr) | sed -n 's/^Secret: //p' \
+         | tail -n 1 | tr -d ' '); [ -n \"$s\" ] || exit 1; oathtool --totp -b \"$s\"; exit 0;;\n\
+         *'Verification code'*) [ -f {d}/code ] || exit 1; cat {d}/code; echo; exit 0;;\n\
+         esac\nexit 1\n",
+        d = dir.display()
+    );
+    std::fs::write(dir.join("askpass"), script).unwrap();
+    std::fs::set_permissions(dir.join("askpass"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let stderr = std::fs::File::create(dir.join("stderr")).unwrap();
+    let out = Command::new("ssh")
+        .args(["-F", "/dev/null", "-T", "-o", "StrictHostKeyChecking=no"])
+        .args([
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "IdentitiesOnly=yes",
+        ])
+        .args(["-o", "NumberOfPasswordPrompts=1"])
+        .arg("-i")
+        .arg(format!("/run/ecs-mfa-test/keys/{user}"))
+        .arg(format!("{user}@127.0.0.1"))
+        .arg("id -un")
+        .env("SSH_ASKPASS", dir.join("askpass"))
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("LANG", "C.UTF-8")
+        .env_remove("DISPLAY")
+        .stdin(std::process::Stdio::null())
+        .stderr(stderr)
+        .output()
+        .unwrap();
+    // What the user saw: OpenSSH 9.2 puts the server's text into the prompt itself (askpass
+    // gets it as its argument), newer versions print it on stderr as the instruction.
+    let asked = std::fs::read_to_string(dir.join("prompts")).unwrap_or_default();
+    let err = std::fs::read_to_string(dir.join("stderr")).unwrap_or_default() + &asked;
+    let prompts = asked
+        .split("\n\u{1e}\n")
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+    (
+        out.status.success(),
+        common::text(&out.stdout),
+        err,
+        prompts,
+    )
+}
+
+/// The QR code lines of `text` (only block characters and spaces, at least one block).
+fn qr_lines(text: &str) -> String {
+    text.lines()
+        .filter(|l| {
+            l.chars()
+                .any(|c| matches!(c, '\u{2588}' | '\u{2580}' | '\u{2584}'))
+                && l.chars()
+                    .all(|c| matches!(c, ' ' | '\u{2588}' | '\u{2580}' | '\u{2584}'))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[test]
+fn a_user_with_a_key_enrolls_at_the_first_login_and_then_needs_a_code() {
+    in_container(
+        "a_user_with_a_key_enrolls_at_the_first_login_and_then_needs_a_code",
+        &[],
+        || {
+            set_config("enroll_at_login = true\nissuer = \"Acme ECS\"\n");
+            common::wait_for_fresh_step(20);
+            let seen = audit_lines().len();
+            let (ok, stdout, stderr, prompts) = ssh_first_login("alice", None, "alice-1");
+            assert!(ok, "{stderr}\n{prompts:?}");
+            assert_eq!(stdout.trim(), "alice");
+            assert_eq!(prompts.len(), 1, "{prompts:?}");
+            assert!(prompts[0].contains("Enter the code from the app to confirm"));
+            // The QR code that reached the client decodes to the URI shown below it.
+            let uri_line = stderr
+                .lines()
+                .find_map(|l| l.strip_prefix("URI:    "))
+                .expect("URI line")
+                .to_string();
+            assert!(
+                uri_line.starts_with("otpauth://totp/Acme%20ECS:alice"),
+                "{uri_line}"
+            );
+            let qr = qr_lines(&stderr);
+            assert!(
+                qr.lines().count() <= 24,
+                "fits 80x24: {} lines",
+                qr.lines().count()
+            );
+            assert!(qr.lines().all(|l| l.chars().count() <= 80));
+            assert_eq!(common::decode_terminal_qr(&qr, false), uri_line);
+            assert!(stderr.contains("Recovery codes"), "{stderr}");
+            let lines = new_audit_lines(seen);
+            assert_eq!(lines.len(), 1, "{lines:#?}");
+            assert!(
+                lines[0].contains("user=alice rhost=127.0.0.1")
+                    && lines[0].contains("result=success reason=enrolled_at_login")
+                    && lines[0].contains("key SHA256:"),
+                "{lines:#?}"
+            );
+            let st = Command::new("/usr/sbin/mfa-enroll")
+                .args(["status", "--user", "alice"])
+                .output()
+                .unwrap();
+            assert!(
+                common::text(&st.stdout).contains("at login with key SHA256:"),
+                "{}",
+                common::text(&st.stdout)
+            );
+
+            // The next login is an ordinary one: key, then a code.
+            let secret = uri_line
+                .split("secret=")
+                .nth(1)
+                .unwrap()
+                .split('&')
+                .next()
+                .unwrap()
+                .to_string();
+            std::thread::sleep(Duration::from_millis(
+                200 + 1000 * (30 - common::container::now() % 30),
+            ));
+            let next = ssh("alice", Some("alice"), Some(&code(&secret)), "id -un");
+            assert!(next.success, "{next:#?}");
+            assert_eq!(next.prompts.len(), 1);
+            assert!(next.prompts[0].contains("Verification code"));
+
+            // After the deadline an unenrolled user is denied as before, without a QR code.
+            set_config("enroll_at_login = true\nenroll_until = \"2020-01-01\"\n");
+            let (ok, _, stderr, prompts) = ssh_first_login("bob", None, "bob-late");
+            assert!(!ok);
+            assert!(!stderr.contains("URI:"), "{stderr}");
+            assert!(
+                prompts.iter().all(|p| p.contains("Verification code")),
+                "{prompts:?}"
+            );
+            assert!(!std::path::Path::new("/var/lib/ecs-mfa/users/bob.toml").exists());
+        },
+    );
+}
+
+#[test]
+fn password_first_or_concurrent_first_logins_never_enroll_twice_or_without_a_key() {
+    in_container(
+        "password_first_or_concurrent_first_logins_never_enroll_twice_or_without_a_key",
+        &[],
+        || {
+            set_config("enroll_at_login = true\n");
+            // Password first (sshd allows it here): no enrollment, denied.
+            sh(
+                "sed -i '/^AuthenticationMethods/d; s/^PasswordAuthentication no/PasswordAuthentication yes/' \
+                /etc/ssh/sshd_config.d/50-ecs-mfa.conf",
+            );
+            restart_sshd();
+            set_password("bob", "Bob-Pass-123");
+            let pw = ssh_opts(
+                "bob",
+                None,
+                &[("", "Bob-Pass-123")],
+                "id -un",
+                &["PreferredAuthentications=password"],
+            );
+            assert!(!pw.success, "{pw:#?}");
+            let kbd = ssh_opts(
+                "bob",
+                None,
+                &[("", "123456")],
+                "id -un",
+                &["PreferredAuthentications=keyboard-interactive"],
+            );
+            assert!(!kbd.success, "{kbd:#?}");
+            assert!(!std::path::Path::new("/var/lib/ecs-mfa/users/bob.toml").exists());
+            sh(
+                "echo 'AuthenticationMethods publickey,keyboard-interactive' >> /etc/ssh/sshd_config.d/50-ecs-mfa.conf",
+            );
+            restart_sshd();
+
+            // Two first logins of bob at once: one enrolls, the other is asked for a code.
+            common::wait_for_fresh_step(20);
+            let runs: Vec<_> = (0..2)
+                .map(|i| {
+                    std::thread::spawn(move || ssh_first_login("bob", None, &format!("bob-{i}")))
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .collect();
+            let enrolled: Vec<_> = runs.iter().filter(|r| r.0).collect();
+            assert_eq!(enrolled.len(), 1, "{runs:#?}");
+            let other = runs.iter().find(|r| !r.0).unwrap();
+            assert!(
+                !other.2.contains("URI:"),
+                "the other login saw no QR code: {other:#?}"
+            );
+            assert!(
+                other.3.iter().all(|p| p.contains("Verification code")),
+                "{other:#?}"
+            );
+        },
+    );
+}

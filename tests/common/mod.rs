@@ -203,6 +203,8 @@ impl Sandbox {
                 "--user",
                 user,
                 "--no-confirm",
+                // Tests choose SHA256/8 digits/60 s on purpose (oathtool honours them).
+                "--force-params",
                 "--json",
                 "--store",
             ])

@@ -111,6 +111,12 @@ fn user_status(
             row["period"] = json!(record.params.period());
             row["created"] = json!(iso_date(record.created));
             row["recovery_codes_left"] = json!(record.recovery_codes.len());
+            if !record.origin.as_str().is_empty() {
+                row["enrolled_by"] = json!(record.origin.as_str());
+            }
+            if let pam_ecs_mfa::store::record::Origin::Login { key } = &record.origin {
+                row["enrolled_key"] = json!(key);
+            }
             match state.transact(user, |st| *st) {
                 Ok(mut st) => {
                     // Shown as the module will treat it (see auth.rs).
@@ -163,8 +169,13 @@ fn human_status(row: &serde_json::Value) -> String {
             } else {
                 String::new()
             };
+            let how = match (row["enrolled_by"].as_str(), row["enrolled_key"].as_str()) {
+                (Some("login"), Some(key)) => format!(" at login with key {key}"),
+                (Some(by), _) => format!(" by {by}"),
+                _ => String::new(),
+            };
             format!(
-                "{user}: enrolled {} ({}, {} digits, {} s), {} recovery codes left{lock}{clock}{account}",
+                "{user}: enrolled {}{how} ({}, {} digits, {} s), {} recovery codes left{lock}{clock}{account}",
                 row["created"].as_str().unwrap_or("?"),
                 row["algorithm"].as_str().unwrap_or("?"),
                 row["digits"],

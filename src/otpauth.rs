@@ -58,32 +58,6 @@ fn encode(text: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::totp::Algorithm;
-
-    #[test]
-    fn uri_carries_every_parameter() {
-        let secret = SecretKey::from_bytes(b"12345678901234567890".to_vec()).unwrap();
-        let params = TotpParams::new(Algorithm::Sha256, 8, 60).unwrap();
-        let uri = uri("web 01", "alice@web-01", &secret, params);
-        assert_eq!(
-            uri.as_str(),
-            "otpauth://totp/web%2001:alice%40web-01?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\
-             &issuer=web%2001&algorithm=SHA256&digits=8&period=60"
-        );
-    }
-
-    #[test]
-    fn names_are_cleaned_not_rejected() {
-        assert_eq!(clean_name("corp:prod"), "corp-prod");
-        assert_eq!(clean_name("a\nb"), "a-b");
-        assert_eq!(clean_name("  "), "ecs-mfa");
-        assert_eq!(clean_name("Ünïcode ok"), "Ünïcode ok");
-    }
-}
-
 /// The host name, for default issuers and account labels (`localhost` when unknown).
 pub fn host_name() -> String {
     nix::unistd::gethostname()
@@ -124,5 +98,31 @@ fn label(record: &crate::store::UserRecord) -> (String, String) {
         (host.clone(), clean_name(&format!("{}@{host}", record.user)))
     } else {
         (record.issuer.clone(), clean_name(record.user.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::totp::Algorithm;
+
+    #[test]
+    fn uri_carries_every_parameter() {
+        let secret = SecretKey::from_bytes(b"12345678901234567890".to_vec()).unwrap();
+        let params = TotpParams::new(Algorithm::Sha256, 8, 60).unwrap();
+        let uri = uri("web 01", "alice@web-01", &secret, params);
+        assert_eq!(
+            uri.as_str(),
+            "otpauth://totp/web%2001:alice%40web-01?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\
+             &issuer=web%2001&algorithm=SHA256&digits=8&period=60"
+        );
+    }
+
+    #[test]
+    fn names_are_cleaned_not_rejected() {
+        assert_eq!(clean_name("corp:prod"), "corp-prod");
+        assert_eq!(clean_name("a\nb"), "a-b");
+        assert_eq!(clean_name("  "), "ecs-mfa");
+        assert_eq!(clean_name("Ünïcode ok"), "Ünïcode ok");
     }
 }

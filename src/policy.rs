@@ -394,7 +394,7 @@ impl Policy {
         let enroll_at_login = config
             .enroll_at_login
             .unwrap_or(false)
-            .then(|| LoginEnrollment {
+            .then_some(LoginEnrollment {
                 groups: enroll_groups,
                 until: enroll_until,
             });

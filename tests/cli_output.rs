@@ -281,3 +281,67 @@ fn one_issuer_from_the_config_for_every_uri_and_the_option_wins() {
     let out = cli(&sb, &["status", "--user", "alice"], b"");
     assert_eq!(out.status.code(), Some(9), "{}", text(&out.stderr));
 }
+
+/// On a terminal-style run, recovery codes are printed only once the first code is confirmed.
+#[test]
+fn recovery_codes_appear_only_after_the_first_code_is_confirmed() {
+    use std::io::{BufRead, BufReader, Write};
+    let sb = Sandbox::new("confirm-order");
+    let spawn = || {
+        Command::new(common::enroll_bin())
+            .args(["enroll", "--user", "alice", "--qr", "none"])
+            .args(["--store", sb.store.to_str().unwrap(), "--state"])
+            .arg(&sb.state)
+            .arg("--config")
+            .arg(&sb.config)
+            .env_remove("SUDO_USER")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Three wrong codes: no recovery codes were ever shown, nothing saved.
+    let mut child = spawn();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"000000\n000000\n000000\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(7));
+    assert!(
+        !text(&out.stdout).contains("Recovery codes"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!sb.store.join("alice.toml").exists());
+    // The right code: then, and only then, the codes.
+    let mut child = spawn();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut before = String::new();
+    let secret = loop {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "no secret in {before}"
+        );
+        before.push_str(&line);
+        if let Some(s) = line.trim().strip_prefix("Secret:") {
+            break s.split_whitespace().collect::<String>();
+        }
+    };
+    assert!(!before.contains("Recovery codes"));
+    let code = common::oathtool_code(&secret, &[]);
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{code}\n").as_bytes())
+        .unwrap();
+    let mut after = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut after).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(after.contains("Recovery codes"), "{after}");
+}

@@ -284,6 +284,32 @@ fn doctor_passes_a_good_setup_and_reports_each_seeded_misconfiguration() {
                 "{warnings:#?}"
             );
 
+            // Enrollment at login: warned about when sshd lets keyboard-interactive come without
+            // a key, and when its deadline is over.
+            sh(
+                "printf 'require_groups = [\"mfa\"]\nenroll_at_login = true\nenroll_until = \"2020-01-31\"\n' \
+                > /etc/ecs-mfa/config.toml && printf 'AuthenticationMethods publickey,keyboard-interactive keyboard-interactive\n' \
+                > /etc/ssh/sshd_config.d/00-a-test.conf",
+            );
+            restart_sshd();
+            let (_, report) = doctor();
+            let warnings = findings(&report, "warning");
+            assert!(
+                warnings.iter().any(|w| w.contains("enroll_at_login is on, but sshd allows keyboard-interactive without a key first")),
+                "{warnings:#?}"
+            );
+            assert!(
+                warnings
+                    .iter()
+                    .any(|w| w.contains("enroll_until (2020-01-31) has passed")),
+                "{warnings:#?}"
+            );
+            sh(
+                "printf 'AuthenticationMethods publickey,keyboard-interactive publickey,password\nPermitRootLogin yes\n' \
+                > /etc/ssh/sshd_config.d/00-a-test.conf",
+            );
+            restart_sshd();
+
             // The human output says the same, one finding per line, no control characters.
             sh(config_back);
             let out = Command::new("/usr/sbin/mfa-enroll")

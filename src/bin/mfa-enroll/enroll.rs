@@ -174,18 +174,21 @@ pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
     if let Some(path) = &args.qr_png {
         crate::qr::write_png(&uri, path)?;
     }
+    // --json is one object (scripts use it with --no-confirm); on a terminal the recovery codes
+    // come only after the first code is confirmed, so none are shown that could be void.
     if g.json {
         print_json(&record, &uri, Some(&codes));
     } else {
         print_human("Enrolling", &record, &uri, pick_style(args.qr))?;
-        print_recovery_codes(&codes);
     }
-
     let confirmed_step = if args.no_confirm {
         None
     } else {
         Some(confirm(&record)?)
     };
+    if !g.json {
+        print_recovery_codes(&codes);
+    }
     let save_mode = if args.force || mode == Mode::Reset {
         SaveMode::Replace
     } else {

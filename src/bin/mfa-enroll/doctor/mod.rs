@@ -109,6 +109,7 @@ pub fn doctor(g: &Global, args: DoctorArgs) -> Result<(), Failure> {
     let root_may_log_in = check_sshd(&mut findings, &args, &global, kind, first_factor, &accounts);
     if let Ok(settings) = &global {
         check_exemptions(&mut findings, &policy, settings);
+        check_login_enrollment(&mut findings, &policy, settings);
     }
     check_groups(&mut findings, &policy);
     check_dirs(&mut findings, &policy);
@@ -569,6 +570,50 @@ fn check_exemptions(findings: &mut Findings, policy: &Policy, settings: &Setting
             "UseDNS yes: sshd passes the client's host name, and exempt_networks never match a name",
             "UseDNS no, or exempt by group",
         );
+    }
+}
+
+/// Enrollment at login needs a key first; say when sshd lets keyboard-interactive come without
+/// one (those logins are treated as unenrolled: safe, but nobody enrolls that way) and when
+/// the deadline is over.
+fn check_login_enrollment(findings: &mut Findings, policy: &Policy, settings: &Settings) {
+    let Some(rules) = &policy.enroll_at_login else {
+        return;
+    };
+    let without_key: Vec<String> = settings
+        .method_lists()
+        .into_iter()
+        .filter(|list| {
+            list.iter()
+                .position(|m| m == "keyboard-interactive")
+                .is_some_and(|at| !list[..at].iter().any(|m| m == "publickey"))
+        })
+        .map(|list| list.join(","))
+        .collect();
+    if !without_key.is_empty() {
+        findings.warning(
+            "enroll",
+            format!(
+                "enroll_at_login is on, but sshd allows keyboard-interactive without a key first ({}): such logins never enroll (a key must be proven first) and are denied",
+                without_key.join(" ")
+            ),
+            "AuthenticationMethods publickey,keyboard-interactive",
+        );
+    }
+    let now = crate::unix_now().unwrap_or(0);
+    match rules.until {
+        Some(until) if now >= until => findings.warning(
+            "enroll",
+            format!(
+                "enroll_until ({}) has passed: users who are not enrolled yet are denied again",
+                crate::admin::iso_date(until.saturating_sub(1))
+            ),
+            "enroll the rest with mfa-enroll enroll --user NAME, or move enroll_until",
+        ),
+        _ => findings.ok(
+            "enroll",
+            "enroll_at_login is on: users with a key and no enrollment enroll at their next SSH login",
+        ),
     }
 }
 

@@ -9,21 +9,26 @@ use std::process::{Command, Stdio};
 
 use common::{Sandbox, cli, text};
 
-/// `mfa-enroll ARGS` with the sandbox's store/state/config and stdout connected to a pipe
-/// whose reader is already gone.
-fn with_closed_stdout(sb: &Sandbox, args: &[&str]) -> std::process::Output {
-    let (read, write): (OwnedFd, OwnedFd) = nix::unistd::pipe().unwrap();
-    drop(read);
-    let child = Command::new(common::enroll_bin())
-        .args(args)
+/// `mfa-enroll ARGS` with the sandbox's store, state and config; stderr piped.
+fn command(sb: &Sandbox, args: &[&str]) -> Command {
+    let mut cmd = Command::new(common::enroll_bin());
+    cmd.args(args)
         .args(["--store", sb.store.to_str().unwrap(), "--state"])
         .arg(&sb.state)
         .arg("--config")
         .arg(&sb.config)
         .env_remove("SUDO_USER")
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// `mfa-enroll ARGS` with stdout connected to a pipe whose reader is already gone.
+fn with_closed_stdout(sb: &Sandbox, args: &[&str]) -> std::process::Output {
+    let (read, write): (OwnedFd, OwnedFd) = nix::unistd::pipe().unwrap();
+    drop(read);
+    let child = command(sb, args)
         .stdin(Stdio::null())
         .stdout(Stdio::from(write))
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     child.wait_with_output().unwrap()
@@ -31,16 +36,9 @@ fn with_closed_stdout(sb: &Sandbox, args: &[&str]) -> std::process::Output {
 
 /// Like `| head -c N`: reads `n` bytes, then closes the pipe while the tool may still write.
 fn like_head(sb: &Sandbox, args: &[&str], n: usize) -> (std::process::Output, Vec<u8>) {
-    let mut child = Command::new(common::enroll_bin())
-        .args(args)
-        .args(["--store", sb.store.to_str().unwrap(), "--state"])
-        .arg(&sb.state)
-        .arg("--config")
-        .arg(&sb.config)
-        .env_remove("SUDO_USER")
+    let mut child = command(sb, args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut stdout = child.stdout.take().unwrap();
@@ -288,16 +286,9 @@ fn recovery_codes_appear_only_after_the_first_code_is_confirmed() {
     use std::io::{BufRead, BufReader, Write};
     let sb = Sandbox::new("confirm-order");
     let spawn = || {
-        Command::new(common::enroll_bin())
-            .args(["enroll", "--user", "alice", "--qr", "none"])
-            .args(["--store", sb.store.to_str().unwrap(), "--state"])
-            .arg(&sb.state)
-            .arg("--config")
-            .arg(&sb.config)
-            .env_remove("SUDO_USER")
+        command(&sb, &["enroll", "--user", "alice", "--qr", "none"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .spawn()
             .unwrap()
     };

@@ -66,7 +66,7 @@ fn main() {
         };
         store.save(&record, SaveMode::CreateNew).unwrap();
     }
-    let now = SystemTime::now();
+    let now = pam_ecs_mfa::clock::now();
     let unix = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()

@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod clock;
 pub mod exemption;
 pub mod login_enrollment;
 pub mod otpauth;

@@ -160,7 +160,7 @@ fn write_state(sb: &Sandbox, user: &str, last_accepted: u64, failures: u32, lock
 fn a_clock_that_was_ahead_is_shown_bounded_and_cleared_by_unlock() {
     let sb = Sandbox::new("clock");
     let secret = sb.enroll("alice", &[]);
-    let now = std::time::SystemTime::now()
+    let now = pam_ecs_mfa::clock::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();

@@ -10,7 +10,6 @@ use std::cell::Cell;
 use std::ffi::{CStr, CString};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Once;
-use std::time::SystemTime;
 
 use pam_bindings::constants::{PAM_PROMPT_ECHO_OFF, PAM_TEXT_INFO, PamFlag, PamResultCode};
 use pam_bindings::conv::Conv;
@@ -128,7 +127,7 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
     let decision = match pamh.get_item::<Conv>() {
         Ok(Some(conv)) => {
             let mut conv = PamConversation(conv);
-            auth::authenticate(&mut conv, &policy, &attempt, SystemTime::now())
+            auth::authenticate(&mut conv, &policy, &attempt, crate::clock::now())
         }
         Ok(None) | Err(_) => {
             Decision::deny(Reason::NoCode).with_detail("the application has no conversation")

@@ -211,6 +211,9 @@ impl Sandbox {
             .arg(&self.store)
             .arg("--state")
             .arg(&self.state)
+            // The sandbox's config, never the host's /etc/ecs-mfa/config.toml.
+            .arg("--config")
+            .arg(&self.config)
             .args(extra)
             .stdin(Stdio::null())
             .output()
@@ -497,7 +500,7 @@ pub fn oathtool_code(secret: &str, extra: &[&str]) -> String {
 /// Makes sure the next code will be usable for at least `margin` seconds (no step change
 /// between computing a code and using it in several logins).
 pub fn wait_for_fresh_step(margin: u64) {
-    let now = std::time::SystemTime::now()
+    let now = pam_ecs_mfa::clock::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
     let into_step = now.as_secs() % 30;

@@ -342,7 +342,7 @@ pub fn verify(g: &Global, args: UserArgs) -> Result<(), Failure> {
         &mut StdinConversation,
         &policy,
         &Attempt::user(user.as_str()),
-        std::time::SystemTime::now(),
+        pam_ecs_mfa::clock::now(),
     );
     let reason = decision.reason.as_str();
     log_change("verify", &user, &format!("reason={reason}"));

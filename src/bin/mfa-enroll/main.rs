@@ -244,7 +244,7 @@ pub fn store_failure(user: &UserName, e: StoreError) -> Failure {
 
 /// Unix time now.
 pub fn unix_now() -> Result<u64, Failure> {
-    std::time::SystemTime::now()
+    pam_ecs_mfa::clock::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .map_err(|_| Failure::new(Exit::Failure, "the system clock is before 1970"))

@@ -475,7 +475,7 @@ mod tests {
     use crate::audit::Outcome;
     use crate::state::FileStateStore;
     use crate::store::SaveMode;
-    use crate::store::secure_fs::tests::Scratch;
+    use crate::test_util::Scratch;
     use crate::totp::{SecretKey, TotpParams};
     use std::time::Duration;
 

@@ -24,3 +24,6 @@ pub mod user_name;
 
 #[allow(unsafe_code)]
 pub mod pam;
+
+#[cfg(test)]
+mod test_util;

@@ -612,7 +612,7 @@ impl std::error::Error for PolicyError {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::secure_fs::tests::Scratch;
+    use crate::test_util::Scratch;
     use std::os::unix::fs::PermissionsExt;
 
     fn with_config(text: &str) -> (Scratch, Result<Policy, PolicyError>) {

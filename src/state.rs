@@ -244,7 +244,7 @@ impl std::error::Error for StateError {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::secure_fs::tests::Scratch;
+    use crate::test_util::Scratch;
     use std::os::unix::fs::PermissionsExt;
 
     fn alice() -> UserName {

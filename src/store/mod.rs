@@ -209,7 +209,7 @@ impl std::error::Error for StoreError {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::secure_fs::tests::Scratch;
+    use crate::test_util::Scratch;
     use crate::totp::{SecretKey, TotpParams};
     use std::os::unix::fs::PermissionsExt;
 

@@ -29,6 +29,27 @@ use zeroize::Zeroizing;
 /// The only owner accepted for store and state files and their directories.
 const ROOT: u32 = 0;
 
+/// The group new files and directories get: root's (the test user's in unit tests, see
+/// [`owner`]).
+fn group() -> Gid {
+    if cfg!(test) {
+        Gid::effective()
+    } else {
+        Gid::from_raw(0)
+    }
+}
+
+/// The owner files and directories must have: root. In this crate's own unit tests, the user
+/// running them (as sudo-rs does), so that `cargo test --lib` works without root; the real
+/// module, the CLI and every integration test keep root.
+fn owner() -> u32 {
+    if cfg!(test) {
+        Uid::effective().as_raw()
+    } else {
+        ROOT
+    }
+}
+
 /// What a file may look like beyond "regular, root-owned, not a symlink".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileRules {
@@ -59,7 +80,7 @@ pub fn open_dir(path: &Path) -> Result<Option<CheckedDir>, FsError> {
         Err(e) => return Err(FsError::new(path, Problem::Io("open", e))),
     };
     let st = fstat(&fd).map_err(|e| FsError::new(path, Problem::Io("fstat", e)))?;
-    if st.st_uid != ROOT {
+    if st.st_uid != owner() {
         return Err(FsError::new(path, Problem::NotRootOwned(st.st_uid)));
     }
     if st.st_mode & 0o022 != 0 {
@@ -112,7 +133,7 @@ fn check_ancestor(dir: &Path, via: &Path) -> Result<(), FsError> {
     if st.st_mode & SFlag::S_IFMT.bits() != SFlag::S_IFDIR.bits() {
         return Err(FsError::new(&shown, Problem::NotADirectory));
     }
-    if st.st_uid != ROOT {
+    if st.st_uid != ROOT && st.st_uid != owner() {
         return Err(FsError::new(
             &shown,
             Problem::AncestorNotRootOwned(st.st_uid),
@@ -152,7 +173,7 @@ pub fn open_or_create_dir(path: &Path) -> Result<CheckedDir, FsError> {
     let dir =
         open_dir(path)?.ok_or_else(|| FsError::new(path, Problem::Io("open", Errno::ENOENT)))?;
     // A new directory gets root:root and exactly 0700, whatever the umask or a setgid parent.
-    fchown(&dir.fd, Some(Uid::from_raw(ROOT)), Some(Gid::from_raw(0)))
+    fchown(&dir.fd, Some(Uid::from_raw(owner())), Some(group()))
         .map_err(|e| FsError::new(path, Problem::Io("fchown", e)))?;
     fchmod(&dir.fd, Mode::from_bits_truncate(0o700))
         .map_err(|e| FsError::new(path, Problem::Io("fchmod", e)))?;
@@ -349,7 +370,7 @@ impl CheckedDir {
                 Mode::from_bits_truncate(0o600),
             ) {
                 Ok(fd) => {
-                    let owned = fchown(&fd, Some(Uid::from_raw(ROOT)), Some(Gid::from_raw(0)))
+                    let owned = fchown(&fd, Some(Uid::from_raw(owner())), Some(group()))
                         .and_then(|()| fchmod(&fd, Mode::from_bits_truncate(0o600)));
                     if let Err(e) = owned {
                         let _ = unlinkat(&self.fd, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
@@ -385,7 +406,7 @@ fn check_file(path: &Path, st: &FileStat, rules: FileRules, max_len: u64) -> Res
         };
         return Err(FsError::new(path, Problem::NotRegular(what)));
     }
-    if st.st_uid != ROOT {
+    if st.st_uid != owner() {
         return Err(FsError::new(path, Problem::NotRootOwned(st.st_uid)));
     }
     let mode = st.st_mode & 0o7777;
@@ -499,33 +520,7 @@ pub(crate) mod tests {
     use super::*;
     use std::os::unix::fs::{PermissionsExt, symlink};
 
-    /// A private root-owned scratch directory (mode 0700) removed on drop. The store rules
-    /// need root: under CI a non-root run fails here instead of skipping.
-    pub(crate) struct Scratch(pub PathBuf);
-
-    impl Scratch {
-        pub(crate) fn new(tag: &str) -> Self {
-            assert!(
-                Uid::effective().is_root(),
-                "these tests create root-owned files: run them as root"
-            );
-            static N: AtomicU64 = AtomicU64::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "ecs-mfa-unit-{tag}-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir(&dir).unwrap();
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-            Self(dir)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::test_util::{Scratch, needs_root};
 
     fn write(path: &Path, contents: &[u8], mode: u32) {
         std::fs::write(path, contents).unwrap();
@@ -601,25 +596,27 @@ pub(crate) mod tests {
         std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o775)).unwrap();
         assert_eq!(refused(&store), Problem::AncestorWritableByOthers(0o775));
         std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o755)).unwrap();
-        chown(&parent, Some(1000), None).unwrap();
-        assert_eq!(refused(&store), Problem::AncestorNotRootOwned(1000));
-        assert!(
-            FsError::new(&store, refused(&store))
-                .to_string()
-                .contains("owned by uid 1000")
-        );
-        chown(&parent, Some(0), None).unwrap();
+        if needs_root("every_directory_on_the_way: another owner") {
+            chown(&parent, Some(1000), None).unwrap();
+            assert_eq!(refused(&store), Problem::AncestorNotRootOwned(1000));
+            assert!(
+                FsError::new(&store, refused(&store))
+                    .to_string()
+                    .contains("owned by uid 1000")
+            );
+            chown(&parent, Some(owner()), None).unwrap();
 
-        // A symlink on the way is resolved and its target held to the same rules.
-        let user_dir = s.0.join("userdir");
-        mkdir(&user_dir, 0o755);
-        mkdir(&user_dir.join("store"), 0o700);
-        chown(&user_dir, Some(1000), None).unwrap();
-        symlink(&user_dir, s.0.join("link")).unwrap();
-        assert_eq!(
-            refused(&s.0.join("link/store")),
-            Problem::AncestorNotRootOwned(1000)
-        );
+            // A symlink on the way is resolved and its target held to the same rules.
+            let user_dir = s.0.join("userdir");
+            mkdir(&user_dir, 0o755);
+            mkdir(&user_dir.join("store"), 0o700);
+            chown(&user_dir, Some(1000), None).unwrap();
+            symlink(&user_dir, s.0.join("link")).unwrap();
+            assert_eq!(
+                refused(&s.0.join("link/store")),
+                Problem::AncestorNotRootOwned(1000)
+            );
+        }
         symlink(&parent, s.0.join("good")).unwrap();
         assert!(open_dir(&s.0.join("good/store")).unwrap().is_some());
         // Not there yet: absent, not an error.
@@ -628,6 +625,9 @@ pub(crate) mod tests {
 
     #[test]
     fn files_not_owned_by_root_are_refused() {
+        if !needs_root("files_not_owned_by_root_are_refused") {
+            return;
+        }
         let s = Scratch::new("owner");
         let path = s.0.join("f");
         write(&path, b"x", 0o600);
@@ -678,11 +678,13 @@ pub(crate) mod tests {
             ));
         }
         std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o700)).unwrap();
-        std::os::unix::fs::chown(&sub, Some(65534), None).unwrap();
-        assert_eq!(
-            open_dir(&sub).unwrap_err().problem,
-            Problem::NotRootOwned(65534)
-        );
+        if needs_root("directories_not_root_owned") {
+            std::os::unix::fs::chown(&sub, Some(65534), None).unwrap();
+            assert_eq!(
+                open_dir(&sub).unwrap_err().problem,
+                Problem::NotRootOwned(65534)
+            );
+        }
         symlink(&s.0, s.0.join("dirlink")).unwrap();
         assert_eq!(
             open_dir(&s.0.join("dirlink")).unwrap_err().problem,

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod exemption;
+pub mod hook;
 pub mod login_enrollment;
 pub mod otpauth;
 pub mod policy;

@@ -1,9 +1,9 @@
 //! The PAM boundary: the only module with unsafe code.
 //!
-//! `pam_sm_authenticate` parses the module arguments, reads the PAM items, wraps PAM's
-//! conversation in [`Conversation`], calls [`auth::authenticate`], writes one audit line through
-//! `pam_syslog`, and maps the [`Decision`] to a PAM code in [`pam_code`] (the one place that
-//! does). A panic anywhere below is caught here, logged as a fixed string, and denies; the
+//! `pam_sm_authenticate` turns the module arguments into text and hands the PAM handle, as a
+//! [`PamHandler`] (items, environment, conversation, `pam_syslog`), to [`hook::authenticate`],
+//! where the hook's logic lives and is tested with a scripted handler; then it maps the
+//! [`Decision`] to a PAM code in [`pam_code`] (the one place that does). A panic anywhere below is caught here, logged as a fixed string, and denies; the
 //! default panic message never reaches the host's stderr.
 
 use std::cell::Cell;
@@ -17,9 +17,9 @@ use pam_bindings::items::{RHost, Service};
 use pam_bindings::module::{PamHandle, PamHooks};
 use zeroize::Zeroizing;
 
-use crate::audit::{self, Context, Decision, Outcome, Reason, Severity};
-use crate::auth::{self, Attempt, Conversation, ConversationError};
-use crate::policy::Policy;
+use crate::audit::{Decision, Outcome, Severity};
+use crate::auth::{Conversation, ConversationError};
+use crate::hook::{self, PamHandler};
 
 /// The module type for `pam_hooks!`.
 pub struct EcsMfa;
@@ -58,88 +58,50 @@ fn deny_on_panic(hook: impl FnOnce() -> PamResultCode) -> Option<PamResultCode> 
     result.ok()
 }
 
-/// The whole hook, panics allowed (caught by the caller).
+/// The whole hook, panics allowed (caught by the caller): see [`crate::hook`].
 fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
-    // Items first (owned copies), then the user, then borrow the conversation: pam-bindings
-    // needs `&mut` for get_user and `&` for items and conversation.
-    let mut ctx = Context {
-        user: None,
-        rhost: pamh.get_item::<RHost>().ok().flatten().map(|v| lossy(v.0)),
-        service: pamh
+    pam_code(&hook::authenticate(&mut RealPam(pamh), parse_args(args)))
+}
+
+/// The real PAM handle as a [`PamHandler`].
+struct RealPam<'a>(&'a mut PamHandle);
+
+impl PamHandler for RealPam<'_> {
+    fn user(&mut self) -> Result<String, i32> {
+        self.0.get_user(None).map_err(|code| code as i32)
+    }
+
+    fn rhost(&self) -> Option<String> {
+        self.0
+            .get_item::<RHost>()
+            .ok()
+            .flatten()
+            .map(|v| lossy(v.0))
+    }
+
+    fn service(&self) -> Option<String> {
+        self.0
             .get_item::<Service>()
             .ok()
             .flatten()
-            .map(|v| lossy(v.0)),
-    };
-    let policy = match parse_args(args).and_then(|args| {
-        Policy::from_module_args(args.iter().map(String::as_str)).map_err(|e| e.to_string())
-    }) {
-        Ok(policy) => policy,
-        Err(why) => {
-            let decision = Decision::deny(Reason::BadConfig).with_detail(why);
-            return finish(pamh, &ctx, &decision);
-        }
-    };
-    let user = match pamh.get_user(None) {
-        Ok(user) => user,
-        Err(code) => {
-            let why = format!(
-                "cannot read the user name (PAM code {}; not UTF-8?)",
-                code as i32
-            );
-            let ssh_auth_info = pam_env(pamh, c"SSH_AUTH_INFO_0");
-            let decision = match pamh.get_item::<Conv>() {
-                Ok(Some(conv)) => auth::deny_unreadable_user(
-                    &mut PamConversation(conv),
-                    &policy,
-                    ssh_auth_info.as_deref(),
-                    why,
-                ),
-                _ => Decision::deny(Reason::BadUser).with_detail(why),
-            };
-            return finish(pamh, &ctx, &decision);
-        }
-    };
-    ctx.user = Some(user.clone());
-    let ssh_auth_info = pam_env(pamh, c"SSH_AUTH_INFO_0");
-    if policy.debug {
-        let line = format!(
-            "debug: store={} state={} config={} nullok={} window={} first_factor={} ssh_auth_info={}",
-            policy.store_dir.display(),
-            policy.state_dir.display(),
-            policy.config_path.display(),
-            policy.nullok,
-            policy.window,
-            policy.first_factor.as_str(),
-            match &ssh_auth_info {
-                None => "absent",
-                Some(i) if i.is_empty() => "empty",
-                Some(_) => "present",
-            }
-        );
-        log(pamh, Severity::Info, &line);
+            .map(|v| lossy(v.0))
     }
-    let attempt = Attempt {
-        user: &user,
-        rhost: ctx.rhost.as_deref(),
-        ssh_auth_info: ssh_auth_info.as_deref(),
-    };
-    let decision = match pamh.get_item::<Conv>() {
-        Ok(Some(conv)) => {
-            let mut conv = PamConversation(conv);
-            auth::authenticate(&mut conv, &policy, &attempt, crate::clock::now())
-        }
-        Ok(None) | Err(_) => {
-            Decision::deny(Reason::NoCode).with_detail("the application has no conversation")
-        }
-    };
-    finish(pamh, &ctx, &decision)
-}
 
-/// Logs the audit line and returns the PAM code for `decision`.
-fn finish(pamh: &PamHandle, ctx: &Context, decision: &Decision) -> PamResultCode {
-    log(pamh, decision.severity(), &audit::line(ctx, decision));
-    pam_code(decision)
+    fn env(&self, name: &str) -> Option<String> {
+        let name = CString::new(name).ok()?;
+        pam_env(self.0, &name)
+    }
+
+    fn with_conversation<R>(&self, f: impl FnOnce(Option<&mut dyn Conversation>) -> R) -> R {
+        match self.0.get_item::<Conv>() {
+            Ok(Some(conv)) => f(Some(&mut PamConversation(conv))),
+            Ok(None) | Err(_) => f(None),
+        }
+    }
+
+    fn log(&self, severity: Severity, message: &str) {
+        log(self.0, severity, message);
+    }
 }
 
 /// The one mapping from decisions to PAM codes. `PAM_SUCCESS` only for a verified code,

@@ -1,0 +1,357 @@
+//! What `pam_sm_authenticate` does, behind a small trait that the real PAM handle implements
+//! (in [`crate::pam`], the only unsafe module) and tests implement with a script: module
+//! arguments, the user name and its failures, the PAM items and environment, a missing
+//! conversation, the debug line and the audit line. The PAM return code is chosen from the
+//! returned [`Decision`] in one place, `pam::pam_code`.
+#![forbid(unsafe_code)]
+
+use crate::audit::{self, Context, Decision, Reason, Severity};
+use crate::auth::{self, Attempt, Conversation};
+use crate::policy::Policy;
+
+/// Where OpenSSH (>= 7.8) lists the methods that completed before PAM ran.
+const SSH_AUTH_INFO: &str = "SSH_AUTH_INFO_0";
+
+/// What the hook needs from the PAM application (kanidm's `PamHandler` is the model).
+pub trait PamHandler {
+    /// `pam_get_user`; `Err` carries the PAM code (a name that is not UTF-8 is an error too).
+    fn user(&mut self) -> Result<String, i32>;
+    /// `PAM_RHOST`.
+    fn rhost(&self) -> Option<String>;
+    /// `PAM_SERVICE`.
+    fn service(&self) -> Option<String>;
+    /// A variable of the PAM environment (`SSH_AUTH_INFO_0`).
+    fn env(&self, name: &str) -> Option<String>;
+    /// Runs `f` with the application's conversation, or `None` when it has none.
+    fn with_conversation<R>(&self, f: impl FnOnce(Option<&mut dyn Conversation>) -> R) -> R;
+    /// One syslog line (authpriv, through `pam_syslog`). A failure never changes the result.
+    fn log(&self, severity: Severity, message: &str);
+}
+
+/// The hook: the module arguments (already text; `Err` when one is not UTF-8), then the user,
+/// the items and the conversation, one audit line, the decision.
+pub fn authenticate(pam: &mut impl PamHandler, args: Result<Vec<String>, String>) -> Decision {
+    let mut ctx = Context {
+        user: None,
+        rhost: pam.rhost(),
+        service: pam.service(),
+    };
+    let policy = match args.and_then(|args| {
+        Policy::from_module_args(args.iter().map(String::as_str)).map_err(|e| e.to_string())
+    }) {
+        Ok(policy) => policy,
+        Err(why) => {
+            return finish(
+                pam,
+                &ctx,
+                Decision::deny(Reason::BadConfig).with_detail(why),
+            );
+        }
+    };
+    let user = match pam.user() {
+        Ok(user) => user,
+        Err(code) => {
+            let why = format!("cannot read the user name (PAM code {code}; not UTF-8?)");
+            let info = pam.env(SSH_AUTH_INFO);
+            let decision = pam.with_conversation(|conv| match conv {
+                Some(conv) => {
+                    auth::deny_unreadable_user(&mut Dyn(conv), &policy, info.as_deref(), why)
+                }
+                None => Decision::deny(Reason::BadUser).with_detail(why),
+            });
+            return finish(pam, &ctx, decision);
+        }
+    };
+    ctx.user = Some(user.clone());
+    let info = pam.env(SSH_AUTH_INFO);
+    if policy.debug {
+        pam.log(Severity::Info, &debug_line(&policy, info.as_deref()));
+    }
+    let attempt = Attempt {
+        user: &user,
+        rhost: ctx.rhost.as_deref(),
+        ssh_auth_info: info.as_deref(),
+    };
+    let decision = pam.with_conversation(|conv| match conv {
+        Some(conv) => auth::authenticate(&mut Dyn(conv), &policy, &attempt, crate::clock::now()),
+        None => Decision::deny(Reason::NoCode).with_detail("the application has no conversation"),
+    });
+    finish(pam, &ctx, decision)
+}
+
+/// The one line `debug` adds (never codes or secrets; only whether sshd's auth info is there).
+fn debug_line(policy: &Policy, ssh_auth_info: Option<&str>) -> String {
+    format!(
+        "debug: store={} state={} config={} nullok={} window={} first_factor={} ssh_auth_info={}",
+        policy.store_dir.display(),
+        policy.state_dir.display(),
+        policy.config_path.display(),
+        policy.nullok,
+        policy.window,
+        policy.first_factor.as_str(),
+        match ssh_auth_info {
+            None => "absent",
+            Some("") => "empty",
+            Some(_) => "present",
+        }
+    )
+}
+
+fn finish(pam: &impl PamHandler, ctx: &Context, decision: Decision) -> Decision {
+    pam.log(decision.severity(), &audit::line(ctx, &decision));
+    decision
+}
+
+/// A `&mut dyn Conversation` as a sized [`Conversation`] for `auth`.
+struct Dyn<'a>(&'a mut dyn Conversation);
+
+impl Conversation for Dyn<'_> {
+    fn ask_hidden(
+        &mut self,
+        prompt: &str,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, auth::ConversationError> {
+        self.0.ask_hidden(prompt)
+    }
+
+    fn info(&mut self, text: &str) -> Result<(), auth::ConversationError> {
+        self.0.info(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+    use crate::audit::Outcome;
+    use crate::auth::ConversationError;
+    use crate::store::record::Origin;
+    use crate::store::{SaveMode, Store, UserRecord};
+    use crate::test_util::Scratch;
+    use crate::totp::{SecretKey, TotpParams};
+    use crate::user_name::UserName;
+    use zeroize::Zeroizing;
+
+    /// A PAM application played from a script. On drop it asserts that every scripted answer
+    /// was asked for: a test cannot pass while the hook skipped a prompt it should have shown.
+    #[derive(Default)]
+    struct ScriptedPam {
+        user: Option<Result<String, i32>>,
+        rhost: Option<String>,
+        env: Vec<(&'static str, String)>,
+        no_conversation: bool,
+        answers: RefCell<Vec<String>>,
+        prompts: RefCell<Vec<String>>,
+        logs: RefCell<Vec<(Severity, String)>>,
+    }
+
+    impl ScriptedPam {
+        fn user(name: &str) -> Self {
+            let mut pam = Self::default();
+            pam.user = Some(Ok(name.to_string()));
+            pam.rhost = Some("192.0.2.7".into());
+            pam
+        }
+
+        fn unreadable(code: i32) -> Self {
+            let mut pam = Self::user("x");
+            pam.user = Some(Err(code));
+            pam.rhost = None;
+            pam
+        }
+
+        fn with_env(mut self, name: &'static str, value: &str) -> Self {
+            self.env.push((name, value.to_string()));
+            self
+        }
+
+        fn without_conversation(mut self) -> Self {
+            self.no_conversation = true;
+            self
+        }
+
+        fn answering(mut self, answers: &[&str]) -> Self {
+            self.answers = RefCell::new(answers.iter().rev().map(|a| a.to_string()).collect());
+            self
+        }
+
+        fn audit(&self) -> String {
+            let logs = self.logs.borrow();
+            let audit: Vec<&String> = logs
+                .iter()
+                .map(|(_, l)| l)
+                .filter(|l| l.contains(" result="))
+                .collect();
+            assert_eq!(audit.len(), 1, "one audit line: {logs:?}");
+            audit[0].clone()
+        }
+    }
+
+    impl Drop for ScriptedPam {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                assert!(
+                    self.answers.borrow().is_empty(),
+                    "scripted answers never asked for: {:?}",
+                    self.answers.borrow()
+                );
+            }
+        }
+    }
+
+    struct ScriptConv<'a>(&'a ScriptedPam);
+
+    impl Conversation for ScriptConv<'_> {
+        fn ask_hidden(&mut self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
+            self.0.prompts.borrow_mut().push(prompt.to_string());
+            match self.0.answers.borrow_mut().pop() {
+                Some(a) => Ok(Zeroizing::new(a.into_bytes())),
+                None => Err(ConversationError("no scripted answer".into())),
+            }
+        }
+
+        fn info(&mut self, _: &str) -> Result<(), ConversationError> {
+            Ok(())
+        }
+    }
+
+    impl PamHandler for ScriptedPam {
+        fn user(&mut self) -> Result<String, i32> {
+            self.user.clone().expect("the test scripted no user")
+        }
+        fn rhost(&self) -> Option<String> {
+            self.rhost.clone()
+        }
+        fn service(&self) -> Option<String> {
+            Some("sshd".into())
+        }
+        fn env(&self, name: &str) -> Option<String> {
+            self.env
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+        }
+        fn with_conversation<R>(&self, f: impl FnOnce(Option<&mut dyn Conversation>) -> R) -> R {
+            if self.no_conversation {
+                f(None)
+            } else {
+                f(Some(&mut ScriptConv(self)))
+            }
+        }
+        fn log(&self, severity: Severity, message: &str) {
+            self.logs.borrow_mut().push((severity, message.to_string()));
+        }
+    }
+
+    /// A store with alice enrolled (RFC 6238 test secret) and module arguments pointing at it.
+    fn setup(extra: &[&str]) -> (Scratch, Vec<String>, SecretKey) {
+        let s = Scratch::new("hook");
+        let secret = SecretKey::from_bytes(b"12345678901234567890".to_vec()).unwrap();
+        Store::new(s.0.join("users"))
+            .save(
+                &UserRecord {
+                    user: UserName::parse("root").unwrap(),
+                    secret: secret.clone(),
+                    params: TotpParams::default(),
+                    created: 0,
+                    issuer: "t".into(),
+                    recovery_codes: vec![],
+                    origin: Origin::Admin,
+                },
+                SaveMode::CreateNew,
+            )
+            .unwrap();
+        let mut args = vec![
+            format!("store={}", s.0.join("users").display()),
+            format!("state={}", s.0.join("run").display()),
+            format!("config={}", s.0.join("none.toml").display()),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        (s, args, secret)
+    }
+
+    fn code_now(secret: &SecretKey) -> String {
+        let now = crate::clock::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        crate::totp::code_at(secret, TotpParams::default(), now).to_string()
+    }
+
+    #[test]
+    fn a_correct_code_succeeds_and_the_audit_line_has_the_items() {
+        let (_s, args, secret) = setup(&[]);
+        let mut pam = ScriptedPam::user("root").answering(&[&code_now(&secret)]);
+        let d = authenticate(&mut pam, Ok(args));
+        assert_eq!((d.outcome, d.reason), (Outcome::Success, Reason::Ok));
+        assert_eq!(
+            *pam.prompts.borrow(),
+            vec!["Verification code: ".to_string()]
+        );
+        assert!(
+            pam.audit()
+                .starts_with("user=root rhost=192.0.2.7 service=sshd result=success"),
+            "{}",
+            pam.audit()
+        );
+    }
+
+    #[test]
+    fn bad_arguments_deny_without_a_prompt_and_say_why() {
+        let (_s, mut args, _) = setup(&[]);
+        args.push("nulok".into());
+        let mut pam = ScriptedPam::user("root");
+        let d = authenticate(&mut pam, Ok(args));
+        assert_eq!(d.reason, Reason::BadConfig);
+        assert!(pam.prompts.borrow().is_empty());
+        assert!(pam.audit().contains("unknown module argument 'nulok'"));
+        let mut pam = ScriptedPam::user("root");
+        let d = authenticate(&mut pam, Err("a module argument is not UTF-8".into()));
+        assert_eq!(d.reason, Reason::BadConfig);
+        assert!(pam.audit().contains("not UTF-8"));
+    }
+
+    #[test]
+    fn an_unreadable_user_name_is_prompted_and_denied() {
+        let (_s, args, _) = setup(&[]);
+        let mut pam = ScriptedPam::unreadable(4).answering(&["123456"]);
+        let d = authenticate(&mut pam, Ok(args));
+        assert_eq!(d.reason, Reason::BadUser);
+        assert_eq!(pam.prompts.borrow().len(), 1);
+        assert!(pam.audit().starts_with("user=- "), "{}", pam.audit());
+    }
+
+    #[test]
+    fn no_conversation_is_a_denial_and_first_factor_is_read_from_the_environment() {
+        let (_s, args, secret) = setup(&["first_factor=publickey", "debug"]);
+        let mut pam = ScriptedPam::user("root").without_conversation();
+        let d = authenticate(&mut pam, Ok(args.clone()));
+        assert_eq!(d.reason, Reason::NoCode);
+        let debug = pam.logs.borrow()[0].1.clone();
+        assert!(
+            debug.contains("first_factor=publickey ssh_auth_info=absent"),
+            "{debug}"
+        );
+        // With a conversation but no key in the environment: refused before any prompt.
+        let mut pam = ScriptedPam::user("root");
+        let d = authenticate(&mut pam, Ok(args.clone()));
+        assert_eq!(d.reason, Reason::NoFirstFactor);
+        assert!(pam.prompts.borrow().is_empty());
+        let key = "publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRvhrYFI8miX35xWYJk1Iz3C5Jmldf0HlXJgTIO3nY3";
+        let mut pam = ScriptedPam::user("root")
+            .with_env(SSH_AUTH_INFO, key)
+            .without_conversation();
+        let d = authenticate(&mut pam, Ok(args.clone()));
+        assert_eq!(d.reason, Reason::NoCode);
+        let mut pam = ScriptedPam::user("root")
+            .with_env(SSH_AUTH_INFO, key)
+            .answering(&[&code_now(&secret)]);
+        assert_eq!(authenticate(&mut pam, Ok(args)).reason, Reason::Ok);
+        assert!(
+            !pam.logs
+                .borrow()
+                .iter()
+                .any(|(_, l)| l.contains(&code_now(&secret)))
+        );
+    }
+}

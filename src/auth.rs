@@ -273,7 +273,7 @@ fn decide(
     };
     let mut decision = match verification {
         Verification::Accepted { step, skew } => {
-            st.record_success(step.saturating_mul(params.period()));
+            st.record_success(params.step_start(step));
             return Decision::success(skew);
         }
         Verification::Replayed { skew } => Decision {
@@ -360,8 +360,7 @@ fn decide_recovery(
     };
     match consumed {
         Ok(Some(remaining)) => {
-            st.failures = 0;
-            st.locked_until = 0;
+            st.forget_failures();
             Decision {
                 remaining: Some(remaining),
                 ..Decision::new_success(Reason::RecoveryCode)

@@ -131,7 +131,7 @@ fn enroll(
             && let Verification::Accepted { step, .. } =
                 totp::verify(&record.secret, record.params, &code, now, policy.window, 0)
         {
-            confirmed = Some(step.saturating_mul(record.params.period()));
+            confirmed = Some(record.params.step_start(step));
             break;
         }
         if attempt < CONFIRM_ATTEMPTS {

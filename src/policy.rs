@@ -287,6 +287,17 @@ impl Policy {
         Self::merge(&args, config.unwrap_or_default())
     }
 
+    /// The policy of the config file at `path` alone (no module arguments): what `mfa-enroll`
+    /// reads, so that the tool and the module agree on where things are.
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let args = ModuleArgs {
+            config: Some(path.to_owned()),
+            ..ModuleArgs::default()
+        };
+        let config = ConfigFile::load(path)?;
+        Self::merge(&args, config.unwrap_or_default())
+    }
+
     /// Checks config file *text* as if it were at `path`, with no module arguments: what the
     /// module would make of it. For `doctor`-style checks and the fuzzer.
     pub fn from_config_text(text: &str, path: &Path) -> Result<Self, PolicyError> {

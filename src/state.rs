@@ -17,7 +17,7 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -174,11 +174,6 @@ impl FileStateStore {
     /// State kept in `dir`, created `0700 root:root` on first use if missing.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self { dir: dir.into() }
-    }
-
-    /// The state directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }
 

@@ -13,7 +13,8 @@ use zeroize::{Zeroize, Zeroizing};
 
 /// Smallest secret accepted: 128 bits (RFC 4226 §4 requires at least that; 160 are generated).
 pub const MIN_SECRET_BYTES: usize = 16;
-/// Largest secret accepted: 512 bits is the SHA-512 block-size worth of key material, plenty.
+/// Largest secret accepted: 1024 bits (128 bytes, the SHA-512 block size: longer HMAC keys are
+/// hashed down anyway).
 pub const MAX_SECRET_BYTES: usize = 128;
 /// Largest window accepted (steps on each side). Wider windows mostly help attackers.
 pub const MAX_WINDOW: u8 = 10;
@@ -91,12 +92,17 @@ pub struct TotpParams {
 }
 
 impl TotpParams {
+    /// The code lengths this project supports (RFC 4226 allows 6 to 8; apps show 6 or 8).
+    pub const DIGITS: [u8; 2] = [6, 8];
+    /// The step lengths this project supports, in seconds.
+    pub const PERIODS: [u64; 2] = [30, 60];
+
     /// Checks and combines the three parameters.
     pub fn new(algorithm: Algorithm, digits: u8, period: u64) -> Result<Self, TotpError> {
-        if digits != 6 && digits != 8 {
+        if !Self::DIGITS.contains(&digits) {
             return Err(TotpError::BadDigits);
         }
-        if period != 30 && period != 60 {
+        if !Self::PERIODS.contains(&period) {
             return Err(TotpError::BadPeriod);
         }
         Ok(Self {
@@ -124,6 +130,12 @@ impl TotpParams {
     /// The time step that contains `unix_time`.
     pub fn step_at(&self, unix_time: u64) -> u64 {
         unix_time / self.period
+    }
+
+    /// The Unix time at which `step` starts (what the replay state stores, so that a change of
+    /// period never makes an old mark look new).
+    pub fn step_start(&self, step: u64) -> u64 {
+        step.saturating_mul(self.period)
     }
 }
 

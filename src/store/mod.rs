@@ -38,6 +38,17 @@ pub enum SaveMode {
     Replace,
 }
 
+impl SaveMode {
+    /// `--force` (or a reset) replaces, anything else creates.
+    pub fn replacing(replace: bool) -> Self {
+        if replace {
+            Self::Replace
+        } else {
+            Self::CreateNew
+        }
+    }
+}
+
 impl Store {
     /// A store rooted at `dir`. Nothing is touched until a method is called.
     pub fn new(dir: impl Into<PathBuf>) -> Self {

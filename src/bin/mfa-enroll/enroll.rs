@@ -77,19 +77,26 @@ fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
 }
 
 fn parse_digits(s: &str) -> Result<u8, String> {
-    match s {
-        "6" => Ok(6),
-        "8" => Ok(8),
-        _ => Err("expected 6 or 8".to_string()),
-    }
+    s.parse()
+        .ok()
+        .filter(|d| TotpParams::DIGITS.contains(d))
+        .ok_or_else(|| format!("expected {}", one_of(&TotpParams::DIGITS)))
 }
 
 fn parse_period(s: &str) -> Result<u64, String> {
-    match s {
-        "30" => Ok(30),
-        "60" => Ok(60),
-        _ => Err("expected 30 or 60".to_string()),
-    }
+    s.parse()
+        .ok()
+        .filter(|p| TotpParams::PERIODS.contains(p))
+        .ok_or_else(|| format!("expected {}", one_of(&TotpParams::PERIODS)))
+}
+
+/// `6 or 8` for the values a parameter may take.
+fn one_of<T: std::fmt::Display>(values: &[T]) -> String {
+    values
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" or ")
 }
 
 pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
@@ -189,11 +196,7 @@ pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
     if !g.json {
         print_recovery_codes(&codes);
     }
-    let save_mode = if args.force || mode == Mode::Reset {
-        SaveMode::Replace
-    } else {
-        SaveMode::CreateNew
-    };
+    let save_mode = SaveMode::replacing(args.force || mode == Mode::Reset);
     store
         .save(&record, save_mode)
         .map_err(|e| store_failure(&user, e))?;
@@ -292,7 +295,7 @@ fn confirm(record: &UserRecord) -> Result<u64, Failure> {
             && let Verification::Accepted { step, .. } =
                 totp::verify(&record.secret, record.params, &code, now, 1, 0)
         {
-            return Ok(step * record.params.period());
+            return Ok(record.params.step_start(step));
         }
         if attempt < CONFIRM_ATTEMPTS {
             errln!("That code is not valid. Check the phone's clock and try again.");

@@ -11,6 +11,7 @@ use pam_ecs_mfa::store::{SaveMode, Store, UserRecord};
 use pam_ecs_mfa::totp::{Algorithm, SecretKey, TotpParams};
 use pam_ecs_mfa::user_name::UserName;
 use serde_json::json;
+use zeroize::Zeroizing;
 
 use crate::{Exit, Failure, Global, log_change, unix_now};
 
@@ -168,11 +169,7 @@ fn save(
             recovery_codes: hashes,
             origin: pam_ecs_mfa::store::record::Origin::Import,
         };
-        let mode = if force {
-            SaveMode::Replace
-        } else {
-            SaveMode::CreateNew
-        };
+        let mode = SaveMode::replacing(force);
         store.save(&record, mode).map_err(|e| fail(e.to_string()))?;
         log_change(
             "import",
@@ -353,7 +350,9 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
 
 /// Reads a foreign file without following a symlink, refusing non-regular or huge files and,
 /// for a home-directory file, one not owned by its user.
-fn read_bounded(path: &Path, owner: Option<u32>) -> std::io::Result<String> {
+/// Reads a file of someone else's secrets (a pam_oath users file, a ~/.google_authenticator)
+/// into a buffer that is wiped on drop.
+fn read_bounded(path: &Path, owner: Option<u32>) -> std::io::Result<Zeroizing<String>> {
     use std::io::{Error, ErrorKind};
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -369,7 +368,8 @@ fn read_bounded(path: &Path, owner: Option<u32>) -> std::io::Result<String> {
             "not owned by its user",
         ));
     }
-    let mut text = String::new();
+    // Reserved up front, so that reading never reallocates and leaves copies behind.
+    let mut text = Zeroizing::new(String::with_capacity(MAX_FILE as usize + 1));
     file.take(MAX_FILE).read_to_string(&mut text)?;
     Ok(text)
 }

@@ -172,9 +172,8 @@ impl Global {
     /// The effective policy: the config file (as the module reads it) with --store/--state
     /// applied on top, so the CLI and the module always agree on where things are.
     pub fn policy(&self) -> Result<Policy, Failure> {
-        let arg = format!("config={}", self.config.display());
-        let mut policy = Policy::from_module_args([arg.as_str()])
-            .map_err(|e| Failure::new(Exit::Config, e.to_string()))?;
+        let mut policy =
+            Policy::load(&self.config).map_err(|e| Failure::new(Exit::Config, e.to_string()))?;
         if let Some(store) = &self.store {
             policy.store_dir = store.clone();
         }
@@ -251,7 +250,8 @@ pub fn unix_now() -> Result<u64, Failure> {
 }
 
 /// Writes one line to syslog (authpriv, ident `mfa-enroll`): who changed what for whom.
-/// Never a secret. A logging failure is reported on stderr but changes nothing.
+/// Never a secret. A logging failure (no syslog socket: containers, minimal systems) is
+/// ignored: the change happened either way.
 pub fn log_change(action: &str, user: &UserName, detail: &str) {
     let by = match std::env::var("SUDO_USER") {
         Ok(sudo) if !sudo.is_empty() => format!("{sudo}(sudo)"),

@@ -4,9 +4,9 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use pam_ecs_mfa::audit::{Outcome, Reason};
 use pam_ecs_mfa::auth::{self, Attempt, Conversation, ConversationError};
-use pam_ecs_mfa::policy::{FirstFactor, Policy};
+use pam_ecs_mfa::policy::FirstFactor;
 use pam_ecs_mfa::recovery;
-use pam_ecs_mfa::state::{FileStateStore, StateStore, UserState};
+use pam_ecs_mfa::state::{FileStateStore, StateStore};
 use pam_ecs_mfa::store::{Store, StoreError};
 use pam_ecs_mfa::user_name::UserName;
 use serde_json::json;
@@ -23,17 +23,6 @@ pub struct UserArgs {
 }
 
 #[derive(clap::Args)]
-pub struct StatusArgs {
-    /// The account (default: SUDO_USER when run through sudo).
-    #[arg(long, value_name = "NAME", conflicts_with = "all")]
-    user: Option<String>,
-    /// Every local account with a login shell, flagging those not enrolled, plus records
-    /// whose account does not exist.
-    #[arg(long)]
-    all: bool,
-}
-
-#[derive(clap::Args)]
 pub struct RemoveArgs {
     /// The account (default: SUDO_USER when run through sudo).
     #[arg(long, value_name = "NAME")]
@@ -41,154 +30,6 @@ pub struct RemoveArgs {
     /// Do not ask for confirmation.
     #[arg(long)]
     yes: bool,
-}
-
-pub fn status(g: &Global, args: StatusArgs) -> Result<(), Failure> {
-    crate::require_root()?;
-    let policy = g.policy()?;
-    let store = Store::new(&policy.store_dir);
-    let state = FileStateStore::new(&policy.state_dir);
-    let now = unix_now()?;
-    let users: Vec<(UserName, Option<bool>)> = if args.all {
-        all_accounts(&store)?
-    } else {
-        vec![(target_user(args.user.as_deref())?, None)]
-    };
-    let mut rows = Vec::new();
-    let mut problems = false;
-    for (user, has_account) in users {
-        let row = user_status(&store, &state, &policy, &user, now, has_account);
-        problems |= row["enrolled"] != json!(true);
-        rows.push(row);
-    }
-    if g.json {
-        let value = if args.all {
-            json!({ "users": rows })
-        } else {
-            rows.last().cloned().unwrap_or_default()
-        };
-        outln!("{value}");
-    } else {
-        for row in &rows {
-            outln!("{}", human_status(row));
-        }
-    }
-    // A single user who is not enrolled is an answer, not an error, except for scripts that
-    // ask: exit 5 tells them apart.
-    if !args.all && problems {
-        // A record that exists but cannot be used is a store problem, not "not enrolled".
-        if rows
-            .last()
-            .is_some_and(|row| row["enrolled"] == json!("invalid"))
-        {
-            return Err(Failure::new(
-                Exit::Store,
-                "the record is unusable (see above)",
-            ));
-        }
-        return Err(Failure::new(Exit::NotEnrolled, "not enrolled (see above)"));
-    }
-    Ok(())
-}
-
-fn user_status(
-    store: &Store,
-    state: &FileStateStore,
-    policy: &Policy,
-    user: &UserName,
-    now: u64,
-    has_account: Option<bool>,
-) -> serde_json::Value {
-    let mut row = json!({ "user": user.as_str() });
-    if let Some(has) = has_account {
-        row["local_account"] = json!(has);
-    }
-    match store.load(user) {
-        Ok(record) => {
-            row["enrolled"] = json!(true);
-            row["algorithm"] = json!(record.params.algorithm().as_str());
-            row["digits"] = json!(record.params.digits());
-            row["period"] = json!(record.params.period());
-            row["created"] = json!(iso_date(record.created));
-            row["recovery_codes_left"] = json!(record.recovery_codes.len());
-            if !record.origin.as_str().is_empty() {
-                row["enrolled_by"] = json!(record.origin.as_str());
-            }
-            if let pam_ecs_mfa::store::record::Origin::Login { key } = &record.origin {
-                row["enrolled_key"] = json!(key);
-            }
-            match state.transact(user, |st| *st) {
-                Ok(mut st) => {
-                    // Shown as the module will treat it (see auth.rs).
-                    st.clamp_lockout(now, policy.throttle.lockout_max_seconds);
-                    let tolerance = record.params.period() * (u64::from(policy.window) + 1);
-                    if let Some(ahead) = st.mark_ahead(now, tolerance) {
-                        row["replay_mark_ahead_seconds"] = json!(ahead);
-                    }
-                    add_state(&mut row, &st, now)
-                }
-                Err(e) => row["state_error"] = json!(e.to_string()),
-            }
-        }
-        Err(StoreError::NotEnrolled) => row["enrolled"] = json!(false),
-        Err(e) => {
-            row["enrolled"] = json!("invalid");
-            row["error"] = json!(e.to_string());
-        }
-    }
-    row
-}
-
-fn add_state(row: &mut serde_json::Value, st: &UserState, now: u64) {
-    row["failures"] = json!(st.failures);
-    row["locked_for_seconds"] = json!(st.locked_for(now).unwrap_or(0));
-    row["locked"] = json!(st.locked_for(now).is_some());
-}
-
-fn human_status(row: &serde_json::Value) -> String {
-    let user = row["user"].as_str().unwrap_or("?");
-    let account = match row.get("local_account") {
-        Some(serde_json::Value::Bool(false)) => " (no local account)",
-        _ => "",
-    };
-    match &row["enrolled"] {
-        serde_json::Value::Bool(true) => {
-            let clock = match row["replay_mark_ahead_seconds"].as_u64() {
-                Some(ahead) => format!(
-                    ", CLOCK PROBLEM: the last accepted code is {ahead} s ahead of this clock, no code works until then (fix the clock, then mfa-enroll unlock)"
-                ),
-                None => String::new(),
-            };
-            let lock = if row["locked"] == json!(true) {
-                format!(
-                    ", LOCKED for {} s after {} failures (mfa-enroll unlock)",
-                    row["locked_for_seconds"], row["failures"]
-                )
-            } else if row["failures"].as_u64().unwrap_or(0) > 0 {
-                format!(", {} recent failures", row["failures"])
-            } else {
-                String::new()
-            };
-            let how = match (row["enrolled_by"].as_str(), row["enrolled_key"].as_str()) {
-                (Some("login"), Some(key)) => format!(" at login with key {key}"),
-                (Some(by), _) => format!(" by {by}"),
-                _ => String::new(),
-            };
-            format!(
-                "{user}: enrolled {}{how} ({}, {} digits, {} s), {} recovery codes left{lock}{clock}{account}",
-                row["created"].as_str().unwrap_or("?"),
-                row["algorithm"].as_str().unwrap_or("?"),
-                row["digits"],
-                row["period"],
-                row["recovery_codes_left"],
-            )
-        }
-        serde_json::Value::Bool(false) => format!("{user}: NOT ENROLLED{account}"),
-        _ => format!(
-            "{user}: INVALID enrollment: {}{account}",
-            row["error"].as_str().unwrap_or("?")
-        ),
-    }
 }
 
 /// Local accounts with a login shell (from /etc/passwd), then records in the store for

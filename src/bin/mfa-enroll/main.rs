@@ -14,6 +14,7 @@ mod doctor;
 mod enroll;
 mod import;
 mod qr;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -117,7 +118,7 @@ enum Command {
     /// Show an enrolled user's QR code, URI and secret again (for a new phone).
     Show(enroll::ShowArgs),
     /// Show enrollment, parameters, recovery codes left and lockout, for one user or all.
-    Status(admin::StatusArgs),
+    Status(status::StatusArgs),
     /// Remove a user's enrollment and login state.
     Remove(admin::RemoveArgs),
     /// Clear a user's lockout (replay protection is kept).
@@ -149,7 +150,7 @@ fn main() -> ExitCode {
         Command::Enroll(args) => enroll::run(&g, args, enroll::Mode::Enroll),
         Command::Reset(args) => enroll::run(&g, args, enroll::Mode::Reset),
         Command::Show(args) => enroll::show(&g, args),
-        Command::Status(args) => admin::status(&g, args),
+        Command::Status(args) => status::status(&g, args),
         Command::Remove(args) => admin::remove(&g, args),
         Command::Unlock(args) => admin::unlock(&g, args),
         Command::Verify(args) => admin::verify(&g, args),

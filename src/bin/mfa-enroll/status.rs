@@ -1,0 +1,223 @@
+//! `status`: one typed row per user, serialised for `--json` and shown by `Display` for people.
+
+use std::fmt;
+
+use pam_ecs_mfa::policy::Policy;
+use pam_ecs_mfa::state::{FileStateStore, StateStore};
+use pam_ecs_mfa::store::record::Origin;
+use pam_ecs_mfa::store::{Store, StoreError};
+use pam_ecs_mfa::user_name::UserName;
+use serde::Serialize;
+
+use crate::admin::{all_accounts, iso_date};
+use crate::{Exit, Failure, Global, target_user, unix_now};
+
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    /// The account (default: SUDO_USER when run through sudo).
+    #[arg(long, value_name = "NAME", conflicts_with = "all")]
+    pub user: Option<String>,
+    /// Every local account with a login shell, flagging those not enrolled, plus records
+    /// whose account does not exist.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// Whether the user has a usable enrollment: `true`, `false` or `"invalid"` in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Enrolled {
+    Yes(bool),
+    Invalid(&'static str),
+}
+
+/// One user's status, as `status --json` prints it (field names are an interface).
+#[derive(Debug, Serialize)]
+pub struct UserStatus {
+    pub user: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_account: Option<bool>,
+    pub enrolled: Enrolled,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub enrollment: Option<Enrollment>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What an enrolled user's record and state say.
+#[derive(Debug, Serialize)]
+pub struct Enrollment {
+    pub algorithm: &'static str,
+    pub digits: u8,
+    pub period: u64,
+    pub created: String,
+    pub recovery_codes_left: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enrolled_by: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enrolled_key: Option<String>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub login: Option<LoginState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_error: Option<String>,
+}
+
+/// The replay/lockout state, as the module will treat it.
+#[derive(Debug, Serialize)]
+pub struct LoginState {
+    pub failures: u32,
+    pub locked_for_seconds: u64,
+    pub locked: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay_mark_ahead_seconds: Option<u64>,
+}
+
+pub fn status(g: &Global, args: StatusArgs) -> Result<(), Failure> {
+    crate::require_root()?;
+    let policy = g.policy()?;
+    let store = Store::new(&policy.store_dir);
+    let state = FileStateStore::new(&policy.state_dir);
+    let now = unix_now()?;
+    let users: Vec<(UserName, Option<bool>)> = if args.all {
+        all_accounts(&store)?
+    } else {
+        vec![(target_user(args.user.as_deref())?, None)]
+    };
+    let rows: Vec<UserStatus> = users
+        .into_iter()
+        .map(|(user, has_account)| user_status(&store, &state, &policy, &user, now, has_account))
+        .collect();
+    if g.json {
+        let text = if args.all {
+            serde_json::json!({ "users": rows }).to_string()
+        } else {
+            rows.last()
+                .map(|r| serde_json::to_string(r).unwrap_or_default())
+                .unwrap_or_default()
+        };
+        outln!("{text}");
+    } else {
+        for row in &rows {
+            outln!("{row}");
+        }
+    }
+    // A single user who is not enrolled is an answer, not an error, except for scripts that
+    // ask: exit 5 tells them apart; a record that exists but cannot be used is 6.
+    match rows.last().map(|r| r.enrolled) {
+        _ if args.all => Ok(()),
+        Some(Enrolled::Invalid(_)) => Err(Failure::new(
+            Exit::Store,
+            "the record is unusable (see above)",
+        )),
+        Some(Enrolled::Yes(false)) => {
+            Err(Failure::new(Exit::NotEnrolled, "not enrolled (see above)"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn user_status(
+    store: &Store,
+    state: &FileStateStore,
+    policy: &Policy,
+    user: &UserName,
+    now: u64,
+    local_account: Option<bool>,
+) -> UserStatus {
+    let mut row = UserStatus {
+        user: user.to_string(),
+        local_account,
+        enrolled: Enrolled::Yes(false),
+        enrollment: None,
+        error: None,
+    };
+    match store.load(user) {
+        Ok(record) => {
+            let (login, state_error) = match state.transact(user, |st| *st) {
+                Ok(mut st) => {
+                    // Shown as the module will treat it (see auth.rs).
+                    st.clamp_lockout(now, policy.throttle.lockout_max_seconds);
+                    let tolerance = record.params.period() * (u64::from(policy.window) + 1);
+                    let locked_for = st.locked_for(now);
+                    let login = LoginState {
+                        failures: st.failures,
+                        locked_for_seconds: locked_for.unwrap_or(0),
+                        locked: locked_for.is_some(),
+                        replay_mark_ahead_seconds: st.mark_ahead(now, tolerance),
+                    };
+                    (Some(login), None)
+                }
+                Err(e) => (None, Some(e.to_string())),
+            };
+            row.enrolled = Enrolled::Yes(true);
+            row.enrollment = Some(Enrollment {
+                algorithm: record.params.algorithm().as_str(),
+                digits: record.params.digits(),
+                period: record.params.period(),
+                created: iso_date(record.created),
+                recovery_codes_left: record.recovery_codes.len(),
+                enrolled_by: Some(record.origin.as_str()).filter(|s| !s.is_empty()),
+                enrolled_key: match &record.origin {
+                    Origin::Login { key } => Some(key.clone()),
+                    _ => None,
+                },
+                login,
+                state_error,
+            });
+        }
+        Err(StoreError::NotEnrolled) => {}
+        Err(e) => {
+            row.enrolled = Enrolled::Invalid("invalid");
+            row.error = Some(e.to_string());
+        }
+    }
+    row
+}
+
+impl fmt::Display for UserStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let user = &self.user;
+        let account = if self.local_account == Some(false) {
+            " (no local account)"
+        } else {
+            ""
+        };
+        let Some(e) = &self.enrollment else {
+            return match &self.error {
+                Some(error) => write!(f, "{user}: INVALID enrollment: {error}{account}"),
+                None => write!(f, "{user}: NOT ENROLLED{account}"),
+            };
+        };
+        let how = match (e.enrolled_by, &e.enrolled_key) {
+            (Some("login"), Some(key)) => format!(" at login with key {key}"),
+            (Some(by), _) => format!(" by {by}"),
+            _ => String::new(),
+        };
+        write!(
+            f,
+            "{user}: enrolled {}{how} ({}, {} digits, {} s), {} recovery codes left",
+            e.created, e.algorithm, e.digits, e.period, e.recovery_codes_left
+        )?;
+        if let Some(login) = &e.login {
+            if login.locked {
+                write!(
+                    f,
+                    ", LOCKED for {} s after {} failures (mfa-enroll unlock)",
+                    login.locked_for_seconds, login.failures
+                )?;
+            } else if login.failures > 0 {
+                write!(f, ", {} recent failures", login.failures)?;
+            }
+            if let Some(ahead) = login.replay_mark_ahead_seconds {
+                write!(
+                    f,
+                    ", CLOCK PROBLEM: the last accepted code is {ahead} s ahead of this clock, no code works until then (fix the clock, then mfa-enroll unlock)"
+                )?;
+            }
+        }
+        if let Some(error) = &e.state_error {
+            write!(f, ", state unreadable: {error}")?;
+        }
+        f.write_str(account)
+    }
+}

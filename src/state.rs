@@ -136,16 +136,17 @@ impl UserState {
         )
     }
 
-    fn parse(bytes: &[u8]) -> Result<Self, String> {
+    fn parse(bytes: &[u8]) -> Result<Self, Corruption> {
         // A zero-length file can only come from a crash between create and write on a disk
         // without fsync; treat it as fresh state rather than locking the user out.
         if bytes.is_empty() {
             return Ok(Self::default());
         }
-        let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
-        let state: Self = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        let text = std::str::from_utf8(bytes).map_err(|_| Corruption::NotUtf8)?;
+        let state: Self =
+            toml::from_str(text).map_err(|e| Corruption::Malformed(e.message().to_string()))?;
         if state.version != STATE_VERSION {
-            return Err(format!("unsupported version {}", state.version));
+            return Err(Corruption::Version(state.version));
         }
         Ok(state)
     }
@@ -212,7 +213,28 @@ pub enum StateError {
     /// (including a full or read-only file system).
     Fs(FsError),
     /// A state file exists but cannot be parsed. Remove it (or run `mfa-enroll unlock`).
-    Corrupt { path: PathBuf, why: String },
+    Corrupt { path: PathBuf, why: Corruption },
+}
+
+/// Why a state file cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Corruption {
+    /// The bytes are not UTF-8.
+    NotUtf8,
+    /// Not the TOML this module writes (the parser's message; state holds no secrets).
+    Malformed(String),
+    /// Another format version.
+    Version(u32),
+}
+
+impl fmt::Display for Corruption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotUtf8 => f.write_str("not UTF-8"),
+            Self::Malformed(why) => f.write_str(why),
+            Self::Version(v) => write!(f, "unsupported version {v}"),
+        }
+    }
 }
 
 impl From<FsError> for StateError {

@@ -10,7 +10,6 @@ use pam_ecs_mfa::recovery::RecoveryCode;
 use pam_ecs_mfa::store::{SaveMode, Store, UserRecord};
 use pam_ecs_mfa::totp::{Algorithm, SecretKey, TotpParams};
 use pam_ecs_mfa::user_name::UserName;
-use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::{Exit, Failure, Global, log_change, unix_now};
@@ -65,6 +64,28 @@ struct Found {
     scratch: Vec<RecoveryCode>,
 }
 
+/// `import --json`: one object (field names are an interface).
+#[derive(serde::Serialize)]
+struct Report<'a> {
+    dry_run: bool,
+    imported: &'a [Imported],
+    skipped: Vec<SkippedEntry<'a>>,
+}
+
+/// An entry that was (or, with --dry-run, would be) imported.
+#[derive(serde::Serialize)]
+struct Imported {
+    user: String,
+    summary: String,
+}
+
+/// An entry that was not imported, and why.
+#[derive(serde::Serialize)]
+struct SkippedEntry<'a> {
+    user: &'a str,
+    reason: &'a str,
+}
+
 pub fn run(g: &Global, cmd: ImportCommand) -> Result<(), Failure> {
     crate::require_root()?;
     let policy = g.policy()?;
@@ -96,22 +117,19 @@ pub fn run(g: &Global, cmd: ImportCommand) -> Result<(), Failure> {
         }
     }
     if g.json {
-        let skipped: Vec<_> = skipped
-            .iter()
-            .map(|(u, why)| json!({ "user": u, "reason": why }))
-            .collect();
-        outln!(
-            "{}",
-            json!({ "dry_run": dry_run, "imported": imported, "skipped": skipped })
-        );
+        let report = Report {
+            dry_run,
+            imported: &imported,
+            skipped: skipped
+                .iter()
+                .map(|(user, reason)| SkippedEntry { user, reason })
+                .collect(),
+        };
+        outln!("{}", serde_json::to_string(&report).unwrap_or_default());
     } else {
         let verb = if dry_run { "would import" } else { "imported" };
         for i in &imported {
-            outln!(
-                "{}: {verb} ({})",
-                i["user"].as_str().unwrap_or("?"),
-                i["summary"].as_str().unwrap_or("")
-            );
+            outln!("{}: {verb} ({})", i.user, i.summary);
         }
         for (user, why) in &skipped {
             outln!("{user}: NOT imported: {why}");
@@ -134,7 +152,7 @@ fn save(
     f: Found,
     dry_run: bool,
     force: bool,
-) -> Result<serde_json::Value, (String, String)> {
+) -> Result<Imported, (String, String)> {
     let user = f.user.to_string();
     let fail = |why: String| (user.clone(), why);
     let summary = format!(
@@ -177,7 +195,7 @@ fn save(
             &format!("scratch_codes={}", f.scratch.len()),
         );
     }
-    Ok(json!({ "user": user, "summary": summary }))
+    Ok(Imported { user, summary })
 }
 
 type Skipped = Vec<(String, String)>;

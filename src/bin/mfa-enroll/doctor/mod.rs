@@ -43,13 +43,15 @@ pub struct DoctorArgs {
     sshd_config: PathBuf,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 enum Level {
     Ok,
     Warning,
     Problem,
 }
 
+#[derive(serde::Serialize)]
 struct Finding {
     level: Level,
     check: &'static str,
@@ -122,12 +124,10 @@ pub fn doctor(g: &Global, args: DoctorArgs) -> Result<(), Failure> {
         .filter(|f| f.level == Level::Problem)
         .count();
     if g.json {
-        let list: Vec<_> = findings
-            .0
-            .iter()
-            .map(|f| json!({ "level": format!("{:?}", f.level).to_lowercase(), "check": f.check, "message": f.message, "fix": f.fix }))
-            .collect();
-        outln!("{}", json!({ "findings": list, "problems": problems }));
+        outln!(
+            "{}",
+            json!({ "findings": findings.0, "problems": problems })
+        );
     } else {
         for f in &findings.0 {
             let tag = match f.level {

@@ -8,6 +8,7 @@
 //! without PAM: [`auth::authenticate`] is generic over a [`auth::Conversation`], the clock is a
 //! parameter, and all paths come from a [`policy::Policy`].
 
+pub mod accounts;
 pub mod audit;
 pub mod auth;
 pub mod clock;

@@ -35,18 +35,11 @@ pub struct RemoveArgs {
 /// Local accounts with a login shell (from /etc/passwd), then records in the store for
 /// which no such account exists.
 pub fn all_accounts(store: &Store) -> Result<Vec<(UserName, Option<bool>)>, Failure> {
-    let passwd = std::fs::read_to_string("/etc/passwd")
-        .map_err(|e| Failure::new(Exit::Failure, format!("/etc/passwd: {e}")))?;
-    let mut users: Vec<(UserName, Option<bool>)> = Vec::new();
-    for line in passwd.lines() {
-        let fields: Vec<&str> = line.split(':').collect();
-        if fields.len() < 7 || !has_login_shell(fields[6]) {
-            continue;
-        }
-        if let Ok(user) = UserName::parse(fields[0]) {
-            users.push((user, Some(true)));
-        }
-    }
+    let mut users: Vec<(UserName, Option<bool>)> = pam_ecs_mfa::accounts::system_login_accounts()
+        .map_err(|e| Failure::new(Exit::Failure, format!("/etc/passwd: {e}")))?
+        .into_iter()
+        .map(|a| (a.name, Some(true)))
+        .collect();
     if let Ok(entries) = std::fs::read_dir(store.dir()) {
         let mut orphans: Vec<String> = entries
             .flatten()
@@ -66,11 +59,6 @@ pub fn all_accounts(store: &Store) -> Result<Vec<(UserName, Option<bool>)>, Fail
         }
     }
     Ok(users)
-}
-
-pub fn has_login_shell(shell: &str) -> bool {
-    let base = shell.rsplit('/').next().unwrap_or("");
-    !shell.is_empty() && !matches!(base, "nologin" | "false" | "sync" | "shutdown" | "halt")
 }
 
 pub fn remove(g: &Global, args: RemoveArgs) -> Result<(), Failure> {
@@ -271,14 +259,5 @@ mod tests {
         assert_eq!(iso_date(0), "1970-01-01");
         assert_eq!(iso_date(951_782_400), "2000-02-29");
         assert_eq!(iso_date(1_764_300_000), "2025-11-28");
-    }
-
-    #[test]
-    fn service_accounts_have_no_login_shell() {
-        assert!(has_login_shell("/bin/bash"));
-        assert!(has_login_shell("/bin/sh"));
-        for shell in ["/usr/sbin/nologin", "/bin/false", "/bin/sync", ""] {
-            assert!(!has_login_shell(shell), "{shell}");
-        }
     }
 }

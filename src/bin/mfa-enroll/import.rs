@@ -393,14 +393,10 @@ fn read_bounded(path: &Path, owner: Option<u32>) -> std::io::Result<Zeroizing<St
 }
 
 fn login_accounts() -> Result<Vec<String>, Failure> {
-    let passwd = std::fs::read_to_string("/etc/passwd")
-        .map_err(|e| Failure::new(Exit::Failure, format!("/etc/passwd: {e}")))?;
-    Ok(passwd
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            crate::admin::has_login_shell(f.get(6)?).then(|| f[0].to_string())
-        })
+    Ok(pam_ecs_mfa::accounts::system_login_accounts()
+        .map_err(|e| Failure::new(Exit::Failure, format!("/etc/passwd: {e}")))?
+        .into_iter()
+        .map(|a| a.name.to_string())
         .collect())
 }
 

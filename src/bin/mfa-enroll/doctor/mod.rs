@@ -25,7 +25,6 @@ use pam_ecs_mfa::store::{Store, StoreError, secure_fs};
 use pam_ecs_mfa::user_name::UserName;
 use serde_json::json;
 
-use crate::admin::has_login_shell;
 use crate::{Exit, Failure, Global};
 use pam_file::{PamStack, StackKind};
 use sshd::{MatchCriteria, Settings};
@@ -310,7 +309,6 @@ struct Accounts {
 
 impl Accounts {
     fn read(policy: &Policy, kind: StackKind, settings: Option<&Settings>) -> Self {
-        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
         let shadow = std::fs::read_to_string("/etc/shadow").unwrap_or_default();
         let key_files = settings
             .map(|s| s.get("authorizedkeysfile").to_string())
@@ -319,14 +317,8 @@ impl Accounts {
             .map(|s| !matches!(s.get("authorizedkeyscommand"), "" | "none"))
             .unwrap_or(false);
         let mut need_mfa = Vec::new();
-        for line in passwd.lines() {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() < 7 || !has_login_shell(f[6]) {
-                continue;
-            }
-            let Ok(user) = UserName::parse(f[0]) else {
-                continue;
-            };
+        for account in pam_ecs_mfa::accounts::system_login_accounts().unwrap_or_default() {
+            let user = account.name;
             if policy
                 .exemptions
                 .check(&user, None, nss_groups, |_| false)
@@ -337,9 +329,9 @@ impl Accounts {
             }
             let can_log_in = match kind {
                 StackKind::Key => {
-                    key_command || has_authorized_keys(f[0], Path::new(f[5]), &key_files)
+                    key_command || has_authorized_keys(user.as_str(), &account.home, &key_files)
                 }
-                StackKind::Password => has_usable_password(&shadow, f[0]),
+                StackKind::Password => has_usable_password(&shadow, user.as_str()),
             };
             if can_log_in {
                 need_mfa.push(user);

@@ -557,10 +557,7 @@ fn set_flag(flag: &mut bool, arg: &str) -> Result<(), PolicyError> {
 
 /// Arguments are admin input but end up in logs: keep them short and printable.
 fn printable(s: &str) -> String {
-    s.chars()
-        .take(100)
-        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
-        .collect()
+    crate::audit::ascii_printable(s, 100)
 }
 
 /// Why the policy could not be built. Every variant denies all logins.

@@ -262,11 +262,7 @@ pub fn log_change(action: &str, user: &UserName, detail: &str) {
             .map(|u| u.name)
             .unwrap_or_else(|| format!("uid{}", nix::unistd::getuid())),
     };
-    let by: String = by
-        .chars()
-        .take(64)
-        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
-        .collect();
+    let by = pam_ecs_mfa::audit::ascii_printable(&by, 64);
     let message = format!("action={action} user={user} by={by} {detail}");
     let formatter = syslog::Formatter3164 {
         facility: syslog::Facility::LOG_AUTHPRIV,

@@ -76,9 +76,20 @@ pub fn authenticate(
     attempt: &Attempt<'_>,
     now: SystemTime,
 ) -> Decision {
+    authenticate_as(conv, policy, &nss_account, attempt, now)
+}
+
+/// [`authenticate`] with another source of canonical account names (tests: a fixed list).
+fn authenticate_as(
+    conv: &mut impl Conversation,
+    policy: &Policy,
+    account_of: &dyn Fn(&UserName) -> Option<UserName>,
+    attempt: &Attempt<'_>,
+    now: SystemTime,
+) -> Decision {
     let store = Store::new(&policy.store_dir);
     let state = FileStateStore::new(&policy.state_dir);
-    authenticate_with(conv, policy, &store, &state, &nss_account, attempt, now)
+    authenticate_with(conv, policy, &store, &state, account_of, attempt, now)
 }
 
 /// [`authenticate`] with an explicit store and state backend, and the function that turns the
@@ -530,9 +541,7 @@ mod tests {
         attempt: &Attempt<'_>,
         now: SystemTime,
     ) -> Decision {
-        let store = Store::new(&policy.store_dir);
-        let state = FileStateStore::new(&policy.state_dir);
-        authenticate_with(conv, policy, &store, &state, &test_accounts, attempt, now)
+        authenticate_as(conv, policy, &test_accounts, attempt, now)
     }
 
     struct Fixture {

@@ -94,6 +94,9 @@ impl Client {
     }
 }
 
+/// Which field of a [`Client`] a `Match` criterion sets.
+type FieldOf = fn(&mut Client) -> &mut String;
+
 /// Address, host and port patterns taken from `Match` lines: one representative each.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MatchCriteria {
@@ -165,29 +168,19 @@ impl MatchCriteria {
         if !self.any {
             return clients;
         }
-        for a in &self.addrs {
-            clients.push(Client {
-                addr: a.clone(),
-                ..base.clone()
-            });
-        }
-        for h in &self.hosts {
-            clients.push(Client {
-                host: h.clone(),
-                ..base.clone()
-            });
-        }
-        for l in &self.laddrs {
-            clients.push(Client {
-                laddr: l.clone(),
-                ..base.clone()
-            });
-        }
-        for p in &self.lports {
-            clients.push(Client {
-                lport: p.clone(),
-                ..base.clone()
-            });
+        // One client per pattern, differing from the default client in that field only.
+        let fields: [(&Vec<String>, FieldOf); 4] = [
+            (&self.addrs, |c| &mut c.addr),
+            (&self.hosts, |c| &mut c.host),
+            (&self.laddrs, |c| &mut c.laddr),
+            (&self.lports, |c| &mut c.lport),
+        ];
+        for (values, field) in fields {
+            for value in values {
+                let mut client = base.clone();
+                *field(&mut client) = value.clone();
+                clients.push(client);
+            }
         }
         clients
     }

@@ -22,7 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use zeroize::Zeroizing;
 
-use crate::audit::{Decision, Reason};
+use crate::decision::{Decision, Reason};
 use crate::exemption::{nss_groups, own_addresses};
 use crate::policy::{FirstFactor, Policy};
 use crate::recovery::RecoveryCode;
@@ -482,7 +482,7 @@ fn ask_and_discard(conv: &mut impl Conversation, policy: &Policy) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::Outcome;
+    use crate::decision::Outcome;
     use crate::state::FileStateStore;
     use crate::store::SaveMode;
     use crate::test_util::Scratch;

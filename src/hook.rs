@@ -5,8 +5,9 @@
 //! returned [`Decision`] in one place, `pam::pam_code`.
 #![forbid(unsafe_code)]
 
-use crate::audit::{self, Context, Decision, Reason, Severity};
+use crate::audit::{self, Context, Severity};
 use crate::auth::{self, Attempt, Conversation};
+use crate::decision::{Decision, Reason};
 use crate::policy::Policy;
 
 /// Where OpenSSH (>= 7.8) lists the methods that completed before PAM ran.
@@ -123,8 +124,8 @@ mod tests {
     use std::cell::RefCell;
 
     use super::*;
-    use crate::audit::Outcome;
     use crate::auth::ConversationError;
+    use crate::decision::Outcome;
     use crate::store::record::Origin;
     use crate::store::{SaveMode, Store, UserRecord};
     use crate::test_util::Scratch;

@@ -12,6 +12,7 @@ pub mod accounts;
 pub mod audit;
 pub mod auth;
 pub mod clock;
+pub mod decision;
 pub mod exemption;
 pub mod hook;
 pub mod login_enrollment;

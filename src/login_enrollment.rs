@@ -16,8 +16,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64ct::{Base64, Base64Unpadded, Encoding};
 use sha2::{Digest, Sha256};
 
-use crate::audit::{Decision, Reason};
 use crate::auth::Conversation;
+use crate::decision::{Decision, Reason};
 use crate::otpauth;
 use crate::policy::Policy;
 use crate::state::StateStore;

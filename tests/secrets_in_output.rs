@@ -1,7 +1,8 @@
 //! No secret, code or recovery code ever appears in a `Debug` or `Display` text of any record,
 //! error or decision type, including errors about files that contain the secret.
 
-use pam_ecs_mfa::audit::{Context, Decision, Reason, line};
+use pam_ecs_mfa::audit::{Context, line};
+use pam_ecs_mfa::decision::{Decision, Reason};
 use pam_ecs_mfa::recovery::{RecoveryCode, generate};
 use pam_ecs_mfa::store::{RecordError, StoreError, UserRecord};
 use pam_ecs_mfa::totp::{SecretKey, TotpError, TotpParams, code_at, normalize_code};

@@ -17,8 +17,9 @@ use pam_bindings::items::{RHost, Service};
 use pam_bindings::module::{PamHandle, PamHooks};
 use zeroize::Zeroizing;
 
-use crate::audit::{Decision, Outcome, Severity};
+use crate::audit::Severity;
 use crate::auth::{Conversation, ConversationError};
+use crate::decision::{Decision, Outcome};
 use crate::hook::{self, PamHandler};
 
 /// The module type for `pam_hooks!`.
@@ -225,13 +226,13 @@ mod tests {
 
     #[test]
     fn only_a_verified_code_maps_to_success() {
-        use crate::audit::Reason::*;
+        use crate::decision::Reason::*;
         assert_eq!(pam_code(&Decision::success(0)), PamResultCode::PAM_SUCCESS);
         assert_eq!(
             pam_code(&Decision::ignore(NotEnrolled)),
             PamResultCode::PAM_IGNORE
         );
-        for reason in crate::audit::Reason::ALL {
+        for reason in crate::decision::Reason::ALL {
             assert_eq!(
                 pam_code(&Decision::deny(reason)),
                 PamResultCode::PAM_AUTH_ERR,

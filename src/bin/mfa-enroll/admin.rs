@@ -2,8 +2,8 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use pam_ecs_mfa::audit::{Outcome, Reason};
 use pam_ecs_mfa::auth::{self, Attempt, Conversation, ConversationError};
+use pam_ecs_mfa::decision::{Outcome, Reason};
 use pam_ecs_mfa::policy::FirstFactor;
 use pam_ecs_mfa::recovery;
 use pam_ecs_mfa::state::{FileStateStore, StateStore};

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::CommandFactory;
-use pam_ecs_mfa::audit::Reason;
+use pam_ecs_mfa::decision::Reason;
 use pam_ecs_mfa::policy::{CONFIG_KEYS, MODULE_ARGUMENTS};
 
 use crate::{Cli, EXIT_STATUS_HELP, Exit, Failure};

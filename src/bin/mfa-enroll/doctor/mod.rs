@@ -188,7 +188,8 @@ fn check_pam_stack(findings: &mut Findings, pam_file: &Path) -> Option<PamStack>
     };
     let control = stack.control.as_str();
     let bracket = control.starts_with('[');
-    let advice = "use: auth [success=done ignore=ignore default=die] pam_ecs_mfa.so, then auth required pam_permit.so";
+    let advice = "use: auth [success=done ignore=ignore default=die] pam_ecs_mfa.so, then auth \
+                  required pam_permit.so";
     if matches!(control, "sufficient" | "optional") {
         findings.problem(
             "pam",
@@ -204,7 +205,14 @@ fn check_pam_stack(findings: &mut Findings, pam_file: &Path) -> Option<PamStack>
     } else if matches!(control, "required" | "requisite")
         && stack.args.iter().any(|a| a == "nullok")
     {
-        findings.warning("pam", format!("pam_ecs_mfa.so is '{control}' alone: nullok/exempt users (PAM_IGNORE) are denied, not let in"), advice);
+        findings.warning(
+            "pam",
+            format!(
+                "pam_ecs_mfa.so is '{control}' alone: nullok/exempt users (PAM_IGNORE) are \
+                 denied, not let in"
+            ),
+            advice,
+        );
     } else {
         let kind = match stack.kind {
             StackKind::Key => "key + code",
@@ -222,7 +230,8 @@ fn check_pam_stack(findings: &mut Findings, pam_file: &Path) -> Option<PamStack>
         findings.problem(
             "pam",
             format!("'{line}' comes before pam_ecs_mfa.so: {why}"),
-            "use the shipped file (examples/debian/sshd-password or rhel/sshd-password), which stops at a wrong password",
+            "use the shipped file (examples/debian/sshd-password or rhel/sshd-password), which \
+             stops at a wrong password",
         );
     }
     Some(stack)
@@ -288,13 +297,23 @@ fn check_module(findings: &mut Findings, stack: Option<&PamStack>) {
     match std::fs::metadata(&path) {
         Ok(m) if m.uid() != 0 || m.mode() & 0o022 != 0 => findings.problem(
             "module",
-            format!("{} is owned by uid {} with mode {:04o}: others could replace the code that runs as root", path.display(), m.uid(), m.mode() & 0o7777),
+            format!(
+                "{} is owned by uid {} with mode {:04o}: others could replace the code that runs \
+                 as root",
+                path.display(),
+                m.uid(),
+                m.mode() & 0o7777
+            ),
             format!("chown root:root {0} && chmod 0644 {0}", path.display()),
         ),
         Ok(_) => findings.ok("module", format!("{} present", path.display())),
         Err(e) => findings.problem(
             "module",
-            format!("{}: {e}: the PAM file names a module that cannot be loaded, so every SSH login is refused", path.display()),
+            format!(
+                "{}: {e}: the PAM file names a module that cannot be loaded, so every SSH login \
+                 is refused",
+                path.display()
+            ),
             "install the package (or scripts/install), or correct the module path in the PAM file",
         ),
     }
@@ -422,7 +441,14 @@ fn check_sshd(
         'users: for user in users {
             for client in criteria.clients(user) {
                 if evaluations == MAX_EVALUATIONS {
-                    findings.warning("sshd", format!("Match blocks: only the first {MAX_EVALUATIONS} user/client combinations were checked"), "check the rest with sshd -T -C user=NAME,addr=IP");
+                    findings.warning(
+                        "sshd",
+                        format!(
+                            "Match blocks: only the first {MAX_EVALUATIONS} user/client \
+                             combinations were checked"
+                        ),
+                        "check the rest with sshd -T -C user=NAME,addr=IP",
+                    );
                     break 'users;
                 }
                 evaluations += 1;
@@ -488,18 +514,29 @@ fn check_version(findings: &mut Findings, sshd: &Path, kind: StackKind, first_fa
     match (old, kind, first_factor) {
         (true, _, true) => findings.problem(
             "sshd",
-            format!("OpenSSH {major}.{minor} does not report the SSH key to PAM (SSH_AUTH_INFO_0, 7.8+): first_factor=publickey denies every login"),
-            "remove first_factor=publickey and make sure sshd requires the key: AuthenticationMethods publickey,keyboard-interactive, PasswordAuthentication no, no Match block that drops publickey",
+            format!(
+                "OpenSSH {major}.{minor} does not report the SSH key to PAM (SSH_AUTH_INFO_0, \
+                 7.8+): first_factor=publickey denies every login"
+            ),
+            "remove first_factor=publickey and make sure sshd requires the key: \
+             AuthenticationMethods publickey,keyboard-interactive, PasswordAuthentication no, no \
+             Match block that drops publickey",
         ),
         (false, StackKind::Key, false) => findings.problem(
             "pam",
-            "the key + code stack has no first_factor=publickey: if sshd ever runs it without a key (PasswordAuthentication yes, a Match block, a drop-in not yet loaded) the code alone logs in",
+            "the key + code stack has no first_factor=publickey: if sshd ever runs it without a \
+             key (PasswordAuthentication yes, a Match block, a drop-in not yet loaded) the code \
+             alone logs in",
             "add first_factor=publickey to the pam_ecs_mfa.so line (as in examples/debian/sshd)",
         ),
         (true, StackKind::Key, false) => findings.warning(
             "pam",
-            format!("OpenSSH {major}.{minor}: the module cannot check the key itself (first_factor=publickey needs 7.8+), sshd_config alone must require it"),
-            "keep AuthenticationMethods publickey,keyboard-interactive and PasswordAuthentication no everywhere",
+            format!(
+                "OpenSSH {major}.{minor}: the module cannot check the key itself \
+                 (first_factor=publickey needs 7.8+), sshd_config alone must require it"
+            ),
+            "keep AuthenticationMethods publickey,keyboard-interactive and PasswordAuthentication \
+             no everywhere",
         ),
         _ => {}
     }
@@ -529,8 +566,14 @@ fn check_reload(findings: &mut Findings, sshd_config: &Path, settings: &Settings
     if !newer.is_empty() {
         findings.problem(
             "sshd",
-            format!("the running sshd (pid {}) started before {} changed: it still uses the old settings, which were not checked here", pid.trim(), newer.join(", ")),
-            "sshd -t && systemctl reload ssh (Debian/Ubuntu) or systemctl reload sshd (RHEL family), then run doctor again",
+            format!(
+                "the running sshd (pid {}) started before {} changed: it still uses the old \
+                 settings, which were not checked here",
+                pid.trim(),
+                newer.join(", ")
+            ),
+            "sshd -t && systemctl reload ssh (Debian/Ubuntu) or systemctl reload sshd (RHEL \
+             family), then run doctor again",
         );
     }
 }
@@ -541,7 +584,8 @@ fn check_exemptions(findings: &mut Findings, policy: &Policy, settings: &Setting
         let list: Vec<String> = local.iter().map(ToString::to_string).collect();
         let forwarding = settings.get("allowtcpforwarding") != "no";
         let message = format!(
-            "exempt_networks {} contain loopback or this host's own addresses: the module never applies them there{}",
+            "exempt_networks {} contain loopback or this host's own addresses: the module never \
+             applies them there{}",
             list.join(", "),
             if forwarding {
                 " (AllowTcpForwarding lets any user relay a login through this host)"
@@ -559,7 +603,8 @@ fn check_exemptions(findings: &mut Findings, policy: &Policy, settings: &Setting
     if !policy.exemptions.exempt_networks.is_empty() && settings.get("usedns") == "yes" {
         findings.warning(
             "exemptions",
-            "UseDNS yes: sshd passes the client's host name, and exempt_networks never match a name",
+            "UseDNS yes: sshd passes the client's host name, and exempt_networks never match a \
+             name",
             "UseDNS no, or exempt by group",
         );
     }
@@ -586,7 +631,8 @@ fn check_login_enrollment(findings: &mut Findings, policy: &Policy, settings: &S
         findings.warning(
             "enroll",
             format!(
-                "enroll_at_login is on, but sshd allows keyboard-interactive without a key first ({}): such logins never enroll (a key must be proven first) and are denied",
+                "enroll_at_login is on, but sshd allows keyboard-interactive without a key first \
+                 ({}): such logins never enroll (a key must be proven first) and are denied",
                 without_key.join(" ")
             ),
             "AuthenticationMethods publickey,keyboard-interactive",
@@ -604,7 +650,8 @@ fn check_login_enrollment(findings: &mut Findings, policy: &Policy, settings: &S
         ),
         _ => findings.ok(
             "enroll",
-            "enroll_at_login is on: users with a key and no enrollment enroll at their next SSH login",
+            "enroll_at_login is on: users with a key and no enrollment enroll at their next SSH \
+             login",
         ),
     }
 }
@@ -671,7 +718,8 @@ fn check_clock(findings: &mut Findings) {
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
-    let fix = "enable NTP (timedatectl set-ntp true, or chrony): codes fail when the server's clock is off by more than ~30 s";
+    let fix = "enable NTP (timedatectl set-ntp true, or chrony): codes fail when the server's \
+               clock is off by more than ~30 s";
     if let Some(tracking) = run("chronyc", &["tracking"]) {
         match tracking.lines().find(|l| l.starts_with("System time")) {
             Some(line) => findings.ok(
@@ -738,8 +786,15 @@ fn check_users(
                 if let Some(ahead) = ahead {
                     findings.problem(
                         "users",
-                        format!("{user}: the last accepted code is {ahead} s ahead of this server's clock (the clock was ahead, or was set back): no code works for {user} until then"),
-                        format!("check the server's clock (the clock line above), then mfa-enroll unlock --user {user}"),
+                        format!(
+                            "{user}: the last accepted code is {ahead} s ahead of this server's \
+                             clock (the clock was ahead, or was set back): no code works for \
+                             {user} until then"
+                        ),
+                        format!(
+                            "check the server's clock (the clock line above), then mfa-enroll \
+                             unlock --user {user}"
+                        ),
                     );
                 }
             }

@@ -118,8 +118,8 @@ impl PamStack {
             } else if control == "substack" {
                 found.push((
                     line.clone(),
-                    "a wrong password does not stop a substack: the code is still asked, \
-                     failures are counted against the user and a typed code is used up",
+                    "a wrong password does not stop a substack: the code is still asked, failures \
+                     are counted against the user and a typed code is used up",
                 ));
             }
         }
@@ -166,8 +166,8 @@ mod tests {
 
     #[test]
     fn controls_paths_arguments_and_dangerous_lines_are_found() {
-        let text = "# comment pam_ecs_mfa.so\nauth substack password-auth\n\
-                    -auth   sufficient  /opt/pam_ecs_mfa.so nulok debug # trailing\n";
+        let text = "# comment pam_ecs_mfa.so\nauth substack password-auth\n-auth   sufficient  \
+                    /opt/pam_ecs_mfa.so nulok debug # trailing\n";
         let stack = PamStack::parse(text).unwrap();
         assert_eq!(stack.control, "sufficient");
         assert_eq!(stack.module, "/opt/pam_ecs_mfa.so");

@@ -327,8 +327,9 @@ fn warning(message: String, fix: &str) -> Issue {
     }
 }
 
-const FIX_METHODS: &str = "AuthenticationMethods publickey,keyboard-interactive (examples/sshd_config.d/50-ecs-mfa.conf; \
-     in a Match block too), then reload sshd";
+const FIX_METHODS: &str = "AuthenticationMethods publickey,keyboard-interactive \
+                           (examples/sshd_config.d/50-ecs-mfa.conf; in a Match block too), then \
+                           reload sshd";
 
 /// What these settings let a login do, for a user who needs MFA (`is_root`: the user is root).
 pub fn analyse(s: &Settings, kind: StackKind, first_factor: bool, is_root: bool) -> Vec<Issue> {
@@ -356,7 +357,12 @@ pub fn analyse(s: &Settings, kind: StackKind, first_factor: bool, is_root: bool)
         && lists.iter().all(|l| l.iter().any(|m| is_pam(m)))
     {
         issues.push(problem(
-            format!("AuthenticationMethods '{}' has no list with publickey before keyboard-interactive, and first_factor=publickey refuses every login without a key: locked out", s.get("authenticationmethods")),
+            format!(
+                "AuthenticationMethods '{}' has no list with publickey before \
+                 keyboard-interactive, and first_factor=publickey refuses every login without a \
+                 key: locked out",
+                s.get("authenticationmethods")
+            ),
             FIX_METHODS,
         ));
     }
@@ -364,7 +370,11 @@ pub fn analyse(s: &Settings, kind: StackKind, first_factor: bool, is_root: bool)
         let text = list.join(",");
         let Some(pam_at) = list.iter().position(|m| is_pam(m)) else {
             issues.push(problem(
-                format!("AuthenticationMethods '{}' lets '{text}' log in without keyboard-interactive: the code is never asked, MFA can be bypassed", s.get("authenticationmethods")),
+                format!(
+                    "AuthenticationMethods '{}' lets '{text}' log in without \
+                     keyboard-interactive: the code is never asked, MFA can be bypassed",
+                    s.get("authenticationmethods")
+                ),
                 FIX_METHODS,
             ));
             continue;
@@ -373,18 +383,28 @@ pub fn analyse(s: &Settings, kind: StackKind, first_factor: bool, is_root: bool)
             StackKind::Key if !list[..pam_at].iter().any(|m| m == "publickey") => {
                 if first_factor {
                     issues.push(warning(
-                        format!("'{text}' has no key before PAM: first_factor=publickey refuses every such login"),
+                        format!(
+                            "'{text}' has no key before PAM: first_factor=publickey refuses every \
+                             such login"
+                        ),
                         FIX_METHODS,
                     ));
                 } else {
                     issues.push(problem(
-                        format!("'{text}' reaches the key + code stack without a key and the module has no first_factor=publickey: the code alone logs in"),
-                        "add first_factor=publickey to the pam_ecs_mfa.so line and set AuthenticationMethods publickey,keyboard-interactive",
+                        format!(
+                            "'{text}' reaches the key + code stack without a key and the module \
+                             has no first_factor=publickey: the code alone logs in"
+                        ),
+                        "add first_factor=publickey to the pam_ecs_mfa.so line and set \
+                         AuthenticationMethods publickey,keyboard-interactive",
                     ));
                 }
             }
             StackKind::Password if list[pam_at] == "password" => issues.push(warning(
-                format!("'{text}': with password authentication sshd answers every PAM prompt with the password, so no code can be typed"),
+                format!(
+                    "'{text}': with password authentication sshd answers every PAM prompt with \
+                     the password, so no code can be typed"
+                ),
                 "use keyboard-interactive (examples/sshd_config.d/50-ecs-mfa-password.conf)",
             )),
             _ => {}
@@ -393,14 +413,18 @@ pub fn analyse(s: &Settings, kind: StackKind, first_factor: bool, is_root: bool)
             && s.get("kbdinteractiveauthentication") != "yes"
         {
             issues.push(problem(
-                "KbdInteractiveAuthentication is not yes: the code cannot be asked (those users are locked out)".into(),
+                "KbdInteractiveAuthentication is not yes: the code cannot be asked (those users \
+                 are locked out)"
+                    .into(),
                 FIX_METHODS,
             ));
         }
     }
     if kind == StackKind::Key && s.is_yes("passwordauthentication") {
         issues.push(problem(
-            "PasswordAuthentication yes with the key + code stack: sshd hands passwords to this stack, which has no password module (the code typed as a password)".into(),
+            "PasswordAuthentication yes with the key + code stack: sshd hands passwords to this \
+             stack, which has no password module (the code typed as a password)"
+                .into(),
             "PasswordAuthentication no (examples/sshd_config.d/50-ecs-mfa.conf)",
         ));
     }
@@ -416,8 +440,12 @@ pub fn analyse(s: &Settings, kind: StackKind, first_factor: bool, is_root: bool)
             .any(|l| l.iter().any(|m| m == "keyboard-interactive"))
     {
         issues.push(problem(
-            format!("PermitRootLogin {root_setting}: sshd replaces root's keyboard-interactive answers, so root can never pass the code"),
-            "PermitRootLogin yes (safe with AuthenticationMethods publickey,keyboard-interactive: key and code are both required), or PermitRootLogin no",
+            format!(
+                "PermitRootLogin {root_setting}: sshd replaces root's keyboard-interactive \
+                 answers, so root can never pass the code"
+            ),
+            "PermitRootLogin yes (safe with AuthenticationMethods publickey,keyboard-interactive: \
+             key and code are both required), or PermitRootLogin no",
         ));
     }
     issues
@@ -428,8 +456,8 @@ mod tests {
     use super::*;
 
     fn settings(text: &str) -> Settings {
-        let base = "usepam yes\npubkeyauthentication yes\nkbdinteractiveauthentication yes\n\
-                    passwordauthentication no\npermitrootlogin no\n";
+        let base = "usepam yes\npubkeyauthentication yes\nkbdinteractiveauthentication \
+                    yes\npasswordauthentication no\npermitrootlogin no\n";
         Settings::parse(&format!("{text}\n{base}"))
     }
 
@@ -497,7 +525,8 @@ mod tests {
     #[test]
     fn root_under_prohibit_password_cannot_pass_and_yes_is_fine() {
         let prohibit = settings(
-            "authenticationmethods publickey,keyboard-interactive\npermitrootlogin prohibit-password",
+            "authenticationmethods publickey,keyboard-interactive\npermitrootlogin \
+             prohibit-password",
         );
         assert!(
             problems(&prohibit, StackKind::Key, true, true)[0]

@@ -44,97 +44,9 @@ pub const DEFAULT_PROMPT: &str = "Verification code: ";
 const MAX_CONFIG_BYTES: u64 = 64 * 1024;
 const MAX_LOCKOUT_SECONDS: u64 = 86_400;
 
-/// The module arguments, as documented (man page, README). [`ModuleArgs::parse`] refuses any
-/// argument whose name is not in this table.
-pub const MODULE_ARGUMENTS: [(&str, &str); 6] = [
-    (
-        "store=DIR",
-        "Enrollment store (default /var/lib/ecs-mfa/users).",
-    ),
-    (
-        "state=DIR",
-        "Volatile replay and lockout state (default /run/ecs-mfa; created 0700 root:root).",
-    ),
-    (
-        "config=FILE",
-        "Config file (default /etc/ecs-mfa/config.toml; absent means defaults).",
-    ),
-    (
-        "nullok",
-        "Users with no enrollment get PAM_IGNORE without a prompt instead of a denial. A broken enrollment is still a denial.",
-    ),
-    (
-        "debug",
-        "One extra log line with the effective settings (never codes or secrets).",
-    ),
-    (
-        "first_factor=publickey",
-        "Deny (before any prompt, also for nullok and exempt users) unless sshd reports in SSH_AUTH_INFO_0 that a public key was accepted earlier in this connection. Use it with every key + code stack; needs OpenSSH >= 7.8.",
-    ),
-];
+mod reference;
 
-/// The config file keys, as documented. Every key [`ConfigFile`] accepts is here (tested).
-pub const CONFIG_KEYS: [(&str, &str); 17] = [
-    ("store", "Enrollment store directory (absolute path)."),
-    ("state", "Volatile state directory (absolute path)."),
-    (
-        "nullok",
-        "true: users with no enrollment pass with PAM_IGNORE (default false).",
-    ),
-    ("debug", "true: extra log line (default false)."),
-    (
-        "window",
-        "Time steps accepted on each side of the current one, 0-10 (default 1).",
-    ),
-    (
-        "max_failures",
-        "Consecutive failures before a lockout, 1-100 (default 5).",
-    ),
-    (
-        "lockout_seconds",
-        "First lockout in seconds, 1-86400 (default 30); each further failure doubles it.",
-    ),
-    (
-        "lockout_max_seconds",
-        "Longest lockout in seconds, lockout_seconds-86400 (default 900).",
-    ),
-    (
-        "prompt",
-        "Prompt text, 1-80 printable characters (default \"Verification code: \").",
-    ),
-    (
-        "require_groups",
-        "If not empty, only members of these groups need MFA; other existing accounts get PAM_IGNORE (default []).",
-    ),
-    (
-        "exempt_groups",
-        "Members of these groups never need MFA: PAM_IGNORE without a prompt (default []).",
-    ),
-    (
-        "exempt_networks",
-        "CIDR networks (\"10.0.0.0/8\", \"2001:db8::/32\") whose logins need no MFA; matched against PAM_RHOST, a host name never matches, loopback and this host's own addresses are never exempt (default []).",
-    ),
-    (
-        "first_factor",
-        "\"publickey\": like the module argument first_factor=publickey; \"none\": no check (default \"none\"; the argument wins).",
-    ),
-    (
-        "issuer",
-        "Issuer shown in the authenticator app for every enrollment made by mfa-enroll or at login, 1-64 printable characters (default: the host name; --issuer wins). One issuer for a fleet gives one app entry for every server.",
-    ),
-    (
-        "enroll_at_login",
-        "true: a user with no enrollment who logged in with an SSH key first enrolls during that login (QR code, confirmation code, recovery codes) instead of being denied (default false).",
-    ),
-    (
-        "enroll_groups",
-        "If not empty, only members of these groups may enroll at login; others are treated as unenrolled (default []).",
-    ),
-    (
-        "enroll_until",
-        "\"YYYY-MM-DD\": the last day (UTC) users may enroll at login; after it they are treated as unenrolled (default: no end).",
-    ),
-];
+pub use reference::{CONFIG_KEYS, MODULE_ARGUMENTS};
 
 /// Everything the authentication flow needs to know, fully validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -785,7 +697,7 @@ mod tests {
 
     #[test]
     fn the_shipped_example_config_documents_the_defaults() {
-        let example = include_str!("../pam-config/config.toml.example");
+        let example = include_str!("../../pam-config/config.toml.example");
         let uncommented: String = example
             .lines()
             .filter_map(|l| l.strip_prefix('#'))

@@ -281,20 +281,17 @@ impl CheckedDir {
     /// Removes temporary files left by [`CheckedDir::write_atomic`] for `name` when a writer was
     /// killed mid-write. Call only while holding the lock every writer of `name` holds, so no
     /// live writer's temporary file is removed.
-    pub fn remove_stale_temps(&self, name: &str) -> Result<usize, FsError> {
+    pub fn remove_stale_temps(&self, name: &str) -> Result<(), FsError> {
         let prefix = format!(".{name}.tmp-");
         let entries = std::fs::read_dir(&self.path)
             .map_err(|e| FsError::new(&self.path, Problem::Io("readdir", io_errno(&e))))?;
-        let mut removed = 0;
         for entry in entries.flatten() {
             let file = entry.file_name();
-            if file.to_str().is_some_and(|f| f.starts_with(&prefix))
-                && self.remove(&file.to_string_lossy())?
-            {
-                removed += 1;
+            if file.to_str().is_some_and(|f| f.starts_with(&prefix)) {
+                self.remove(&file.to_string_lossy())?;
             }
         }
-        Ok(removed)
+        Ok(())
     }
 
     /// Flushes the directory itself (after a removal, so it survives a crash).

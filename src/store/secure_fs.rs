@@ -101,6 +101,11 @@ pub fn check_ancestors(path: &Path) -> Result<(), FsError> {
     let Some(parent) = path.parent() else {
         return Ok(());
     };
+    // The usual case, one lstat per component: a plain path of real directories.
+    if plain_path_is_safe(parent)? {
+        return Ok(());
+    }
+    // A symlink (or `..`) on the way: resolve every prefix and check what it really is.
     let mut checked: Vec<PathBuf> = Vec::new();
     let mut prefix = PathBuf::new();
     for component in parent.components() {
@@ -123,8 +128,39 @@ pub fn check_ancestors(path: &Path) -> Result<(), FsError> {
     Ok(())
 }
 
+/// Walks `dir` from `/` with `lstat`: `Ok(true)` when every component exists, is a real
+/// directory (no symlink) and passes [`check_ancestor`]'s rules, or when the walk reaches a
+/// component that does not exist yet; `Ok(false)` when a symlink or `..` needs the slow path.
+fn plain_path_is_safe(dir: &Path) -> Result<bool, FsError> {
+    use std::path::Component;
+    let mut prefix = PathBuf::new();
+    for component in dir.components() {
+        match component {
+            Component::RootDir | Component::Normal(_) => prefix.push(component),
+            Component::CurDir => continue,
+            Component::ParentDir | Component::Prefix(_) => return Ok(false),
+        }
+        let st = match nix::sys::stat::lstat(&prefix) {
+            Ok(st) => st,
+            Err(Errno::ENOENT) => return Ok(true),
+            Err(e) => return Err(FsError::new(&prefix, Problem::Io("stat", e))),
+        };
+        if st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFLNK.bits() {
+            return Ok(false);
+        }
+        check_stat(&prefix, &prefix, &st)?;
+    }
+    Ok(true)
+}
+
 fn check_ancestor(dir: &Path, via: &Path) -> Result<(), FsError> {
     let st = nix::sys::stat::stat(dir).map_err(|e| FsError::new(dir, Problem::Io("stat", e)))?;
+    check_stat(dir, via, &st)
+}
+
+/// The rules for a directory above: a directory, owned by root, not writable by group/other
+/// unless sticky.
+fn check_stat(dir: &Path, via: &Path, st: &FileStat) -> Result<(), FsError> {
     let shown = if dir == via {
         dir.to_owned()
     } else {

@@ -36,6 +36,13 @@ pub trait Conversation {
     /// Shows `prompt` and returns the answer typed without echo. The buffer is wiped on drop.
     fn ask_hidden(&mut self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError>;
 
+    /// Like [`Conversation::ask_hidden`], but the answer is shown while typed when `echo`
+    /// (PAM_PROMPT_ECHO_ON; config `echo_code`). Conversations that cannot show it ask hidden.
+    fn ask(&mut self, prompt: &str, echo: bool) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
+        let _ = echo;
+        self.ask_hidden(prompt)
+    }
+
     /// Shows `text` without asking anything (PAM_TEXT_INFO): the explanation, QR code and
     /// recovery codes of an enrollment at login. sshd passes such text on with the next prompt.
     fn info(&mut self, text: &str) -> Result<(), ConversationError>;
@@ -197,7 +204,7 @@ fn decide_enrolled(
     let Ok(since_epoch) = now.duration_since(UNIX_EPOCH) else {
         return Decision::deny(Reason::Internal).with_detail("system clock is before 1970");
     };
-    let answer = match conv.ask_hidden(&policy.prompt) {
+    let answer = match conv.ask(&policy.prompt, policy.echo_code) {
         Ok(answer) => answer,
         Err(ConversationError(why)) => {
             return Decision::deny(Reason::NoCode).with_detail(format!("conversation: {why}"));
@@ -471,7 +478,7 @@ fn ask_and_discard(conv: &mut impl Conversation, policy: &Policy) {
     // The answer is ignored (and wiped on drop); asking makes an unknown user look like a
     // known one to the client, and input shaped like a recovery code (or an imported 8-digit
     // scratch code) costs what it costs for an enrolled user, so timing does not tell either.
-    if let Ok(answer) = conv.ask_hidden(&policy.prompt)
+    if let Ok(answer) = conv.ask(&policy.prompt, policy.echo_code)
         && (RecoveryCode::parse(&answer).is_some()
             || RecoveryCode::from_scratch_code(&answer).is_some())
     {

@@ -114,6 +114,14 @@ impl Conversation for Dyn<'_> {
         self.0.ask_hidden(prompt)
     }
 
+    fn ask(
+        &mut self,
+        prompt: &str,
+        echo: bool,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, auth::ConversationError> {
+        self.0.ask(prompt, echo)
+    }
+
     fn info(&mut self, text: &str) -> Result<(), auth::ConversationError> {
         self.0.info(text)
     }
@@ -203,6 +211,19 @@ mod tests {
     struct ScriptConv<'a>(&'a ScriptedPam);
 
     impl Conversation for ScriptConv<'_> {
+        fn ask(
+            &mut self,
+            prompt: &str,
+            echo: bool,
+        ) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
+            let shown = if echo { "(echo) " } else { "" };
+            self.0.prompts.borrow_mut().push(format!("{shown}{prompt}"));
+            match self.0.answers.borrow_mut().pop() {
+                Some(a) => Ok(Zeroizing::new(a.into_bytes())),
+                None => Err(ConversationError("no scripted answer".into())),
+            }
+        }
+
         fn ask_hidden(&mut self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
             self.0.prompts.borrow_mut().push(prompt.to_string());
             match self.0.answers.borrow_mut().pop() {
@@ -294,6 +315,18 @@ mod tests {
                 .starts_with("user=root rhost=192.0.2.7 service=sshd result=success"),
             "{}",
             pam.audit()
+        );
+    }
+
+    #[test]
+    fn echo_code_asks_with_echo_on() {
+        let (_s, args, secret) = setup(&["echo_code"]);
+        let mut pam = ScriptedPam::user("root").answering(&[&code_now(&secret)]);
+        let d = authenticate(&mut pam, Ok(args));
+        assert_eq!(d.reason, Reason::Ok);
+        assert_eq!(
+            *pam.prompts.borrow(),
+            vec!["(echo) Verification code: ".to_string()]
         );
     }
 

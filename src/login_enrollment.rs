@@ -120,7 +120,7 @@ fn enroll(
     )))?;
     let mut confirmed = None;
     for attempt in 1..=CONFIRM_ATTEMPTS {
-        let answer = conv.ask_hidden(CONFIRM_PROMPT).map_err(|e| {
+        let answer = conv.ask(CONFIRM_PROMPT, policy.echo_code).map_err(|e| {
             Decision::deny(Reason::NoCode).with_detail(format!(
                 "enrollment at login abandoned ({}); nothing saved",
                 e.0

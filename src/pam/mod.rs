@@ -11,7 +11,9 @@ use std::ffi::{CStr, CString};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Once;
 
-use pam_bindings::constants::{PAM_PROMPT_ECHO_OFF, PAM_TEXT_INFO, PamFlag, PamResultCode};
+use pam_bindings::constants::{
+    PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_TEXT_INFO, PamFlag, PamResultCode,
+};
 use pam_bindings::conv::Conv;
 use pam_bindings::items::{RHost, Service};
 use pam_bindings::module::{PamHandle, PamHooks};
@@ -135,7 +137,16 @@ struct PamConversation<'a>(Conv<'a>);
 
 impl Conversation for PamConversation<'_> {
     fn ask_hidden(&mut self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
-        match self.0.send(PAM_PROMPT_ECHO_OFF, prompt) {
+        self.ask(prompt, false)
+    }
+
+    fn ask(&mut self, prompt: &str, echo: bool) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
+        let style = if echo {
+            PAM_PROMPT_ECHO_ON
+        } else {
+            PAM_PROMPT_ECHO_OFF
+        };
+        match self.0.send(style, prompt) {
             Ok(Some(answer)) => Ok(Zeroizing::new(answer.as_bytes().to_vec())),
             Ok(None) => Err(ConversationError("empty response".into())),
             Err(code) => Err(ConversationError(format!("PAM code {}", code as i32))),

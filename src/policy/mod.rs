@@ -75,6 +75,8 @@ pub struct Policy {
     pub issuer: Option<String>,
     /// Who may enroll at the first SSH login, if anyone.
     pub enroll_at_login: Option<LoginEnrollment>,
+    /// Show the code while it is typed.
+    pub echo_code: bool,
 }
 
 /// The rules for enrollment at the first SSH login (config `enroll_at_login = true`).
@@ -126,6 +128,7 @@ impl Default for Policy {
             first_factor: FirstFactor::None,
             issuer: None,
             enroll_at_login: None,
+            echo_code: false,
         }
     }
 }
@@ -139,10 +142,11 @@ pub struct ModuleArgs {
     nullok: bool,
     debug: bool,
     first_factor: bool,
+    echo_code: bool,
 }
 
 impl ModuleArgs {
-    /// Parses `store=DIR state=DIR config=FILE nullok debug first_factor=publickey`. Paths must be absolute; every
+    /// Parses `store=DIR state=DIR config=FILE nullok debug first_factor=publickey echo_code`. Paths must be absolute; every
     /// argument may appear once.
     pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Self, PolicyError> {
         let mut parsed = Self::default();
@@ -163,9 +167,10 @@ impl ModuleArgs {
                 }
                 ("nullok", None) => set_flag(&mut parsed.nullok, arg)?,
                 ("debug", None) => set_flag(&mut parsed.debug, arg)?,
+                ("echo_code", None) => set_flag(&mut parsed.echo_code, arg)?,
                 ("first_factor", Some("publickey")) => set_flag(&mut parsed.first_factor, arg)?,
                 ("first_factor", _) => return Err(bad("the only value is first_factor=publickey")),
-                ("nullok" | "debug", Some(_)) => return Err(bad("takes no value")),
+                ("nullok" | "debug" | "echo_code", Some(_)) => return Err(bad("takes no value")),
                 ("store" | "state" | "config", None) => return Err(bad("needs =/absolute/path")),
                 _ => return Err(PolicyError::UnknownArgument(printable(arg))),
             }
@@ -348,6 +353,7 @@ impl Policy {
             first_factor,
             issuer,
             enroll_at_login,
+            echo_code: args.echo_code || config.echo_code.unwrap_or(false),
             config_path,
         })
     }
@@ -374,6 +380,7 @@ struct ConfigFile {
     enroll_at_login: Option<bool>,
     enroll_groups: Option<Vec<String>>,
     enroll_until: Option<String>,
+    echo_code: Option<bool>,
 }
 
 impl ConfigFile {
@@ -572,6 +579,7 @@ mod tests {
                 nullok: true,
                 debug: true,
                 first_factor: false,
+                echo_code: false,
             }
         );
     }
@@ -690,7 +698,7 @@ mod tests {
         }
         assert_eq!(
             MODULE_ARGUMENTS.len(),
-            6,
+            7,
             "a new argument needs a table row and a parser arm"
         );
     }

@@ -4,7 +4,7 @@
 
 /// The module arguments, as documented (man page, README). [`ModuleArgs::parse`] refuses any
 /// argument whose name is not in this table.
-pub const MODULE_ARGUMENTS: [(&str, &str); 6] = [
+pub const MODULE_ARGUMENTS: [(&str, &str); 7] = [
     (
         "store=DIR",
         "Enrollment store (default /var/lib/ecs-mfa/users).",
@@ -29,10 +29,14 @@ pub const MODULE_ARGUMENTS: [(&str, &str); 6] = [
         "first_factor=publickey",
         "Deny (before any prompt, also for nullok and exempt users) unless sshd reports in SSH_AUTH_INFO_0 that a public key was accepted earlier in this connection. Use it with every key + code stack; needs OpenSSH >= 7.8.",
     ),
+    (
+        "echo_code",
+        "Show the code while it is typed (PAM_PROMPT_ECHO_ON), like google-authenticator's echo_verification_code.",
+    ),
 ];
 
 /// The config file keys, as documented. Every key [`ConfigFile`] accepts is here (tested).
-pub const CONFIG_KEYS: [(&str, &str); 17] = [
+pub const CONFIG_KEYS: [(&str, &str); 18] = [
     ("store", "Enrollment store directory (absolute path)."),
     ("state", "Volatile state directory (absolute path)."),
     (
@@ -91,5 +95,9 @@ pub const CONFIG_KEYS: [(&str, &str); 17] = [
     (
         "enroll_until",
         "\"YYYY-MM-DD\": the last day (UTC) users may enroll at login; after it they are treated as unenrolled (default: no end).",
+    ),
+    (
+        "echo_code",
+        "true: show the code while it is typed (default false; the module argument echo_code does the same).",
     ),
 ];

@@ -85,9 +85,11 @@ pub fn in_container(name: &str, options: &[&str], scenario: impl FnOnce()) {
         "the container reported its pid namespace"
     );
     // The kernel kills the namespace's processes when its init exits; give stragglers (still
-    // being torn down on a busy machine) a few seconds before calling them survivors.
+    // being torn down on a busy machine, many container tests at once on 2 cores) up to 30 s
+    // before calling them survivors. A survivor is a live process, not a zombie awaiting its
+    // reaper: those can run nothing.
     let mut survivors = processes_in_namespace(pidns.trim());
-    for _ in 0..50 {
+    for _ in 0..300 {
         if survivors.is_empty() {
             break;
         }
@@ -106,6 +108,15 @@ pub fn processes_in_namespace(ns: &str) -> Vec<String> {
             std::fs::read_link(e.path().join("ns/pid"))
                 .map(|link| link.to_string_lossy() == ns)
                 .unwrap_or(false)
+        })
+        .filter(|e| {
+            // Field 3 of /proc/PID/stat (after the parenthesised command) is the state.
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next());
+            !matches!(state, Some("Z" | "X") | None)
         })
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect()

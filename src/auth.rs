@@ -78,7 +78,7 @@ impl<'a> Attempt<'a> {
 
 /// Authenticates `attempt.user` with the store and state directories named by `policy`.
 pub fn authenticate(
-    conv: &mut impl Conversation,
+    conv: &mut (impl Conversation + ?Sized),
     policy: &Policy,
     attempt: &Attempt<'_>,
     now: SystemTime,
@@ -88,7 +88,7 @@ pub fn authenticate(
 
 /// [`authenticate`] with another source of canonical account names (tests: a fixed list).
 fn authenticate_as(
-    conv: &mut impl Conversation,
+    conv: &mut (impl Conversation + ?Sized),
     policy: &Policy,
     account_of: &dyn Fn(&UserName) -> Option<UserName>,
     attempt: &Attempt<'_>,
@@ -102,7 +102,7 @@ fn authenticate_as(
 /// [`authenticate`] with an explicit store and state backend, and the function that turns the
 /// given user name into the canonical account name (NSS in production).
 pub fn authenticate_with(
-    conv: &mut impl Conversation,
+    conv: &mut (impl Conversation + ?Sized),
     policy: &Policy,
     store: &Store,
     state: &impl StateStore,
@@ -136,7 +136,7 @@ pub fn authenticate_with(
 
 /// Steps 2 onwards, for the canonical account `user`.
 fn decide_account(
-    conv: &mut impl Conversation,
+    conv: &mut (impl Conversation + ?Sized),
     policy: &Policy,
     store: &Store,
     state: &impl StateStore,
@@ -170,7 +170,7 @@ fn decide_account(
 
 /// Steps 2 to 5, for a user who is not exempt.
 fn decide_enrolled(
-    conv: &mut impl Conversation,
+    conv: &mut (impl Conversation + ?Sized),
     policy: &Policy,
     store: &Store,
     state: &impl StateStore,
@@ -429,7 +429,7 @@ fn may_enroll_at_login(
 /// denied like any impossible name, after a prompt, so the client cannot tell it apart from a
 /// wrong code.
 pub fn deny_unreadable_user(
-    conv: &mut impl Conversation,
+    conv: &mut (impl Conversation + ?Sized),
     policy: &Policy,
     ssh_auth_info: Option<&str>,
     why: String,
@@ -474,7 +474,7 @@ fn is_sshd_fake_answer(answer: &[u8]) -> bool {
             .all(|(a, b)| a == b)
 }
 
-fn ask_and_discard(conv: &mut impl Conversation, policy: &Policy) {
+fn ask_and_discard(conv: &mut (impl Conversation + ?Sized), policy: &Policy) {
     // The answer is ignored (and wiped on drop); asking makes an unknown user look like a
     // known one to the client, and input shaped like a recovery code (or an imported 8-digit
     // scratch code) costs what it costs for an enrolled user, so timing does not tell either.
@@ -543,7 +543,7 @@ mod tests {
 
     /// [`authenticate`] with the test accounts instead of NSS.
     fn authenticate_in_test(
-        conv: &mut impl Conversation,
+        conv: &mut (impl Conversation + ?Sized),
         policy: &Policy,
         attempt: &Attempt<'_>,
         now: SystemTime,

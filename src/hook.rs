@@ -55,9 +55,7 @@ pub fn authenticate(pam: &mut impl PamHandler, args: Result<Vec<String>, String>
             let why = format!("cannot read the user name (PAM code {code}; not UTF-8?)");
             let info = pam.env(SSH_AUTH_INFO);
             let decision = pam.with_conversation(|conv| match conv {
-                Some(conv) => {
-                    auth::deny_unreadable_user(&mut Dyn(conv), &policy, info.as_deref(), why)
-                }
+                Some(conv) => auth::deny_unreadable_user(conv, &policy, info.as_deref(), why),
                 None => Decision::deny(Reason::BadUser).with_detail(why),
             });
             return finish(pam, &ctx, decision);
@@ -74,7 +72,7 @@ pub fn authenticate(pam: &mut impl PamHandler, args: Result<Vec<String>, String>
         ssh_auth_info: info.as_deref(),
     };
     let decision = pam.with_conversation(|conv| match conv {
-        Some(conv) => auth::authenticate(&mut Dyn(conv), &policy, &attempt, crate::clock::now()),
+        Some(conv) => auth::authenticate(conv, &policy, &attempt, crate::clock::now()),
         None => Decision::deny(Reason::NoCode).with_detail("the application has no conversation"),
     });
     finish(pam, &ctx, decision)
@@ -101,30 +99,6 @@ fn debug_line(policy: &Policy, ssh_auth_info: Option<&str>) -> String {
 fn finish(pam: &impl PamHandler, ctx: &Context, decision: Decision) -> Decision {
     pam.log(decision.severity(), &audit::line(ctx, &decision));
     decision
-}
-
-/// A `&mut dyn Conversation` as a sized [`Conversation`] for `auth`.
-struct Dyn<'a>(&'a mut dyn Conversation);
-
-impl Conversation for Dyn<'_> {
-    fn ask_hidden(
-        &mut self,
-        prompt: &str,
-    ) -> Result<zeroize::Zeroizing<Vec<u8>>, auth::ConversationError> {
-        self.0.ask_hidden(prompt)
-    }
-
-    fn ask(
-        &mut self,
-        prompt: &str,
-        echo: bool,
-    ) -> Result<zeroize::Zeroizing<Vec<u8>>, auth::ConversationError> {
-        self.0.ask(prompt, echo)
-    }
-
-    fn info(&mut self, text: &str) -> Result<(), auth::ConversationError> {
-        self.0.info(text)
-    }
 }
 
 #[cfg(test)]

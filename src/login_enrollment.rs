@@ -34,7 +34,7 @@ pub const CONFIRM_PROMPT: &str = "Enter the code from the app to confirm: ";
 /// Runs the enrollment for `user`, proven by the SSH key `key` (a `SHA256:` fingerprint).
 /// `None` when another login enrolled the user meanwhile (the caller then asks for a code).
 pub fn run(
-    conv: &mut impl Conversation,
+    conv: &mut (impl Conversation + ?Sized),
     policy: &Policy,
     store: &Store,
     state: &impl StateStore,
@@ -70,7 +70,7 @@ pub fn run(
 /// The conversation and the save; `Ok` with the success decision and the start of the
 /// confirmed step, `Err` with the denial.
 fn enroll(
-    conv: &mut impl Conversation,
+    conv: &mut (impl Conversation + ?Sized),
     policy: &Policy,
     store: &Store,
     user: &UserName,
@@ -96,16 +96,19 @@ fn enroll(
     let uri = otpauth::compact_record_uri(&record);
     // Error correction L keeps the code small (about 23 lines for a typical URI), so that it
     // fits an 80x24 terminal with the text around it.
+    // The QR code, the URI and the grouped secret all carry the secret: wiped buffers.
     let qr = crate::qr::matrix(&uri, qrcode::EcLevel::L)
-        .map(|rows| crate::qr::half_blocks(&rows))
+        .map(|rows| zeroize::Zeroizing::new(crate::qr::half_blocks(&rows)))
         .map_err(|e| internal(format!("cannot draw the QR code: {e}")))?;
     let secret_b32 = record.secret.to_base32();
-    let grouped: String = secret_b32
-        .as_bytes()
-        .chunks(4)
-        .map(|c| std::str::from_utf8(c).unwrap_or(""))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let grouped = zeroize::Zeroizing::new(
+        secret_b32
+            .as_bytes()
+            .chunks(4)
+            .map(|c| std::str::from_utf8(c).unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
     let said = |r: Result<(), crate::auth::ConversationError>| {
         r.map_err(|e| Decision::deny(Reason::NoCode).with_detail(format!("conversation: {}", e.0)))
     };
@@ -114,10 +117,13 @@ fn enroll(
          and you have none yet. Scan the QR code below with Google Authenticator, Microsoft \
          Authenticator or Authy (or add the account by hand), then type the code it shows."
     )))?;
-    said(conv.info(&format!(
-        "{qr}URI:    {}\nSecret: {grouped}\n",
-        uri.as_str()
-    )))?;
+    let shown = zeroize::Zeroizing::new(format!(
+        "{}URI:    {}\nSecret: {}\n",
+        qr.as_str(),
+        uri.as_str(),
+        grouped.as_str()
+    ));
+    said(conv.info(&shown))?;
     let mut confirmed = None;
     for attempt in 1..=CONFIRM_ATTEMPTS {
         let answer = conv.ask(CONFIRM_PROMPT, policy.echo_code).map_err(|e| {
@@ -149,10 +155,10 @@ fn enroll(
     store
         .save(&record, SaveMode::CreateNew)
         .map_err(|e| Decision::deny(Reason::BadFile).with_detail(e.to_string()))?;
-    let mut text = String::from(
+    let mut text = zeroize::Zeroizing::new(String::from(
         "Enrolled. Recovery codes: each works once instead of a code, for when the phone is \
          lost. Keep them offline; they are shown only now.\n",
-    );
+    ));
     for pair in codes.chunks(2) {
         let line: Vec<String> = pair.iter().map(ToString::to_string).collect();
         text.push_str(&format!("  {}\n", line.join("    ")));

@@ -252,26 +252,7 @@ fn one_issuer_from_the_config_for_every_uri_and_the_option_wins() {
     ));
     assert!(own.contains("issuer=Lab"), "{own}");
     // Imports get the configured issuer too.
-    let file = sb.root.join("users.oath");
-    std::fs::write(
-        &file,
-        format!(
-            "HOTP/T30 carol - {}\n",
-            "3132333435363738393031323334353637383930"
-        ),
-    )
-    .unwrap();
-    let out = cli(
-        &sb,
-        &["import", "oath", "--file", file.to_str().unwrap()],
-        b"",
-    );
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    sb.import_oath("carol", "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
     let carol = uri(&cli(&sb, &["show", "--user", "carol", "--json"], b""));
     assert!(carol.contains("issuer=Acme%20ECS"), "{carol}");
     // A bad value is a config error, like every other key.

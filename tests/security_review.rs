@@ -62,46 +62,14 @@ fn removing_and_enrolling_the_same_secret_again_keeps_used_codes_used() {
     assert!(sb.auth("alice", format!("{code}\n").as_bytes()).success);
     let out = cli(&sb, &["remove", "--user", "alice", "--yes"], b"");
     assert!(out.status.success());
-    // pam_oath's users file format, with the same secret (hex).
-    let hex: String = base32_to_bytes(&secret)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let file = sb.root.join("users.oath");
-    std::fs::write(&file, format!("HOTP/T30 alice - {hex}\n")).unwrap();
-    let out = cli(
-        &sb,
-        &["import", "oath", "--file", file.to_str().unwrap()],
-        b"",
-    );
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    // The same secret again, through pam_oath's users-file format.
+    sb.import_oath("alice", &secret);
     let r = sb.auth("alice", format!("{code}\n").as_bytes());
     assert!(
         !r.success,
         "a used code worked again after remove + import: {r:#?}"
     );
     assert!(r.audit().contains("reason=replay"), "{}", r.audit());
-}
-
-fn base32_to_bytes(b32: &str) -> Vec<u8> {
-    let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut bits = 0u64;
-    let mut n = 0;
-    let mut out = Vec::new();
-    for c in b32.chars().filter(|c| *c != '=') {
-        bits = (bits << 5) | alphabet.find(c).unwrap() as u64;
-        n += 5;
-        if n >= 8 {
-            out.push((bits >> (n - 8)) as u8);
-            n -= 8;
-        }
-    }
-    out
 }
 
 /// A store or state below a directory a non-root user can change is refused, by the module

@@ -220,6 +220,26 @@ impl Sandbox {
             .unwrap()
     }
 
+    /// Imports `user` with the base32 `secret` through `mfa-enroll import oath` (a pam_oath
+    /// users-file line); the import must succeed.
+    pub fn import_oath(&self, user: &str, secret: &str) {
+        let key = pam_ecs_mfa::totp::SecretKey::from_base32(secret).unwrap();
+        let hex: String = key.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let file = self.root.join(format!("{user}.oath"));
+        std::fs::write(&file, format!("HOTP/T30 {user} - {hex}\n")).unwrap();
+        let out = cli(
+            self,
+            &["import", "oath", "--file", file.to_str().unwrap()],
+            b"",
+        );
+        assert!(
+            out.status.success(),
+            "{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+
     /// Runs `pamtester ecs-mfa-test USER authenticate` with `input` on stdin.
     pub fn auth(&self, user: &str, input: &[u8]) -> AuthResult {
         self.auth_spawn(user, input, &[]).finish()

@@ -816,6 +816,20 @@ mod tests {
             );
             assert!(d.detail.unwrap().contains("does not exist"));
         }
+        // A store below a directory others can change: the same (the whole path is checked).
+        let store = f.policy.store_dir.with_file_name("users");
+        let above = store.parent().unwrap().to_owned();
+        f.policy.store_dir = store;
+        std::fs::set_permissions(&above, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+            .unwrap();
+        let (d, prompts) = f.login("bob", Some("123456"), NOW);
+        std::fs::set_permissions(&above, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        assert_eq!(
+            (d.outcome, d.reason, prompts),
+            (Outcome::Deny, Reason::BadFile, 1)
+        );
+        assert!(d.detail.unwrap().contains("a directory on the way"));
         // A store that is a file, not a directory: the same.
         f.policy.store_dir = f
             .policy

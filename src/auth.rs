@@ -178,6 +178,9 @@ fn decide_enrolled(
     ssh_auth_info: Option<&str>,
     now: SystemTime,
 ) -> Decision {
+    if let Some(fleet) = &policy.fleet {
+        return crate::auth_fleet::decide_enrolled(conv, policy, fleet, store, state, user, now);
+    }
     let record = match store.load(user) {
         Ok(record) => record,
         Err(StoreError::NotEnrolled)
@@ -201,44 +204,86 @@ fn decide_enrolled(
             return Decision::deny(Reason::BadFile).with_detail(e.to_string());
         }
     };
-    let Ok(since_epoch) = now.duration_since(UNIX_EPOCH) else {
-        return Decision::deny(Reason::Internal).with_detail("system clock is before 1970");
-    };
-    let answer = match conv.ask(&policy.prompt, policy.echo_code) {
-        Ok(answer) => answer,
-        Err(ConversationError(why)) => {
-            return Decision::deny(Reason::NoCode).with_detail(format!("conversation: {why}"));
-        }
-    };
-    if is_sshd_fake_answer(&answer) {
-        return Decision::deny(Reason::SshdReplacedAnswer).with_detail(
-            "sshd replaced the typed code (root without PermitRootLogin yes, or an account sshd \
-             refuses): no code can pass; not counted. For root set PermitRootLogin yes (with \
-             AuthenticationMethods publickey,keyboard-interactive) or no",
-        );
-    }
     drop(record);
-    let decision = state.transact(user, |st| {
-        // The record as it is *now*, under the user's lock: a reset, re-enrollment or removal
-        // while this client sat at the prompt takes effect for this login too.
-        match store.load(user) {
-            Ok(current) => decide(store, &current, policy, &answer, since_epoch.as_secs(), st),
-            Err(StoreError::NotEnrolled) => Decision::deny(Reason::NotEnrolled)
-                .with_detail("the enrollment was removed while the code was being typed"),
-            Err(e) => Decision::deny(Reason::BadFile).with_detail(e.to_string()),
+    let (answer, now) = match ask_code(conv, policy, now) {
+        Ok(asked) => asked,
+        Err(decision) => return decision,
+    };
+    settle_locally(store, state, policy, user, &answer, now, None)
+}
+
+/// Step 5 on local files: under the user's state lock, the record as it is *now* (a reset,
+/// re-enrollment or removal while this client sat at the prompt takes effect for this login
+/// too), then the decision. `offline`: the fleet is unreachable and this is its local copy
+/// (`on_unavailable = "local"`): recovery codes are refused, since only the fleet can keep
+/// them single-use everywhere.
+pub(crate) fn settle_locally(
+    store: &Store,
+    state: &impl StateStore,
+    policy: &Policy,
+    user: &UserName,
+    answer: &[u8],
+    now: u64,
+    offline: Option<&str>,
+) -> Decision {
+    let decision = state.transact(user, |st| match store.load(user) {
+        Ok(current) => {
+            let mut consume = |hash: &str| match offline {
+                Some(why) => Err(Decision::deny(Reason::BackendUnavailable).with_detail(format!(
+                    "{why}; recovery codes need the fleet (single use on every server), not counted"
+                ))),
+                None => store
+                    .update(&current.user, |record| {
+                        let at = record.recovery_codes.iter().position(|h| *h == hash)?;
+                        record.recovery_codes.remove(at);
+                        Some(record.recovery_codes.len())
+                    })
+                    .map_err(|e| Decision::deny(Reason::BadFile).with_detail(e.to_string())),
+            };
+            decide(&current, policy, answer, now, st, &mut consume)
         }
+        Err(StoreError::NotEnrolled) => Decision::deny(Reason::NotEnrolled)
+            .with_detail("the enrollment was removed while the code was being typed"),
+        Err(e) => Decision::deny(Reason::BadFile).with_detail(e.to_string()),
     });
     decision.unwrap_or_else(|e| Decision::deny(Reason::Internal).with_detail(e.to_string()))
 }
 
-/// Steps 4's decision, on the locked state.
-fn decide(
-    store: &Store,
+/// Step 3 and 4: asks for the code; the answer and the time in Unix seconds, or the denial.
+pub(crate) fn ask_code(
+    conv: &mut (impl Conversation + ?Sized),
+    policy: &Policy,
+    now: SystemTime,
+) -> Result<(Zeroizing<Vec<u8>>, u64), Decision> {
+    let Ok(since_epoch) = now.duration_since(UNIX_EPOCH) else {
+        return Err(Decision::deny(Reason::Internal).with_detail("system clock is before 1970"));
+    };
+    let answer = match conv.ask(&policy.prompt, policy.echo_code) {
+        Ok(answer) => answer,
+        Err(ConversationError(why)) => {
+            return Err(Decision::deny(Reason::NoCode).with_detail(format!("conversation: {why}")));
+        }
+    };
+    if is_sshd_fake_answer(&answer) {
+        return Err(Decision::deny(Reason::SshdReplacedAnswer).with_detail(
+            "sshd replaced the typed code (root without PermitRootLogin yes, or an account sshd \
+             refuses): no code can pass; not counted. For root set PermitRootLogin yes (with \
+             AuthenticationMethods publickey,keyboard-interactive) or no",
+        ));
+    }
+    Ok((answer, since_epoch.as_secs()))
+}
+
+/// Step 5's decision, on the current record and the locked (or compared-and-swapped) state.
+/// `consume` uses up a recovery code by its hash: `Ok(Some(remaining))`, `Ok(None)` when it is
+/// no longer there (another login used it), `Err` with the denial when it cannot be done.
+pub(crate) fn decide(
     record: &UserRecord,
     policy: &Policy,
     answer: &[u8],
     now: u64,
     st: &mut crate::state::UserState,
+    consume: &mut dyn FnMut(&str) -> Result<Option<usize>, Decision>,
 ) -> Decision {
     let params = record.params;
     let legacy_scratch = || {
@@ -276,7 +321,7 @@ fn decide(
         return refuse(d);
     }
     if let Some(code) = recovery {
-        return decide_recovery(store, record, &code, policy, now, st);
+        return decide_recovery(record, &code, policy, now, st, consume);
     }
     let verification = match totp::normalize_code(answer, params.digits()) {
         Some(code) => totp::verify(
@@ -354,27 +399,24 @@ fn drift_hint(
 
 /// A recovery code. The Argon2 checks run on the record read under this user's lock but
 /// *outside* the store-wide lock, so one user's (garbage) recovery attempts never delay another
-/// user's login; the matching hash is then removed under the store lock, by value, so two
-/// logins with one code (or a regeneration in between) still give at most one success. Only
-/// input shaped like a recovery code gets here, so TOTP logins never pay for Argon2.
+/// user's login; the matching hash is then removed by `consume` (under the store lock, by
+/// value, for files; in the state's compare-and-swap for the fleet), so two logins with one
+/// code (or a regeneration in between) still give at most one success. Only input shaped like
+/// a recovery code gets here, so TOTP logins never pay for Argon2.
 fn decide_recovery(
-    store: &Store,
     record: &UserRecord,
     code: &RecoveryCode,
     policy: &Policy,
     now: u64,
     st: &mut crate::state::UserState,
+    consume: &mut dyn FnMut(&str) -> Result<Option<usize>, Decision>,
 ) -> Decision {
     let matched = code
         .find_in(&record.recovery_codes)
         .map(|i| record.recovery_codes[i].clone());
     let consumed = match matched {
         None => Ok(None),
-        Some(hash) => store.update(&record.user, |current| {
-            let at = current.recovery_codes.iter().position(|h| *h == hash)?;
-            current.recovery_codes.remove(at);
-            Some(current.recovery_codes.len())
-        }),
+        Some(hash) => consume(&hash),
     };
     match consumed {
         Ok(Some(remaining)) => {
@@ -393,7 +435,7 @@ fn decide_recovery(
             }
         }
         // The code is not consumed and the login is not accepted: fail closed.
-        Err(e) => Decision::deny(Reason::BadFile).with_detail(e.to_string()),
+        Err(denial) => denial,
     }
 }
 
@@ -474,7 +516,7 @@ fn is_sshd_fake_answer(answer: &[u8]) -> bool {
             .all(|(a, b)| a == b)
 }
 
-fn ask_and_discard(conv: &mut (impl Conversation + ?Sized), policy: &Policy) {
+pub(crate) fn ask_and_discard(conv: &mut (impl Conversation + ?Sized), policy: &Policy) {
     // The answer is ignored (and wiped on drop); asking makes an unknown user look like a
     // known one to the client, and input shaped like a recovery code (or an imported 8-digit
     // scratch code) costs what it costs for an enrolled user, so timing does not tell either.

@@ -10,3 +10,11 @@ use std::time::SystemTime;
 pub fn now() -> SystemTime {
     SystemTime::now()
 }
+
+/// The current Unix time in seconds (0 if the clock is before 1970).
+pub fn unix_now() -> u64 {
+    now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

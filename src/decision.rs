@@ -52,13 +52,20 @@ pub enum Reason {
     /// sshd replaced the typed answer with its fixed bad string (root under
     /// `PermitRootLogin prohibit-password`, or an account sshd itself refuses). Not counted.
     SshdReplacedAnswer,
+    /// The fleet backend (etcd) could not be reached within the budget and
+    /// `on_unavailable = "deny"` (or the local copy could not be used either).
+    BackendUnavailable,
+    /// The fleet backend refused (TLS verification, permission, not etcd) or this host's
+    /// fleet files (certificates, fleet key, password) are missing or unsafe. Never falls
+    /// back to the local copy.
+    BackendError,
     /// Anything else: state I/O failure, clock error, caught panic.
     Internal,
 }
 
 impl Reason {
     /// Every reason, in the order the docs list them.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 19] = [
         Self::Ok,
         Self::RecoveryCode,
         Self::EnrolledAtLogin,
@@ -75,6 +82,8 @@ impl Reason {
         Self::NoFirstFactor,
         Self::SshdReplacedAnswer,
         Self::StateInFuture,
+        Self::BackendUnavailable,
+        Self::BackendError,
         Self::Internal,
     ];
 
@@ -107,6 +116,12 @@ impl Reason {
             Self::StateInFuture => {
                 "denied, not counted: the last accepted code lies ahead of the server's clock (it was ahead, or was set back); fix the clock, then mfa-enroll unlock."
             }
+            Self::BackendUnavailable => {
+                "denied: [fleet] etcd could not be reached within timeout_ms and on_unavailable = \"deny\" (detail= has each endpoint's error)."
+            }
+            Self::BackendError => {
+                "denied, never falls back to the local copy: etcd refused (TLS verification, permission, an answer that is not etcd's), or this host's fleet certificate, key, fleet key or password file is missing or unsafe."
+            }
             Self::Internal => "denied: state unusable, clock before 1970, caught panic.",
         }
     }
@@ -130,6 +145,8 @@ impl Reason {
             Self::NoFirstFactor => "no_first_factor",
             Self::SshdReplacedAnswer => "sshd_replaced_answer",
             Self::StateInFuture => "state_in_future",
+            Self::BackendUnavailable => "backend_unavailable",
+            Self::BackendError => "backend_error",
             Self::Internal => "internal",
         }
     }

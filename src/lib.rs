@@ -11,8 +11,11 @@
 pub mod accounts;
 pub mod audit;
 pub mod auth;
+pub mod auth_fleet;
+pub mod backend;
 pub mod clock;
 pub mod decision;
+pub mod fleet;
 pub mod exemption;
 pub mod hook;
 pub mod login_enrollment;

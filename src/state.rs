@@ -158,10 +158,13 @@ pub trait StateStore {
     /// Runs `decide` on `user`'s state while holding the user's exclusive lock. If `decide`
     /// changed the state, it is saved before the lock is released; the result is returned only
     /// if that save succeeded, so a caller can never act on a decision that was not recorded.
+    ///
+    /// `decide` may run more than once (a shared backend runs it again on newer state when
+    /// another writer won a race); only the run whose result is returned was saved.
     fn transact<R>(
         &self,
         user: &UserName,
-        decide: impl FnOnce(&mut UserState) -> R,
+        decide: impl FnMut(&mut UserState) -> R,
     ) -> Result<R, StateError>;
 }
 
@@ -182,7 +185,7 @@ impl StateStore for FileStateStore {
     fn transact<R>(
         &self,
         user: &UserName,
-        decide: impl FnOnce(&mut UserState) -> R,
+        mut decide: impl FnMut(&mut UserState) -> R,
     ) -> Result<R, StateError> {
         let dir = secure_fs::open_or_create_dir(&self.dir)?;
         let _lock = dir.lock_file(&format!("{user}.lock"))?;
@@ -214,6 +217,8 @@ pub enum StateError {
     Fs(FsError),
     /// A state file exists but cannot be parsed. Remove it (or run `mfa-enroll unlock`).
     Corrupt { path: PathBuf, why: Corruption },
+    /// The fleet backend failed.
+    Fleet(crate::fleet::FleetError),
 }
 
 /// Why a state file cannot be read.
@@ -247,6 +252,7 @@ impl fmt::Display for StateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Fs(e) => write!(f, "state: {e}"),
+            Self::Fleet(e) => write!(f, "state: {e}"),
             Self::Corrupt { path, why } => write!(
                 f,
                 "state: {} is corrupt ({why}); remove it to reset this user's state",

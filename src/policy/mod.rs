@@ -21,6 +21,10 @@
 //! enroll_at_login = false            # unenrolled users enroll at their first SSH login (key first)
 //! enroll_groups = []                 # if not empty, only members may enroll at login
 //! enroll_until = "2027-01-31"        # last day (UTC) of enrollment at login
+//!
+//! [fleet]                            # optional: records and state in etcd (see crate::fleet)
+//! backend = "etcd"
+//! endpoints = ["https://10.0.0.11:2379"]
 //! ```
 #![forbid(unsafe_code)]
 
@@ -77,6 +81,8 @@ pub struct Policy {
     pub enroll_at_login: Option<LoginEnrollment>,
     /// Show the code while it is typed.
     pub echo_code: bool,
+    /// The fleet backend (`[fleet] backend = "etcd"`); `None`: local files.
+    pub fleet: Option<crate::fleet::FleetConfig>,
 }
 
 /// The rules for enrollment at the first SSH login (config `enroll_at_login = true`).
@@ -129,6 +135,7 @@ impl Default for Policy {
             issuer: None,
             enroll_at_login: None,
             echo_code: false,
+            fleet: None,
         }
     }
 }
@@ -326,6 +333,16 @@ impl Policy {
                 groups: enroll_groups,
                 until: enroll_until,
             });
+        let fleet = config
+            .fleet
+            .unwrap_or_default()
+            .validate(|key, why| value_err(key, why))?;
+        if fleet.is_some() && enroll_at_login.is_some() {
+            return Err(value_err(
+                "enroll_at_login",
+                "is not available with the etcd backend: hosts may only read records (enroll once with mfa-enroll, from any host)",
+            ));
+        }
         // Validated even when an argument overrides them: a bad value is a bad file.
         let config_store = config_dir("store", config.store)?;
         let config_state = config_dir("state", config.state)?;
@@ -354,6 +371,7 @@ impl Policy {
             issuer,
             enroll_at_login,
             echo_code: args.echo_code || config.echo_code.unwrap_or(false),
+            fleet,
             config_path,
         })
     }
@@ -381,6 +399,7 @@ struct ConfigFile {
     enroll_groups: Option<Vec<String>>,
     enroll_until: Option<String>,
     echo_code: Option<bool>,
+    fleet: Option<crate::fleet::RawFleet>,
 }
 
 impl ConfigFile {

@@ -191,6 +191,8 @@ pub enum StoreError {
     Fs(FsError),
     /// The record file exists but its contents are invalid.
     Record { path: PathBuf, error: RecordError },
+    /// The fleet backend (etcd) failed.
+    Fleet(crate::fleet::FleetError),
 }
 
 impl From<FsError> for StoreError {
@@ -211,6 +213,7 @@ impl fmt::Display for StoreError {
             Self::AlreadyEnrolled => f.write_str("user is already enrolled"),
             Self::Fs(e) => e.fmt(f),
             Self::Record { path, error } => write!(f, "{}: {error}", path.display()),
+            Self::Fleet(e) => e.fmt(f),
         }
     }
 }

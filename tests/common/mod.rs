@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod container;
+pub mod etcd;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;

@@ -6,8 +6,9 @@ use pam_ecs_mfa::auth::{self, Attempt, Conversation, ConversationError};
 use pam_ecs_mfa::decision::{Outcome, Reason};
 use pam_ecs_mfa::policy::FirstFactor;
 use pam_ecs_mfa::recovery;
-use pam_ecs_mfa::state::{FileStateStore, StateStore};
-use pam_ecs_mfa::store::{Store, StoreError};
+use pam_ecs_mfa::backend::Enrollments;
+use pam_ecs_mfa::state::StateStore;
+use pam_ecs_mfa::store::StoreError;
 use pam_ecs_mfa::user_name::UserName;
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -32,30 +33,20 @@ pub struct RemoveArgs {
     yes: bool,
 }
 
-/// Local accounts with a login shell (from /etc/passwd), then records in the store for
-/// which no such account exists.
-pub fn all_accounts(store: &Store) -> Result<Vec<(UserName, Option<bool>)>, Failure> {
+/// Local accounts with a login shell (from /etc/passwd), then records (in the store, or the
+/// fleet) for which no such account exists.
+pub fn all_accounts(records: &Enrollments) -> Result<Vec<(UserName, Option<bool>)>, Failure> {
     let mut users: Vec<(UserName, Option<bool>)> = pam_ecs_mfa::accounts::system_login_accounts()
         .map_err(|e| Failure::new(Exit::Failure, format!("/etc/passwd: {e}")))?
         .into_iter()
         .map(|a| (a.name, Some(true)))
         .collect();
-    if let Ok(entries) = std::fs::read_dir(store.dir()) {
-        let mut orphans: Vec<String> = entries
-            .flatten()
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()?
-                    .strip_suffix(".toml")
-                    .map(str::to_owned)
-            })
-            .filter(|name| !users.iter().any(|(u, _)| u.as_str() == name))
-            .collect();
-        orphans.sort();
-        for name in orphans {
-            if let Ok(user) = UserName::parse(&name) {
-                users.push((user, Some(false)));
-            }
+    let enrolled = records
+        .enrolled_users()
+        .map_err(|e| crate::store_failure(&UserName::parse("all").expect("valid"), e))?;
+    for user in enrolled {
+        if !users.iter().any(|(u, _)| *u == user) {
+            users.push((user, Some(false)));
         }
     }
     Ok(users)
@@ -65,7 +56,7 @@ pub fn remove(g: &Global, args: RemoveArgs) -> Result<(), Failure> {
     crate::require_root()?;
     let user = target_user(args.user.as_deref())?;
     let policy = g.policy()?;
-    let store = Store::new(&policy.store_dir);
+    let store = g.enrollments(&policy)?;
     if !store
         .is_enrolled(&user)
         .map_err(|e| store_failure(&user, e))?
@@ -78,8 +69,9 @@ pub fn remove(g: &Global, args: RemoveArgs) -> Result<(), Failure> {
     store.remove(&user).map_err(|e| store_failure(&user, e))?;
     // Failures go, the replay mark stays: were the same secret enrolled again (import), a code
     // already used must not work a second time.
-    if let Err(e) =
-        FileStateStore::new(&policy.state_dir).transact(&user, |st| st.forget_failures())
+    if let Err(e) = store
+        .states(&policy)
+        .transact(&user, |st| st.forget_failures())
     {
         errln!("mfa-enroll: warning: could not reset login state: {e}");
     }
@@ -110,20 +102,25 @@ pub fn unlock(g: &Global, args: UserArgs) -> Result<(), Failure> {
     crate::require_root()?;
     let user = target_user(args.user.as_deref())?;
     let policy = g.policy()?;
-    if !Store::new(&policy.store_dir)
+    let records = g.enrollments(&policy)?;
+    if !records
         .is_enrolled(&user)
         .map_err(|e| store_failure(&user, e))?
     {
         return Err(store_failure(&user, StoreError::NotEnrolled));
     }
     let now = unix_now()?;
-    let before = FileStateStore::new(&policy.state_dir)
+    let before = records
+        .states(&policy)
         .transact(&user, |st| {
             let before = *st;
             st.unlock(now);
             before
         })
-        .map_err(|e| Failure::new(Exit::Store, e.to_string()))?;
+        .map_err(|e| match e {
+            pam_ecs_mfa::state::StateError::Fleet(e) => crate::backend_failure(e),
+            e => Failure::new(Exit::Store, e.to_string()),
+        })?;
     log_change(
         "unlock",
         &user,
@@ -205,7 +202,7 @@ pub fn verify(g: &Global, args: UserArgs) -> Result<(), Failure> {
 pub fn recovery(g: &Global, args: UserArgs) -> Result<(), Failure> {
     crate::require_root()?;
     let user = target_user(args.user.as_deref())?;
-    let store = g.store()?;
+    let store = g.enrollments(&g.policy()?)?;
     if !store
         .is_enrolled(&user)
         .map_err(|e| store_failure(&user, e))?
@@ -226,7 +223,7 @@ pub fn recovery(g: &Global, args: UserArgs) -> Result<(), Failure> {
         outln!("New recovery codes for {user}; the previous ones stop working now.\n");
         print_recovery_codes(&codes);
     }
-    if let Err(e) = store.update(&user, |record| record.recovery_codes = hashes) {
+    if let Err(e) = store.update(&user, |record| record.recovery_codes = hashes.clone()) {
         errln!(
             "mfa-enroll: the recovery codes shown above were NOT saved and do not work; the previous ones still do"
         );

@@ -1,10 +1,10 @@
 //! `enroll`, `reset` and `show`: new secret, QR code, confirmation, atomic save.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use pam_ecs_mfa::recovery::{self, RecoveryCode};
-use pam_ecs_mfa::state::{FileStateStore, StateStore};
+use pam_ecs_mfa::state::StateStore;
 use pam_ecs_mfa::store::{SaveMode, UserRecord};
 use pam_ecs_mfa::totp::{self, Algorithm, SecretKey, TotpParams, Verification};
 use pam_ecs_mfa::user_name::UserName;
@@ -103,7 +103,7 @@ pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
     crate::require_root()?;
     let user = target_user(args.user.as_deref())?;
     let policy = g.policy()?;
-    let store = pam_ecs_mfa::store::Store::new(&policy.store_dir);
+    let store = g.enrollments(&policy)?;
     let enrolled = store
         .is_enrolled(&user)
         .map_err(|e| store_failure(&user, e))?;
@@ -200,7 +200,7 @@ pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
     store
         .save(&record, save_mode)
         .map_err(|e| store_failure(&user, e))?;
-    reset_state(&policy.state_dir, &user, confirmed_step);
+    reset_state(&store.states(&policy), &user, confirmed_step);
     let action = match (mode, enrolled) {
         (Mode::Reset, _) | (Mode::Enroll, true) => "reset",
         (Mode::Enroll, false) => "enroll",
@@ -219,7 +219,7 @@ pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
     if !g.json {
         outln!(
             "Enrolled {user}. Record: {}",
-            store.record_path(&user).display()
+            store.location(&user)
         );
     }
     Ok(())
@@ -231,7 +231,7 @@ pub fn show(g: &Global, args: ShowArgs) -> Result<(), Failure> {
     crate::require_root()?;
     let user = target_user(args.user.as_deref())?;
     let record = g
-        .store()?
+        .enrollments(&g.policy()?)?
         .load(&user)
         .map_err(|e| store_failure(&user, e))?;
     let uri = uri_of(&record);
@@ -311,8 +311,7 @@ fn confirm(record: &UserRecord) -> Result<u64, Failure> {
 /// used. The replay mark is kept (a code used before must never work again). Best effort:
 /// enrollment succeeded already, and missing state only means the confirmation code could be
 /// used once more within its 30 seconds.
-fn reset_state(dir: &Path, user: &UserName, confirmed: Option<u64>) {
-    let state = FileStateStore::new(dir);
+fn reset_state(state: &impl StateStore, user: &UserName, confirmed: Option<u64>) {
     let result = state.transact(user, |st| {
         st.forget_failures();
         if let Some(step_start) = confirmed {

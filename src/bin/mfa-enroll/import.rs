@@ -7,7 +7,8 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use pam_ecs_mfa::recovery::RecoveryCode;
-use pam_ecs_mfa::store::{SaveMode, Store, UserRecord};
+use pam_ecs_mfa::backend::Enrollments;
+use pam_ecs_mfa::store::{SaveMode, UserRecord};
 use pam_ecs_mfa::totp::{Algorithm, SecretKey, TotpParams};
 use pam_ecs_mfa::user_name::UserName;
 use zeroize::Zeroizing;
@@ -89,7 +90,7 @@ struct SkippedEntry<'a> {
 pub fn run(g: &Global, cmd: ImportCommand) -> Result<(), Failure> {
     crate::require_root()?;
     let policy = g.policy()?;
-    let store = Store::new(&policy.store_dir);
+    let store = g.enrollments(&policy)?;
     let issuer = pam_ecs_mfa::otpauth::clean_name(
         &policy
             .issuer
@@ -147,7 +148,7 @@ pub fn run(g: &Global, cmd: ImportCommand) -> Result<(), Failure> {
 }
 
 fn save(
-    store: &Store,
+    store: &Enrollments,
     issuer: &str,
     f: Found,
     dry_run: bool,

@@ -12,6 +12,7 @@ mod apps;
 mod docs;
 mod doctor;
 mod enroll;
+mod fleet;
 mod import;
 mod qr;
 mod status;
@@ -21,7 +22,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pam_ecs_mfa::policy::{DEFAULT_CONFIG_PATH, Policy};
-use pam_ecs_mfa::store::{Store, StoreError};
+use pam_ecs_mfa::backend::Enrollments;
+use pam_ecs_mfa::store::StoreError;
 use pam_ecs_mfa::user_name::UserName;
 
 /// Exit statuses, one per kind of failure (documented in the man page and README.md).
@@ -49,6 +51,8 @@ pub enum Exit {
     Partial = 10,
     /// `doctor`: at least one problem found.
     Doctor = 11,
+    /// The fleet backend (etcd) is unreachable, refused, or this host's fleet files are bad.
+    Backend = 12,
 }
 
 /// Text for `--help` and the man page.
@@ -56,6 +60,7 @@ pub const EXIT_STATUS_HELP: &str = "Exit status: 0 success, 1 other failure, 2 u
 3 not root, 4 already enrolled, 5 not enrolled, 6 store problem (unsafe permissions, \
 unreadable), 7 confirmation failed (nothing written), 8 verify: code not accepted, \
 9 config file invalid, 10 import: some entries not imported, 11 doctor: problems found, \
+12 fleet backend (etcd) unreachable or refused, \
 141 standard output closed early (e.g. piped into head; nothing was saved after that point).";
 
 /// A failure: exit status plus the one line shown on stderr.
@@ -107,6 +112,13 @@ pub struct Global {
     /// Machine-readable output: one JSON object on stdout and nothing else.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Fleet backend: the etcd RBAC user to act as (an administrator; writing records needs
+    /// one when RBAC is on). Default: the host's user from the config file, if any.
+    #[arg(long, value_name = "NAME", global = true, requires = "etcd_password_file")]
+    etcd_user: Option<String>,
+    /// File holding that user's password (one line; `-` reads it from standard input).
+    #[arg(long, value_name = "FILE", global = true, requires = "etcd_user")]
+    etcd_password_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -130,6 +142,9 @@ enum Command {
     /// Migrate enrollments from google-authenticator-libpam or pam_oath.
     #[command(subcommand)]
     Import(import::ImportCommand),
+    /// The etcd fleet backend: fleet init, push, sync, status (docs/fleet.md).
+    #[command(subcommand)]
+    Fleet(fleet::FleetCommand),
     /// Check this server: module, sshd PAM stack, sshd settings, permissions, config, clock,
     /// users who need MFA but are not enrolled. Each finding comes with a fix.
     Doctor(doctor::DoctorArgs),
@@ -156,6 +171,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => admin::verify(&g, args),
         Command::Recovery(args) => admin::recovery(&g, args),
         Command::Import(cmd) => import::run(&g, cmd),
+        Command::Fleet(cmd) => fleet::run(&g, cmd),
         Command::Doctor(args) => doctor::doctor(&g, args),
         Command::Completions(args) => docs::completions(args),
         Command::Man(args) => docs::man(args),
@@ -184,10 +200,49 @@ impl Global {
         Ok(policy)
     }
 
-    /// The enrollment store.
-    pub fn store(&self) -> Result<Store, Failure> {
-        Ok(Store::new(self.policy()?.store_dir))
+    /// The enrollment records `policy` names: the local store, or the fleet (etcd) with the
+    /// administrator credentials given on the command line, else the host's.
+    pub fn enrollments(&self, policy: &Policy) -> Result<Enrollments, Failure> {
+        let admin = match (&self.etcd_user, &self.etcd_password_file) {
+            (Some(user), Some(file)) => Some((user.as_str(), read_password(file)?)),
+            _ => None,
+        };
+        if policy.fleet.is_none() && admin.is_some() {
+            return Err(Failure::new(
+                Exit::Usage,
+                "--etcd-user: the config file does not use the etcd backend ([fleet] backend = \"etcd\")",
+            ));
+        }
+        Enrollments::for_policy(policy, admin).map_err(backend_failure)
     }
+}
+
+/// Reads an etcd password from a file or, for `-`, standard input (one line).
+fn read_password(path: &std::path::Path) -> Result<zeroize::Zeroizing<String>, Failure> {
+    use std::io::Read;
+    let mut text = zeroize::Zeroizing::new(String::new());
+    let result = if path.as_os_str() == "-" {
+        std::io::stdin().lock().read_to_string(&mut text)
+    } else {
+        std::fs::File::open(path).and_then(|mut f| f.read_to_string(&mut text))
+    };
+    result.map_err(|e| Failure::new(Exit::Usage, format!("--etcd-password-file {}: {e}", path.display())))?;
+    let password = text.lines().next().unwrap_or("");
+    if password.is_empty() {
+        return Err(Failure::new(Exit::Usage, "--etcd-password-file: empty password"));
+    }
+    Ok(zeroize::Zeroizing::new(password.to_string()))
+}
+
+/// Maps a fleet error to exit status 12 with its message.
+pub fn backend_failure(e: pam_ecs_mfa::fleet::FleetError) -> Failure {
+    let hint = match &e {
+        pam_ecs_mfa::fleet::FleetError::Refused(why) if why.contains("permission denied") => {
+            " (writing records needs administrator credentials: --etcd-user NAME --etcd-password-file FILE)"
+        }
+        _ => "",
+    };
+    Failure::new(Exit::Backend, format!("{e}{hint}"))
 }
 
 /// Fails with [`Exit::NotRoot`] unless running as root.
@@ -238,6 +293,7 @@ pub fn store_failure(user: &UserName, e: StoreError) -> Failure {
             Exit::AlreadyEnrolled,
             format!("{user} is already enrolled; use --force to replace the enrollment"),
         ),
+        StoreError::Fleet(e) => backend_failure(e),
         e => Failure::new(Exit::Store, e.to_string()),
     }
 }

@@ -3,9 +3,10 @@
 use std::fmt;
 
 use pam_ecs_mfa::policy::Policy;
-use pam_ecs_mfa::state::{FileStateStore, StateStore};
+use pam_ecs_mfa::backend::{Enrollments, States};
+use pam_ecs_mfa::state::StateStore;
+use pam_ecs_mfa::store::StoreError;
 use pam_ecs_mfa::store::record::Origin;
-use pam_ecs_mfa::store::{Store, StoreError};
 use pam_ecs_mfa::user_name::UserName;
 use serde::Serialize;
 
@@ -75,8 +76,8 @@ pub struct LoginState {
 pub fn status(g: &Global, args: StatusArgs) -> Result<(), Failure> {
     crate::require_root()?;
     let policy = g.policy()?;
-    let store = Store::new(&policy.store_dir);
-    let state = FileStateStore::new(&policy.state_dir);
+    let store = g.enrollments(&policy)?;
+    let state = store.states(&policy);
     let now = unix_now()?;
     let users: Vec<(UserName, Option<bool>)> = if args.all {
         all_accounts(&store)?
@@ -117,8 +118,8 @@ pub fn status(g: &Global, args: StatusArgs) -> Result<(), Failure> {
 }
 
 fn user_status(
-    store: &Store,
-    state: &FileStateStore,
+    store: &Enrollments,
+    state: &States<'_>,
     policy: &Policy,
     user: &UserName,
     now: u64,

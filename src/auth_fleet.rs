@@ -1,0 +1,180 @@
+//! Steps 2 to 5 of the authentication flow (see `auth`) with the fleet backend
+//! (`[fleet] backend = "etcd"`): the record and the state live in etcd, read together before
+//! the prompt and settled with one compare-and-swap after it (`fleet::login`).
+//!
+//! When etcd cannot be reached (`FleetError::Unavailable` only: never after a TLS or
+//! permission failure) and `on_unavailable = "local"`, the login runs on this host's local copy
+//! of the records (refreshed by every online login and by `mfa-enroll fleet sync`) and its local
+//! state, with a note in the audit line that fleet-wide replay protection and lockout are off.
+//! Offline, recovery codes are refused (only the fleet can keep them single-use everywhere) and
+//! a user the local copy does not know is denied even with `nullok` (the copy may be older than
+//! the user's enrollment).
+#![forbid(unsafe_code)]
+
+use std::time::SystemTime;
+
+use crate::auth::{Conversation, ask_and_discard, ask_code, decide, settle_locally};
+use crate::decision::{Decision, Reason};
+use crate::fleet::login::Fleet;
+use crate::fleet::state::{FleetState, recovery_id};
+use crate::fleet::{FleetConfig, FleetError, OnUnavailable};
+use crate::policy::Policy;
+use crate::state::StateStore;
+use crate::store::{SaveMode, Store, StoreError, UserRecord};
+use crate::user_name::UserName;
+
+/// Steps 2 to 5 for `user` with the fleet backend; `store` and `state` are the local copy.
+pub(crate) fn decide_enrolled(
+    conv: &mut (impl Conversation + ?Sized),
+    policy: &Policy,
+    config: &FleetConfig,
+    store: &Store,
+    state: &impl StateStore,
+    user: &UserName,
+    now: SystemTime,
+) -> Decision {
+    let local = config.on_unavailable == OnUnavailable::Local;
+    let fleet = match Fleet::open(config, Some(&policy.state_dir)) {
+        Ok(fleet) => fleet,
+        Err(e) => {
+            ask_and_discard(conv, policy);
+            return denial(&e);
+        }
+    };
+    let snapshot = match fleet.read(user) {
+        Ok(snapshot) => snapshot,
+        Err(e) if local && e.is_unavailable() => {
+            return offline(conv, policy, store, state, user, now, &e);
+        }
+        Err(e) => {
+            ask_and_discard(conv, policy);
+            return denial(&e);
+        }
+    };
+    let note = if local {
+        refresh_local_copy(store, user, snapshot.record.as_ref())
+    } else {
+        None
+    };
+    if snapshot.record.is_none() {
+        if policy.nullok {
+            return Decision::ignore(Reason::NotEnrolled).with_detail("nullok");
+        }
+        ask_and_discard(conv, policy);
+        return with_note(Decision::deny(Reason::NotEnrolled), note);
+    }
+    let (answer, now) = match ask_code(conv, policy, now) {
+        Ok(asked) => asked,
+        Err(decision) => return decision,
+    };
+    let settled = fleet.settle(user, snapshot, |record, st| {
+        let Some(current) = record else {
+            return Decision::deny(Reason::NotEnrolled)
+                .with_detail("the enrollment was removed while the code was being typed");
+        };
+        let FleetState {
+            login,
+            used_recovery,
+        } = st;
+        // The record's recovery codes are already the unused ones.
+        let left = current.recovery_codes.len().saturating_sub(1);
+        let mut consume = |hash: &str| {
+            let id = recovery_id(hash);
+            if used_recovery.contains(&id) {
+                return Ok(None);
+            }
+            used_recovery.push(id);
+            Ok(Some(left))
+        };
+        decide(current, policy, &answer, now, login, &mut consume)
+    });
+    match settled {
+        Ok((decision, _)) => with_note(decision, note),
+        Err(e) if local && e.is_unavailable() => {
+            let why = offline_note(&e);
+            with_note(
+                settle_locally(store, state, policy, user, &answer, now, Some(&why)),
+                Some(why),
+            )
+        }
+        Err(e) => denial(&e),
+    }
+}
+
+/// The whole login on the local copy (etcd unreachable before the prompt).
+fn offline(
+    conv: &mut (impl Conversation + ?Sized),
+    policy: &Policy,
+    store: &Store,
+    state: &impl StateStore,
+    user: &UserName,
+    now: SystemTime,
+    e: &FleetError,
+) -> Decision {
+    let why = offline_note(e);
+    match store.load(user) {
+        Ok(_) => {}
+        Err(StoreError::NotEnrolled) => {
+            ask_and_discard(conv, policy);
+            return Decision::deny(Reason::BackendUnavailable).with_detail(format!(
+                "{why}; the local copy has no enrollment for this user (nullok does not apply offline: the copy may be older than the enrollment)"
+            ));
+        }
+        Err(other) => {
+            ask_and_discard(conv, policy);
+            return Decision::deny(Reason::BackendUnavailable)
+                .with_detail(format!("{why}; the local copy is unusable: {other}"));
+        }
+    }
+    let (answer, now) = match ask_code(conv, policy, now) {
+        Ok(asked) => asked,
+        Err(decision) => return decision,
+    };
+    with_note(
+        settle_locally(store, state, policy, user, &answer, now, Some(&why)),
+        Some(why),
+    )
+}
+
+fn offline_note(e: &FleetError) -> String {
+    format!(
+        "fleet unavailable, local copy used (on_unavailable=local: fleet-wide replay protection and lockout are off for this login): {e}"
+    )
+}
+
+/// Makes the local copy of `user`'s record match the fleet's. Returns a note when it could not
+/// (the login goes on: the copy only matters during an outage).
+fn refresh_local_copy(store: &Store, user: &UserName, record: Option<&UserRecord>) -> Option<String> {
+    let result = match record {
+        Some(record) => match store.load(user) {
+            Ok(local) if local == *record => Ok(()),
+            _ => store.save(record, SaveMode::Replace),
+        },
+        None => match store.is_enrolled(user) {
+            Ok(true) => store.remove(user),
+            Ok(false) => Ok(()),
+            Err(e) => Err(e),
+        },
+    };
+    result
+        .err()
+        .map(|e| format!("the local copy was not refreshed: {e}"))
+}
+
+fn with_note(decision: Decision, note: Option<String>) -> Decision {
+    match note {
+        Some(note) if decision.detail.is_none() => decision.with_detail(note),
+        _ => decision,
+    }
+}
+
+/// The denial for a fleet error.
+pub(crate) fn denial(e: &FleetError) -> Decision {
+    let reason = match e {
+        FleetError::Unavailable(_) => Reason::BackendUnavailable,
+        FleetError::Refused(_) | FleetError::LocalFile(_) => Reason::BackendError,
+        FleetError::BadValue(_) => Reason::BadFile,
+        FleetError::Contention => Reason::Internal,
+    };
+    Decision::deny(reason).with_detail(e.to_string())
+}

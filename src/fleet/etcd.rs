@@ -1,0 +1,670 @@
+//! A small blocking client for etcd v3's JSON gateway (`POST /v3/...`), over mutual TLS.
+//!
+//! Why this shape (measured facts in docs/fleet.md): it runs inside sshd's authentication
+//! child, so no async runtime and no thread per request (ureq with rustls, only connect/send/
+//! receive timeouts set: its resolver then spawns no thread; endpoints are IP literals or
+//! /etc/hosts names). Every call has one budget (`timeout_ms`) across all endpoints, which
+//! are tried in turn starting with the one that answered last; etcd's own 7 s server-side
+//! timeout is never waited for.
+//!
+//! Error classes, and what a login makes of them ([`FleetError`]):
+//! - connection refused/reset, timeouts, 5xx (quorum lost: 503 code 14, 500 code 2):
+//!   `Unavailable`, try the next endpoint; may fall back to the local copy.
+//! - TLS verification failures (wrong CA, rejected client certificate), a connection the
+//!   server closes under a request (how TLS 1.3 shows a rejected client certificate), 4xx,
+//!   answers that are not etcd's: `Refused`, never a fallback (they may be an attack).
+//! - A write whose answer timed out may or may not have been committed: every state write is a
+//!   compare-and-swap on `mod_revision`, so trying it again (here, on the next endpoint, or at
+//!   the next login) can never apply it twice.
+//! - A compare that fails comes back *without* a `succeeded` field (proto3 omits false).
+#![forbid(unsafe_code)]
+
+use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use base64ct::{Base64, Encoding};
+use serde_json::{Value, json};
+use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig, TlsProvider};
+use zeroize::Zeroizing;
+
+use super::{FleetConfig, FleetError};
+use crate::store::secure_fs::{self, FileRules};
+
+/// Largest answer read (a `status --all` of a big fleet lists keys only).
+const MAX_ANSWER_BYTES: u64 = 16 * 1024 * 1024;
+/// A cached RBAC token is reused for this long (etcd's default token TTL is 300 s).
+const TOKEN_REUSE_SECONDS: u64 = 240;
+const TOKEN_CACHE_FILE: &str = "etcd-token.cache";
+
+/// One key-value pair as read.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Kv {
+    /// The key (UTF-8; ecs-mfa writes only ASCII keys).
+    pub key: String,
+    /// The value (may be a sealed record: wiped on drop).
+    pub value: Zeroizing<Vec<u8>>,
+    /// Revision of the last change of this key (the compare-and-swap token).
+    pub mod_revision: i64,
+}
+
+impl std::fmt::Debug for Kv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Kv({} @{}, {} bytes)", self.key, self.mod_revision, self.value.len())
+    }
+}
+
+/// A condition of a transaction.
+#[derive(Debug, Clone)]
+pub enum Cmp {
+    /// The key's `mod_revision` equals this (0: the key does not exist).
+    ModRevision(String, i64),
+}
+
+/// One operation of a transaction branch.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Read one key.
+    Get(String),
+    /// Read every key under a prefix (values omitted when `keys_only`).
+    Prefix { prefix: String, keys_only: bool },
+    /// Write a key.
+    Put(String, Vec<u8>),
+    /// Delete a key.
+    Delete(String),
+}
+
+/// The answer to a transaction.
+#[derive(Debug)]
+pub struct TxnAnswer {
+    /// Whether every compare held (the success branch ran).
+    pub succeeded: bool,
+    /// For each operation of the branch that ran: the pairs it read (empty for writes).
+    pub reads: Vec<Vec<Kv>>,
+}
+
+/// What one endpoint said.
+#[derive(Debug)]
+pub struct MemberStatus {
+    /// etcd's version.
+    pub version: String,
+    /// This member's id and the leader's (hex).
+    pub member: String,
+    pub leader: String,
+    /// Size of the database in bytes.
+    pub db_size: u64,
+}
+
+/// RBAC credentials.
+struct Credentials {
+    user: String,
+    password: Zeroizing<String>,
+}
+
+/// A client for one cluster.
+pub struct Etcd {
+    endpoints: Vec<String>,
+    agent: ureq::Agent,
+    budget: Duration,
+    credentials: Option<Credentials>,
+    token: RefCell<Option<Zeroizing<String>>>,
+    token_cache: Option<PathBuf>,
+    /// The endpoint that answered last (tried first next time).
+    preferred: Cell<usize>,
+}
+
+/// How one attempt at one endpoint ended, when it did not succeed.
+enum AttemptError {
+    Unavailable(String),
+    Refused(String),
+    /// The RBAC token was rejected (expired): get a new one and try again once.
+    Token,
+}
+
+impl Etcd {
+    /// A client with the TLS files and credentials named in `config`. `token_cache`: a
+    /// root-only directory where an RBAC token may be kept between logins (each login is a
+    /// new process; authenticating costs a bcrypt on the server, ~70-100 ms).
+    pub fn new(config: &FleetConfig, token_cache: Option<&Path>) -> Result<Self, FleetError> {
+        let tls = tls_config(config)?;
+        let credentials = match &config.user {
+            None => None,
+            Some((user, file)) => Some(Credentials {
+                user: user.clone(),
+                password: read_password(file)?,
+            }),
+        };
+        Ok(Self::with_tls(
+            config.endpoints.clone(),
+            tls,
+            config.timeout,
+            credentials,
+            token_cache.map(Path::to_owned),
+        ))
+    }
+
+    /// Like [`Etcd::new`], with other RBAC credentials than the host's (an administrator's,
+    /// from `mfa-enroll --etcd-user`) and no token cache.
+    pub fn with_user(
+        config: &FleetConfig,
+        user: &str,
+        password: Zeroizing<String>,
+    ) -> Result<Self, FleetError> {
+        let tls = tls_config(config)?;
+        Ok(Self::with_tls(
+            config.endpoints.clone(),
+            tls,
+            config.timeout,
+            Some(Credentials {
+                user: user.to_string(),
+                password,
+            }),
+            None,
+        ))
+    }
+
+    fn with_tls(
+        endpoints: Vec<String>,
+        tls: TlsConfig,
+        budget: Duration,
+        credentials: Option<Credentials>,
+        token_cache: Option<PathBuf>,
+    ) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .https_only(true)
+            .user_agent("ecs-mfa")
+            .build()
+            .new_agent();
+        Self {
+            endpoints,
+            agent,
+            budget,
+            credentials,
+            token: RefCell::new(None),
+            token_cache,
+            preferred: Cell::new(0),
+        }
+    }
+
+    /// The endpoints, as configured.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// Reads one key (linearizable: a minority node never answers it).
+    pub fn get(&self, key: &str) -> Result<Option<Kv>, FleetError> {
+        let answer = self.txn(&[], &[Op::Get(key.to_string())], &[])?;
+        Ok(answer.reads.into_iter().flatten().next())
+    }
+
+    /// Runs one transaction: `success` if every compare holds, else `failure`.
+    pub fn txn(&self, compare: &[Cmp], success: &[Op], failure: &[Op]) -> Result<TxnAnswer, FleetError> {
+        let body = json!({
+            "compare": compare.iter().map(cmp_json).collect::<Vec<_>>(),
+            "success": success.iter().map(op_json).collect::<Vec<_>>(),
+            "failure": failure.iter().map(op_json).collect::<Vec<_>>(),
+        });
+        let answer = self.call("/v3/kv/txn", &body)?;
+        // Absent when false (proto3 JSON omits defaults).
+        let succeeded = answer.get("succeeded").and_then(Value::as_bool).unwrap_or(false);
+        let branch = if succeeded { success } else { failure };
+        let responses = answer
+            .get("responses")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if responses.len() != branch.len() {
+            return Err(FleetError::Refused(format!(
+                "a transaction answer has {} responses for {} operations (not etcd?)",
+                responses.len(),
+                branch.len()
+            )));
+        }
+        let reads = responses
+            .iter()
+            .map(|r| match r.get("response_range") {
+                Some(range) => kvs(range),
+                None => Ok(Vec::new()),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(TxnAnswer { succeeded, reads })
+    }
+
+    /// `POST /v3/maintenance/status` on one endpoint (for `fleet status`), and how long it took.
+    pub fn member_status(&self, endpoint: &str) -> Result<(MemberStatus, Duration), FleetError> {
+        let start = Instant::now();
+        let deadline = start + self.budget;
+        let path = "/v3/maintenance/status";
+        let mut result = self.attempt(endpoint, path, &json!({}), deadline);
+        if matches!(result, Err(AttemptError::Token)) {
+            result = self
+                .refresh_token(endpoint, deadline)
+                .and_then(|()| self.attempt(endpoint, path, &json!({}), deadline));
+        }
+        let answer = result.map_err(|e| match e {
+            AttemptError::Unavailable(why) => FleetError::Unavailable(why),
+            AttemptError::Refused(why) => FleetError::Refused(why),
+            AttemptError::Token => FleetError::Refused("the RBAC token was refused".into()),
+        })?;
+        let text = |v: Option<&Value>| match v {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => String::new(),
+        };
+        let id = |v: Option<&Value>| {
+            text(v)
+                .parse::<u64>()
+                .map(|n| format!("{n:x}"))
+                .unwrap_or_default()
+        };
+        Ok((
+            MemberStatus {
+                version: text(answer.get("version")),
+                member: id(answer.get("header").and_then(|h| h.get("member_id"))),
+                leader: id(answer.get("leader")),
+                db_size: text(answer.get("dbSize")).parse().unwrap_or(0),
+            },
+            start.elapsed(),
+        ))
+    }
+
+    /// One gateway call, endpoints tried in turn within one budget.
+    fn call(&self, path: &str, body: &Value) -> Result<Value, FleetError> {
+        let deadline = Instant::now() + self.budget;
+        let n = self.endpoints.len();
+        let first = self.preferred.get() % n;
+        let mut errors = Vec::new();
+        let mut refused = false;
+        for i in 0..n {
+            let index = (first + i) % n;
+            let endpoint = &self.endpoints[index];
+            if Instant::now() >= deadline {
+                errors.push(format!("{endpoint}: not tried, budget of {} ms spent", self.budget.as_millis()));
+                continue;
+            }
+            let mut result = self.attempt(endpoint, path, body, deadline);
+            if matches!(result, Err(AttemptError::Token)) {
+                result = match self.refresh_token(endpoint, deadline) {
+                    Ok(()) => self.attempt(endpoint, path, body, deadline),
+                    Err(e) => Err(e),
+                };
+            }
+            match result {
+                Ok(value) => {
+                    self.preferred.set(index);
+                    return Ok(value);
+                }
+                Err(AttemptError::Unavailable(why)) => errors.push(format!("{endpoint}: {why}")),
+                Err(AttemptError::Refused(why)) => {
+                    refused = true;
+                    errors.push(format!("{endpoint}: {why}"));
+                }
+                Err(AttemptError::Token) => {
+                    refused = true;
+                    errors.push(format!("{endpoint}: the RBAC token was refused twice"));
+                }
+            }
+        }
+        let all = errors.join("; ");
+        Err(if refused {
+            FleetError::Refused(all)
+        } else {
+            FleetError::Unavailable(all)
+        })
+    }
+
+    /// One POST to one endpoint, with whatever budget is left.
+    fn attempt(
+        &self,
+        endpoint: &str,
+        path: &str,
+        body: &Value,
+        deadline: Instant,
+    ) -> Result<Value, AttemptError> {
+        if self.credentials.is_some() && self.token.borrow().is_none() {
+            self.load_cached_token();
+            if self.token.borrow().is_none() {
+                self.refresh_token(endpoint, deadline)?;
+            }
+        }
+        let token = self.token.borrow().clone();
+        self.post(endpoint, path, body, token.as_deref().map(String::as_str), deadline)
+    }
+
+    fn post(
+        &self,
+        endpoint: &str,
+        path: &str,
+        body: &Value,
+        token: Option<&str>,
+        deadline: Instant,
+    ) -> Result<Value, AttemptError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(AttemptError::Unavailable("budget spent".into()));
+        }
+        let body = Zeroizing::new(body.to_string());
+        let mut request = self
+            .agent
+            .post(format!("{endpoint}{path}"))
+            .header("Content-Type", "application/json");
+        if let Some(token) = token {
+            request = request.header("Authorization", token);
+        }
+        let sent = request
+            .config()
+            .timeout_connect(Some(left))
+            .timeout_send_request(Some(left))
+            .timeout_send_body(Some(left))
+            .timeout_recv_response(Some(left))
+            .timeout_recv_body(Some(left))
+            .build()
+            .send(body.as_bytes());
+        let mut response = match sent {
+            Ok(r) => r,
+            Err(e) => return Err(classify(e)),
+        };
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER_BYTES)
+            .read_to_string()
+            .map_err(classify)?;
+        let json: Option<Value> = serde_json::from_str(&text).ok();
+        let message = || match &json {
+            Some(v) => v
+                .get("message")
+                .or_else(|| v.get("error"))
+                .and_then(Value::as_str)
+                .map(clean)
+                .unwrap_or_else(|| clean(&text)),
+            None => clean(&text),
+        };
+        let code = json.as_ref().and_then(|v| v.get("code")).and_then(Value::as_i64);
+        match status {
+            200 => json.ok_or_else(|| AttemptError::Refused("the answer is not JSON (not etcd?)".into())),
+            // Unauthenticated: the token expired or the server restarted.
+            401 if token.is_some() && self.credentials.is_some() => {
+                *self.token.borrow_mut() = None;
+                Err(AttemptError::Token)
+            }
+            _ if code == Some(16) && token.is_some() => {
+                *self.token.borrow_mut() = None;
+                Err(AttemptError::Token)
+            }
+            500..=599 => Err(AttemptError::Unavailable(format!("HTTP {status}: {}", message()))),
+            403 => Err(AttemptError::Refused(format!("permission denied (HTTP 403): {}", message()))),
+            _ => Err(AttemptError::Refused(format!("HTTP {status}: {}", message()))),
+        }
+    }
+
+    /// `POST /v3/auth/authenticate` and keep the token (in memory, and in the cache file).
+    fn refresh_token(&self, endpoint: &str, deadline: Instant) -> Result<(), AttemptError> {
+        let Some(c) = &self.credentials else {
+            return Ok(());
+        };
+        let body = json!({ "name": c.user, "password": c.password.as_str() });
+        let answer = self.post(endpoint, "/v3/auth/authenticate", &body, None, deadline)?;
+        let token = answer
+            .get("token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| AttemptError::Refused("authentication gave no token".into()))?;
+        let token = Zeroizing::new(token.to_string());
+        self.store_cached_token(&token);
+        *self.token.borrow_mut() = Some(token);
+        Ok(())
+    }
+
+    fn load_cached_token(&self) {
+        let (Some(dir), Some(c)) = (&self.token_cache, &self.credentials) else {
+            return;
+        };
+        let Ok(Some(dir)) = secure_fs::open_dir(dir) else {
+            return;
+        };
+        let Ok(Some(bytes)) = dir.read(TOKEN_CACHE_FILE, FileRules::Private, 4096) else {
+            return;
+        };
+        let Ok(text) = std::str::from_utf8(&bytes) else {
+            return;
+        };
+        let mut parts = text.trim().splitn(3, ' ');
+        let (Some(at), Some(user), Some(token)) = (parts.next(), parts.next(), parts.next()) else {
+            return;
+        };
+        let now = crate::clock::unix_now();
+        match at.parse::<u64>() {
+            Ok(at) if user == c.user && at <= now && now - at < TOKEN_REUSE_SECONDS => {
+                *self.token.borrow_mut() = Some(Zeroizing::new(token.to_string()));
+            }
+            _ => {}
+        }
+    }
+
+    fn store_cached_token(&self, token: &str) {
+        let (Some(dir), Some(c)) = (&self.token_cache, &self.credentials) else {
+            return;
+        };
+        // Best effort: without the cache the next login authenticates again.
+        if let Ok(dir) = secure_fs::open_or_create_dir(dir) {
+            let line = Zeroizing::new(format!("{} {} {token}\n", crate::clock::unix_now(), c.user));
+            let _ = dir.write_atomic(TOKEN_CACHE_FILE, line.as_bytes(), false);
+        }
+    }
+}
+
+/// Maps a transport error to its class.
+fn classify(e: ureq::Error) -> AttemptError {
+    match e {
+        ureq::Error::Io(io) => {
+            let tls = io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .map(|t| t.to_string());
+            use std::io::ErrorKind::*;
+            match (tls, io.kind()) {
+                (Some(t), _) => AttemptError::Refused(format!("TLS: {t}")),
+                // With TLS 1.3 a server that rejects the client certificate sends its alert
+                // after the client considers the handshake done, and closes: the client sees
+                // its request write fail. A node that is down refuses the connection instead,
+                // so a connection closed under us is never taken for an outage.
+                (None, BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof) => {
+                    AttemptError::Refused(format!(
+                        "the server closed the TLS connection ({io}): TLS client certificate rejected?"
+                    ))
+                }
+                (None, _) => AttemptError::Unavailable(format!("{io}")),
+            }
+        }
+        ureq::Error::Timeout(t) => AttemptError::Unavailable(format!("timeout ({t})")),
+        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => {
+            AttemptError::Unavailable(e.to_string())
+        }
+        ureq::Error::Rustls(t) => AttemptError::Refused(format!("TLS: {t}")),
+        ureq::Error::Tls(t) => AttemptError::Refused(format!("TLS: {t}")),
+        other => AttemptError::Refused(format!("{other}")),
+    }
+}
+
+/// Error text from the server, made safe for one log line.
+fn clean(text: &str) -> String {
+    crate::audit::ascii_printable(text.trim(), 200)
+}
+
+fn b64(bytes: &[u8]) -> String {
+    Base64::encode_string(bytes)
+}
+
+/// The key just after every key starting with `prefix` (etcd's `range_end` for a prefix).
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+fn cmp_json(c: &Cmp) -> Value {
+    match c {
+        Cmp::ModRevision(key, rev) => json!({
+            "key": b64(key.as_bytes()),
+            "target": "MOD",
+            "result": "EQUAL",
+            "mod_revision": rev.to_string(),
+        }),
+    }
+}
+
+fn op_json(op: &Op) -> Value {
+    match op {
+        Op::Get(key) => json!({ "request_range": { "key": b64(key.as_bytes()) } }),
+        Op::Prefix { prefix, keys_only } => json!({ "request_range": {
+            "key": b64(prefix.as_bytes()),
+            "range_end": b64(&prefix_end(prefix)),
+            "keys_only": keys_only,
+        }}),
+        Op::Put(key, value) => json!({ "request_put": {
+            "key": b64(key.as_bytes()),
+            "value": b64(value),
+        }}),
+        Op::Delete(key) => json!({ "request_delete_range": { "key": b64(key.as_bytes()) } }),
+    }
+}
+
+/// The `kvs` of a range answer (absent: none).
+fn kvs(range: &Value) -> Result<Vec<Kv>, FleetError> {
+    let bad = |what: &str| FleetError::Refused(format!("a range answer has a bad {what} (not etcd?)"));
+    let Some(list) = range.get("kvs").and_then(Value::as_array) else {
+        return Ok(Vec::new());
+    };
+    list.iter()
+        .map(|kv| {
+            let key = kv.get("key").and_then(Value::as_str).ok_or_else(|| bad("key"))?;
+            let key = Base64::decode_vec(key).map_err(|_| bad("key"))?;
+            let key = String::from_utf8(key).map_err(|_| bad("key"))?;
+            let value = match kv.get("value").and_then(Value::as_str) {
+                Some(v) => Base64::decode_vec(v).map_err(|_| bad("value"))?,
+                None => Vec::new(),
+            };
+            let mod_revision = match kv.get("mod_revision") {
+                Some(Value::String(s)) => s.parse().map_err(|_| bad("mod_revision"))?,
+                Some(Value::Number(n)) => n.as_i64().ok_or_else(|| bad("mod_revision"))?,
+                _ => 0,
+            };
+            Ok(Kv {
+                key,
+                value: Zeroizing::new(value),
+                mod_revision,
+            })
+        })
+        .collect()
+}
+
+/// The rustls configuration: only the configured CA is trusted, the host's certificate is
+/// presented. Files are checked like the store (root-owned; the key root-only).
+fn tls_config(config: &FleetConfig) -> Result<TlsConfig, FleetError> {
+    let read = |path: &Path, rules: FileRules, what: &str| {
+        secure_fs::read_file(path, rules, 1 << 20)
+            .map_err(|e| FleetError::LocalFile(format!("{what}: {e}")))?
+            .ok_or_else(|| FleetError::LocalFile(format!("{what} {} does not exist", path.display())))
+    };
+    let certs = |bytes: &[u8], what: &str, path: &Path| -> Result<Vec<Certificate<'static>>, FleetError> {
+        let list: Vec<_> = ureq::tls::parse_pem(bytes)
+            .filter_map(|item| match item {
+                Ok(PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if list.is_empty() {
+            return Err(FleetError::LocalFile(format!(
+                "{what} {}: no PEM certificate in it",
+                path.display()
+            )));
+        }
+        Ok(list)
+    };
+    let ca = read(&config.ca_file, FileRules::Config, "ca_file")?;
+    let ca = certs(&ca, "ca_file", &config.ca_file)?;
+    let cert_pem = read(&config.cert_file, FileRules::Config, "cert_file")?;
+    let cert = certs(&cert_pem, "cert_file", &config.cert_file)?;
+    let key_pem = read(&config.key_file, FileRules::Private, "key_file")?;
+    let key = PrivateKey::from_pem(&key_pem).map_err(|e| {
+        FleetError::LocalFile(format!("key_file {}: {e}", config.key_file.display()))
+    })?;
+    check_client_cert(&cert_pem, &key_pem).map_err(|why| {
+        FleetError::LocalFile(format!(
+            "cert_file {} with key_file {}: {why}",
+            config.cert_file.display(),
+            config.key_file.display()
+        ))
+    })?;
+    Ok(TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .root_certs(RootCerts::new_with_certs(&ca))
+        .client_cert(Some(ClientCert::new_with_certs(&cert, key)))
+        .build())
+}
+
+/// What rustls will make of the client certificate and key, checked here because ureq panics
+/// on a pair rustls refuses (a key that does not match, an X.509 v1 certificate).
+fn check_client_cert(cert_pem: &[u8], key_pem: &[u8]) -> Result<(), String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("certificate: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("key: {e}"))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_client_auth_cert(chain, key)
+        .map(|_| ())
+        .map_err(|e| format!("not a usable client certificate and key ({e})"))
+}
+
+fn read_password(path: &Path) -> Result<Zeroizing<String>, FleetError> {
+    let bytes = secure_fs::read_file(path, FileRules::Private, 4096)
+        .map_err(|e| FleetError::LocalFile(format!("password_file: {e}")))?
+        .ok_or_else(|| {
+            FleetError::LocalFile(format!("password_file {} does not exist", path.display()))
+        })?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| FleetError::LocalFile("password_file is not UTF-8".into()))?;
+    let password = text.trim_end_matches(['\n', '\r']);
+    if password.is_empty() || password.contains('\n') {
+        return Err(FleetError::LocalFile(
+            "password_file must hold the password on one line".into(),
+        ));
+    }
+    Ok(Zeroizing::new(password.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_ranges_end_just_after_the_prefix() {
+        assert_eq!(prefix_end("/a/"), b"/a0".to_vec());
+        assert_eq!(prefix_end("a\u{7f}"), b"b".to_vec());
+    }
+
+    #[test]
+    fn range_answers_decode_and_a_missing_kvs_is_empty() {
+        let answer = json!({"header": {"revision": "3"}});
+        assert!(kvs(&answer).unwrap().is_empty());
+        let answer = json!({"kvs": [{"key": b64(b"/p/state/alice"), "value": b64(b"x"), "mod_revision": "7"}], "count": "1"});
+        let got = kvs(&answer).unwrap();
+        assert_eq!((got[0].key.as_str(), got[0].mod_revision, &got[0].value[..]), ("/p/state/alice", 7, &b"x"[..]));
+        assert!(kvs(&json!({"kvs": [{"key": "!!"}]})).is_err());
+    }
+}

@@ -1,0 +1,170 @@
+//! What one login (and every state change) does against etcd: one read, then one
+//! compare-and-swap.
+//!
+//! 1. Before the prompt, one transaction reads `records/<user>` and `state/<user>` together
+//!    (linearizable: a minority node cannot answer it).
+//! 2. After the code is typed, the decision is made on that snapshot and committed with one
+//!    transaction whose compares are the `mod_revision`s of *both* keys: if an administrator
+//!    changed the record, or another host changed the state (the same code on two hosts at
+//!    once, failures counted elsewhere), the compare fails, the failure branch returns both
+//!    current values, and the decision is made again on them. Two hosts racing on one code:
+//!    exactly one commit succeeds; the other re-decides and sees a replay.
+//!
+//! So a TOTP login costs two round trips when nothing races, and nothing ever decides on a
+//! stale record or state.
+#![forbid(unsafe_code)]
+
+use std::path::Path;
+
+use zeroize::Zeroizing;
+
+use super::etcd::{Cmp, Etcd, Kv, Op};
+use super::seal::FleetKeys;
+use super::state::FleetState;
+use super::{FleetConfig, FleetError};
+use crate::store::UserRecord;
+use crate::user_name::UserName;
+
+/// Compare-and-swap attempts before a login gives up (each one lost to another writer).
+const MAX_ATTEMPTS: usize = 8;
+
+/// A connection to the fleet: the etcd client, the fleet key(s) and the key prefix.
+pub struct Fleet {
+    /// The client.
+    pub etcd: Etcd,
+    /// Opens (and, for administrators, seals) records.
+    pub keys: FleetKeys,
+    prefix: String,
+}
+
+/// One user's record and state as read together, with their revisions.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The record, with the recovery codes already used removed; `None`: not enrolled.
+    pub record: Option<UserRecord>,
+    /// `mod_revision` of the record key (0: absent).
+    pub record_revision: i64,
+    /// The state (default when absent).
+    pub state: FleetState,
+    /// `mod_revision` of the state key (0: absent).
+    pub state_revision: i64,
+}
+
+impl Fleet {
+    /// Connects with the host's credentials from `config` (`token_cache`: see [`Etcd::new`]).
+    pub fn open(config: &FleetConfig, token_cache: Option<&Path>) -> Result<Self, FleetError> {
+        Ok(Self {
+            keys: FleetKeys::load(&config.fleet_key_file)?,
+            etcd: Etcd::new(config, token_cache)?,
+            prefix: config.prefix.clone(),
+        })
+    }
+
+    /// Connects as another etcd RBAC user (an administrator).
+    pub fn open_as(
+        config: &FleetConfig,
+        user: &str,
+        password: Zeroizing<String>,
+    ) -> Result<Self, FleetError> {
+        Ok(Self {
+            keys: FleetKeys::load(&config.fleet_key_file)?,
+            etcd: Etcd::with_user(config, user, password)?,
+            prefix: config.prefix.clone(),
+        })
+    }
+
+    /// A fleet handle from parts (tests, `fleet init`).
+    pub fn from_parts(etcd: Etcd, keys: FleetKeys, prefix: &str) -> Self {
+        Self {
+            etcd,
+            keys,
+            prefix: prefix.to_string(),
+        }
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `<prefix>records/<user>`.
+    pub fn record_key(&self, user: &UserName) -> String {
+        format!("{}records/{user}", self.prefix)
+    }
+
+    /// `<prefix>state/<user>`.
+    pub fn state_key(&self, user: &UserName) -> String {
+        format!("{}state/{user}", self.prefix)
+    }
+
+    /// Step 1: the record and the state of `user`, in one round trip.
+    pub fn read(&self, user: &UserName) -> Result<Snapshot, FleetError> {
+        let answer = self.etcd.txn(&[], &self.reads(user), &[])?;
+        self.snapshot(user, answer.reads)
+    }
+
+    /// Step 2: runs `decide` on the snapshot and commits the state it leaves, if the record and
+    /// state are still what was read; otherwise decides again on the current values. Returns
+    /// the decision that was committed and the snapshot it was made on.
+    pub fn settle<R>(
+        &self,
+        user: &UserName,
+        mut snapshot: Snapshot,
+        mut decide: impl FnMut(Option<&UserRecord>, &mut FleetState) -> R,
+    ) -> Result<(R, Snapshot), FleetError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let mut state = snapshot.state.clone();
+            let result = decide(snapshot.record.as_ref(), &mut state);
+            let write = if state == snapshot.state {
+                Vec::new()
+            } else {
+                vec![Op::Put(self.state_key(user), state.to_text().into_bytes())]
+            };
+            let compare = [
+                Cmp::ModRevision(self.record_key(user), snapshot.record_revision),
+                Cmp::ModRevision(self.state_key(user), snapshot.state_revision),
+            ];
+            let answer = self.etcd.txn(&compare, &write, &self.reads(user))?;
+            if answer.succeeded {
+                snapshot.state = state;
+                return Ok((result, snapshot));
+            }
+            snapshot = self.snapshot(user, answer.reads)?;
+        }
+        Err(FleetError::Contention)
+    }
+
+    fn reads(&self, user: &UserName) -> [Op; 2] {
+        [Op::Get(self.record_key(user)), Op::Get(self.state_key(user))]
+    }
+
+    fn snapshot(&self, user: &UserName, reads: Vec<Vec<Kv>>) -> Result<Snapshot, FleetError> {
+        let mut reads = reads.into_iter();
+        let record_kv = reads.next().and_then(|r| r.into_iter().next());
+        let state_kv = reads.next().and_then(|r| r.into_iter().next());
+        let (mut state, state_revision) = match state_kv {
+            Some(kv) => (FleetState::parse(&kv.value, &kv.key)?, kv.mod_revision),
+            None => (FleetState::default(), 0),
+        };
+        let (record, record_revision) = match record_kv {
+            Some(kv) => {
+                let mut record = self.open_record(user, &kv)?;
+                state.apply_to(&mut record);
+                (Some(record), kv.mod_revision)
+            }
+            None => (None, 0),
+        };
+        Ok(Snapshot {
+            record,
+            record_revision,
+            state,
+            state_revision,
+        })
+    }
+
+    /// Opens and parses a record value read from `kv.key`.
+    pub fn open_record(&self, user: &UserName, kv: &Kv) -> Result<UserRecord, FleetError> {
+        let plain = self.keys.open(&kv.value, &kv.key)?;
+        UserRecord::parse(&plain, user).map_err(|e| FleetError::BadValue(format!("{}: {e}", kv.key)))
+    }
+}

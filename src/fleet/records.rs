@@ -1,0 +1,125 @@
+//! Record administration against etcd (`mfa-enroll`): records are sealed here, with the
+//! current fleet key, and written only with credentials that etcd RBAC allows to write them
+//! (administrators; hosts may only read records).
+#![forbid(unsafe_code)]
+
+use super::FleetError;
+use super::etcd::{Cmp, Op};
+use super::login::Fleet;
+use crate::store::{SaveMode, UserRecord};
+use crate::user_name::UserName;
+
+const MAX_ATTEMPTS: usize = 8;
+
+/// What [`Fleet::save_record`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Saved {
+    /// Written.
+    Written,
+    /// `CreateNew` and the user already has a record: nothing written.
+    AlreadyEnrolled,
+}
+
+impl Fleet {
+    /// Seals `record` and writes it. `CreateNew` writes only if the key does not exist (one
+    /// transaction: two administrators enrolling one user at once give one enrollment).
+    pub fn save_record(&self, record: &UserRecord, mode: SaveMode) -> Result<Saved, FleetError> {
+        let key = self.record_key(&record.user);
+        let text = record
+            .to_toml()
+            .map_err(|e| FleetError::BadValue(e.to_string()))?;
+        let sealed = self.keys.seal(text.as_bytes(), &key)?;
+        let compare = match mode {
+            SaveMode::CreateNew => vec![Cmp::ModRevision(key.clone(), 0)],
+            SaveMode::Replace => Vec::new(),
+        };
+        let answer = self.etcd.txn(&compare, &[Op::Put(key, sealed)], &[])?;
+        Ok(if answer.succeeded {
+            Saved::Written
+        } else {
+            Saved::AlreadyEnrolled
+        })
+    }
+
+    /// Reads `user`'s record (used recovery codes removed), lets `change` edit it and writes it
+    /// back if it changed, unless someone else changed it meanwhile (then again, on the
+    /// current record). `None`: not enrolled.
+    pub fn update_record<R>(
+        &self,
+        user: &UserName,
+        mut change: impl FnMut(&mut UserRecord) -> R,
+    ) -> Result<Option<R>, FleetError> {
+        let key = self.record_key(user);
+        for _ in 0..MAX_ATTEMPTS {
+            let snapshot = self.read(user)?;
+            let Some(before) = snapshot.record else {
+                return Ok(None);
+            };
+            let mut record = before.clone();
+            let result = change(&mut record);
+            if record == before {
+                return Ok(Some(result));
+            }
+            let text = record
+                .to_toml()
+                .map_err(|e| FleetError::BadValue(e.to_string()))?;
+            let sealed = self.keys.seal(text.as_bytes(), &key)?;
+            let compare = [Cmp::ModRevision(key.clone(), snapshot.record_revision)];
+            if self.etcd.txn(&compare, &[Op::Put(key.clone(), sealed)], &[])?.succeeded {
+                return Ok(Some(result));
+            }
+        }
+        Err(FleetError::Contention)
+    }
+
+    /// Deletes `user`'s record; `false` if there was none. The state stays (its replay mark
+    /// keeps used codes used if the same secret is imported again).
+    pub fn remove_record(&self, user: &UserName) -> Result<bool, FleetError> {
+        let key = self.record_key(user);
+        for _ in 0..MAX_ATTEMPTS {
+            let Some(kv) = self.etcd.get(&key)? else {
+                return Ok(false);
+            };
+            let compare = [Cmp::ModRevision(key.clone(), kv.mod_revision)];
+            if self.etcd.txn(&compare, &[Op::Delete(key.clone())], &[])?.succeeded {
+                return Ok(true);
+            }
+        }
+        Err(FleetError::Contention)
+    }
+
+    /// Every user with a record (keys only: nothing is opened).
+    pub fn enrolled_users(&self) -> Result<Vec<UserName>, FleetError> {
+        let prefix = format!("{}records/", self.prefix());
+        let answer = self.etcd.txn(
+            &[],
+            &[Op::Prefix {
+                prefix: prefix.clone(),
+                keys_only: true,
+            }],
+            &[],
+        )?;
+        let mut users: Vec<UserName> = answer
+            .reads
+            .into_iter()
+            .flatten()
+            .filter_map(|kv| UserName::parse(kv.key.strip_prefix(&prefix)?).ok())
+            .collect();
+        users.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        Ok(users)
+    }
+
+    /// Every sealed record value under the prefix, with its key (for `fleet status`, rotation).
+    pub fn record_values(&self) -> Result<Vec<super::etcd::Kv>, FleetError> {
+        let prefix = format!("{}records/", self.prefix());
+        let answer = self.etcd.txn(
+            &[],
+            &[Op::Prefix {
+                prefix,
+                keys_only: false,
+            }],
+            &[],
+        )?;
+        Ok(answer.reads.into_iter().flatten().collect())
+    }
+}

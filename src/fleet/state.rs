@@ -1,0 +1,145 @@
+//! One user's fleet-wide login state, the value of `<prefix>state/<user>`.
+//!
+//! The same replay and throttle fields as the local state file, plus the recovery codes used
+//! since the record was written: hosts may not write records (RBAC), so a recovery code is used
+//! up by naming it here, in the same compare-and-swap that records the login. Not secret
+//! (hosts write it); no code or hash appears, only a short digest of the used code's hash.
+//!
+//! ```toml
+//! version = 1
+//! last_accepted = 1764300030
+//! failures = 0
+//! locked_until = 0
+//! used_recovery = ["3f1c0a9b2e7d4c51"]
+//! ```
+#![forbid(unsafe_code)]
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::FleetError;
+use crate::state::UserState;
+use crate::store::UserRecord;
+
+const VERSION: u32 = 1;
+const MAX_USED: usize = 64;
+
+/// The fleet state of one user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FleetState {
+    /// Replay mark, failures, lockout.
+    pub login: UserState,
+    /// Digests ([`recovery_id`]) of the recovery codes used since the record was written.
+    pub used_recovery: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    version: u32,
+    last_accepted: u64,
+    failures: u32,
+    locked_until: u64,
+    #[serde(default)]
+    used_recovery: Vec<String>,
+}
+
+/// The name a used recovery code goes by in the state: 16 hex digits of SHA-256 of its
+/// Argon2 hash string (which has its own random salt).
+pub fn recovery_id(hash: &str) -> String {
+    let digest = Sha256::digest(hash.as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl FleetState {
+    /// Parses a stored value; an absent key is the default state.
+    pub fn parse(bytes: &[u8], key: &str) -> Result<Self, FleetError> {
+        let bad = |why: String| FleetError::BadValue(format!("{key}: not an ecs-mfa state ({why})"));
+        let text = std::str::from_utf8(bytes).map_err(|_| bad("not UTF-8".into()))?;
+        let raw: Raw = toml::from_str(text).map_err(|e| bad(e.message().to_string()))?;
+        if raw.version != VERSION {
+            return Err(bad(format!("version {}", raw.version)));
+        }
+        if raw.used_recovery.len() > MAX_USED
+            || raw
+                .used_recovery
+                .iter()
+                .any(|id| id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(bad("bad used_recovery".into()));
+        }
+        let mut login = UserState::default();
+        login.last_accepted = raw.last_accepted;
+        login.failures = raw.failures;
+        login.locked_until = raw.locked_until;
+        Ok(Self {
+            login,
+            used_recovery: raw.used_recovery,
+        })
+    }
+
+    /// The stored text.
+    pub fn to_text(&self) -> String {
+        let used: Vec<String> = self.used_recovery.iter().map(|id| format!("\"{id}\"")).collect();
+        format!(
+            "version = {VERSION}\nlast_accepted = {}\nfailures = {}\nlocked_until = {}\nused_recovery = [{}]\n",
+            self.login.last_accepted,
+            self.login.failures,
+            self.login.locked_until,
+            used.join(", ")
+        )
+    }
+
+    /// Removes the used recovery codes from `record` (what the user can still use), and
+    /// forgets used codes that are no longer in the record (regenerated since).
+    pub fn apply_to(&mut self, record: &mut UserRecord) {
+        let ids: Vec<String> = record.recovery_codes.iter().map(|h| recovery_id(h)).collect();
+        self.used_recovery.retain(|id| ids.contains(id));
+        let used = &self.used_recovery;
+        let mut i = 0;
+        record.recovery_codes.retain(|_| {
+            let keep = !used.contains(&ids[i]);
+            i += 1;
+            keep
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::totp::{SecretKey, TotpParams};
+    use crate::user_name::UserName;
+
+    #[test]
+    fn state_round_trips_and_rejects_junk() {
+        let mut st = FleetState::default();
+        st.login.record_success(90);
+        st.used_recovery.push(recovery_id("$argon2id$x"));
+        let text = st.to_text();
+        assert_eq!(FleetState::parse(text.as_bytes(), "k").unwrap(), st);
+        for junk in ["", "version = 2\nlast_accepted = 0\nfailures = 0\nlocked_until = 0\n", "x = 1", "version = 1\nlast_accepted = 0\nfailures = 0\nlocked_until = 0\nused_recovery = [\"zz\"]\n"] {
+            assert!(FleetState::parse(junk.as_bytes(), "k").is_err(), "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn used_codes_leave_the_record_and_stale_ones_are_forgotten() {
+        let mut record = UserRecord {
+            user: UserName::parse("alice").unwrap(),
+            secret: SecretKey::from_bytes(vec![1; 20]).unwrap(),
+            params: TotpParams::default(),
+            created: 1,
+            issuer: "t".into(),
+            recovery_codes: vec!["h1".into(), "h2".into(), "h3".into()],
+            origin: crate::store::record::Origin::Admin,
+        };
+        let mut st = FleetState {
+            used_recovery: vec![recovery_id("h2"), recovery_id("gone")],
+            ..FleetState::default()
+        };
+        st.apply_to(&mut record);
+        assert_eq!(record.recovery_codes, vec!["h1".to_string(), "h3".to_string()]);
+        assert_eq!(st.used_recovery, vec![recovery_id("h2")]);
+    }
+}

@@ -1,0 +1,358 @@
+//! The fleet backend against a real 3-node etcd cluster with mutual TLS on loopback (Debian's
+//! etcd-server), with two (or three) "hosts": independent sandboxes, each with its own config,
+//! local store and state directory, running the real `.so` under real Linux-PAM (pamtester) and
+//! the real `mfa-enroll`. Nothing here reaches an address outside 127.0.0.1.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::etcd::Cluster;
+use pam_ecs_mfa::fleet::etcd::{Etcd, Op};
+use common::{Sandbox, cli, oathtool_code, text, wait_for_fresh_step, wrong_code};
+
+const PREFIX: &str = "/ecs-mfa/v1/";
+
+/// Writes a fleet key with the real CLI (`fleet init --key-file`) into the cluster directory.
+fn fleet_key(cluster: &Cluster, sb: &Sandbox) -> PathBuf {
+    let path = cluster.dir.join("fleet.key");
+    if !path.exists() {
+        let out = cli(sb, &["fleet", "init", "--key-file", path.to_str().unwrap()], b"");
+        assert!(out.status.success(), "fleet init: {}{}", text(&out.stdout), text(&out.stderr));
+        let again = cli(sb, &["fleet", "init", "--key-file", path.to_str().unwrap()], b"");
+        assert!(!again.status.success(), "fleet init never replaces a key");
+    }
+    path
+}
+
+/// A host: a sandbox whose config uses the cluster. `top`: extra top-level config keys;
+/// `fleet`: extra `[fleet]` keys.
+fn host(cluster: &Cluster, tag: &str, top: &str, fleet: &str) -> Sandbox {
+    let sb = Sandbox::new(tag);
+    let key = fleet_key(cluster, &sb);
+    let files = cluster.host_files();
+    let endpoints: Vec<String> = cluster.endpoints().iter().map(|e| format!("\"{e}\"")).collect();
+    sb.set_config(&format!(
+        "{top}\n[fleet]\nbackend = \"etcd\"\nendpoints = [{}]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nfleet_key_file = \"{}\"\nprefix = \"{PREFIX}\"\n{fleet}\n",
+        endpoints.join(", "),
+        files.ca.display(),
+        files.cert.display(),
+        files.key.display(),
+        key.display(),
+    ));
+    sb
+}
+
+fn reason(line: &str) -> &str {
+    line.split(" reason=").nth(1).unwrap_or("").split(' ').next().unwrap_or("")
+}
+
+fn login(sb: &Sandbox, user: &str, code: &str) -> (bool, String) {
+    let r = sb.auth(user, format!("{code}\n").as_bytes());
+    let audit = r.audit();
+    (r.success, audit)
+}
+
+/// The recovery codes printed by `enroll --json`.
+fn enroll_json(sb: &Sandbox, user: &str, extra: &[&str]) -> serde_json::Value {
+    let out = sb.enroll_cmd(user, extra);
+    assert!(out.status.success(), "enroll {user}: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn one_enrollment_serves_every_host_and_each_code_works_once_in_the_fleet() {
+    let cluster = Cluster::start("shared");
+    let a = host(&cluster, "fleet-a", "max_failures = 4", "");
+    let b = host(&cluster, "fleet-b", "max_failures = 4", "");
+
+    // Enrolled once, from host A; host B never saw a local record.
+    let alice = enroll_json(&a, "alice", &[]);
+    let secret = alice["secret"].as_str().unwrap().to_string();
+    assert!(!b.store.join("alice.toml").exists() && !a.store.join("alice.toml").exists(),
+        "with on_unavailable=deny no host keeps a copy of the record");
+    let status = cli(&b, &["status", "--user", "alice", "--json"], b"");
+    assert!(status.status.success(), "status on B: {}", text(&status.stderr));
+
+    // A code accepted on A is a replay on B (and on A).
+    wait_for_fresh_step(8);
+    let code = oathtool_code(&secret, &[]);
+    let (ok, line) = login(&a, "alice", &code);
+    assert!(ok, "host A accepts the code: {line}");
+    let (ok, line) = login(&b, "alice", &code);
+    assert!(!ok && reason(&line) == "replay", "host B refuses it as a replay: {line}");
+
+    // The same fresh code on both hosts at once: exactly one success.
+    let next_step = format!("@{}", common::container::now() + 30);
+    let code = oathtool_code(&secret, &["-N", &next_step]);
+    let input = format!("{code}\n");
+    let runs = [a.auth_spawn("alice", input.as_bytes(), &[]), b.auth_spawn("alice", input.as_bytes(), &[])];
+    let results: Vec<_> = runs.into_iter().map(|r| r.finish()).collect();
+    let wins = results.iter().filter(|r| r.success).count();
+    assert_eq!(wins, 1, "exactly one host accepts one code: {:?}", results.iter().map(|r| r.audit()).collect::<Vec<_>>());
+    let loser = results.iter().find(|r| !r.success).unwrap().audit();
+    assert_eq!(reason(&loser), "replay", "{loser}");
+
+    // Failures on A and on B add up to one lockout (max_failures = 4).
+    let bob = enroll_json(&b, "bob", &[]);
+    let bob_secret = bob["secret"].as_str().unwrap().to_string();
+    wait_for_fresh_step(10);
+    let right = oathtool_code(&bob_secret, &[]);
+    let wrong = wrong_code(&right);
+    for (i, sb) in [&a, &b, &a, &b].into_iter().enumerate() {
+        let (ok, line) = login(sb, "bob", &wrong);
+        assert!(!ok, "{line}");
+        assert!(line.contains(&format!("failures={}", i + 1)), "failures counted fleet-wide: {line}");
+    }
+    let (ok, line) = login(&a, "bob", &right);
+    assert!(!ok && reason(&line) == "throttled", "locked out everywhere: {line}");
+    let unlock = cli(&a, &["unlock", "--user", "bob"], b"");
+    assert!(unlock.status.success(), "{}", text(&unlock.stderr));
+    let (ok, line) = login(&b, "bob", &right);
+    assert!(ok, "unlock on A frees bob on B: {line}");
+
+    // A recovery code works once in the whole fleet.
+    let code = alice["recovery_codes"][0].as_str().unwrap().to_string();
+    let (ok, line) = login(&b, "alice", &code);
+    assert!(ok && reason(&line) == "recovery_code", "{line}");
+    assert!(line.contains("remaining=9"), "{line}");
+    let (ok, line) = login(&a, "alice", &code);
+    assert!(!ok && reason(&line) == "bad_code", "used up on every host: {line}");
+    let shown = cli(&a, &["status", "--user", "alice", "--json"], b"");
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["enrollment"]["recovery_codes_left"], 9, "{shown}");
+
+    // A reset on A stops the old secret on B at once.
+    let carol = enroll_json(&a, "carol", &[]);
+    let old = carol["secret"].as_str().unwrap().to_string();
+    let reset = a.enroll_cmd("carol", &[]);
+    assert!(!reset.status.success(), "enroll does not replace a fleet record without --force");
+    let out = cli(&a, &["reset", "--user", "carol", "--no-confirm", "--json"], b"");
+    assert!(out.status.success(), "reset: {}", text(&out.stderr));
+    let new: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let new = new["secret"].as_str().unwrap().to_string();
+    wait_for_fresh_step(8);
+    let (ok, line) = login(&b, "carol", &oathtool_code(&old, &[]));
+    assert!(!ok && reason(&line) == "bad_code", "old secret refused on B: {line}");
+    let (ok, line) = login(&b, "carol", &oathtool_code(&new, &[]));
+    assert!(ok, "new secret works on B: {line}");
+
+    // status --all from B lists the fleet's enrollments.
+    let all = cli(&b, &["status", "--all", "--json"], b"");
+    let all: serde_json::Value = serde_json::from_slice(&all.stdout).unwrap();
+    for user in ["alice", "bob", "carol"] {
+        assert!(all["users"].as_array().unwrap().iter().any(|u| u["user"] == user && u["enrolled"] == true), "{user} in {all}");
+    }
+
+    // A sealed record copied to another user's key does not open: bad_file, not a login.
+    let etcd = client(&a);
+    let sealed = etcd.get(&format!("{PREFIX}records/alice")).unwrap().expect("alice's record");
+    assert!(!contains(&sealed.value, secret.as_bytes()), "etcd holds no secret in clear");
+    etcd.txn(&[], &[Op::Put(format!("{PREFIX}records/mallory"), sealed.value.to_vec())], &[])
+        .unwrap();
+    let (ok, line) = login(&a, "mallory", &oathtool_code(&secret, &[]));
+    assert!(!ok && reason(&line) == "bad_file", "a moved record is refused: {line}");
+
+    // An etcd snapshot (what backups hold) contains no secret in clear.
+    let snapshot = cluster.snapshot(None);
+    for s in [&secret, &bob_secret, &old, &new] {
+        assert!(!contains(&snapshot, s.as_bytes()), "snapshot holds a base32 secret");
+        let bytes = pam_ecs_mfa::totp::SecretKey::from_base32(s).unwrap();
+        assert!(!contains(&snapshot, bytes.as_bytes()), "snapshot holds raw secret bytes");
+    }
+    assert!(contains(&snapshot, b"records/alice"), "the snapshot is a real one");
+}
+
+#[test]
+fn hosts_read_records_and_write_state_only_with_rbac() {
+    let cluster = Cluster::start("rbac");
+    cluster.enable_rbac(PREFIX);
+    let secrets = cluster.dir.join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    let password = |name: &str, pw: &str| -> PathBuf {
+        let p = secrets.join(name);
+        std::fs::write(&p, format!("{pw}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p
+    };
+    let host_pw = password("host.pw", "hostpw");
+    let admin_pw = password("admin.pw", "adminpw");
+    let fleet = format!("user = \"host\"\npassword_file = \"{}\"\n", host_pw.display());
+    let a = host(&cluster, "rbac-a", "", &fleet);
+    let b = host(&cluster, "rbac-b", "", &fleet);
+
+    // Host credentials cannot write a record (the CLI says what to do)...
+    let denied = a.enroll_cmd("alice", &[]);
+    assert_eq!(denied.status.code(), Some(12), "{}", text(&denied.stderr));
+    assert!(text(&denied.stderr).contains("permission denied"), "{}", text(&denied.stderr));
+    let put = cluster.etcdctl(Some("host:hostpw"), &["put", &format!("{PREFIX}records/alice"), "forged"]);
+    assert!(!put.status.success(), "etcdctl as host: a record cannot be forged");
+    // ... an administrator's can.
+    let admin = ["--etcd-user", "admin", "--etcd-password-file", admin_pw.to_str().unwrap()];
+    let alice = enroll_json(&a, "alice", &admin);
+    let secret = alice["secret"].as_str().unwrap();
+
+    // Hosts read the record and write the state with their own credentials.
+    wait_for_fresh_step(8);
+    let code = oathtool_code(secret, &[]);
+    let (ok, line) = login(&b, "alice", &code);
+    assert!(ok, "{line}");
+    assert!(b.state.join("etcd-token.cache").exists(), "the RBAC token is cached for the next login");
+    let (ok, line) = login(&b, "alice", &code);
+    assert!(!ok && reason(&line) == "replay", "second login with the cached token: {line}");
+    let (ok, line) = login(&a, "alice", &code);
+    assert!(!ok && reason(&line) == "replay", "{line}");
+    // A stale or forged cached token: the host authenticates again.
+    std::fs::write(b.state.join("etcd-token.cache"), format!("{} host bogus.token\n", common::container::now())).unwrap();
+    let (ok, line) = login(&b, "alice", &wrong_code(&code));
+    assert!(!ok && reason(&line) == "bad_code", "a refused token is renewed: {line}");
+}
+
+#[test]
+fn losing_nodes_keeps_logins_working_then_denies_or_uses_the_local_copy() {
+    let mut cluster = Cluster::start("failover");
+    let deny = host(&cluster, "fo-deny", "", "timeout_ms = 400");
+    let local = host(&cluster, "fo-local", "", "timeout_ms = 400\non_unavailable = \"local\"");
+    let alice = enroll_json(&deny, "alice", &[]);
+    let secret = alice["secret"].as_str().unwrap().to_string();
+    let recovery = alice["recovery_codes"][0].as_str().unwrap().to_string();
+    enroll_json(&deny, "bob", &[]);
+
+    // An online login refreshes the local copy on the "local" host (and only there).
+    wait_for_fresh_step(20);
+    let (ok, line) = login(&local, "alice", &oathtool_code(&secret, &[]));
+    assert!(ok, "{line}");
+    assert!(local.store.join("alice.toml").exists(), "local copy written");
+    assert!(!deny.store.join("alice.toml").exists());
+    let sync = cli(&local, &["fleet", "sync", "--json"], b"");
+    assert!(sync.status.success(), "{}", text(&sync.stderr));
+    assert!(local.store.join("bob.toml").exists(), "fleet sync copies every record");
+
+    // One node down: logins still work.
+    cluster.kill(0);
+    let next = format!("@{}", common::container::now() + 30);
+    let (ok, line) = login(&deny, "alice", &oathtool_code(&secret, &["-N", &next]));
+    assert!(ok, "two of three nodes serve logins: {line}");
+    let status = cli(&deny, &["fleet", "status", "--json"], b"");
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["reachable"], 2, "{status}");
+
+    // Two down: quorum lost. "deny" denies within its budget (never etcd's own 7 s).
+    cluster.kill(1);
+    wait_for_fresh_step(20);
+    let code = oathtool_code(&secret, &[]);
+    let started = Instant::now();
+    let (ok, line) = login(&deny, "alice", &code);
+    let took = started.elapsed();
+    assert!(!ok && reason(&line) == "backend_unavailable", "{line}");
+    // Not a speed test: etcd answers a minority read only after 7 s; two budgets of 400 ms
+    // plus process start-up are far below that, so this only proves the budget is enforced.
+    assert!(took < Duration::from_secs(6), "denied after {took:?}, not within the budget");
+
+    // "local" lets an enrolled user in with a code, says so, and refuses recovery codes.
+    let (ok, line) = login(&local, "alice", &code);
+    assert!(ok && line.contains("local copy used"), "{line}");
+    let (ok, line) = login(&local, "alice", &code);
+    assert!(!ok && reason(&line) == "replay", "local replay protection still holds: {line}");
+    let (ok, line) = login(&local, "alice", &recovery);
+    assert!(!ok && reason(&line) == "backend_unavailable", "{line}");
+    let (ok, line) = login(&local, "carol", "123456");
+    assert!(!ok, "unknown to the local copy: denied: {line}");
+
+    // Back to quorum: logins work again, state is fleet-wide again.
+    cluster.restart(1);
+    wait_for_fresh_step(10);
+    let code = oathtool_code(&secret, &[]);
+    let (ok, line) = login(&deny, "alice", &code);
+    assert!(ok, "{line}");
+    let (ok, line) = login(&local, "alice", &code);
+    assert!(!ok && reason(&line) == "replay", "{line}");
+}
+
+#[test]
+fn plain_http_a_wrong_ca_and_a_foreign_client_certificate_are_refused() {
+    let cluster = Cluster::start("tls");
+    let good = host(&cluster, "tls-good", "", "");
+    let alice = enroll_json(&good, "alice", &[]);
+    let secret = alice["secret"].as_str().unwrap().to_string();
+
+    // Plain http: the config is invalid, every login denied (bad_config), the CLI refuses.
+    let http = host(&cluster, "tls-http", "", "");
+    let text_cfg = std::fs::read_to_string(&http.config).unwrap().replace("https://", "http://");
+    http.set_config(&text_cfg);
+    let (ok, line) = login(&http, "alice", &oathtool_code(&secret, &[]));
+    assert!(!ok && reason(&line) == "bad_config" && line.contains("plain http"), "{line}");
+    let out = cli(&http, &["status", "--user", "alice"], b"");
+    assert_eq!(out.status.code(), Some(9), "{}", text(&out.stderr));
+
+    // A CA that did not sign the servers: refused, and never the local copy.
+    let other = cluster.dir.join("other-ca");
+    common::etcd::make_ca(&other, "some other CA");
+    let wrong_ca = host(&cluster, "tls-ca", "", "on_unavailable = \"local\"");
+    let cfg = std::fs::read_to_string(&wrong_ca.config).unwrap().replace(
+        &cluster.host_files().ca.display().to_string(),
+        &other.join("ca.pem").display().to_string(),
+    );
+    wrong_ca.set_config(&cfg);
+    copy_record_locally(&good, &wrong_ca, "alice");
+    let (ok, line) = login(&wrong_ca, "alice", &oathtool_code(&secret, &[]));
+    assert!(!ok && reason(&line) == "backend_error", "{line}");
+    assert!(line.contains("TLS"), "{line}");
+
+    // A client certificate from another CA: the servers refuse it; no fallback either.
+    let foreign = host(&cluster, "tls-cert", "", "on_unavailable = \"local\"");
+    let dir = other.clone();
+    for args in [
+        vec!["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "c.key"],
+        vec!["req", "-new", "-key", "c.key", "-subj", "/O=ecs-mfa", "-out", "c.csr"],
+        vec!["x509", "-req", "-in", "c.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1", "-extfile", "c.ext", "-out", "c.pem"],
+    ] {
+        std::fs::write(dir.join("c.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+        assert!(std::process::Command::new("openssl").args(&args).current_dir(&dir).status().unwrap().success());
+    }
+    std::fs::set_permissions(dir.join("c.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let files = cluster.host_files();
+    let cfg = std::fs::read_to_string(&foreign.config)
+        .unwrap()
+        .replace(&files.cert.display().to_string(), &dir.join("c.pem").display().to_string())
+        .replace(&files.key.display().to_string(), &dir.join("c.key").display().to_string());
+    foreign.set_config(&cfg);
+    copy_record_locally(&good, &foreign, "alice");
+    let (ok, line) = login(&foreign, "alice", &oathtool_code(&secret, &[]));
+    assert!(!ok && reason(&line) == "backend_error", "{line}");
+
+    // A missing fleet key: denied, with the file named.
+    let nokey = host(&cluster, "tls-nokey", "", "");
+    let cfg = std::fs::read_to_string(&nokey.config).unwrap().replace("fleet.key", "absent.key");
+    nokey.set_config(&cfg);
+    let (ok, line) = login(&nokey, "alice", "123456");
+    assert!(!ok && reason(&line) == "backend_error" && line.contains("absent.key"), "{line}");
+}
+
+/// Puts a local copy of `user`'s record on `to` (as an earlier online login would have), so
+/// that a fallback, if it wrongly happened, would let the user in.
+fn copy_record_locally(from: &Sandbox, to: &Sandbox, user: &str) {
+    let out = cli(from, &["show", "--user", user, "--json"], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let secret = shown["secret"].as_str().unwrap();
+    let local = Sandbox::new("copy");
+    local.import_oath(user, secret);
+    std::fs::create_dir_all(&to.store).unwrap();
+    std::fs::set_permissions(&to.store, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::copy(local.store.join(format!("{user}.toml")), to.store.join(format!("{user}.toml"))).unwrap();
+}
+
+/// The library's etcd client with `sb`'s host configuration (to write what only an attacker
+/// with etcd access would write).
+fn client(sb: &Sandbox) -> Etcd {
+    let policy = pam_ecs_mfa::policy::Policy::load(&sb.config).unwrap();
+    Etcd::new(policy.fleet.as_ref().unwrap(), None).unwrap()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+

@@ -228,7 +228,8 @@ pub(crate) fn settle_locally(
 ) -> Decision {
     let decision = state.transact(user, |st| match store.load(user) {
         Ok(current) => {
-            let mut consume = |hash: &str| match offline {
+            let mut consume = |hash: &str| {
+                match offline {
                 Some(why) => Err(Decision::deny(Reason::BackendUnavailable).with_detail(format!(
                     "{why}; recovery codes need the fleet (single use on every server), not counted"
                 ))),
@@ -239,6 +240,7 @@ pub(crate) fn settle_locally(
                         Some(record.recovery_codes.len())
                     })
                     .map_err(|e| Decision::deny(Reason::BadFile).with_detail(e.to_string())),
+            }
             };
             decide(&current, policy, answer, now, st, &mut consume)
         }

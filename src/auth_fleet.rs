@@ -144,7 +144,11 @@ fn offline_note(e: &FleetError) -> String {
 
 /// Makes the local copy of `user`'s record match the fleet's. Returns a note when it could not
 /// (the login goes on: the copy only matters during an outage).
-fn refresh_local_copy(store: &Store, user: &UserName, record: Option<&UserRecord>) -> Option<String> {
+fn refresh_local_copy(
+    store: &Store,
+    user: &UserName,
+    record: Option<&UserRecord>,
+) -> Option<String> {
     let result = match record {
         Some(record) => match store.load(user) {
             Ok(local) if local == *record => Ok(()),

@@ -6,9 +6,9 @@
 
 use zeroize::Zeroizing;
 
+use crate::fleet::FleetError;
 use crate::fleet::login::Fleet;
 use crate::fleet::records::Saved;
-use crate::fleet::FleetError;
 use crate::policy::Policy;
 use crate::state::{FileStateStore, StateError, StateStore, UserState};
 use crate::store::{SaveMode, Store, StoreError, UserRecord};
@@ -63,10 +63,12 @@ impl Enrollments {
     pub fn save(&self, record: &UserRecord, mode: SaveMode) -> Result<(), StoreError> {
         match self {
             Self::Files(store) => store.save(record, mode),
-            Self::Fleet(fleet) => match fleet.save_record(record, mode).map_err(StoreError::Fleet)? {
-                Saved::Written => Ok(()),
-                Saved::AlreadyEnrolled => Err(StoreError::AlreadyEnrolled),
-            },
+            Self::Fleet(fleet) => {
+                match fleet.save_record(record, mode).map_err(StoreError::Fleet)? {
+                    Saved::Written => Ok(()),
+                    Saved::AlreadyEnrolled => Err(StoreError::AlreadyEnrolled),
+                }
+            }
         }
     }
 

@@ -50,7 +50,13 @@ pub struct Kv {
 
 impl std::fmt::Debug for Kv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Kv({} @{}, {} bytes)", self.key, self.mod_revision, self.value.len())
+        write!(
+            f,
+            "Kv({} @{}, {} bytes)",
+            self.key,
+            self.mod_revision,
+            self.value.len()
+        )
     }
 }
 
@@ -201,7 +207,12 @@ impl Etcd {
     }
 
     /// Runs one transaction: `success` if every compare holds, else `failure`.
-    pub fn txn(&self, compare: &[Cmp], success: &[Op], failure: &[Op]) -> Result<TxnAnswer, FleetError> {
+    pub fn txn(
+        &self,
+        compare: &[Cmp],
+        success: &[Op],
+        failure: &[Op],
+    ) -> Result<TxnAnswer, FleetError> {
         let body = json!({
             "compare": compare.iter().map(cmp_json).collect::<Vec<_>>(),
             "success": success.iter().map(op_json).collect::<Vec<_>>(),
@@ -209,7 +220,10 @@ impl Etcd {
         });
         let answer = self.call("/v3/kv/txn", &body)?;
         // Absent when false (proto3 JSON omits defaults).
-        let succeeded = answer.get("succeeded").and_then(Value::as_bool).unwrap_or(false);
+        let succeeded = answer
+            .get("succeeded")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let branch = if succeeded { success } else { failure };
         let responses = answer
             .get("responses")
@@ -282,7 +296,10 @@ impl Etcd {
             let index = (first + i) % n;
             let endpoint = &self.endpoints[index];
             if Instant::now() >= deadline {
-                errors.push(format!("{endpoint}: not tried, budget of {} ms spent", self.budget.as_millis()));
+                errors.push(format!(
+                    "{endpoint}: not tried, budget of {} ms spent",
+                    self.budget.as_millis()
+                ));
                 continue;
             }
             let mut result = self.attempt(endpoint, path, body, deadline);
@@ -331,7 +348,13 @@ impl Etcd {
             }
         }
         let token = self.token.borrow().clone();
-        self.post(endpoint, path, body, token.as_deref().map(String::as_str), deadline)
+        self.post(
+            endpoint,
+            path,
+            body,
+            token.as_deref().map(String::as_str),
+            deadline,
+        )
     }
 
     fn post(
@@ -384,9 +407,13 @@ impl Etcd {
                 .unwrap_or_else(|| clean(&text)),
             None => clean(&text),
         };
-        let code = json.as_ref().and_then(|v| v.get("code")).and_then(Value::as_i64);
+        let code = json
+            .as_ref()
+            .and_then(|v| v.get("code"))
+            .and_then(Value::as_i64);
         match status {
-            200 => json.ok_or_else(|| AttemptError::Refused("the answer is not JSON (not etcd?)".into())),
+            200 => json
+                .ok_or_else(|| AttemptError::Refused("the answer is not JSON (not etcd?)".into())),
             // Unauthenticated: the token expired or the server restarted.
             401 if token.is_some() && self.credentials.is_some() => {
                 *self.token.borrow_mut() = None;
@@ -396,9 +423,18 @@ impl Etcd {
                 *self.token.borrow_mut() = None;
                 Err(AttemptError::Token)
             }
-            500..=599 => Err(AttemptError::Unavailable(format!("HTTP {status}: {}", message()))),
-            403 => Err(AttemptError::Refused(format!("permission denied (HTTP 403): {}", message()))),
-            _ => Err(AttemptError::Refused(format!("HTTP {status}: {}", message()))),
+            500..=599 => Err(AttemptError::Unavailable(format!(
+                "HTTP {status}: {}",
+                message()
+            ))),
+            403 => Err(AttemptError::Refused(format!(
+                "permission denied (HTTP 403): {}",
+                message()
+            ))),
+            _ => Err(AttemptError::Refused(format!(
+                "HTTP {status}: {}",
+                message()
+            ))),
         }
     }
 
@@ -540,13 +576,17 @@ fn op_json(op: &Op) -> Value {
 
 /// The `kvs` of a range answer (absent: none).
 fn kvs(range: &Value) -> Result<Vec<Kv>, FleetError> {
-    let bad = |what: &str| FleetError::Refused(format!("a range answer has a bad {what} (not etcd?)"));
+    let bad =
+        |what: &str| FleetError::Refused(format!("a range answer has a bad {what} (not etcd?)"));
     let Some(list) = range.get("kvs").and_then(Value::as_array) else {
         return Ok(Vec::new());
     };
     list.iter()
         .map(|kv| {
-            let key = kv.get("key").and_then(Value::as_str).ok_or_else(|| bad("key"))?;
+            let key = kv
+                .get("key")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("key"))?;
             let key = Base64::decode_vec(key).map_err(|_| bad("key"))?;
             let key = String::from_utf8(key).map_err(|_| bad("key"))?;
             let value = match kv.get("value").and_then(Value::as_str) {
@@ -573,23 +613,26 @@ fn tls_config(config: &FleetConfig) -> Result<TlsConfig, FleetError> {
     let read = |path: &Path, rules: FileRules, what: &str| {
         secure_fs::read_file(path, rules, 1 << 20)
             .map_err(|e| FleetError::LocalFile(format!("{what}: {e}")))?
-            .ok_or_else(|| FleetError::LocalFile(format!("{what} {} does not exist", path.display())))
-    };
-    let certs = |bytes: &[u8], what: &str, path: &Path| -> Result<Vec<Certificate<'static>>, FleetError> {
-        let list: Vec<_> = ureq::tls::parse_pem(bytes)
-            .filter_map(|item| match item {
-                Ok(PemItem::Certificate(c)) => Some(c),
-                _ => None,
+            .ok_or_else(|| {
+                FleetError::LocalFile(format!("{what} {} does not exist", path.display()))
             })
-            .collect();
-        if list.is_empty() {
-            return Err(FleetError::LocalFile(format!(
-                "{what} {}: no PEM certificate in it",
-                path.display()
-            )));
-        }
-        Ok(list)
     };
+    let certs =
+        |bytes: &[u8], what: &str, path: &Path| -> Result<Vec<Certificate<'static>>, FleetError> {
+            let list: Vec<_> = ureq::tls::parse_pem(bytes)
+                .filter_map(|item| match item {
+                    Ok(PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            if list.is_empty() {
+                return Err(FleetError::LocalFile(format!(
+                    "{what} {}: no PEM certificate in it",
+                    path.display()
+                )));
+            }
+            Ok(list)
+        };
     let ca = read(&config.ca_file, FileRules::Config, "ca_file")?;
     let ca = certs(&ca, "ca_file", &config.ca_file)?;
     let cert_pem = read(&config.cert_file, FileRules::Config, "cert_file")?;
@@ -655,7 +698,7 @@ mod tests {
     #[test]
     fn prefix_ranges_end_just_after_the_prefix() {
         assert_eq!(prefix_end("/a/"), b"/a0".to_vec());
-        assert_eq!(prefix_end("a\u{7f}"), b"b".to_vec());
+        assert_eq!(prefix_end("a\u{7f}"), vec![b'a', 0x80]);
     }
 
     #[test]
@@ -664,7 +707,10 @@ mod tests {
         assert!(kvs(&answer).unwrap().is_empty());
         let answer = json!({"kvs": [{"key": b64(b"/p/state/alice"), "value": b64(b"x"), "mod_revision": "7"}], "count": "1"});
         let got = kvs(&answer).unwrap();
-        assert_eq!((got[0].key.as_str(), got[0].mod_revision, &got[0].value[..]), ("/p/state/alice", 7, &b"x"[..]));
+        assert_eq!(
+            (got[0].key.as_str(), got[0].mod_revision, &got[0].value[..]),
+            ("/p/state/alice", 7, &b"x"[..])
+        );
         assert!(kvs(&json!({"kvs": [{"key": "!!"}]})).is_err());
     }
 }

@@ -135,7 +135,10 @@ impl Fleet {
     }
 
     fn reads(&self, user: &UserName) -> [Op; 2] {
-        [Op::Get(self.record_key(user)), Op::Get(self.state_key(user))]
+        [
+            Op::Get(self.record_key(user)),
+            Op::Get(self.state_key(user)),
+        ]
     }
 
     fn snapshot(&self, user: &UserName, reads: Vec<Vec<Kv>>) -> Result<Snapshot, FleetError> {
@@ -165,6 +168,7 @@ impl Fleet {
     /// Opens and parses a record value read from `kv.key`.
     pub fn open_record(&self, user: &UserName, kv: &Kv) -> Result<UserRecord, FleetError> {
         let plain = self.keys.open(&kv.value, &kv.key)?;
-        UserRecord::parse(&plain, user).map_err(|e| FleetError::BadValue(format!("{}: {e}", kv.key)))
+        UserRecord::parse(&plain, user)
+            .map_err(|e| FleetError::BadValue(format!("{}: {e}", kv.key)))
     }
 }

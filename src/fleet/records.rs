@@ -65,7 +65,11 @@ impl Fleet {
                 .map_err(|e| FleetError::BadValue(e.to_string()))?;
             let sealed = self.keys.seal(text.as_bytes(), &key)?;
             let compare = [Cmp::ModRevision(key.clone(), snapshot.record_revision)];
-            if self.etcd.txn(&compare, &[Op::Put(key.clone(), sealed)], &[])?.succeeded {
+            if self
+                .etcd
+                .txn(&compare, &[Op::Put(key.clone(), sealed)], &[])?
+                .succeeded
+            {
                 return Ok(Some(result));
             }
         }
@@ -81,7 +85,11 @@ impl Fleet {
                 return Ok(false);
             };
             let compare = [Cmp::ModRevision(key.clone(), kv.mod_revision)];
-            if self.etcd.txn(&compare, &[Op::Delete(key.clone())], &[])?.succeeded {
+            if self
+                .etcd
+                .txn(&compare, &[Op::Delete(key.clone())], &[])?
+                .succeeded
+            {
                 return Ok(true);
             }
         }

@@ -93,7 +93,8 @@ impl FleetKeys {
                     path.display()
                 ))
             })?;
-        Self::parse(&bytes).map_err(|why| FleetError::LocalFile(format!("{}: {why}", path.display())))
+        Self::parse(&bytes)
+            .map_err(|why| FleetError::LocalFile(format!("{}: {why}", path.display())))
     }
 
     /// Parses key file text (never quoted in errors).
@@ -175,7 +176,11 @@ impl FleetKeys {
             return Err(FleetError::BadValue(format!(
                 "{etcd_key}: sealed with fleet key {}, this host has {}: copy the fleet's current key file here",
                 hex(id),
-                self.0.iter().map(FleetKey::id_hex).collect::<Vec<_>>().join(", ")
+                self.0
+                    .iter()
+                    .map(FleetKey::id_hex)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         };
         let nonce: [u8; NONCE_LEN] = value[MAGIC.len() + ID_LEN..HEADER_LEN]
@@ -223,8 +228,13 @@ mod tests {
     #[test]
     fn sealed_values_open_only_for_their_key_and_fleet_key() {
         let keys = FleetKeys::single(FleetKey::generate().unwrap());
-        let sealed = keys.seal(b"secret = \"JBSWY3DP\"", "/p/records/alice").unwrap();
-        assert!(!sealed.windows(8).any(|w| w == b"JBSWY3DP"), "no clear text");
+        let sealed = keys
+            .seal(b"secret = \"JBSWY3DP\"", "/p/records/alice")
+            .unwrap();
+        assert!(
+            !sealed.windows(8).any(|w| w == b"JBSWY3DP"),
+            "no clear text"
+        );
         assert_eq!(
             &*keys.open(&sealed, "/p/records/alice").unwrap(),
             b"secret = \"JBSWY3DP\""
@@ -257,7 +267,13 @@ mod tests {
         assert_eq!(keys.current().id_hex(), new.id_hex());
         assert_eq!(&*keys.open(&sealed_old, "/k").unwrap(), b"x");
         assert_eq!(sealed_with(&sealed_old), Some(old.id_hex()));
-        for bad in ["", "# only\n", "ecs-mfa-fleet-key-v1 !!\n", "ecs-mfa-fleet-key-v1 AAAA\n", "key\n"] {
+        for bad in [
+            "",
+            "# only\n",
+            "ecs-mfa-fleet-key-v1 !!\n",
+            "ecs-mfa-fleet-key-v1 AAAA\n",
+            "key\n",
+        ] {
             assert!(FleetKeys::parse(bad.as_bytes()).is_err(), "{bad:?}");
         }
     }

@@ -54,7 +54,8 @@ pub fn recovery_id(hash: &str) -> String {
 impl FleetState {
     /// Parses a stored value; an absent key is the default state.
     pub fn parse(bytes: &[u8], key: &str) -> Result<Self, FleetError> {
-        let bad = |why: String| FleetError::BadValue(format!("{key}: not an ecs-mfa state ({why})"));
+        let bad =
+            |why: String| FleetError::BadValue(format!("{key}: not an ecs-mfa state ({why})"));
         let text = std::str::from_utf8(bytes).map_err(|_| bad("not UTF-8".into()))?;
         let raw: Raw = toml::from_str(text).map_err(|e| bad(e.message().to_string()))?;
         if raw.version != VERSION {
@@ -80,7 +81,11 @@ impl FleetState {
 
     /// The stored text.
     pub fn to_text(&self) -> String {
-        let used: Vec<String> = self.used_recovery.iter().map(|id| format!("\"{id}\"")).collect();
+        let used: Vec<String> = self
+            .used_recovery
+            .iter()
+            .map(|id| format!("\"{id}\""))
+            .collect();
         format!(
             "version = {VERSION}\nlast_accepted = {}\nfailures = {}\nlocked_until = {}\nused_recovery = [{}]\n",
             self.login.last_accepted,
@@ -93,7 +98,11 @@ impl FleetState {
     /// Removes the used recovery codes from `record` (what the user can still use), and
     /// forgets used codes that are no longer in the record (regenerated since).
     pub fn apply_to(&mut self, record: &mut UserRecord) {
-        let ids: Vec<String> = record.recovery_codes.iter().map(|h| recovery_id(h)).collect();
+        let ids: Vec<String> = record
+            .recovery_codes
+            .iter()
+            .map(|h| recovery_id(h))
+            .collect();
         self.used_recovery.retain(|id| ids.contains(id));
         let used = &self.used_recovery;
         let mut i = 0;
@@ -118,7 +127,12 @@ mod tests {
         st.used_recovery.push(recovery_id("$argon2id$x"));
         let text = st.to_text();
         assert_eq!(FleetState::parse(text.as_bytes(), "k").unwrap(), st);
-        for junk in ["", "version = 2\nlast_accepted = 0\nfailures = 0\nlocked_until = 0\n", "x = 1", "version = 1\nlast_accepted = 0\nfailures = 0\nlocked_until = 0\nused_recovery = [\"zz\"]\n"] {
+        for junk in [
+            "",
+            "version = 2\nlast_accepted = 0\nfailures = 0\nlocked_until = 0\n",
+            "x = 1",
+            "version = 1\nlast_accepted = 0\nfailures = 0\nlocked_until = 0\nused_recovery = [\"zz\"]\n",
+        ] {
             assert!(FleetState::parse(junk.as_bytes(), "k").is_err(), "{junk:?}");
         }
     }
@@ -139,7 +153,10 @@ mod tests {
             ..FleetState::default()
         };
         st.apply_to(&mut record);
-        assert_eq!(record.recovery_codes, vec!["h1".to_string(), "h3".to_string()]);
+        assert_eq!(
+            record.recovery_codes,
+            vec!["h1".to_string(), "h3".to_string()]
+        );
         assert_eq!(st.used_recovery, vec![recovery_id("h2")]);
     }
 }

@@ -333,10 +333,7 @@ impl Policy {
                 groups: enroll_groups,
                 until: enroll_until,
             });
-        let fleet = config
-            .fleet
-            .unwrap_or_default()
-            .validate(|key, why| value_err(key, why))?;
+        let fleet = config.fleet.unwrap_or_default().validate(value_err)?;
         if fleet.is_some() && enroll_at_login.is_some() {
             return Err(value_err(
                 "enroll_at_login",

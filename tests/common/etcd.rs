@@ -74,25 +74,90 @@ fn openssl(dir: &Path, args: &[&str]) {
 
 /// An EC P-256 key (PKCS#8) and a certificate signed by the CA in `dir`.
 fn issue(dir: &Path, name: &str, subject: &str, ext: &str) {
-    openssl(dir, &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", &format!("{name}.key")]);
-    openssl(dir, &["req", "-new", "-key", &format!("{name}.key"), "-subj", subject, "-out", &format!("{name}.csr")]);
+    openssl(
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            &format!("{name}.key"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-key",
+            &format!("{name}.key"),
+            "-subj",
+            subject,
+            "-out",
+            &format!("{name}.csr"),
+        ],
+    );
     std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
     openssl(
         dir,
         &[
-            "x509", "-req", "-in", &format!("{name}.csr"), "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-extfile", &format!("{name}.ext"), "-out",
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
             &format!("{name}.pem"),
         ],
     );
-    std::fs::set_permissions(dir.join(format!("{name}.key")), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(
+        dir.join(format!("{name}.key")),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
 }
 
 /// A CA with its key in `dir` (`ca.pem`, `ca.key`).
 pub fn make_ca(dir: &Path, cn: &str) {
     std::fs::create_dir_all(dir).unwrap();
-    openssl(dir, &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "ca.key"]);
-    openssl(dir, &["req", "-x509", "-new", "-key", "ca.key", "-subj", &format!("/CN={cn}"), "-days", "2", "-out", "ca.pem"]);
+    openssl(
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "ca.key",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "ca.key",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-days",
+            "2",
+            "-out",
+            "ca.pem",
+        ],
+    );
 }
 
 impl Cluster {
@@ -109,11 +174,21 @@ impl Cluster {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
         make_ca(&dir, "ecs-mfa test etcd CA");
         // Servers and peers: SAN 127.0.0.1, both usages (etcd uses it as a peer client too).
-        issue(&dir, "server", "/CN=etcd", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n");
+        issue(
+            &dir,
+            "server",
+            "/CN=etcd",
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+        );
         // Hosts and administrators: no CN (etcd's gateway refuses client certificates with one
         // once RBAC is on; the user comes from the token).
         issue(&dir, "host", "/O=ecs-mfa", "extendedKeyUsage=clientAuth\n");
-        issue(&dir, "admin", "/O=ecs-mfa-admin", "extendedKeyUsage=clientAuth\n");
+        issue(
+            &dir,
+            "admin",
+            "/O=ecs-mfa-admin",
+            "extendedKeyUsage=clientAuth\n",
+        );
         let nodes = (1..=3)
             .map(|i| Node {
                 name: format!("n{i}"),
@@ -151,11 +226,26 @@ impl Cluster {
         let child = Command::new("setpriv")
             .args(["--pdeathsig", "KILL", "--", "etcd"])
             .arg(format!("--name={}", node.name))
-            .arg(format!("--data-dir={}", dir.join(format!("{}.data", node.name)).display()))
-            .arg(format!("--listen-client-urls=https://127.0.0.1:{}", node.client_port))
-            .arg(format!("--advertise-client-urls=https://127.0.0.1:{}", node.client_port))
-            .arg(format!("--listen-peer-urls=https://127.0.0.1:{}", node.peer_port))
-            .arg(format!("--initial-advertise-peer-urls=https://127.0.0.1:{}", node.peer_port))
+            .arg(format!(
+                "--data-dir={}",
+                dir.join(format!("{}.data", node.name)).display()
+            ))
+            .arg(format!(
+                "--listen-client-urls=https://127.0.0.1:{}",
+                node.client_port
+            ))
+            .arg(format!(
+                "--advertise-client-urls=https://127.0.0.1:{}",
+                node.client_port
+            ))
+            .arg(format!(
+                "--listen-peer-urls=https://127.0.0.1:{}",
+                node.peer_port
+            ))
+            .arg(format!(
+                "--initial-advertise-peer-urls=https://127.0.0.1:{}",
+                node.peer_port
+            ))
             .arg(format!("--initial-cluster={initial}"))
             .arg(format!("--initial-cluster-state={state}"))
             .arg(format!("--initial-cluster-token={}", self.token))
@@ -235,7 +325,8 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn wait_healthy(&self, nodes: &[usize]) {
+    /// Waits (up to 60 s) until etcdctl endpoint health passes on these nodes (a leader exists).
+    pub fn wait_healthy(&self, nodes: &[usize]) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let endpoints: Vec<String> = nodes
@@ -289,10 +380,31 @@ impl Cluster {
         for args in [
             vec!["user", "add", "root:rootpw"],
             vec!["role", "add", "ecs-mfa-host"],
-            vec!["role", "grant-permission", "ecs-mfa-host", "--prefix=true", "read", &records],
-            vec!["role", "grant-permission", "ecs-mfa-host", "--prefix=true", "readwrite", &state],
+            vec![
+                "role",
+                "grant-permission",
+                "ecs-mfa-host",
+                "--prefix=true",
+                "read",
+                &records,
+            ],
+            vec![
+                "role",
+                "grant-permission",
+                "ecs-mfa-host",
+                "--prefix=true",
+                "readwrite",
+                &state,
+            ],
             vec!["role", "add", "ecs-mfa-admin"],
-            vec!["role", "grant-permission", "ecs-mfa-admin", "--prefix=true", "readwrite", prefix],
+            vec![
+                "role",
+                "grant-permission",
+                "ecs-mfa-admin",
+                "--prefix=true",
+                "readwrite",
+                prefix,
+            ],
             vec!["user", "add", "host:hostpw"],
             vec!["user", "grant-role", "host", "ecs-mfa-host"],
             vec!["user", "add", "admin:adminpw"],
@@ -306,7 +418,10 @@ impl Cluster {
     /// `etcdctl snapshot save` from node 0; the snapshot's bytes.
     pub fn snapshot(&self, user: Option<&str>) -> Vec<u8> {
         let path = self.dir.join("snapshot.db");
-        let endpoint = format!("--endpoints=https://127.0.0.1:{}", self.nodes[0].client_port);
+        let endpoint = format!(
+            "--endpoints=https://127.0.0.1:{}",
+            self.nodes[0].client_port
+        );
         let out = Command::new("etcdctl")
             .env("ETCDCTL_API", "3")
             .arg(endpoint)
@@ -319,7 +434,11 @@ impl Cluster {
             .arg(&path)
             .output()
             .unwrap();
-        assert!(out.status.success(), "snapshot: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "snapshot: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::fs::read(&path).unwrap()
     }
 }

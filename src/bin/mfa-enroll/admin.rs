@@ -3,10 +3,10 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use pam_ecs_mfa::auth::{self, Attempt, Conversation, ConversationError};
+use pam_ecs_mfa::backend::Enrollments;
 use pam_ecs_mfa::decision::{Outcome, Reason};
 use pam_ecs_mfa::policy::FirstFactor;
 use pam_ecs_mfa::recovery;
-use pam_ecs_mfa::backend::Enrollments;
 use pam_ecs_mfa::state::StateStore;
 use pam_ecs_mfa::store::StoreError;
 use pam_ecs_mfa::user_name::UserName;

@@ -217,10 +217,7 @@ pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
         ),
     );
     if !g.json {
-        outln!(
-            "Enrolled {user}. Record: {}",
-            store.location(&user)
-        );
+        outln!("Enrolled {user}. Record: {}", store.location(&user));
     }
     Ok(())
 }

@@ -77,14 +77,18 @@ fn fleet_config(g: &Global) -> Result<(pam_ecs_mfa::policy::Policy, FleetConfig)
 
 fn init(g: &Global, args: InitArgs) -> Result<(), Failure> {
     // The config may not exist yet (init comes first): only read it if it is there.
-    let configured = g.policy().ok().and_then(|p| p.fleet).map(|f| f.fleet_key_file);
+    let configured = g
+        .policy()
+        .ok()
+        .and_then(|p| p.fleet)
+        .map(|f| f.fleet_key_file);
     let path = args
         .key_file
         .or(configured)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_FILE));
     let (dir, name) = split(&path)?;
-    let dir = secure_fs::open_or_create_dir(dir)
-        .map_err(|e| Failure::new(Exit::Store, e.to_string()))?;
+    let dir =
+        secure_fs::open_or_create_dir(dir).map_err(|e| Failure::new(Exit::Store, e.to_string()))?;
     let existing = dir
         .read(name, secure_fs::FileRules::Private, 4096)
         .map_err(|e| Failure::new(Exit::Store, e.to_string()))?;
@@ -112,9 +116,8 @@ fn init(g: &Global, args: InitArgs) -> Result<(), Failure> {
             ));
         }
         (Some(old), true) => {
-            let old_keys = FleetKeys::parse(old).map_err(|why| {
-                Failure::new(Exit::Store, format!("{}: {why}", path.display()))
-            })?;
+            let old_keys = FleetKeys::parse(old)
+                .map_err(|why| Failure::new(Exit::Store, format!("{}: {why}", path.display())))?;
             text.push_str(&key.to_line());
             for k in old_keys.all() {
                 text.push_str(&k.to_line());
@@ -136,18 +139,29 @@ fn init(g: &Global, args: InitArgs) -> Result<(), Failure> {
         );
         return Ok(());
     }
-    outln!("Fleet key {} written to {} (0600 root).", key.id_hex(), path.display());
+    outln!(
+        "Fleet key {} written to {} (0600 root).",
+        key.id_hex(),
+        path.display()
+    );
     outln!();
     outln!("Next, on every server (details and the openssl/etcdctl commands: docs/fleet.md):");
     outln!("  1. Copy this key file to the same path, root-only:");
-    outln!("       install -m 0600 -o root -g root fleet.key {}", path.display());
+    outln!(
+        "       install -m 0600 -o root -g root fleet.key {}",
+        path.display()
+    );
     outln!("     over a secure channel (scp from here, your configuration management's secrets).");
     outln!("  2. Give the server a TLS client certificate signed by the etcd CA (no CN when etcd");
-    outln!("     RBAC is on) and the CA certificate: /etc/ecs-mfa/etcd/{{ca.pem,host.pem,host.key}}.");
+    outln!(
+        "     RBAC is on) and the CA certificate: /etc/ecs-mfa/etcd/{{ca.pem,host.pem,host.key}}."
+    );
     outln!("  3. Add to /etc/ecs-mfa/config.toml:");
     outln!("       [fleet]");
     outln!("       backend = \"etcd\"");
-    outln!("       endpoints = [\"https://10.0.0.11:2379\", \"https://10.0.0.12:2379\", \"https://10.0.0.13:2379\"]");
+    outln!(
+        "       endpoints = [\"https://10.0.0.11:2379\", \"https://10.0.0.12:2379\", \"https://10.0.0.13:2379\"]"
+    );
     outln!("       ca_file = \"/etc/ecs-mfa/etcd/ca.pem\"");
     outln!("       cert_file = \"/etc/ecs-mfa/etcd/host.pem\"");
     outln!("       key_file = \"/etc/ecs-mfa/etcd/host.key\"");
@@ -155,8 +169,12 @@ fn init(g: &Global, args: InitArgs) -> Result<(), Failure> {
     outln!("  4. mfa-enroll doctor, then (once, from one server) mfa-enroll fleet push.");
     if args.rotate {
         outln!();
-        outln!("Rotation: distribute this file everywhere first; then mfa-enroll fleet push --force");
-        outln!("is NOT needed: reset or re-import users, or re-seal with the steps in docs/fleet.md.");
+        outln!(
+            "Rotation: distribute this file everywhere first; then mfa-enroll fleet push --force"
+        );
+        outln!(
+            "is NOT needed: reset or re-import users, or re-seal with the steps in docs/fleet.md."
+        );
     }
     Ok(())
 }
@@ -191,7 +209,9 @@ fn push(g: &Global, args: PushArgs) -> Result<(), Failure> {
             }
         };
         if args.dry_run {
-            let exists = fleet.is_enrolled(&user).map_err(|e| crate::store_failure(&user, e))?;
+            let exists = fleet
+                .is_enrolled(&user)
+                .map_err(|e| crate::store_failure(&user, e))?;
             if exists && !args.force {
                 kept.push(user.to_string());
             } else {
@@ -215,7 +235,11 @@ fn push(g: &Global, args: PushArgs) -> Result<(), Failure> {
         );
     } else {
         let verb = if args.dry_run { "Would push" } else { "Pushed" };
-        outln!("{verb} {} record(s) to etcd: {}", pushed.len(), pushed.join(" "));
+        outln!(
+            "{verb} {} record(s) to etcd: {}",
+            pushed.len(),
+            pushed.join(" ")
+        );
         if !kept.is_empty() {
             outln!(
                 "Kept {} record(s) already in etcd (the fleet's enrollment wins; --force replaces): {}",
@@ -287,7 +311,10 @@ fn sync(g: &Global) -> Result<(), Failure> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(Failure::new(Exit::Partial, format!("{} record(s) not synced", problems.len())))
+        Err(Failure::new(
+            Exit::Partial,
+            format!("{} record(s) not synced", problems.len()),
+        ))
     }
 }
 
@@ -309,16 +336,25 @@ fn status(g: &Global) -> Result<(), Failure> {
                     "db_size": s.db_size, "latency_ms": took.as_secs_f64() * 1000.0,
                 }));
             }
-            Err(e) => members.push(json!({ "endpoint": endpoint, "ok": false, "error": e.to_string() })),
+            Err(e) => {
+                members.push(json!({ "endpoint": endpoint, "ok": false, "error": e.to_string() }))
+            }
         }
     }
     let values = fleet.record_values();
-    let own = fleet.keys.all().iter().map(FleetKey::id_hex).collect::<Vec<_>>();
+    let own = fleet
+        .keys
+        .all()
+        .iter()
+        .map(FleetKey::id_hex)
+        .collect::<Vec<_>>();
     let (count, by_key, unknown) = match &values {
         Ok(values) => {
             let mut by_key: std::collections::BTreeMap<String, usize> = Default::default();
             for kv in values {
-                *by_key.entry(sealed_with(&kv.value).unwrap_or_else(|| "?".into())).or_default() += 1;
+                *by_key
+                    .entry(sealed_with(&kv.value).unwrap_or_else(|| "?".into()))
+                    .or_default() += 1;
             }
             let unknown: usize = by_key
                 .iter()
@@ -348,7 +384,11 @@ fn status(g: &Global) -> Result<(), Failure> {
                     m["endpoint"].as_str().unwrap_or(""),
                     m["version"].as_str().unwrap_or(""),
                     m["member"].as_str().unwrap_or(""),
-                    if m["is_leader"] == true { " (leader)" } else { "" },
+                    if m["is_leader"] == true {
+                        " (leader)"
+                    } else {
+                        ""
+                    },
                     m["latency_ms"].as_f64().unwrap_or(0.0)
                 );
             } else {
@@ -361,10 +401,19 @@ fn status(g: &Global) -> Result<(), Failure> {
         }
         match (&values, count) {
             (Ok(_), Some(n)) => {
-                outln!("{n} record(s); sealed with: {}", by_key.iter().map(|(k, n)| format!("{k} ({n})")).collect::<Vec<_>>().join(", "));
+                outln!(
+                    "{n} record(s); sealed with: {}",
+                    by_key
+                        .iter()
+                        .map(|(k, n)| format!("{k} ({n})"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
                 outln!("This host's fleet key(s): {}", own.join(", "));
                 if unknown > 0 {
-                    outln!("PROBLEM: {unknown} record(s) are sealed with a key this host does not have: copy the fleet's current key file here");
+                    outln!(
+                        "PROBLEM: {unknown} record(s) are sealed with a key this host does not have: copy the fleet's current key file here"
+                    );
                 }
             }
             (Err(e), _) => outln!("records: {e}"),
@@ -373,10 +422,16 @@ fn status(g: &Global) -> Result<(), Failure> {
     }
     match (&values, unknown) {
         (Err(e), _) => Err(backend_failure(e.clone())),
-        (Ok(_), n) if n > 0 => Err(Failure::new(Exit::Backend, "records sealed with an unknown key")),
+        (Ok(_), n) if n > 0 => Err(Failure::new(
+            Exit::Backend,
+            "records sealed with an unknown key",
+        )),
         _ if reachable * 2 <= config.endpoints.len() => Err(Failure::new(
             Exit::Backend,
-            format!("only {reachable} of {} endpoints reachable", config.endpoints.len()),
+            format!(
+                "only {reachable} of {} endpoints reachable",
+                config.endpoints.len()
+            ),
         )),
         _ => Ok(()),
     }

@@ -6,8 +6,8 @@ use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use pam_ecs_mfa::recovery::RecoveryCode;
 use pam_ecs_mfa::backend::Enrollments;
+use pam_ecs_mfa::recovery::RecoveryCode;
 use pam_ecs_mfa::store::{SaveMode, UserRecord};
 use pam_ecs_mfa::totp::{Algorithm, SecretKey, TotpParams};
 use pam_ecs_mfa::user_name::UserName;

@@ -21,8 +21,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pam_ecs_mfa::policy::{DEFAULT_CONFIG_PATH, Policy};
 use pam_ecs_mfa::backend::Enrollments;
+use pam_ecs_mfa::policy::{DEFAULT_CONFIG_PATH, Policy};
 use pam_ecs_mfa::store::StoreError;
 use pam_ecs_mfa::user_name::UserName;
 
@@ -114,7 +114,12 @@ pub struct Global {
     pub json: bool,
     /// Fleet backend: the etcd RBAC user to act as (an administrator; writing records needs
     /// one when RBAC is on). Default: the host's user from the config file, if any.
-    #[arg(long, value_name = "NAME", global = true, requires = "etcd_password_file")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        global = true,
+        requires = "etcd_password_file"
+    )]
     etcd_user: Option<String>,
     /// File holding that user's password (one line; `-` reads it from standard input).
     #[arg(long, value_name = "FILE", global = true, requires = "etcd_user")]
@@ -226,10 +231,18 @@ fn read_password(path: &std::path::Path) -> Result<zeroize::Zeroizing<String>, F
     } else {
         std::fs::File::open(path).and_then(|mut f| f.read_to_string(&mut text))
     };
-    result.map_err(|e| Failure::new(Exit::Usage, format!("--etcd-password-file {}: {e}", path.display())))?;
+    result.map_err(|e| {
+        Failure::new(
+            Exit::Usage,
+            format!("--etcd-password-file {}: {e}", path.display()),
+        )
+    })?;
     let password = text.lines().next().unwrap_or("");
     if password.is_empty() {
-        return Err(Failure::new(Exit::Usage, "--etcd-password-file: empty password"));
+        return Err(Failure::new(
+            Exit::Usage,
+            "--etcd-password-file: empty password",
+        ));
     }
     Ok(zeroize::Zeroizing::new(password.to_string()))
 }

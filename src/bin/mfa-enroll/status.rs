@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use pam_ecs_mfa::policy::Policy;
 use pam_ecs_mfa::backend::{Enrollments, States};
+use pam_ecs_mfa::policy::Policy;
 use pam_ecs_mfa::state::StateStore;
 use pam_ecs_mfa::store::StoreError;
 use pam_ecs_mfa::store::record::Origin;

@@ -373,6 +373,18 @@ fn losing_nodes_keeps_logins_working_then_denies_or_uses_the_local_copy() {
     cluster.wait_healthy(&[1, 2]);
     let (ok, line) = login(&deny, "bob", &oathtool_code(&bob, &[]));
     assert!(ok, "two of three nodes serve logins: {line}");
+    let doctor = fleet_findings(&deny);
+    assert!(
+        !doctor.iter().any(|f| f["level"] == "problem"),
+        "one node down is not a problem yet: {doctor:?}"
+    );
+    assert!(
+        doctor
+            .iter()
+            .any(|f| f["level"] == "warning"
+                && f["message"].as_str().unwrap().contains("no etcd user")),
+        "{doctor:?}"
+    );
     let status = cli(&deny, &["fleet", "status", "--json"], b"");
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["reachable"], 2, "{status}");
@@ -404,6 +416,15 @@ fn losing_nodes_keeps_logins_working_then_denies_or_uses_the_local_copy() {
     assert!(!ok && reason(&line) == "backend_unavailable", "{line}");
     let (ok, line) = login(&local, "carol", "123456");
     assert!(!ok, "unknown to the local copy: denied: {line}");
+    let doctor = fleet_findings(&local);
+    assert!(
+        doctor.iter().any(|f| f["level"] == "problem"
+            && f["message"]
+                .as_str()
+                .unwrap()
+                .contains("only 1 of 3 endpoints")),
+        "doctor reports the lost quorum: {doctor:?}"
+    );
 
     // Back to quorum: logins work again, state is fleet-wide again.
     cluster.restart(1);
@@ -548,6 +569,20 @@ fn copy_record_locally(from: &Sandbox, to: &Sandbox, user: &str) {
         to.store.join(format!("{user}.toml")),
     )
     .unwrap();
+}
+
+/// doctor's findings about the fleet (the sandbox has no sshd setup: the rest is ignored).
+fn fleet_findings(sb: &Sandbox) -> Vec<serde_json::Value> {
+    let out = cli(sb, &["doctor", "--json"], b"");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("doctor --json: {}{}", text(&out.stdout), text(&out.stderr)));
+    json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "fleet")
+        .cloned()
+        .collect()
 }
 
 /// The library's etcd client with `sb`'s host configuration (to write what only an attacker

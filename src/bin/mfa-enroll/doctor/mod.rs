@@ -10,6 +10,7 @@
 //! Exit status 0 when nothing is a problem (warnings allowed), 11 otherwise. `--json` prints
 //! `{"findings": [{"level", "check", "message", "fix"}], "problems": N}`.
 
+mod fleet;
 mod pam_file;
 mod sshd;
 
@@ -18,9 +19,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use pam_ecs_mfa::backend::Enrollments;
 use pam_ecs_mfa::exemption::{nss_groups, own_addresses};
 use pam_ecs_mfa::policy::{FirstFactor, Policy, PolicyError};
-use pam_ecs_mfa::state::{FileStateStore, StateStore};
+use pam_ecs_mfa::state::StateStore;
 use pam_ecs_mfa::store::{Store, StoreError, secure_fs};
 use pam_ecs_mfa::user_name::UserName;
 use serde_json::json;
@@ -113,9 +115,17 @@ pub fn doctor(g: &Global, args: DoctorArgs) -> Result<(), Failure> {
         check_login_enrollment(&mut findings, &policy, settings);
     }
     check_groups(&mut findings, &policy);
-    check_dirs(&mut findings, &policy);
+    let records = match &policy.fleet {
+        Some(config) => fleet::check_fleet(&mut findings, &policy, config),
+        None => {
+            check_dirs(&mut findings, &policy);
+            Some(Enrollments::Files(Store::new(&policy.store_dir)))
+        }
+    };
     check_clock(&mut findings);
-    check_users(&mut findings, &policy, &accounts, root_may_log_in);
+    if let Some(records) = &records {
+        check_users(&mut findings, &policy, records, &accounts, root_may_log_in);
+    }
 
     let problems = findings
         .0
@@ -762,14 +772,17 @@ fn check_clock(findings: &mut Findings) {
 fn check_users(
     findings: &mut Findings,
     policy: &Policy,
+    store: &Enrollments,
     accounts: &Accounts,
     root_may_log_in: bool,
 ) {
-    let store = Store::new(&policy.store_dir);
-    let state = secure_fs::open_dir(&policy.state_dir)
-        .ok()
-        .flatten()
-        .map(|_| FileStateStore::new(&policy.state_dir));
+    let state = match store {
+        Enrollments::Files(_) => secure_fs::open_dir(&policy.state_dir)
+            .ok()
+            .flatten()
+            .map(|_| store.states(policy)),
+        Enrollments::Fleet(_) => Some(store.states(policy)),
+    };
     let now = crate::unix_now().unwrap_or(0);
     let mut missing = Vec::new();
     for user in &accounts.need_mfa {

@@ -1,0 +1,140 @@
+//! `doctor` checks of the fleet backend: this host's TLS files and fleet key, every endpoint,
+//! quorum, records this host cannot open, RBAC, and the local copy.
+
+use pam_ecs_mfa::backend::Enrollments;
+use pam_ecs_mfa::fleet::seal::{FleetKey, sealed_with};
+use pam_ecs_mfa::fleet::{FleetConfig, OnUnavailable};
+use pam_ecs_mfa::policy::Policy;
+use pam_ecs_mfa::store::secure_fs;
+
+use super::Findings;
+
+/// Runs the checks; returns the records backend when it could be opened.
+pub(super) fn check_fleet(
+    findings: &mut Findings,
+    policy: &Policy,
+    config: &FleetConfig,
+) -> Option<Enrollments> {
+    let records = match Enrollments::for_policy(policy, None) {
+        Ok(records) => records,
+        Err(e) => {
+            findings.problem(
+                "fleet",
+                format!("{e}: every login is denied (reason=backend_error)"),
+                "install the CA, this host's certificate and key, and the fleet key as docs/fleet.md shows (root-owned; keys 0600)",
+            );
+            return None;
+        }
+    };
+    let Enrollments::Fleet(fleet) = &records else {
+        return None;
+    };
+    findings.ok(
+        "fleet",
+        format!(
+            "TLS files and fleet key {} readable and root-only",
+            fleet.keys.current().id_hex()
+        ),
+    );
+    let mut reachable = 0;
+    for endpoint in &config.endpoints {
+        match fleet.etcd.member_status(endpoint) {
+            Ok((status, took)) => {
+                reachable += 1;
+                findings.ok(
+                    "fleet",
+                    format!(
+                        "{endpoint}: etcd {}{}, {:.1} ms",
+                        status.version,
+                        if status.member == status.leader {
+                            " (leader)"
+                        } else {
+                            ""
+                        },
+                        took.as_secs_f64() * 1000.0
+                    ),
+                );
+                if took > config.timeout / 2 {
+                    findings.warning(
+                        "fleet",
+                        format!(
+                            "{endpoint} took {} ms, more than half of timeout_ms",
+                            took.as_millis()
+                        ),
+                        "raise timeout_ms, or use closer endpoints",
+                    );
+                }
+            }
+            Err(e) => findings.warning(
+                "fleet",
+                format!("{endpoint}: {e}"),
+                "check the node, the network path and the certificates (mfa-enroll fleet status)",
+            ),
+        }
+    }
+    if reachable * 2 <= config.endpoints.len() {
+        let what = match config.on_unavailable {
+            OnUnavailable::Deny => "every login is denied (on_unavailable = \"deny\")",
+            OnUnavailable::Local => {
+                "logins use the local copy, without fleet-wide replay protection (on_unavailable = \"local\")"
+            }
+        };
+        findings.problem(
+            "fleet",
+            format!(
+                "only {reachable} of {} endpoints answer: {what}",
+                config.endpoints.len()
+            ),
+            "bring etcd members back (a majority is needed) or correct endpoints",
+        );
+    }
+    match fleet.record_values() {
+        Ok(values) => {
+            let own: Vec<String> = fleet.keys.all().iter().map(FleetKey::id_hex).collect();
+            let foreign = values
+                .iter()
+                .filter(|kv| !sealed_with(&kv.value).is_some_and(|id| own.contains(&id)))
+                .count();
+            if foreign > 0 {
+                findings.problem(
+                    "fleet",
+                    format!("{foreign} of {} records are sealed with a fleet key this host does not have: those users cannot log in here", values.len()),
+                    "copy the fleet's current key file to this host (fleet_key_file)",
+                );
+            } else {
+                findings.ok(
+                    "fleet",
+                    format!(
+                        "{} records, all open with this host's fleet key",
+                        values.len()
+                    ),
+                );
+            }
+        }
+        Err(e) => findings.problem(
+            "fleet",
+            format!("cannot read the records: {e}"),
+            "check this host's etcd role (read on <prefix>records/, docs/fleet.md)",
+        ),
+    }
+    if config.user.is_none() {
+        findings.warning(
+            "fleet",
+            "no etcd user: unless etcd RBAC is on, this host's certificate can also WRITE records (forge an enrollment for any user)",
+            "turn on etcd RBAC with the roles in docs/fleet.md and set user/password_file",
+        );
+    }
+    if config.on_unavailable == OnUnavailable::Local
+        && !matches!(secure_fs::open_dir(&policy.store_dir), Ok(Some(_)))
+    {
+        findings.warning(
+            "fleet",
+            format!(
+                "no local copy in {} yet: during an outage nobody can log in",
+                policy.store_dir.display()
+            ),
+            "mfa-enroll fleet sync (and regularly, e.g. from a timer)",
+        );
+    }
+    Some(records)
+}

@@ -131,3 +131,38 @@ impl Fleet {
         Ok(answer.reads.into_iter().flatten().collect())
     }
 }
+
+impl Fleet {
+    /// Seals again, with the current fleet key, every record sealed with an older one (the
+    /// last step of a key rotation). Returns (resealed, already current). A record changed
+    /// meanwhile is left to the next run (compare-and-swap), never overwritten.
+    pub fn reseal_all(&self) -> Result<(usize, usize), FleetError> {
+        let current = self.keys.current().id_hex();
+        let (mut resealed, mut current_already) = (0, 0);
+        for kv in self.record_values()? {
+            if super::seal::sealed_with(&kv.value).as_deref() == Some(current.as_str()) {
+                current_already += 1;
+                continue;
+            }
+            let Some(name) = kv.key.strip_prefix(&format!("{}records/", self.prefix())) else {
+                continue;
+            };
+            let user = UserName::parse(name)
+                .map_err(|e| FleetError::BadValue(format!("{}: {e}", kv.key)))?;
+            let record = self.open_record(&user, &kv)?;
+            let text = record
+                .to_toml()
+                .map_err(|e| FleetError::BadValue(e.to_string()))?;
+            let sealed = self.keys.seal(text.as_bytes(), &kv.key)?;
+            let compare = [Cmp::ModRevision(kv.key.clone(), kv.mod_revision)];
+            if self
+                .etcd
+                .txn(&compare, &[Op::Put(kv.key.clone(), sealed)], &[])?
+                .succeeded
+            {
+                resealed += 1;
+            }
+        }
+        Ok((resealed, current_already))
+    }
+}

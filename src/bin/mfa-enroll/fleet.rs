@@ -25,6 +25,9 @@ pub enum FleetCommand {
     Sync,
     /// Endpoints, leader, latency, record count, and which fleet key sealed the records.
     Status,
+    /// Seal every record with the current (first) fleet key: the last step of a rotation,
+    /// after the new key file is on every server. Needs administrator credentials.
+    Rekey,
 }
 
 #[derive(clap::Args)]
@@ -58,6 +61,7 @@ pub fn run(g: &Global, cmd: FleetCommand) -> Result<(), Failure> {
         FleetCommand::Push(args) => push(g, args),
         FleetCommand::Sync => sync(g),
         FleetCommand::Status => status(g),
+        FleetCommand::Rekey => rekey(g),
     }
 }
 
@@ -169,12 +173,8 @@ fn init(g: &Global, args: InitArgs) -> Result<(), Failure> {
     outln!("  4. mfa-enroll doctor, then (once, from one server) mfa-enroll fleet push.");
     if args.rotate {
         outln!();
-        outln!(
-            "Rotation: distribute this file everywhere first; then mfa-enroll fleet push --force"
-        );
-        outln!(
-            "is NOT needed: reset or re-import users, or re-seal with the steps in docs/fleet.md."
-        );
+        outln!("Rotation: copy this file to every server first (it opens old and new records),");
+        outln!("then run mfa-enroll fleet rekey, then remove the old key line everywhere.");
     }
     Ok(())
 }
@@ -435,4 +435,31 @@ fn status(g: &Global) -> Result<(), Failure> {
         )),
         _ => Ok(()),
     }
+}
+
+fn rekey(g: &Global) -> Result<(), Failure> {
+    let (policy, _) = fleet_config(g)?;
+    let records = g.enrollments(&policy)?;
+    let Enrollments::Fleet(fleet) = &records else {
+        unreachable!("fleet_config checked the backend");
+    };
+    let (resealed, current) = fleet.reseal_all().map_err(backend_failure)?;
+    let key = fleet.keys.current().id_hex();
+    log_change(
+        "fleet-rekey",
+        &pam_ecs_mfa::user_name::UserName::parse("fleet").expect("valid"),
+        &format!("key_id={key} resealed={resealed}"),
+    );
+    if g.json {
+        outln!(
+            "{}",
+            json!({ "key_id": key, "resealed": resealed, "already_current": current })
+        );
+    } else {
+        outln!("Sealed {resealed} record(s) with fleet key {key} ({current} already were).");
+        outln!(
+            "Run it again until it reseals 0, then remove the old key line from every server's key file."
+        );
+    }
+    Ok(())
 }

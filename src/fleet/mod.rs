@@ -255,7 +255,7 @@ pub enum FleetError {
 }
 
 impl FleetError {
-    /// The `reason=` word a login logs for this error.
+    /// Whether this is an outage (the only class that may use the local copy).
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Self::Unavailable(_))
     }
@@ -280,6 +280,28 @@ impl std::error::Error for FleetError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fleet_keys_are_documented_in_fleet_md_and_config_md() {
+        for doc in [
+            include_str!("../../docs/fleet.md"),
+            include_str!("../../docs/config.md"),
+        ] {
+            for (key, help) in FLEET_KEYS {
+                assert!(
+                    doc.contains(&format!("| `{key}` | {help} |")),
+                    "{key} not documented as in FLEET_KEYS"
+                );
+            }
+        }
+        let example = include_str!("../../pam-config/config.toml.example");
+        for (key, _) in FLEET_KEYS {
+            assert!(
+                example.contains(&format!("#  {key} = ")),
+                "{key} not in the example config"
+            );
+        }
+    }
 
     fn parse(text: &str) -> Result<Option<FleetConfig>, String> {
         #[derive(Deserialize)]

@@ -103,6 +103,14 @@ fn module_page() -> String {
             roff_escape(help)
         ));
     }
+    out.push_str("The optional [fleet] table (after every key above) keeps enrollments and login state in an etcd cluster shared by every server; see /usr/share/doc/ecs-mfa/fleet.md.\n");
+    for (key, help) in pam_ecs_mfa::fleet::FLEET_KEYS {
+        out.push_str(&format!(
+            ".TP\n.B fleet.{}\n{}\n",
+            roff_escape(key),
+            roff_escape(help)
+        ));
+    }
     out.push_str(
         ".SH \"RETURN VALUES\"\n.TP\nPAM_SUCCESS\nA valid, fresh code or an unused recovery code.\n\
          .TP\nPAM_IGNORE\nThe user has no enrollment and nullok is set.\n\

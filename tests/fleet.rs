@@ -595,3 +595,84 @@ fn client(sb: &Sandbox) -> Etcd {
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+#[test]
+fn every_admin_command_works_against_the_fleet_from_any_host() {
+    let cluster = Cluster::start("admin");
+    let a = host(&cluster, "adm-a", "", "");
+    let b = host(&cluster, "adm-b", "", "");
+
+    // fleet push: a record enrolled locally (before the fleet) moves into etcd, once.
+    let fleet_config = std::fs::read_to_string(&a.config).unwrap();
+    a.set_config("");
+    let dave = enroll_json(&a, "dave", &[]);
+    let dave_secret = dave["secret"].as_str().unwrap().to_string();
+    a.set_config(&fleet_config);
+    let out = cli(&a, &["fleet", "push", "--json"], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pushed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(pushed["pushed"], serde_json::json!(["dave"]), "{pushed}");
+    let again: serde_json::Value =
+        serde_json::from_slice(&cli(&a, &["fleet", "push", "--json"], b"").stdout).unwrap();
+    assert_eq!(
+        again["kept"],
+        serde_json::json!(["dave"]),
+        "the fleet's record wins: {again}"
+    );
+
+    // verify: counted like a login, fleet-wide.
+    wait_for_fresh_step(10);
+    let code = oathtool_code(&dave_secret, &[]);
+    let out = cli(
+        &b,
+        &["verify", "--user", "dave"],
+        format!("{code}\n").as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "verify on B: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let out = cli(
+        &a,
+        &["verify", "--user", "dave"],
+        format!("{code}\n").as_bytes(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(8),
+        "the same code on A is a replay: {}",
+        text(&out.stdout)
+    );
+
+    // recovery: new codes from B work on A; the old ones stop everywhere.
+    let old = dave["recovery_codes"][0].as_str().unwrap().to_string();
+    let out = cli(&b, &["recovery", "--user", "dave", "--json"], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let new: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (ok, line) = login(&a, "dave", &old);
+    assert!(!ok && reason(&line) == "bad_code", "{line}");
+    let (ok, line) = login(&a, "dave", new["recovery_codes"][3].as_str().unwrap());
+    assert!(ok && line.contains("remaining=9"), "{line}");
+
+    // import (pam_oath users file) on B: the user logs in on A.
+    let eve = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+    b.import_oath("eve", eve);
+    let (ok, line) = login(&a, "eve", &oathtool_code(eve, &[]));
+    assert!(ok, "{line}");
+
+    // show on A gives the same secret; remove on A ends dave's logins on B.
+    let shown: serde_json::Value =
+        serde_json::from_slice(&cli(&a, &["show", "--user", "dave", "--json"], b"").stdout)
+            .unwrap();
+    assert_eq!(shown["secret"], dave_secret.as_str());
+    let out = cli(&a, &["remove", "--user", "dave", "--yes"], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (ok, line) = login(&b, "dave", &oathtool_code(&dave_secret, &[]));
+    assert!(!ok && reason(&line) == "not_enrolled", "{line}");
+    let out = cli(&b, &["status", "--user", "dave"], b"");
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stdout));
+    let out = cli(&b, &["remove", "--user", "dave", "--yes"], b"");
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+}

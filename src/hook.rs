@@ -81,7 +81,7 @@ pub fn authenticate(pam: &mut impl PamHandler, args: Result<Vec<String>, String>
 /// The one line `debug` adds (never codes or secrets; only whether sshd's auth info is there).
 fn debug_line(policy: &Policy, ssh_auth_info: Option<&str>) -> String {
     format!(
-        "debug: store={} state={} config={} nullok={} window={} first_factor={} ssh_auth_info={}",
+        "debug: store={} state={} config={} nullok={} window={} first_factor={} ssh_auth_info={} backend={}",
         policy.store_dir.display(),
         policy.state_dir.display(),
         policy.config_path.display(),
@@ -92,6 +92,15 @@ fn debug_line(policy: &Policy, ssh_auth_info: Option<&str>) -> String {
             None => "absent",
             Some("") => "empty",
             Some(_) => "present",
+        },
+        match &policy.fleet {
+            None => "files".to_string(),
+            Some(f) => format!(
+                "etcd({} endpoints, timeout_ms={}, on_unavailable={})",
+                f.endpoints.len(),
+                f.timeout.as_millis(),
+                f.on_unavailable.as_str()
+            ),
         }
     )
 }

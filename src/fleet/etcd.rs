@@ -648,8 +648,13 @@ fn tls_config(config: &FleetConfig) -> Result<TlsConfig, FleetError> {
             config.key_file.display()
         ))
     })?;
+    // The crypto provider is given here (ring, already in the tree) so that ureq needs neither
+    // a default provider nor its bundled public root certificates: only ca_file is trusted.
     Ok(TlsConfig::builder()
         .provider(TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
         .root_certs(RootCerts::new_with_certs(&ca))
         .client_cert(Some(ClientCert::new_with_certs(&cert, key)))
         .build())

@@ -675,4 +675,26 @@ fn every_admin_command_works_against_the_fleet_from_any_host() {
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stdout));
     let out = cli(&b, &["remove", "--user", "dave", "--yes"], b"");
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+
+    // A state value that is not ecs-mfa's (hosts can write state): denied, and unlock repairs it.
+    client(&a)
+        .txn(
+            &[],
+            &[Op::Put(format!("{PREFIX}state/eve"), b"garbage =".to_vec())],
+            &[],
+        )
+        .unwrap();
+    let next = format!("@{}", common::container::now() + 30);
+    let code = oathtool_code(eve, &["-N", &next]);
+    let (ok, line) = login(&b, "eve", &code);
+    assert!(!ok && reason(&line) == "bad_file", "{line}");
+    let out = cli(&b, &["unlock", "--user", "eve"], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("mfa-enroll recovery"),
+        "{}",
+        text(&out.stderr)
+    );
+    let (ok, line) = login(&a, "eve", &code);
+    assert!(ok, "{line}");
 }

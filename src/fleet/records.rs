@@ -166,3 +166,22 @@ impl Fleet {
         Ok((resealed, current_already))
     }
 }
+
+impl Fleet {
+    /// Replaces `user`'s state value with a fresh one whose replay mark is `now` (so the code of
+    /// the current step stays refused): what `mfa-enroll unlock` does with a state value that
+    /// is not ecs-mfa's (hosts can write state; a broken or hostile value must not lock a user
+    /// out for good). The list of used recovery codes goes with it, so the caller must tell the
+    /// administrator to issue new recovery codes (`mfa-enroll recovery`).
+    pub fn replace_state(&self, user: &UserName, now: u64) -> Result<(), FleetError> {
+        let mut state = super::state::FleetState::default();
+        state.login.last_accepted = now;
+        self.etcd
+            .txn(
+                &[],
+                &[Op::Put(self.state_key(user), state.to_text().into_bytes())],
+                &[],
+            )
+            .map(|_| ())
+    }
+}

@@ -5,6 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use pam_ecs_mfa::auth::{self, Attempt, Conversation, ConversationError};
 use pam_ecs_mfa::backend::Enrollments;
 use pam_ecs_mfa::decision::{Outcome, Reason};
+use pam_ecs_mfa::fleet::FleetError;
 use pam_ecs_mfa::policy::FirstFactor;
 use pam_ecs_mfa::recovery;
 use pam_ecs_mfa::state::StateStore;
@@ -110,17 +111,31 @@ pub fn unlock(g: &Global, args: UserArgs) -> Result<(), Failure> {
         return Err(store_failure(&user, StoreError::NotEnrolled));
     }
     let now = unix_now()?;
-    let before = records
-        .states(&policy)
-        .transact(&user, |st| {
-            let before = *st;
-            st.unlock(now);
-            before
-        })
-        .map_err(|e| match e {
-            pam_ecs_mfa::state::StateError::Fleet(e) => crate::backend_failure(e),
-            e => Failure::new(Exit::Store, e.to_string()),
-        })?;
+    let result = records.states(&policy).transact(&user, |st| {
+        let before = *st;
+        st.unlock(now);
+        before
+    });
+    let before = match (result, &records) {
+        (Ok(before), _) => before,
+        // A fleet state value that is not ecs-mfa's: replaced (the current step stays used).
+        (
+            Err(pam_ecs_mfa::state::StateError::Fleet(FleetError::BadValue(why))),
+            Enrollments::Fleet(fleet),
+        ) => {
+            fleet
+                .replace_state(&user, now)
+                .map_err(crate::backend_failure)?;
+            errln!(
+                "mfa-enroll: {why}: replaced with a fresh state; recovery codes already used may work again, so issue new ones: mfa-enroll recovery --user {user}"
+            );
+            Default::default()
+        }
+        (Err(pam_ecs_mfa::state::StateError::Fleet(e)), _) => {
+            return Err(crate::backend_failure(e));
+        }
+        (Err(e), _) => return Err(Failure::new(Exit::Store, e.to_string())),
+    };
     log_change(
         "unlock",
         &user,

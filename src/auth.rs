@@ -18,17 +18,18 @@
 //!    update. The decision stands only if the new state was saved.
 #![forbid(unsafe_code)]
 
+use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use zeroize::Zeroizing;
 
 use crate::decision::{Decision, Reason};
 use crate::exemption::{nss_groups, own_addresses};
-use crate::policy::{FirstFactor, Policy};
+use crate::policy::{FirstFactor, PassMode, Policy};
 use crate::recovery::RecoveryCode;
 use crate::state::{FileStateStore, StateStore};
 use crate::store::{Store, StoreError, UserRecord};
-use crate::totp::{self, Verification};
+use crate::totp::{self, TotpParams, Verification};
 use crate::user_name::{UserName, nss_account};
 
 /// How the module talks to the user. PAM's conversation in production, a script in tests.
@@ -64,6 +65,11 @@ pub struct Attempt<'a> {
     /// authentication, OpenSSH < 7.8, another service), empty for keyboard-interactive alone,
     /// one `method [details]` line per method that completed earlier in this connection.
     pub ssh_auth_info: Option<&'a str>,
+    /// `PAM_AUTHTOK` as an earlier module left it (`use_first_pass`, `try_first_pass`).
+    pub authtok: Option<&'a [u8]>,
+    /// Where `forward_pass` leaves the password part of the answer, for the caller to set as
+    /// `PAM_AUTHTOK` whatever the decision (so the next module checks it either way).
+    pub forwarded: Option<&'a RefCell<Option<Zeroizing<Vec<u8>>>>>,
 }
 
 impl<'a> Attempt<'a> {
@@ -118,13 +124,13 @@ pub fn authenticate_with(
     let given = match UserName::parse(attempt.user) {
         Ok(user) => user,
         Err(e) => {
-            ask_and_discard(conv, policy);
+            ask_and_discard(conv, policy, attempt);
             return Decision::deny(Reason::BadUser).with_detail(e.to_string());
         }
     };
     // Everything below is keyed on the account as NSS names it, never on the client's spelling.
     let Some(user) = account_of(&given) else {
-        ask_and_discard(conv, policy);
+        ask_and_discard(conv, policy, attempt);
         return Decision::deny(Reason::UnknownAccount);
     };
     let mut decision = decide_account(conv, policy, store, state, &user, attempt, now);
@@ -161,7 +167,7 @@ fn decide_account(
             )
         });
     }
-    let decision = decide_enrolled(conv, policy, store, state, user, attempt.ssh_auth_info, now);
+    let decision = decide_enrolled(conv, policy, store, state, user, attempt, now);
     match note {
         Some(note) if decision.detail.is_none() => decision.with_detail(note),
         _ => decision,
@@ -175,37 +181,47 @@ fn decide_enrolled(
     store: &Store,
     state: &impl StateStore,
     user: &UserName,
-    ssh_auth_info: Option<&str>,
+    attempt: &Attempt<'_>,
     now: SystemTime,
 ) -> Decision {
     if let Some(fleet) = &policy.fleet {
-        return crate::auth_fleet::decide_enrolled(conv, policy, fleet, store, state, user, now);
+        return crate::auth_fleet::decide_enrolled(
+            conv, policy, fleet, store, state, user, attempt, now,
+        );
     }
     let record = match store.load(user) {
         Ok(record) => record,
         Err(StoreError::NotEnrolled)
-            if let Some(key) = may_enroll_at_login(policy, user, ssh_auth_info, now) =>
+            if let Some(key) = may_enroll_at_login(policy, user, attempt.ssh_auth_info, now) =>
         {
             return match crate::login_enrollment::run(conv, policy, store, state, user, &key, now) {
                 Some(decision) => decision,
                 // Another login of this user enrolled meanwhile: ask for a code as usual.
-                None => decide_enrolled(conv, policy, store, state, user, None, now),
+                None => {
+                    let later = Attempt {
+                        ssh_auth_info: None,
+                        ..*attempt
+                    };
+                    decide_enrolled(conv, policy, store, state, user, &later, now)
+                }
             };
         }
         Err(StoreError::NotEnrolled) if policy.nullok => {
+            forward_all(conv, policy, attempt);
             return Decision::ignore(Reason::NotEnrolled).with_detail("nullok");
         }
         Err(StoreError::NotEnrolled) => {
-            ask_and_discard(conv, policy);
+            ask_and_discard(conv, policy, attempt);
             return Decision::deny(Reason::NotEnrolled);
         }
         Err(e) => {
-            ask_and_discard(conv, policy);
+            ask_and_discard(conv, policy, attempt);
             return Decision::deny(Reason::BadFile).with_detail(e.to_string());
         }
     };
+    let digits = record.params.digits();
     drop(record);
-    let (answer, now) = match ask_code(conv, policy, now) {
+    let (answer, now) = match ask_code(conv, policy, attempt, digits, now) {
         Ok(asked) => asked,
         Err(decision) => return decision,
     };
@@ -251,16 +267,19 @@ pub(crate) fn settle_locally(
     decision.unwrap_or_else(|e| Decision::deny(Reason::Internal).with_detail(e.to_string()))
 }
 
-/// Step 3 and 4: asks for the code; the answer and the time in Unix seconds, or the denial.
+/// Step 3 and 4: gets the code (asked, or from `PAM_AUTHTOK`, see [`read_code`]) for a user
+/// whose codes have `digits` digits; the code and the time in Unix seconds, or the denial.
 pub(crate) fn ask_code(
     conv: &mut (impl Conversation + ?Sized),
     policy: &Policy,
+    attempt: &Attempt<'_>,
+    digits: u8,
     now: SystemTime,
 ) -> Result<(Zeroizing<Vec<u8>>, u64), Decision> {
     let Ok(since_epoch) = now.duration_since(UNIX_EPOCH) else {
         return Err(Decision::deny(Reason::Internal).with_detail("system clock is before 1970"));
     };
-    let answer = match conv.ask(&policy.prompt, policy.echo_code) {
+    let answer = match read_code(conv, policy, attempt, digits) {
         Ok(answer) => answer,
         Err(ConversationError(why)) => {
             return Err(Decision::deny(Reason::NoCode).with_detail(format!("conversation: {why}")));
@@ -483,7 +502,11 @@ pub fn deny_unreadable_user(
     {
         return Decision::deny(Reason::NoFirstFactor).with_detail(first);
     }
-    ask_and_discard(conv, policy);
+    let attempt = Attempt {
+        ssh_auth_info,
+        ..Attempt::default()
+    };
+    ask_and_discard(conv, policy, &attempt);
     Decision::deny(Reason::BadUser).with_detail(why)
 }
 
@@ -518,11 +541,97 @@ fn is_sshd_fake_answer(answer: &[u8]) -> bool {
             .all(|(a, b)| a == b)
 }
 
-pub(crate) fn ask_and_discard(conv: &mut (impl Conversation + ?Sized), policy: &Policy) {
+/// The prompt of `forward_pass`, as google-authenticator words it.
+pub const FORWARD_PASS_PROMPT: &str = "Password & verification code: ";
+
+/// Where the code comes from (`PassMode`): asked; `PAM_AUTHTOK` (`use_first_pass`, or
+/// `try_first_pass` when it is shaped like a code); or the end of a "password & code" answer
+/// (`forward_pass`), whose password part is left in `attempt.forwarded` for the next module.
+fn read_code(
+    conv: &mut (impl Conversation + ?Sized),
+    policy: &Policy,
+    attempt: &Attempt<'_>,
+    digits: u8,
+) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
+    let first = attempt.authtok.map(|t| Zeroizing::new(t.to_vec()));
+    match policy.pass {
+        PassMode::Prompt => conv.ask(&policy.prompt, policy.echo_code),
+        PassMode::UseFirst => first.ok_or_else(|| {
+            ConversationError(
+                "use_first_pass: no PAM_AUTHTOK from an earlier module in the stack".into(),
+            )
+        }),
+        PassMode::TryFirst => match first {
+            Some(token) if is_code_shaped(&token, digits) => Ok(token),
+            _ => conv.ask(&policy.prompt, policy.echo_code),
+        },
+        PassMode::Forward => {
+            let whole = conv.ask(FORWARD_PASS_PROMPT, policy.echo_code)?;
+            if is_sshd_fake_answer(&whole) {
+                return Ok(whole);
+            }
+            let (password, code) = split_password_and_code(&whole, digits);
+            if let Some(slot) = attempt.forwarded {
+                *slot.borrow_mut() = Some(Zeroizing::new(password.to_vec()));
+            }
+            Ok(Zeroizing::new(code.to_vec()))
+        }
+    }
+}
+
+/// `forward_pass` for a user who needs no code (unenrolled under `nullok`): the whole answer is
+/// the password, for the next module.
+pub(crate) fn forward_all(
+    conv: &mut (impl Conversation + ?Sized),
+    policy: &Policy,
+    attempt: &Attempt<'_>,
+) {
+    if policy.pass == PassMode::Forward
+        && let Ok(whole) = conv.ask(FORWARD_PASS_PROMPT, policy.echo_code)
+        && let Some(slot) = attempt.forwarded
+    {
+        *slot.borrow_mut() = Some(whole);
+    }
+}
+
+/// A TOTP code of `digits` digits, or a recovery code (or a legacy 8-digit scratch code).
+fn is_code_shaped(token: &[u8], digits: u8) -> bool {
+    totp::normalize_code(token, digits).is_some()
+        || RecoveryCode::parse(token).is_some()
+        || RecoveryCode::from_scratch_code(token).is_some()
+}
+
+/// Splits "password" + "code" typed as one answer: the code is a recovery code at the end
+/// (`xxxxx-xxxxx`), else the last `digits` characters if they are digits. Without either, the
+/// whole answer is the password and the code is empty (a wrong code: the next module still
+/// checks the password, so the client cannot tell which of the two was wrong).
+pub fn split_password_and_code(answer: &[u8], digits: u8) -> (&[u8], &[u8]) {
+    const RECOVERY_LEN: usize = 11;
+    if answer.len() >= RECOVERY_LEN {
+        let (password, tail) = answer.split_at(answer.len() - RECOVERY_LEN);
+        if tail[5] == b'-' && RecoveryCode::parse(tail).is_some() {
+            return (password, tail);
+        }
+    }
+    let n = usize::from(digits);
+    if answer.len() >= n {
+        let (password, tail) = answer.split_at(answer.len() - n);
+        if tail.iter().all(u8::is_ascii_digit) {
+            return (password, tail);
+        }
+    }
+    (answer, &[])
+}
+
+pub(crate) fn ask_and_discard(
+    conv: &mut (impl Conversation + ?Sized),
+    policy: &Policy,
+    attempt: &Attempt<'_>,
+) {
     // The answer is ignored (and wiped on drop); asking makes an unknown user look like a
     // known one to the client, and input shaped like a recovery code (or an imported 8-digit
     // scratch code) costs what it costs for an enrolled user, so timing does not tell either.
-    if let Ok(answer) = conv.ask(&policy.prompt, policy.echo_code)
+    if let Ok(answer) = read_code(conv, policy, attempt, TotpParams::default().digits())
         && (RecoveryCode::parse(&answer).is_some()
             || RecoveryCode::from_scratch_code(&answer).is_some())
     {
@@ -1069,6 +1178,37 @@ mod tests {
     }
 
     #[test]
+    fn password_and_code_are_split_at_the_code() {
+        let split = |a: &str, d| {
+            let (p, c) = split_password_and_code(a.as_bytes(), d);
+            (
+                String::from_utf8_lossy(p).into_owned(),
+                String::from_utf8_lossy(c).into_owned(),
+            )
+        };
+        assert_eq!(split("pw123456", 6), ("pw".into(), "123456".into()));
+        assert_eq!(split("pw12345678", 8), ("pw".into(), "12345678".into()));
+        assert_eq!(
+            split("p9123456", 6),
+            ("p9".into(), "123456".into()),
+            "digits in the password"
+        );
+        assert_eq!(
+            split("123456", 6),
+            ("".into(), "123456".into()),
+            "no password"
+        );
+        assert_eq!(
+            split("pwabcde-12345", 6),
+            ("pw".into(), "abcde-12345".into()),
+            "recovery code"
+        );
+        assert_eq!(split("pw", 6), ("pw".into(), "".into()));
+        assert_eq!(split("pw12345x", 6), ("pw12345x".into(), "".into()));
+        assert_eq!(split("", 6), ("".into(), "".into()));
+    }
+
+    #[test]
     fn no_answer_is_a_denial() {
         let f = Fixture::new();
         let (d, prompts) = f.login("alice", None, NOW);
@@ -1215,6 +1355,7 @@ mod tests {
             user: "bob",
             rhost: Some("192.0.2.9"),
             ssh_auth_info: Some(KEY_INFO),
+            ..Attempt::default()
         };
         let mut phone = Phone::new(NOW, 1);
         let d = authenticate_in_test(&mut phone, &f.policy, &attempt, at);
@@ -1262,6 +1403,7 @@ mod tests {
                 user,
                 rhost: None,
                 ssh_auth_info: info,
+                ..Attempt::default()
             };
             let mut phone = Phone::new(NOW, 0);
             let d = authenticate_in_test(&mut phone, &f.policy, &attempt, at);
@@ -1297,6 +1439,7 @@ mod tests {
             user: "bob",
             rhost: None,
             ssh_auth_info: Some(KEY_INFO),
+            ..Attempt::default()
         };
         let mut phone = Phone::new(NOW, 3);
         let d = authenticate_in_test(&mut phone, &f.policy, &attempt, at);
@@ -1324,15 +1467,16 @@ mod tests {
         enrolling(&mut f);
         let f = &f;
         let at = UNIX_EPOCH + Duration::from_secs(NOW);
-        let attempt = Attempt {
-            user: "bob",
-            rhost: None,
-            ssh_auth_info: Some(KEY_INFO),
-        };
         let results: Vec<(Decision, Phone)> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..2)
                 .map(|_| {
                     scope.spawn(move || {
+                        let attempt = Attempt {
+                            user: "bob",
+                            rhost: None,
+                            ssh_auth_info: Some(KEY_INFO),
+                            ..Attempt::default()
+                        };
                         let mut phone = Phone::new(NOW, 0);
                         let d = authenticate_in_test(&mut phone, &f.policy, &attempt, at);
                         (d, phone)
@@ -1381,6 +1525,7 @@ mod tests {
                         user,
                         rhost,
                         ssh_auth_info: info,
+                        ..Attempt::default()
                     };
                     let (d, prompts) = f.login_as(&attempt, Some(&code), NOW);
                     assert_eq!(
@@ -1403,6 +1548,7 @@ mod tests {
                 user: "alice",
                 rhost: None,
                 ssh_auth_info: Some(&info),
+                ..Attempt::default()
             };
             let at = if info.starts_with("password") {
                 NOW + 30
@@ -1417,6 +1563,7 @@ mod tests {
             user: "bob",
             rhost: Some("192.0.2.7"),
             ssh_auth_info: Some(KEY_INFO),
+            ..Attempt::default()
         };
         assert_eq!(f.login_as(&bob, None, NOW).0.reason, Reason::Exempt);
         // Without the setting the environment is not consulted (password + code stacks).
@@ -1462,6 +1609,7 @@ mod tests {
                 user: "alice",
                 rhost: Some(rhost),
                 ssh_auth_info: None,
+                ..Attempt::default()
             };
             let at = if rhost == "::1" { NOW + 30 } else { NOW };
             let (d, prompts) = f.login_as(&attempt, Some(&f.code(at)), at);

@@ -13,7 +13,7 @@
 
 use std::time::SystemTime;
 
-use crate::auth::{Conversation, ask_and_discard, ask_code, decide, settle_locally};
+use crate::auth::{Attempt, Conversation, ask_and_discard, ask_code, decide, settle_locally};
 use crate::decision::{Decision, Reason};
 use crate::fleet::login::Fleet;
 use crate::fleet::state::{FleetState, recovery_id};
@@ -31,23 +31,24 @@ pub(crate) fn decide_enrolled(
     store: &Store,
     state: &impl StateStore,
     user: &UserName,
+    attempt: &Attempt<'_>,
     now: SystemTime,
 ) -> Decision {
     let local = config.on_unavailable == OnUnavailable::Local;
     let fleet = match Fleet::open(config, Some(&policy.state_dir)) {
         Ok(fleet) => fleet,
         Err(e) => {
-            ask_and_discard(conv, policy);
+            ask_and_discard(conv, policy, attempt);
             return denial(&e);
         }
     };
     let snapshot = match fleet.read(user) {
         Ok(snapshot) => snapshot,
         Err(e) if local && e.is_unavailable() => {
-            return offline(conv, policy, store, state, user, now, &e);
+            return offline(conv, policy, store, state, user, attempt, now, &e);
         }
         Err(e) => {
-            ask_and_discard(conv, policy);
+            ask_and_discard(conv, policy, attempt);
             return denial(&e);
         }
     };
@@ -56,14 +57,15 @@ pub(crate) fn decide_enrolled(
     } else {
         None
     };
-    if snapshot.record.is_none() {
+    let Some(digits) = snapshot.record.as_ref().map(|r| r.params.digits()) else {
         if policy.nullok {
+            crate::auth::forward_all(conv, policy, attempt);
             return Decision::ignore(Reason::NotEnrolled).with_detail("nullok");
         }
-        ask_and_discard(conv, policy);
+        ask_and_discard(conv, policy, attempt);
         return with_note(Decision::deny(Reason::NotEnrolled), note);
-    }
-    let (answer, now) = match ask_code(conv, policy, now) {
+    };
+    let (answer, now) = match ask_code(conv, policy, attempt, digits, now) {
         Ok(asked) => asked,
         Err(decision) => return decision,
     };
@@ -108,25 +110,26 @@ fn offline(
     store: &Store,
     state: &impl StateStore,
     user: &UserName,
+    attempt: &Attempt<'_>,
     now: SystemTime,
     e: &FleetError,
 ) -> Decision {
     let why = offline_note(e);
-    match store.load(user) {
-        Ok(_) => {}
+    let digits = match store.load(user) {
+        Ok(record) => record.params.digits(),
         Err(StoreError::NotEnrolled) => {
-            ask_and_discard(conv, policy);
+            ask_and_discard(conv, policy, attempt);
             return Decision::deny(Reason::BackendUnavailable).with_detail(format!(
                 "{why}; the local copy has no enrollment for this user (nullok does not apply offline: the copy may be older than the enrollment)"
             ));
         }
         Err(other) => {
-            ask_and_discard(conv, policy);
+            ask_and_discard(conv, policy, attempt);
             return Decision::deny(Reason::BackendUnavailable)
                 .with_detail(format!("{why}; the local copy is unusable: {other}"));
         }
-    }
-    let (answer, now) = match ask_code(conv, policy, now) {
+    };
+    let (answer, now) = match ask_code(conv, policy, attempt, digits, now) {
         Ok(asked) => asked,
         Err(decision) => return decision,
     };

@@ -8,7 +8,9 @@
 use crate::audit::{self, Context, Severity};
 use crate::auth::{self, Attempt, Conversation};
 use crate::decision::{Decision, Reason};
-use crate::policy::Policy;
+use crate::policy::{PassMode, Policy};
+use std::cell::RefCell;
+use zeroize::Zeroizing;
 
 /// Where OpenSSH (>= 7.8) lists the methods that completed before PAM ran.
 const SSH_AUTH_INFO: &str = "SSH_AUTH_INFO_0";
@@ -23,6 +25,10 @@ pub trait PamHandler {
     fn service(&self) -> Option<String>;
     /// A variable of the PAM environment (`SSH_AUTH_INFO_0`).
     fn env(&self, name: &str) -> Option<String>;
+    /// `PAM_AUTHTOK`, as an earlier module left it.
+    fn authtok(&self) -> Option<Zeroizing<Vec<u8>>>;
+    /// Sets `PAM_AUTHTOK` for the modules after this one (`forward_pass`); `Err`: PAM's code.
+    fn set_authtok(&mut self, token: &[u8]) -> Result<(), i32>;
     /// Runs `f` with the application's conversation, or `None` when it has none.
     fn with_conversation<R>(&self, f: impl FnOnce(Option<&mut dyn Conversation>) -> R) -> R;
     /// One syslog line (authpriv, through `pam_syslog`). A failure never changes the result.
@@ -66,15 +72,31 @@ pub fn authenticate(pam: &mut impl PamHandler, args: Result<Vec<String>, String>
     if policy.debug {
         pam.log(Severity::Info, &debug_line(&policy, info.as_deref()));
     }
+    let authtok = match policy.pass {
+        PassMode::UseFirst | PassMode::TryFirst => pam.authtok(),
+        PassMode::Prompt | PassMode::Forward => None,
+    };
+    let forwarded = RefCell::new(None);
     let attempt = Attempt {
         user: &user,
         rhost: ctx.rhost.as_deref(),
         ssh_auth_info: info.as_deref(),
+        authtok: authtok.as_deref().map(Vec::as_slice),
+        forwarded: Some(&forwarded),
     };
-    let decision = pam.with_conversation(|conv| match conv {
+    let mut decision = pam.with_conversation(|conv| match conv {
         Some(conv) => auth::authenticate(conv, &policy, &attempt, crate::clock::now()),
         None => Decision::deny(Reason::NoCode).with_detail("the application has no conversation"),
     });
+    // forward_pass: the password part goes to the next module whatever the decision, so that
+    // it is checked either way and the client cannot tell which part was wrong.
+    if let Some(password) = forwarded.into_inner()
+        && let Err(code) = pam.set_authtok(&password)
+    {
+        decision = Decision::deny(Reason::Internal).with_detail(format!(
+            "forward_pass: PAM_AUTHTOK could not be set (PAM code {code})"
+        ));
+    }
     finish(pam, &ctx, decision)
 }
 
@@ -135,6 +157,8 @@ mod tests {
         answers: RefCell<Vec<String>>,
         prompts: RefCell<Vec<String>>,
         logs: RefCell<Vec<(Severity, String)>>,
+        authtok: Option<String>,
+        authtok_set: Vec<Vec<u8>>,
     }
 
     impl ScriptedPam {
@@ -236,6 +260,13 @@ mod tests {
                 .find(|(n, _)| *n == name)
                 .map(|(_, v)| v.clone())
         }
+        fn authtok(&self) -> Option<Zeroizing<Vec<u8>>> {
+            self.authtok.clone().map(|t| Zeroizing::new(t.into_bytes()))
+        }
+        fn set_authtok(&mut self, token: &[u8]) -> Result<(), i32> {
+            self.authtok_set.push(token.to_vec());
+            Ok(())
+        }
         fn with_conversation<R>(&self, f: impl FnOnce(Option<&mut dyn Conversation>) -> R) -> R {
             if self.no_conversation {
                 f(None)
@@ -310,6 +341,70 @@ mod tests {
         assert_eq!(
             *pam.prompts.borrow(),
             vec!["(echo) Verification code: ".to_string()]
+        );
+    }
+
+    #[test]
+    fn forward_pass_asks_once_and_hands_the_password_on_whatever_the_code() {
+        let (_s, args, secret) = setup(&["forward_pass"]);
+        let code = code_now(&secret);
+        let mut pam = ScriptedPam::user("root").answering(&[&format!("s3cret pw{code}")]);
+        let d = authenticate(&mut pam, Ok(args.clone()));
+        assert_eq!(d.reason, Reason::Ok);
+        assert_eq!(
+            *pam.prompts.borrow(),
+            vec!["Password & verification code: ".to_string()]
+        );
+        assert_eq!(pam.authtok_set, vec![b"s3cret pw".to_vec()]);
+        assert!(!pam.audit().contains("s3cret"), "no password in the log");
+        // A wrong (here: replayed) code: the password still goes on, so the next module checks
+        // it and the client cannot tell which part was wrong.
+        let mut pam = ScriptedPam::user("root").answering(&[&format!("other{code}")]);
+        let d = authenticate(&mut pam, Ok(args.clone()));
+        assert_eq!(d.reason, Reason::Replay);
+        assert_eq!(pam.authtok_set, vec![b"other".to_vec()]);
+        // No code at the end at all: the whole answer is the password, the code is wrong.
+        let mut pam = ScriptedPam::user("root").answering(&["just-a-password"]);
+        let d = authenticate(&mut pam, Ok(args));
+        assert_eq!(d.reason, Reason::BadCode);
+        assert_eq!(pam.authtok_set, vec![b"just-a-password".to_vec()]);
+    }
+
+    #[test]
+    fn use_first_pass_takes_the_code_from_authtok_and_try_first_pass_falls_back_to_asking() {
+        let (_s, args, secret) = setup(&["use_first_pass"]);
+        let mut pam = ScriptedPam::user("root");
+        pam.authtok = Some(code_now(&secret));
+        let d = authenticate(&mut pam, Ok(args.clone()));
+        assert_eq!(d.reason, Reason::Ok);
+        assert!(pam.prompts.borrow().is_empty(), "never asks");
+        let mut pam = ScriptedPam::user("root");
+        let d = authenticate(&mut pam, Ok(args));
+        assert_eq!(d.reason, Reason::NoCode);
+        assert!(
+            pam.audit().contains("use_first_pass: no PAM_AUTHTOK"),
+            "{}",
+            pam.audit()
+        );
+
+        let (_s, args, secret) = setup(&["try_first_pass"]);
+        let mut pam = ScriptedPam::user("root").answering(&[&code_now(&secret)]);
+        pam.authtok = Some("a unix password".into());
+        let d = authenticate(&mut pam, Ok(args));
+        assert_eq!(d.reason, Reason::Ok, "not code-shaped: asked");
+        assert_eq!(pam.prompts.borrow().len(), 1);
+        assert!(pam.authtok_set.is_empty());
+    }
+
+    #[test]
+    fn pass_modes_exclude_each_other() {
+        let (_s, args, _) = setup(&["forward_pass", "use_first_pass"]);
+        let mut pam = ScriptedPam::user("root");
+        assert_eq!(authenticate(&mut pam, Ok(args)).reason, Reason::BadConfig);
+        assert!(
+            pam.audit().contains("exclude each other"),
+            "{}",
+            pam.audit()
         );
     }
 

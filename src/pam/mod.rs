@@ -15,7 +15,7 @@ use pam_bindings::constants::{
     PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_TEXT_INFO, PamFlag, PamResultCode,
 };
 use pam_bindings::conv::Conv;
-use pam_bindings::items::{RHost, Service};
+use pam_bindings::items::{AuthTok, RHost, Service};
 use pam_bindings::module::{PamHandle, PamHooks};
 use zeroize::Zeroizing;
 
@@ -95,6 +95,18 @@ impl PamHandler for RealPam<'_> {
         pam_env(self.0, &name)
     }
 
+    fn authtok(&self) -> Option<Zeroizing<Vec<u8>>> {
+        self.0
+            .get_item::<AuthTok>()
+            .ok()
+            .flatten()
+            .map(|t| Zeroizing::new(t.as_bytes().to_vec()))
+    }
+
+    fn set_authtok(&mut self, token: &[u8]) -> Result<(), i32> {
+        set_authtok(self.0, token)
+    }
+
     fn with_conversation<R>(&self, f: impl FnOnce(Option<&mut dyn Conversation>) -> R) -> R {
         match self.0.get_item::<Conv>() {
             Ok(Some(conv)) => f(Some(&mut PamConversation(conv))),
@@ -168,6 +180,31 @@ unsafe extern "C" {
     /// `const char *pam_getenv(pam_handle_t *pamh, const char *name)` from libpam: the value
     /// of `name` in the PAM environment, or NULL. The string belongs to the handle.
     fn pam_getenv(pamh: *const PamHandle, name: *const libc::c_char) -> *const libc::c_char;
+    /// `int pam_set_item(pam_handle_t *pamh, int item_type, const void *item)` from libpam;
+    /// for PAM_AUTHTOK it copies the string (and wipes the old copy).
+    fn pam_set_item(
+        pamh: *mut PamHandle,
+        item_type: libc::c_int,
+        item: *const libc::c_void,
+    ) -> libc::c_int;
+}
+
+/// `PAM_AUTHTOK` in `<security/_pam_types.h>`.
+const PAM_AUTHTOK: libc::c_int = 6;
+
+/// Sets `PAM_AUTHTOK` (a copy is made by libpam; our buffer is wiped). A token with a NUL byte
+/// cannot be a C string: it is refused (`PAM_AUTHTOK_ERR`, 20).
+fn set_authtok(pamh: &mut PamHandle, token: &[u8]) -> Result<(), i32> {
+    if token.contains(&0) {
+        return Err(20);
+    }
+    let mut buffer = Zeroizing::new(Vec::with_capacity(token.len() + 1));
+    buffer.extend_from_slice(token);
+    buffer.push(0);
+    // SAFETY: `pamh` is the live handle PAM passed to this hook; `buffer` is NUL-terminated,
+    // has no interior NUL, and outlives the call; libpam copies string items before returning.
+    let code = unsafe { pam_set_item(pamh, PAM_AUTHTOK, buffer.as_ptr().cast()) };
+    if code == 0 { Ok(()) } else { Err(code) }
 }
 
 /// A variable of the PAM environment (where sshd puts `SSH_AUTH_INFO_0`), copied; `None`

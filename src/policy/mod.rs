@@ -81,6 +81,9 @@ pub struct Policy {
     pub enroll_at_login: Option<LoginEnrollment>,
     /// Show the code while it is typed.
     pub echo_code: bool,
+    /// Where the code comes from (google-authenticator's `forward_pass`, `use_first_pass`,
+    /// `try_first_pass`).
+    pub pass: PassMode,
     /// The fleet backend (`[fleet] backend = "etcd"`); `None`: local files.
     pub fleet: Option<crate::fleet::FleetConfig>,
 }
@@ -109,6 +112,34 @@ pub enum FirstFactor {
     PublicKey,
 }
 
+/// How the code reaches the module. Module arguments only (they describe the stack).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PassMode {
+    /// Ask for the code.
+    #[default]
+    Prompt,
+    /// `forward_pass`: ask for "Password & verification code" in one answer, take the code
+    /// from its end and hand the rest to the next module as `PAM_AUTHTOK` (for clients that
+    /// can only do password authentication; the next module needs `use_first_pass`).
+    Forward,
+    /// `use_first_pass`: the code is `PAM_AUTHTOK`, as an earlier module left it; never ask.
+    UseFirst,
+    /// `try_first_pass`: `PAM_AUTHTOK` if it is shaped like a code, else ask.
+    TryFirst,
+}
+
+impl PassMode {
+    /// The module argument.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Prompt => "prompt",
+            Self::Forward => "forward_pass",
+            Self::UseFirst => "use_first_pass",
+            Self::TryFirst => "try_first_pass",
+        }
+    }
+}
+
 impl FirstFactor {
     /// The word used in the argument, the config file and logs.
     pub fn as_str(self) -> &'static str {
@@ -135,6 +166,7 @@ impl Default for Policy {
             issuer: None,
             enroll_at_login: None,
             echo_code: false,
+            pass: PassMode::Prompt,
             fleet: None,
         }
     }
@@ -150,6 +182,7 @@ pub struct ModuleArgs {
     debug: bool,
     first_factor: bool,
     echo_code: bool,
+    pass: Option<PassMode>,
 }
 
 impl ModuleArgs {
@@ -175,6 +208,21 @@ impl ModuleArgs {
                 ("nullok", None) => set_flag(&mut parsed.nullok, arg)?,
                 ("debug", None) => set_flag(&mut parsed.debug, arg)?,
                 ("echo_code", None) => set_flag(&mut parsed.echo_code, arg)?,
+                ("forward_pass" | "use_first_pass" | "try_first_pass", None) => {
+                    let mode = match key {
+                        "forward_pass" => PassMode::Forward,
+                        "use_first_pass" => PassMode::UseFirst,
+                        _ => PassMode::TryFirst,
+                    };
+                    if parsed.pass.replace(mode).is_some() {
+                        return Err(bad(
+                            "forward_pass, use_first_pass and try_first_pass exclude each other",
+                        ));
+                    }
+                }
+                ("forward_pass" | "use_first_pass" | "try_first_pass", Some(_)) => {
+                    return Err(bad("takes no value"));
+                }
                 ("first_factor", Some("publickey")) => set_flag(&mut parsed.first_factor, arg)?,
                 ("first_factor", _) => return Err(bad("the only value is first_factor=publickey")),
                 ("nullok" | "debug" | "echo_code", Some(_)) => return Err(bad("takes no value")),
@@ -368,6 +416,7 @@ impl Policy {
             issuer,
             enroll_at_login,
             echo_code: args.echo_code || config.echo_code.unwrap_or(false),
+            pass: args.pass.unwrap_or_default(),
             fleet,
             config_path,
         })
@@ -596,6 +645,7 @@ mod tests {
                 debug: true,
                 first_factor: false,
                 echo_code: false,
+                pass: None,
             }
         );
     }
@@ -714,7 +764,7 @@ mod tests {
         }
         assert_eq!(
             MODULE_ARGUMENTS.len(),
-            7,
+            10,
             "a new argument needs a table row and a parser arm"
         );
     }

@@ -4,7 +4,7 @@
 
 /// The module arguments, as documented (man page, README). [`ModuleArgs::parse`] refuses any
 /// argument whose name is not in this table.
-pub const MODULE_ARGUMENTS: [(&str, &str); 7] = [
+pub const MODULE_ARGUMENTS: [(&str, &str); 10] = [
     (
         "store=DIR",
         "Enrollment store (default /var/lib/ecs-mfa/users).",
@@ -32,6 +32,18 @@ pub const MODULE_ARGUMENTS: [(&str, &str); 7] = [
     (
         "echo_code",
         "Show the code while it is typed (PAM_PROMPT_ECHO_ON), like google-authenticator's echo_verification_code.",
+    ),
+    (
+        "forward_pass",
+        "Ask once for \"Password & verification code: \", take the code from the end of the answer (6 or 8 digits by the user's record, or a recovery code) and give the rest to the next module as PAM_AUTHTOK (it needs use_first_pass). For clients that can only do password authentication.",
+    ),
+    (
+        "use_first_pass",
+        "Take the code from PAM_AUTHTOK as an earlier module left it; never ask.",
+    ),
+    (
+        "try_first_pass",
+        "Take the code from PAM_AUTHTOK if it is shaped like one, else ask.",
     ),
 ];
 

@@ -158,6 +158,8 @@ fn decide_account(
             .exemptions
             .check(user, rhost, nss_groups, |a| own_addresses().contains(&a));
         if let Some(why) = verdict.exempt {
+            // forward_pass: an exempt user types just the password, for the next module.
+            forward_all(conv, policy, attempt);
             return Decision::ignore(Reason::Exempt).with_detail(why.to_string());
         }
         note = verdict.refused_local.map(|(addr, net)| {
@@ -185,8 +187,15 @@ fn decide_enrolled(
     now: SystemTime,
 ) -> Decision {
     if let Some(fleet) = &policy.fleet {
+        let local_copy = crate::auth_fleet::LocalCopy { store, state };
         return crate::auth_fleet::decide_enrolled(
-            conv, policy, fleet, store, state, user, attempt, now,
+            conv,
+            policy,
+            fleet,
+            &local_copy,
+            user,
+            attempt,
+            now,
         );
     }
     let record = match store.load(user) {

@@ -23,17 +23,23 @@ use crate::state::StateStore;
 use crate::store::{SaveMode, Store, StoreError, UserRecord};
 use crate::user_name::UserName;
 
-/// Steps 2 to 5 for `user` with the fleet backend; `store` and `state` are the local copy.
+/// This host's local copy of the records and its local state (used only offline).
+pub(crate) struct LocalCopy<'a, S> {
+    pub store: &'a Store,
+    pub state: &'a S,
+}
+
+/// Steps 2 to 5 for `user` with the fleet backend.
 pub(crate) fn decide_enrolled(
     conv: &mut (impl Conversation + ?Sized),
     policy: &Policy,
     config: &FleetConfig,
-    store: &Store,
-    state: &impl StateStore,
+    local_copy: &LocalCopy<'_, impl StateStore>,
     user: &UserName,
     attempt: &Attempt<'_>,
     now: SystemTime,
 ) -> Decision {
+    let (store, state) = (local_copy.store, local_copy.state);
     let local = config.on_unavailable == OnUnavailable::Local;
     let fleet = match Fleet::open(config, Some(&policy.state_dir)) {
         Ok(fleet) => fleet,
@@ -45,7 +51,7 @@ pub(crate) fn decide_enrolled(
     let snapshot = match fleet.read(user) {
         Ok(snapshot) => snapshot,
         Err(e) if local && e.is_unavailable() => {
-            return offline(conv, policy, store, state, user, attempt, now, &e);
+            return offline(conv, policy, local_copy, user, attempt, now, &e);
         }
         Err(e) => {
             ask_and_discard(conv, policy, attempt);
@@ -107,13 +113,13 @@ pub(crate) fn decide_enrolled(
 fn offline(
     conv: &mut (impl Conversation + ?Sized),
     policy: &Policy,
-    store: &Store,
-    state: &impl StateStore,
+    local_copy: &LocalCopy<'_, impl StateStore>,
     user: &UserName,
     attempt: &Attempt<'_>,
     now: SystemTime,
     e: &FleetError,
 ) -> Decision {
+    let (store, state) = (local_copy.store, local_copy.state);
     let why = offline_note(e);
     let digits = match store.load(user) {
         Ok(record) => record.params.digits(),

@@ -14,8 +14,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::container::{
-    Login, audit_lines, code, enroll, give_root_a_key, in_container, new_audit_lines, restart_sshd,
-    set_config, set_password, sh, ssh, ssh_opts, ssh_with, sshd_settings, status,
+    Login, audit_lines, code, code_at_offset, enroll, give_root_a_key, in_container,
+    new_audit_lines, restart_sshd, set_config, set_password, sh, ssh, ssh_opts, ssh_with,
+    sshd_settings, status,
 };
 
 // --------------------------------------------------------------------------- scenarios ----
@@ -325,6 +326,58 @@ fn rhel_password_and_code_stack_stops_at_a_wrong_password() {
         &["--password", "--rhel"],
         password_stack_scenario,
     );
+}
+
+#[test]
+fn forward_pass_takes_password_and_code_in_one_password_answer() {
+    in_container(
+        "forward_pass_takes_password_and_code_in_one_password_answer",
+        &["--forward-pass"],
+        forward_pass_scenario,
+    );
+}
+
+#[test]
+fn rhel_forward_pass_takes_password_and_code_in_one_password_answer() {
+    in_container(
+        "rhel_forward_pass_takes_password_and_code_in_one_password_answer",
+        &["--forward-pass", "--rhel"],
+        forward_pass_scenario,
+    );
+}
+
+/// The shipped forward_pass files: sshd does password authentication only (no
+/// keyboard-interactive); the password and the code arrive as one answer; a wrong password or a
+/// wrong code is refused the same way; both right logs in.
+fn forward_pass_scenario() {
+    set_password("alice", "Correct-Horse-9");
+    let secret = enroll("alice");
+    common::wait_for_fresh_step(20);
+    let c = code(&secret);
+    let one = |answer: &str| ssh_with("alice", None, &[("assword", answer)], "id -un");
+    let wrong_password = one(&format!("Wrong-Horse-9{c}"));
+    assert!(!wrong_password.success, "{wrong_password:#?}");
+    assert_eq!(wrong_password.prompts.len(), 1, "{wrong_password:#?}");
+    assert!(
+        wrong_password.prompts[0].contains("password"),
+        "ssh's own password prompt: {wrong_password:#?}"
+    );
+    let next = code_at_offset(&secret, 30);
+    let wrong = one(&format!("Correct-Horse-9{}", common::wrong_code(&next)));
+    assert!(!wrong.success, "{wrong:#?}");
+    assert_eq!(
+        wrong_password.stderr.replace(&c, "C"),
+        wrong.stderr.replace(&common::wrong_code(&next), "C"),
+        "the client sees the same refusal"
+    );
+    let password_only = one("Correct-Horse-9");
+    assert!(!password_only.success, "the password alone never logs in");
+    let both = one(&format!("Correct-Horse-9{next}"));
+    assert!(both.success, "{both:#?}");
+    assert_eq!(both.stdout.trim(), "alice");
+    for line in audit_lines() {
+        assert!(!line.contains("Horse"), "no password in the log: {line}");
+    }
 }
 
 /// The password + code stack of either family: the password is asked first; a wrong password

@@ -211,6 +211,12 @@ pub fn code(secret: &str) -> String {
     code_at(&key, TotpParams::default(), now()).to_string()
 }
 
+/// The code for `secret` `offset` seconds from now (e.g. the next step's, which window=1 accepts).
+pub fn code_at_offset(secret: &str, offset: u64) -> String {
+    let key = SecretKey::from_base32(secret).unwrap();
+    code_at(&key, TotpParams::default(), now() + offset).to_string()
+}
+
 /// What one `ssh` run showed.
 #[derive(Debug)]
 pub struct Login {

@@ -1,0 +1,130 @@
+//! google-authenticator's `forward_pass`, `use_first_pass` and `try_first_pass`, through real
+//! Linux-PAM: the real `.so` stacked with the real `pam_unix.so` (a test account with a known
+//! password in a private /etc/shadow) or with pam_wrapper's `pam_set_items.so` (which sets
+//! `PAM_AUTHTOK` as an earlier module would).
+
+mod common;
+
+use common::{Sandbox, oathtool_code, text, wait_for_fresh_step, wrong_code};
+
+const PASSWORD: &str = "correct horse 7";
+
+/// A sandbox where alice's Unix password is [`PASSWORD`] (a private /etc/shadow in the PAM
+/// namespace) and the stack is: ecs-mfa with `forward_pass`, then pam_unix with
+/// `use_first_pass` (success skips pam_deny), as in pam-config/debian/sshd-forward-pass.
+fn forward_pass_sandbox() -> (Sandbox, String) {
+    let sb = Sandbox::new("fwd");
+    let secret = sb.enroll("alice", &[]);
+    let hash = std::process::Command::new("openssl")
+        .args(["passwd", "-6", PASSWORD])
+        .output()
+        .unwrap();
+    let hash = text(&hash.stdout).trim().to_string();
+    let passwd = std::fs::read_to_string(sb.root.join("nss/passwd")).unwrap();
+    let shadow: String = passwd
+        .lines()
+        .map(|l| l.split(':').next().unwrap())
+        .map(|u| {
+            let h = if u == "alice" { hash.as_str() } else { "!" };
+            format!("{u}:{h}:19000:0:99999:7:::\n")
+        })
+        .collect();
+    std::fs::write(sb.root.join("nss/shadow"), shadow).unwrap();
+    sb.set_ns_setup(&format!(
+        "mount --bind {} /etc/shadow",
+        sb.root.join("nss/shadow").display()
+    ));
+    sb.set_stack(
+        "auth required {module} {args} forward_pass\n\
+         auth [success=1 default=ignore] pam_unix.so use_first_pass\n\
+         auth requisite pam_deny.so\n\
+         auth required pam_permit.so",
+    );
+    (sb, secret)
+}
+
+#[test]
+fn forward_pass_checks_password_and_code_from_one_answer() {
+    let (sb, secret) = forward_pass_sandbox();
+    wait_for_fresh_step(15);
+    let code = oathtool_code(&secret, &[]);
+    let next = format!("@{}", common::container::now() + 30);
+    let next_code = oathtool_code(&secret, &["-N", &next]);
+
+    // Wrong password, right code: refused (pam_unix), although the code was right.
+    let r = sb.auth("alice", format!("wrong password{code}\n").as_bytes());
+    assert!(!r.success, "{r:#?}");
+    assert_eq!(r.prompts(), 0, "one prompt only, and it is ours");
+    assert!(
+        r.stderr.contains("Password & verification code:"),
+        "{}",
+        r.stderr
+    );
+    let wrong_password = r.stdout.clone() + &r.stderr;
+    // Right password, wrong code: refused too, and the client sees the same thing.
+    let r = sb.auth(
+        "alice",
+        format!("{PASSWORD}{}\n", wrong_code(&next_code)).as_bytes(),
+    );
+    assert!(!r.success);
+    assert!(r.audit().contains("reason=bad_code"), "{}", r.audit());
+    let wrong_code_out = r.stdout.clone() + &r.stderr;
+    assert_eq!(
+        wrong_password.replace(&code, "CODE"),
+        wrong_code_out.replace(&wrong_code(&next_code), "CODE"),
+        "the client cannot tell which part was wrong"
+    );
+    // Both right: one answer, both factors checked, in.
+    let r = sb.auth("alice", format!("{PASSWORD}{next_code}\n").as_bytes());
+    assert!(r.success, "{r:#?}");
+    for line in r.syslog() {
+        assert!(
+            !line.contains(PASSWORD) && !line.contains(&next_code),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn use_first_pass_and_try_first_pass_read_the_code_from_authtok() {
+    let sb = Sandbox::new("first");
+    let secret = sb.enroll("alice", &[]);
+    wait_for_fresh_step(10);
+    let code = oathtool_code(&secret, &[]);
+    sb.set_stack(&format!(
+        "auth required {}\nauth required {{module}} {{args}} use_first_pass",
+        common::PAM_SET_ITEMS
+    ));
+    let r = sb.auth_env("alice", b"", &[("PAM_AUTHTOK", code.as_str())]);
+    assert!(r.success, "{r:#?}");
+    assert_eq!(r.prompts(), 0, "never asks");
+    let r = sb.auth_env("alice", b"", &[("PAM_AUTHTOK", code.as_str())]);
+    assert!(
+        !r.success && r.audit().contains("reason=replay"),
+        "{}",
+        r.audit()
+    );
+    let r = sb.auth("alice", format!("{code}\n").as_bytes());
+    assert!(
+        !r.success && r.audit().contains("no PAM_AUTHTOK"),
+        "{}",
+        r.audit()
+    );
+
+    sb.set_stack(&format!(
+        "auth required {}\nauth required {{module}} {{args}} try_first_pass",
+        common::PAM_SET_ITEMS
+    ));
+    let next = format!("@{}", common::container::now() + 30);
+    let next_code = oathtool_code(&secret, &["-N", &next]);
+    let r = sb.auth_env(
+        "alice",
+        format!("{next_code}\n").as_bytes(),
+        &[("PAM_AUTHTOK", "not a code")],
+    );
+    assert!(
+        r.success,
+        "not code-shaped: asked, and the typed code works: {r:#?}"
+    );
+    assert_eq!(r.prompts(), 1);
+}

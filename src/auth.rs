@@ -21,6 +21,7 @@
 use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use sha2::Digest;
 use zeroize::Zeroizing;
 
 use crate::decision::{Decision, Reason};
@@ -230,11 +231,79 @@ fn decide_enrolled(
     };
     let digits = record.params.digits();
     drop(record);
+    let grace = grace_id(policy, user, attempt);
+    if let (Some(id), Ok(unix)) = (grace, now.duration_since(UNIX_EPOCH))
+        && state
+            .transact(user, |st| in_grace(st, id, unix.as_secs()))
+            .unwrap_or(false)
+    {
+        return grace_decision(conv, policy, attempt, digits);
+    }
     let (answer, now) = match ask_code(conv, policy, attempt, digits, now) {
         Ok(asked) => asked,
         Err(decision) => return decision,
     };
-    settle_locally(store, state, policy, user, &answer, now, None)
+    settle_locally(store, state, policy, user, &answer, now, None, grace)
+}
+
+/// The `grace_seconds` digest of this login: the user, the client address (`PAM_RHOST`, empty
+/// for local services), the SSH key's fingerprint when sshd reports one (`SSH_AUTH_INFO_0`), and
+/// the scope (this host's name, or the whole fleet with `grace_scope = "fleet"`). `None` when
+/// grace is off.
+pub(crate) fn grace_id(policy: &Policy, user: &UserName, attempt: &Attempt<'_>) -> Option<u64> {
+    let grace = policy.grace?;
+    let key = attempt
+        .ssh_auth_info
+        .and_then(|info| info.lines().find_map(|l| l.strip_prefix("publickey ")))
+        .and_then(crate::login_enrollment::fingerprint)
+        .unwrap_or_default();
+    let scope = if grace.fleet_wide {
+        "fleet".to_string()
+    } else {
+        nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let digest = sha2::Sha256::new()
+        .chain_update(b"ecs-mfa grace v1\0")
+        .chain_update(scope.as_bytes())
+        .chain_update(b"\0")
+        .chain_update(user.as_str().as_bytes())
+        .chain_update(b"\0")
+        .chain_update(attempt.rhost.unwrap_or("").as_bytes())
+        .chain_update(b"\0")
+        .chain_update(key.as_bytes())
+        .finalize();
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&digest[..8]);
+    Some(u64::from_be_bytes(id).max(1))
+}
+
+/// Whether a grace period spares this login the code: one was granted for this digest and has
+/// not ended, and there has been no failure and no lockout since (a failure ends them all).
+pub(crate) fn in_grace(st: &crate::state::UserState, id: u64, now: u64) -> bool {
+    st.failures == 0 && st.locked_for(now).is_none() && st.grace.covers(id, now)
+}
+
+/// The success of a login in a grace period. With `forward_pass` the answer is still read (the
+/// password goes on to the next module; a code at its end may be left off, or is ignored).
+pub(crate) fn grace_decision(
+    conv: &mut (impl Conversation + ?Sized),
+    policy: &Policy,
+    attempt: &Attempt<'_>,
+    digits: u8,
+) -> Decision {
+    if policy.pass == PassMode::Forward
+        && let Ok(whole) = conv.ask(FORWARD_PASS_PROMPT, policy.echo_code)
+        && let Some(slot) = attempt.forwarded
+    {
+        let (password, _) = split_password_and_code(&whole, digits);
+        *slot.borrow_mut() = Some(Zeroizing::new(password.to_vec()));
+    }
+    Decision::new_success(Reason::Grace).with_detail(
+        "grace_seconds: a code was accepted for this user from this client address and SSH key \
+         recently, with no failure since",
+    )
 }
 
 /// Step 5 on local files: under the user's state lock, the record as it is *now* (a reset,
@@ -242,6 +311,7 @@ fn decide_enrolled(
 /// too), then the decision. `offline`: the fleet is unreachable and this is its local copy
 /// (`on_unavailable = "local"`): recovery codes are refused, since only the fleet can keep
 /// them single-use everywhere.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn settle_locally(
     store: &Store,
     state: &impl StateStore,
@@ -250,6 +320,7 @@ pub(crate) fn settle_locally(
     answer: &[u8],
     now: u64,
     offline: Option<&str>,
+    grace: Option<u64>,
 ) -> Decision {
     let decision = state.transact(user, |st| match store.load(user) {
         Ok(current) => {
@@ -267,13 +338,30 @@ pub(crate) fn settle_locally(
                     .map_err(|e| Decision::deny(Reason::BadFile).with_detail(e.to_string())),
             }
             };
-            decide(&current, policy, answer, now, st, &mut consume)
+            let decision = decide(&current, policy, answer, now, st, &mut consume);
+            grant_grace(policy, grace, &decision, now, st);
+            decision
         }
         Err(StoreError::NotEnrolled) => Decision::deny(Reason::NotEnrolled)
             .with_detail("the enrollment was removed while the code was being typed"),
         Err(e) => Decision::deny(Reason::BadFile).with_detail(e.to_string()),
     });
     decision.unwrap_or_else(|e| Decision::deny(Reason::Internal).with_detail(e.to_string()))
+}
+
+/// After an accepted code (or recovery code): starts the grace period of this login's digest.
+pub(crate) fn grant_grace(
+    policy: &Policy,
+    grace: Option<u64>,
+    decision: &Decision,
+    now: u64,
+    st: &mut crate::state::UserState,
+) {
+    if let (Some(g), Some(id)) = (policy.grace, grace)
+        && decision.outcome == crate::decision::Outcome::Success
+    {
+        st.grace.grant(id, now.saturating_add(g.seconds), now);
+    }
 }
 
 /// Step 3 and 4: gets the code (asked, or from `PAM_AUTHTOK`, see [`read_code`]) for a user
@@ -1184,6 +1272,102 @@ mod tests {
         }
         let (d, _) = f.login("alice", Some(&codes[0]), NOW);
         assert_eq!(d.reason, Reason::Throttled);
+    }
+
+    #[test]
+    fn grace_spares_the_code_for_the_same_client_and_key_until_a_failure_or_its_end() {
+        let mut f = Fixture::new();
+        f.policy.grace = Some(crate::policy::GracePolicy {
+            seconds: 600,
+            fleet_wide: false,
+        });
+        let from = |rhost: &'static str, key: Option<&'static str>| Attempt {
+            user: "alice",
+            rhost: Some(rhost),
+            ssh_auth_info: key,
+            ..Attempt::default()
+        };
+        let other_key = "publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBm5bXvPb3rlYwJXuFEX3JHCEYdeSyDP63klSjN8cC9x";
+        let a = from("192.0.2.1", Some(KEY_INFO));
+        // No grace before any code.
+        let (d, prompts) = f.login_as(&a, Some(&f.code(NOW)), NOW);
+        assert_eq!((d.reason, prompts), (Reason::Ok, 1));
+        // Same user, address and key, within the grace: in without a prompt.
+        let (d, prompts) = f.login_as(&a, None, NOW + 100);
+        assert_eq!(
+            (d.outcome, d.reason, prompts),
+            (Outcome::Success, Reason::Grace, 0)
+        );
+        // Another address, or another key, or no key: asked.
+        for other in [
+            from("192.0.2.2", Some(KEY_INFO)),
+            from("192.0.2.1", Some(other_key)),
+            from("192.0.2.1", None),
+        ] {
+            let (d, prompts) = f.login_as(&other, None, NOW + 100);
+            assert_eq!(
+                (d.reason, prompts),
+                (Reason::NoCode, 1),
+                "{:?}",
+                other.rhost
+            );
+        }
+        // ... which were failures (no answer is not one), so grace still holds; a wrong code
+        // from anywhere ends every grace period.
+        let (d, _) = f.login_as(&a, None, NOW + 200);
+        assert_eq!(d.reason, Reason::Grace);
+        let (d, _) = f.login_as(&from("192.0.2.9", None), Some("000000"), NOW + 200);
+        assert_eq!(d.reason, Reason::BadCode);
+        let (d, prompts) = f.login_as(&a, Some(&f.code(NOW + 210)), NOW + 210);
+        assert_eq!(
+            (d.reason, prompts),
+            (Reason::Ok, 1),
+            "asked again after a failure"
+        );
+        // The new success starts a new grace, which ends after grace_seconds.
+        let (d, _) = f.login_as(&a, None, NOW + 800);
+        assert_eq!(d.reason, Reason::Grace);
+        let (d, prompts) = f.login_as(&a, None, NOW + 811);
+        assert_eq!((d.reason, prompts), (Reason::NoCode, 1), "ended");
+    }
+
+    #[test]
+    fn grace_is_kept_in_the_state_and_cleared_by_reset_remove_or_unlock_all_grace() {
+        let mut f = Fixture::new();
+        f.policy.grace = Some(crate::policy::GracePolicy {
+            seconds: 600,
+            fleet_wide: false,
+        });
+        let a = Attempt {
+            user: "alice",
+            rhost: None,
+            ..Attempt::default()
+        };
+        let (d, _) = f.login_as(&a, Some(&f.code(NOW)), NOW);
+        assert_eq!(d.reason, Reason::Ok);
+        let state = FileStateStore::new(&f.policy.state_dir);
+        let alice = UserName::parse("alice").unwrap();
+        let st = state.transact(&alice, |st| *st).unwrap();
+        assert_eq!(st.grace.marks().count(), 1);
+        let text = std::fs::read_to_string(f.policy.state_dir.join("alice.state")).unwrap();
+        assert!(text.contains("grace = [\""), "{text}");
+        let (d, _) = f.login_as(&a, None, NOW + 1);
+        assert_eq!(
+            d.reason,
+            Reason::Grace,
+            "a local service (no address, no key) too"
+        );
+        state.transact(&alice, |st| st.grace.clear()).unwrap();
+        let (d, prompts) = f.login_as(&a, None, NOW + 2);
+        assert_eq!((d.reason, prompts), (Reason::NoCode, 1));
+        // Off by default: nothing is granted.
+        let mut g = Fixture::new();
+        g.policy.grace = None;
+        g.login_as(&a, Some(&g.code(NOW)), NOW);
+        let st = FileStateStore::new(&g.policy.state_dir)
+            .transact(&alice, |st| *st)
+            .unwrap();
+        assert_eq!(st.grace.marks().count(), 0);
     }
 
     #[test]

@@ -13,7 +13,10 @@
 
 use std::time::SystemTime;
 
-use crate::auth::{Attempt, Conversation, ask_and_discard, ask_code, decide, settle_locally};
+use crate::auth::{
+    Attempt, Conversation, ask_and_discard, ask_code, decide, grace_decision, grace_id,
+    grant_grace, in_grace, settle_locally,
+};
 use crate::decision::{Decision, Reason};
 use crate::fleet::login::Fleet;
 use crate::fleet::state::{FleetState, recovery_id};
@@ -71,6 +74,12 @@ pub(crate) fn decide_enrolled(
         ask_and_discard(conv, policy, attempt);
         return with_note(Decision::deny(Reason::NotEnrolled), note);
     };
+    let grace = grace_id(policy, user, attempt);
+    if let (Some(id), Ok(unix)) = (grace, now.duration_since(std::time::UNIX_EPOCH))
+        && in_grace(&snapshot.state.login, id, unix.as_secs())
+    {
+        return with_note(grace_decision(conv, policy, attempt, digits), note);
+    }
     let (answer, now) = match ask_code(conv, policy, attempt, digits, now) {
         Ok(asked) => asked,
         Err(decision) => return decision,
@@ -94,14 +103,16 @@ pub(crate) fn decide_enrolled(
             used_recovery.push(id);
             Ok(Some(left))
         };
-        decide(current, policy, &answer, now, login, &mut consume)
+        let decision = decide(current, policy, &answer, now, login, &mut consume);
+        grant_grace(policy, grace, &decision, now, login);
+        decision
     });
     match settled {
         Ok((decision, _)) => with_note(decision, note),
         Err(e) if local && e.is_unavailable() => {
             let why = offline_note(&e);
             with_note(
-                settle_locally(store, state, policy, user, &answer, now, Some(&why)),
+                settle_locally(store, state, policy, user, &answer, now, Some(&why), grace),
                 Some(why),
             )
         }
@@ -139,8 +150,9 @@ fn offline(
         Ok(asked) => asked,
         Err(decision) => return decision,
     };
+    let grace = grace_id(policy, user, attempt);
     with_note(
-        settle_locally(store, state, policy, user, &answer, now, Some(&why)),
+        settle_locally(store, state, policy, user, &answer, now, Some(&why), grace),
         Some(why),
     )
 }

@@ -20,6 +20,9 @@ pub enum Reason {
     Ok,
     /// A valid recovery code, now used up (`remaining=` tells how many are left).
     RecoveryCode,
+    /// `grace_seconds`: a code was accepted recently for this user from this client address
+    /// with this SSH key, and nothing failed since; no code was asked.
+    Grace,
     /// The user enrolled during this login (key first, then a confirmed code); `detail=` has
     /// the SSH key fingerprint.
     EnrolledAtLogin,
@@ -65,9 +68,10 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order the docs list them.
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 20] = [
         Self::Ok,
         Self::RecoveryCode,
+        Self::Grace,
         Self::EnrolledAtLogin,
         Self::BadCode,
         Self::Replay,
@@ -92,6 +96,9 @@ impl Reason {
         match self {
             Self::Ok => "success: a fresh, correct code.",
             Self::RecoveryCode => "success: a recovery code, now used up (remaining= codes left).",
+            Self::Grace => {
+                "success without a code: grace_seconds, a code was accepted recently for this user from the same client address and SSH key, and nothing failed since."
+            }
             Self::EnrolledAtLogin => {
                 "success: the user enrolled during this login (SSH key first, then a confirmed code); detail= has the key fingerprint."
             }
@@ -131,6 +138,7 @@ impl Reason {
         match self {
             Self::Ok => "ok",
             Self::RecoveryCode => "recovery_code",
+            Self::Grace => "grace",
             Self::EnrolledAtLogin => "enrolled_at_login",
             Self::BadCode => "bad_code",
             Self::Replay => "replay",

@@ -13,6 +13,7 @@
 //! last_accepted = 1764300030   # start time of the last accepted step (0 = none)
 //! failures = 0                 # consecutive failures
 //! locked_until = 0             # Unix time the current lockout ends (0 = none)
+//! grace = ["9f2c4e1a0b3d5c77:1764300930"]  # grace_seconds: (client, key) digest : until
 //! ```
 #![forbid(unsafe_code)]
 
@@ -41,6 +42,96 @@ pub struct UserState {
     pub failures: u32,
     /// Unix time until which every attempt is refused; 0 when not locked.
     pub locked_until: u64,
+    /// `grace_seconds`: where a code was accepted recently, and until when that spares the
+    /// next login the code.
+    #[serde(default)]
+    pub grace: Grace,
+}
+
+/// How many (client, key) pairs keep a grace period at once; the oldest is dropped.
+pub const GRACE_SLOTS: usize = 4;
+
+/// The grace periods of one user: up to [`GRACE_SLOTS`] marks, each the digest of a (client
+/// address, SSH key) pair and the time its grace ends. Digests, so the state file holds no
+/// address or key. `Copy`, like the rest of the state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Grace([GraceMark; GRACE_SLOTS]);
+
+/// One grace period.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GraceMark {
+    /// 64-bit digest of the scope, client address and key fingerprint (0: empty slot).
+    pub id: u64,
+    /// Unix time the grace ends.
+    pub until: u64,
+}
+
+impl Grace {
+    /// Whether `id` has a grace period that lasts beyond `now`.
+    pub fn covers(&self, id: u64, now: u64) -> bool {
+        id != 0 && self.0.iter().any(|m| m.id == id && m.until > now)
+    }
+
+    /// Starts (or extends) the grace period of `id` until `until`, dropping expired marks and,
+    /// when full, the one that ends first.
+    pub fn grant(&mut self, id: u64, until: u64, now: u64) {
+        for m in &mut self.0 {
+            if m.until <= now {
+                *m = GraceMark::default();
+            }
+        }
+        let slot = match self.0.iter().position(|m| m.id == id) {
+            Some(i) => i,
+            None => match self.0.iter().position(|m| m.id == 0) {
+                Some(i) => i,
+                None => (0..GRACE_SLOTS)
+                    .min_by_key(|&i| self.0[i].until)
+                    .unwrap_or(0),
+            },
+        };
+        self.0[slot] = GraceMark { id, until };
+    }
+
+    /// Forgets every grace period (reset, remove, `unlock --all-grace`).
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// The marks in use.
+    pub fn marks(&self) -> impl Iterator<Item = &GraceMark> {
+        self.0.iter().filter(|m| m.id != 0)
+    }
+
+    /// The stored form: `["<16 hex>:<until>", ...]`.
+    pub fn to_toml_array(&self) -> String {
+        let items: Vec<String> = self
+            .marks()
+            .map(|m| format!("\"{:016x}:{}\"", m.id, m.until))
+            .collect();
+        format!("[{}]", items.join(", "))
+    }
+
+    /// Parses the stored form.
+    pub fn from_strings(items: &[String]) -> Result<Self, String> {
+        if items.len() > GRACE_SLOTS {
+            return Err("too many grace marks".into());
+        }
+        let mut grace = Self::default();
+        for (slot, item) in items.iter().enumerate() {
+            let (id, until) = item.split_once(':').ok_or("a grace mark is not id:until")?;
+            let id = u64::from_str_radix(id, 16).map_err(|_| "a grace id is not hex")?;
+            let until = until.parse().map_err(|_| "a grace end is not a number")?;
+            grace.0[slot] = GraceMark { id, until };
+        }
+        Ok(grace)
+    }
+}
+
+impl<'de> Deserialize<'de> for Grace {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let items = Vec::<String>::deserialize(d)?;
+        Self::from_strings(&items).map_err(serde::de::Error::custom)
+    }
 }
 
 /// When to lock a user out and for how long.
@@ -73,7 +164,10 @@ impl UserState {
     /// Counts a failed attempt. From the `max_failures`-th consecutive failure on, each failure
     /// locks the user out for `lockout_seconds`, doubling with every further failure (the user
     /// gets one attempt per lockout) up to `lockout_max_seconds`.
+    /// A failure also ends every grace period: after a wrong code, the next login asks again
+    /// wherever it comes from.
     pub fn record_failure(&mut self, now: u64, policy: &ThrottlePolicy) {
+        self.grace.clear();
         self.failures = self.failures.saturating_add(1);
         if policy.max_failures > 0 && self.failures >= policy.max_failures {
             let doublings = (self.failures - policy.max_failures).min(32);
@@ -131,8 +225,11 @@ impl UserState {
 
     fn to_text(self) -> String {
         format!(
-            "version = {STATE_VERSION}\nlast_accepted = {}\nfailures = {}\nlocked_until = {}\n",
-            self.last_accepted, self.failures, self.locked_until
+            "version = {STATE_VERSION}\nlast_accepted = {}\nfailures = {}\nlocked_until = {}\ngrace = {}\n",
+            self.last_accepted,
+            self.failures,
+            self.locked_until,
+            self.grace.to_toml_array()
         )
     }
 

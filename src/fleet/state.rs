@@ -42,6 +42,8 @@ struct Raw {
     locked_until: u64,
     #[serde(default)]
     used_recovery: Vec<String>,
+    #[serde(default)]
+    grace: Vec<String>,
 }
 
 /// The name a used recovery code goes by in the state: 16 hex digits of SHA-256 of its
@@ -73,6 +75,7 @@ impl FleetState {
         login.last_accepted = raw.last_accepted;
         login.failures = raw.failures;
         login.locked_until = raw.locked_until;
+        login.grace = crate::state::Grace::from_strings(&raw.grace).map_err(bad)?;
         Ok(Self {
             login,
             used_recovery: raw.used_recovery,
@@ -87,11 +90,12 @@ impl FleetState {
             .map(|id| format!("\"{id}\""))
             .collect();
         format!(
-            "version = {VERSION}\nlast_accepted = {}\nfailures = {}\nlocked_until = {}\nused_recovery = [{}]\n",
+            "version = {VERSION}\nlast_accepted = {}\nfailures = {}\nlocked_until = {}\nused_recovery = [{}]\ngrace = {}\n",
             self.login.last_accepted,
             self.login.failures,
             self.login.locked_until,
-            used.join(", ")
+            used.join(", "),
+            self.login.grace.to_toml_array()
         )
     }
 

@@ -84,6 +84,8 @@ pub struct Policy {
     /// Where the code comes from (google-authenticator's `forward_pass`, `use_first_pass`,
     /// `try_first_pass`).
     pub pass: PassMode,
+    /// `grace_seconds` (with `grace_scope`), when not 0.
+    pub grace: Option<GracePolicy>,
     /// The fleet backend (`[fleet] backend = "etcd"`); `None`: local files.
     pub fleet: Option<crate::fleet::FleetConfig>,
 }
@@ -111,6 +113,19 @@ pub enum FirstFactor {
     /// `SSH_AUTH_INFO_0` must show a completed `publickey` method.
     PublicKey,
 }
+
+/// `grace_seconds`: a login without a code shortly after one with a code, from the same client
+/// address with the same SSH key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GracePolicy {
+    /// How long a grace period lasts (1 to 43200 s).
+    pub seconds: u64,
+    /// `grace_scope = "fleet"`: one grace for every server of the fleet backend.
+    pub fleet_wide: bool,
+}
+
+/// The longest grace period allowed (12 hours).
+pub const MAX_GRACE_SECONDS: u64 = 43_200;
 
 /// How the code reaches the module. Module arguments only (they describe the stack).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -167,6 +182,7 @@ impl Default for Policy {
             enroll_at_login: None,
             echo_code: false,
             pass: PassMode::Prompt,
+            grace: None,
             fleet: None,
         }
     }
@@ -388,6 +404,25 @@ impl Policy {
                 "is not available with the etcd backend: hosts may only read records (enroll once with mfa-enroll, from any host)",
             ));
         }
+        let grace_seconds = config.grace_seconds.unwrap_or(0);
+        if grace_seconds > MAX_GRACE_SECONDS {
+            return Err(value_err("grace_seconds", "must be 0 to 43200 (12 hours)"));
+        }
+        let fleet_wide = match config.grace_scope.as_deref() {
+            None | Some("host") => false,
+            Some("fleet") if fleet.is_some() => true,
+            Some("fleet") => {
+                return Err(value_err(
+                    "grace_scope",
+                    "\"fleet\" needs the etcd backend ([fleet] backend = \"etcd\")",
+                ));
+            }
+            Some(_) => return Err(value_err("grace_scope", "must be \"host\" or \"fleet\"")),
+        };
+        let grace = (grace_seconds > 0).then_some(GracePolicy {
+            seconds: grace_seconds,
+            fleet_wide,
+        });
         // Validated even when an argument overrides them: a bad value is a bad file.
         let config_store = config_dir("store", config.store)?;
         let config_state = config_dir("state", config.state)?;
@@ -417,6 +452,7 @@ impl Policy {
             enroll_at_login,
             echo_code: args.echo_code || config.echo_code.unwrap_or(false),
             pass: args.pass.unwrap_or_default(),
+            grace,
             fleet,
             config_path,
         })
@@ -445,6 +481,8 @@ struct ConfigFile {
     enroll_groups: Option<Vec<String>>,
     enroll_until: Option<String>,
     echo_code: Option<bool>,
+    grace_seconds: Option<u64>,
+    grace_scope: Option<String>,
     fleet: Option<crate::fleet::RawFleet>,
 }
 

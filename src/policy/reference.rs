@@ -48,7 +48,7 @@ pub const MODULE_ARGUMENTS: [(&str, &str); 10] = [
 ];
 
 /// The config file keys, as documented. Every key [`ConfigFile`] accepts is here (tested).
-pub const CONFIG_KEYS: [(&str, &str); 18] = [
+pub const CONFIG_KEYS: [(&str, &str); 20] = [
     ("store", "Enrollment store directory (absolute path)."),
     ("state", "Volatile state directory (absolute path)."),
     (
@@ -111,5 +111,13 @@ pub const CONFIG_KEYS: [(&str, &str); 18] = [
     (
         "echo_code",
         "true: show the code while it is typed (default false; the module argument echo_code does the same).",
+    ),
+    (
+        "grace_seconds",
+        "0-43200 (default 0 = off): after a code was accepted, the same user from the same client address with the same SSH key (when sshd reports one) logs in without a code for this long; never after a failure or during a lockout (reason=grace).",
+    ),
+    (
+        "grace_scope",
+        "\"host\" (default): a grace period spares codes on this server only; \"fleet\": on every server of the fleet backend.",
     ),
 ];

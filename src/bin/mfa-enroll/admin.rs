@@ -25,6 +25,17 @@ pub struct UserArgs {
 }
 
 #[derive(clap::Args)]
+pub struct UnlockArgs {
+    /// The account (default: SUDO_USER when run through sudo).
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// Also end every grace period (grace_seconds) of the user: the next login asks for a
+    /// code wherever it comes from.
+    #[arg(long)]
+    all_grace: bool,
+}
+
+#[derive(clap::Args)]
 pub struct RemoveArgs {
     /// The account (default: SUDO_USER when run through sudo).
     #[arg(long, value_name = "NAME")]
@@ -70,10 +81,10 @@ pub fn remove(g: &Global, args: RemoveArgs) -> Result<(), Failure> {
     store.remove(&user).map_err(|e| store_failure(&user, e))?;
     // Failures go, the replay mark stays: were the same secret enrolled again (import), a code
     // already used must not work a second time.
-    if let Err(e) = store
-        .states(&policy)
-        .transact(&user, |st| st.forget_failures())
-    {
+    if let Err(e) = store.states(&policy).transact(&user, |st| {
+        st.forget_failures();
+        st.grace.clear();
+    }) {
         errln!("mfa-enroll: warning: could not reset login state: {e}");
     }
     log_change("remove", &user, "");
@@ -99,7 +110,7 @@ fn ask_yes(question: &str) -> Result<bool, Failure> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES"))
 }
 
-pub fn unlock(g: &Global, args: UserArgs) -> Result<(), Failure> {
+pub fn unlock(g: &Global, args: UnlockArgs) -> Result<(), Failure> {
     crate::require_root()?;
     let user = target_user(args.user.as_deref())?;
     let policy = g.policy()?;
@@ -114,6 +125,9 @@ pub fn unlock(g: &Global, args: UserArgs) -> Result<(), Failure> {
     let result = records.states(&policy).transact(&user, |st| {
         let before = *st;
         st.unlock(now);
+        if args.all_grace {
+            st.grace.clear();
+        }
         before
     });
     let before = match (result, &records) {
@@ -177,8 +191,11 @@ pub fn verify(g: &Global, args: UserArgs) -> Result<(), Failure> {
     crate::require_root()?;
     let user = target_user(args.user.as_deref())?;
     let mut policy = g.policy()?;
-    // verify checks the code, not how sshd got here: there is no SSH connection to ask.
+    // verify checks the code, not how sshd got here: there is no SSH connection to ask; and it
+    // starts no grace period, never reads PAM_AUTHTOK.
     policy.first_factor = FirstFactor::None;
+    policy.grace = None;
+    policy.pass = pam_ecs_mfa::policy::PassMode::Prompt;
     let decision = auth::authenticate(
         &mut StdinConversation,
         &policy,

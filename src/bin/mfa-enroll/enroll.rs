@@ -311,6 +311,8 @@ fn confirm(record: &UserRecord) -> Result<u64, Failure> {
 fn reset_state(state: &impl StateStore, user: &UserName, confirmed: Option<u64>) {
     let result = state.transact(user, |st| {
         st.forget_failures();
+        // A new secret: no login made with the old one spares anyone a code.
+        st.grace.clear();
         if let Some(step_start) = confirmed {
             st.record_success(step_start);
         }

@@ -139,7 +139,7 @@ enum Command {
     /// Remove a user's enrollment and login state.
     Remove(admin::RemoveArgs),
     /// Clear a user's lockout (replay protection is kept).
-    Unlock(admin::UserArgs),
+    Unlock(admin::UnlockArgs),
     /// Ask for a code and check it exactly like a login would (counted like one).
     Verify(admin::UserArgs),
     /// Replace a user's recovery codes with a new set (the old ones stop working at once).

@@ -346,6 +346,48 @@ fn rhel_forward_pass_takes_password_and_code_in_one_password_answer() {
     );
 }
 
+#[test]
+fn grace_spares_the_code_for_the_same_key_and_address_but_not_for_another_key() {
+    in_container(
+        "grace_spares_the_code_for_the_same_key_and_address_but_not_for_another_key",
+        &[],
+        || {
+            set_config("grace_seconds = 300\n");
+            let secret = enroll("alice");
+            // A second key for alice: the same address, another key.
+            sh(
+                "ssh-keygen -q -t ed25519 -N '' -C alice2 -f /run/ecs-mfa-test/keys/alice2 && \
+                cat /run/ecs-mfa-test/keys/alice2.pub >> /home/alice/.ssh/authorized_keys",
+            );
+            let first = ssh("alice", Some("alice"), Some(&code(&secret)), "id -un");
+            assert!(first.success, "{first:#?}");
+            let again = ssh("alice", Some("alice"), None, "id -un");
+            assert!(
+                again.success,
+                "same key, same address, within grace: {again:#?}"
+            );
+            assert!(again.prompts.is_empty(), "no code asked: {again:#?}");
+            assert!(
+                audit_lines().last().unwrap().contains("reason=grace"),
+                "{:?}",
+                audit_lines()
+            );
+            let other_key = ssh("alice", Some("alice2"), None, "id -un");
+            assert!(
+                !other_key.success,
+                "another key is asked for a code: {other_key:#?}"
+            );
+            assert!(
+                other_key
+                    .prompts
+                    .iter()
+                    .any(|p| p.contains("Verification code")),
+                "{other_key:#?}"
+            );
+        },
+    );
+}
+
 /// The shipped forward_pass files: sshd does password authentication only (no
 /// keyboard-interactive); the password and the code arrive as one answer; a wrong password or a
 /// wrong code is refused the same way; both right logs in.

@@ -257,12 +257,15 @@ pub(crate) fn grace_id(policy: &Policy, user: &UserName, attempt: &Attempt<'_>) 
         .and_then(|info| info.lines().find_map(|l| l.strip_prefix("publickey ")))
         .and_then(crate::login_enrollment::fingerprint)
         .unwrap_or_default();
+    // A server is its host name and its machine id (cloned images may share either one).
     let scope = if grace.fleet_wide {
         "fleet".to_string()
     } else {
-        nix::unistd::gethostname()
+        let host = nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let machine = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
+        format!("{host}\0{}", machine.trim())
     };
     let digest = sha2::Sha256::new()
         .chain_update(b"ecs-mfa grace v1\0")

@@ -698,3 +698,48 @@ fn every_admin_command_works_against_the_fleet_from_any_host() {
     let (ok, line) = login(&a, "eve", &code);
     assert!(ok, "{line}");
 }
+
+#[test]
+fn grace_is_per_server_unless_grace_scope_is_fleet() {
+    let cluster = Cluster::start("grace");
+    let stack = format!(
+        "auth required {}\nauth required {{module}} {{args}}",
+        common::PAM_SET_ITEMS
+    );
+    let rhost = [("PAM_RHOST", "192.0.2.1")];
+    for (scope, b_spared) in [("host", false), ("fleet", true)] {
+        let top = format!("grace_seconds = 300\ngrace_scope = \"{scope}\"");
+        let a = host(&cluster, &format!("grace-a-{scope}"), &top, "");
+        let b = host(&cluster, &format!("grace-b-{scope}"), &top, "");
+        a.set_stack(&stack);
+        b.set_stack(&stack);
+        // Two servers have two host names (each PAM run has its own UTS namespace).
+        a.set_ns_setup("hostname ecs-mfa-server-a");
+        b.set_ns_setup("hostname ecs-mfa-server-b");
+        let user = if scope == "host" { "alice" } else { "bob" };
+        let secret = enroll_json(&a, user, &[])["secret"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        wait_for_fresh_step(8);
+        let r = a.auth_env(
+            user,
+            format!("{}\n", oathtool_code(&secret, &[])).as_bytes(),
+            &rhost,
+        );
+        assert!(r.success, "{}", r.audit());
+        let r = a.auth_env(user, b"", &rhost);
+        assert!(
+            r.success && r.audit().contains("reason=grace"),
+            "{scope}: {}",
+            r.audit()
+        );
+        let r = b.auth_env(user, b"", &rhost);
+        assert_eq!(
+            r.success,
+            b_spared,
+            "grace_scope={scope} on the other server: {}",
+            r.audit()
+        );
+    }
+}

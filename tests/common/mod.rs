@@ -148,7 +148,8 @@ impl Sandbox {
     }
 
     /// Shell commands to run inside every later PAM namespace before pamtester starts; mounts
-    /// made there (a tiny full tmpfs, a read-only mount) vanish with the namespace.
+    /// made there (a tiny full tmpfs, a read-only mount) and the host name (a private UTS
+    /// namespace: `hostname server-b`) vanish with the namespace.
     pub fn set_ns_setup(&self, script: &str) {
         *self.ns_setup.borrow_mut() = script.to_string();
     }
@@ -317,7 +318,7 @@ impl Sandbox {
             .join(format!("log-{}.sock", N.fetch_add(1, Ordering::Relaxed)));
         let log = LogCapture::bind(&socket);
         let child = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+            .args(["--mount", "--uts", "--propagation", "private", "--", "/bin/sh", "-c"])
             .arg(NAMESPACE_SCRIPT)
             .arg("sh")
             .arg(&self.pam_dir)

@@ -318,7 +318,15 @@ impl Sandbox {
             .join(format!("log-{}.sock", N.fetch_add(1, Ordering::Relaxed)));
         let log = LogCapture::bind(&socket);
         let child = Command::new("unshare")
-            .args(["--mount", "--uts", "--propagation", "private", "--", "/bin/sh", "-c"])
+            .args([
+                "--mount",
+                "--uts",
+                "--propagation",
+                "private",
+                "--",
+                "/bin/sh",
+                "-c",
+            ])
             .arg(NAMESPACE_SCRIPT)
             .arg("sh")
             .arg(&self.pam_dir)

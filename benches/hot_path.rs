@@ -63,6 +63,7 @@ fn main() {
             issuer: "bench".into(),
             recovery_codes: if i == 0 { hashes.clone() } else { vec![] },
             origin: pam_ecs_mfa::store::record::Origin::Admin,
+            hotp: None,
         };
         store.save(&record, SaveMode::CreateNew).unwrap();
     }

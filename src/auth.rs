@@ -327,21 +327,12 @@ pub(crate) fn settle_locally(
 ) -> Decision {
     let decision = state.transact(user, |st| match store.load(user) {
         Ok(current) => {
-            let mut consume = |hash: &str| {
-                match offline {
-                Some(why) => Err(Decision::deny(Reason::BackendUnavailable).with_detail(format!(
-                    "{why}; recovery codes need the fleet (single use on every server), not counted"
-                ))),
-                None => store
-                    .update(&current.user, |record| {
-                        let at = record.recovery_codes.iter().position(|h| *h == hash)?;
-                        record.recovery_codes.remove(at);
-                        Some(record.recovery_codes.len())
-                    })
-                    .map_err(|e| Decision::deny(Reason::BadFile).with_detail(e.to_string())),
-            }
+            let mut effects = FileEffects {
+                store,
+                user: &current.user,
+                offline,
             };
-            let decision = decide(&current, policy, answer, now, st, &mut consume);
+            let decision = decide(&current, policy, answer, now, st, &mut effects);
             grant_grace(policy, grace, &decision, now, st);
             decision
         }
@@ -395,16 +386,80 @@ pub(crate) fn ask_code(
     Ok((answer, since_epoch.as_secs()))
 }
 
+/// What a decision changes besides the login state it is given. Local files: the record,
+/// under the store lock (a used recovery code removed, an HOTP counter moved forward). Fleet:
+/// the fleet state, in the same compare-and-swap as the login state (hosts cannot write
+/// records).
+pub(crate) trait Effects {
+    /// Uses up the recovery code with this hash: `Ok(Some(remaining))`, `Ok(None)` when it is
+    /// no longer there (another login used it), `Err` with the denial when it cannot be done.
+    fn use_recovery(&mut self, hash: &str) -> Result<Option<usize>, Decision>;
+    /// The next HOTP counter of `record`'s token (where the last accepted code left it).
+    fn hotp_next(&self, record: &UserRecord) -> u64;
+    /// Moves the HOTP counter forward to `next` (never back), durably, or says why not.
+    fn advance_hotp(&mut self, record: &UserRecord, next: u64) -> Result<(), Decision>;
+}
+
+/// [`Effects`] on local files. `offline`: the fleet is unreachable and this is its local copy:
+/// recovery codes and HOTP counters are refused (only the fleet keeps them single-use).
+struct FileEffects<'a> {
+    store: &'a Store,
+    user: &'a UserName,
+    offline: Option<&'a str>,
+}
+
+impl FileEffects<'_> {
+    fn refuse_offline(&self, what: &str) -> Result<(), Decision> {
+        match self.offline {
+            Some(why) => Err(
+                Decision::deny(Reason::BackendUnavailable).with_detail(format!(
+                    "{why}; {what} need the fleet (single use on every server), not counted"
+                )),
+            ),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Effects for FileEffects<'_> {
+    fn use_recovery(&mut self, hash: &str) -> Result<Option<usize>, Decision> {
+        self.refuse_offline("recovery codes")?;
+        self.store
+            .update(self.user, |record| {
+                let at = record.recovery_codes.iter().position(|h| *h == hash)?;
+                record.recovery_codes.remove(at);
+                Some(record.recovery_codes.len())
+            })
+            .map_err(|e| Decision::deny(Reason::BadFile).with_detail(e.to_string()))
+    }
+
+    fn hotp_next(&self, record: &UserRecord) -> u64 {
+        record.hotp.unwrap_or(0)
+    }
+
+    fn advance_hotp(&mut self, _: &UserRecord, next: u64) -> Result<(), Decision> {
+        self.refuse_offline("HOTP tokens")?;
+        self.store
+            .update(self.user, |record| {
+                if let Some(counter) = &mut record.hotp {
+                    *counter = (*counter).max(next);
+                }
+            })
+            .map_err(|e| Decision::deny(Reason::BadFile).with_detail(e.to_string()))
+    }
+}
+
+/// Codes beyond the HOTP look-ahead window that are still searched for a resynchronisation.
+pub const HOTP_RESYNC_LIMIT: u64 = 1000;
+
 /// Step 5's decision, on the current record and the locked (or compared-and-swapped) state.
-/// `consume` uses up a recovery code by its hash: `Ok(Some(remaining))`, `Ok(None)` when it is
-/// no longer there (another login used it), `Err` with the denial when it cannot be done.
 pub(crate) fn decide(
     record: &UserRecord,
     policy: &Policy,
     answer: &[u8],
     now: u64,
     st: &mut crate::state::UserState,
-    consume: &mut dyn FnMut(&str) -> Result<Option<usize>, Decision>,
+    effects: &mut dyn Effects,
 ) -> Decision {
     let params = record.params;
     let legacy_scratch = || {
@@ -442,7 +497,10 @@ pub(crate) fn decide(
         return refuse(d);
     }
     if let Some(code) = recovery {
-        return decide_recovery(record, &code, policy, now, st, consume);
+        return decide_recovery(record, &code, policy, now, st, effects);
+    }
+    if record.hotp.is_some() {
+        return decide_hotp(record, policy, answer, now, st, effects);
     }
     let verification = match totp::normalize_code(answer, params.digits()) {
         Some(code) => totp::verify(
@@ -530,14 +588,14 @@ fn decide_recovery(
     policy: &Policy,
     now: u64,
     st: &mut crate::state::UserState,
-    consume: &mut dyn FnMut(&str) -> Result<Option<usize>, Decision>,
+    effects: &mut dyn Effects,
 ) -> Decision {
     let matched = code
         .find_in(&record.recovery_codes)
         .map(|i| record.recovery_codes[i].clone());
     let consumed = match matched {
         None => Ok(None),
-        Some(hash) => consume(&hash),
+        Some(hash) => effects.use_recovery(&hash),
     };
     match consumed {
         Ok(Some(remaining)) => {
@@ -558,6 +616,80 @@ fn decide_recovery(
         // The code is not consumed and the login is not accepted: fail closed.
         Err(denial) => denial,
     }
+}
+
+/// An HOTP (counter) token. The code must match one of the `hotp_window` counters from the
+/// next one on; the counter then moves past it (only forward, only on a success: wrong codes
+/// never desynchronise the token). A code further ahead (up to [`HOTP_RESYNC_LIMIT`]) is not
+/// accepted but remembered: if the next code is the one right after it, the token is
+/// resynchronised (two consecutive codes, as RFC 4226 §7.4 suggests). Codes before the counter
+/// are replays.
+fn decide_hotp(
+    record: &UserRecord,
+    policy: &Policy,
+    answer: &[u8],
+    now: u64,
+    st: &mut crate::state::UserState,
+    effects: &mut dyn Effects,
+) -> Decision {
+    let params = record.params;
+    let next = effects.hotp_next(record);
+    let window = u64::from(policy.hotp_window);
+    let Some(code) = totp::normalize_code(answer, params.digits()) else {
+        return hotp_failure(Decision::deny(Reason::BadCode), now, policy, st);
+    };
+    let accept =
+        |counter: u64, st: &mut crate::state::UserState, effects: &mut dyn Effects| match effects
+            .advance_hotp(record, counter.saturating_add(1))
+        {
+            Ok(()) => {
+                st.forget_failures();
+                st.hotp_resync = 0;
+                Decision::success(i64::try_from(counter.saturating_sub(next)).unwrap_or(i64::MAX))
+            }
+            Err(denial) => denial,
+        };
+    if let Some(counter) = totp::hotp_verify(&record.secret, params, &code, next, window) {
+        return accept(counter, st, effects);
+    }
+    let beyond = next.saturating_add(window);
+    if let Some(counter) =
+        totp::hotp_verify(&record.secret, params, &code, beyond, HOTP_RESYNC_LIMIT)
+    {
+        if st.hotp_resync != 0 && counter == st.hotp_resync {
+            return accept(counter, st, effects)
+                .with_detail("HOTP token resynchronised by two consecutive codes");
+        }
+        let d = hotp_failure(
+            Decision::deny(Reason::BadCode).with_detail(
+                "HOTP code beyond the look-ahead window (the token was pressed many times): the \
+                 next code from the token resynchronises it",
+            ),
+            now,
+            policy,
+            st,
+        );
+        st.hotp_resync = counter.saturating_add(1);
+        return d;
+    }
+    let back = next.saturating_sub(window);
+    if next > 0 && totp::hotp_verify(&record.secret, params, &code, back, next - back).is_some() {
+        return hotp_failure(Decision::deny(Reason::Replay), now, policy, st);
+    }
+    hotp_failure(Decision::deny(Reason::BadCode), now, policy, st)
+}
+
+fn hotp_failure(
+    mut decision: Decision,
+    now: u64,
+    policy: &Policy,
+    st: &mut crate::state::UserState,
+) -> Decision {
+    st.record_failure(now, &policy.throttle);
+    st.hotp_resync = 0;
+    decision.failures = Some(st.failures);
+    decision.locked_for = st.locked_for(now);
+    decision
 }
 
 /// The SSH key fingerprint (`SHA256:...`) if `user` may enroll at this login: enrollment at
@@ -827,6 +959,7 @@ mod tests {
                 issuer: "test".into(),
                 recovery_codes: vec![],
                 origin: crate::store::record::Origin::Admin,
+                hotp: None,
             };
             Store::new(&policy.store_dir)
                 .save(&record, SaveMode::CreateNew)
@@ -1371,6 +1504,103 @@ mod tests {
             .transact(&alice, |st| *st)
             .unwrap();
         assert_eq!(st.grace.marks().count(), 0);
+    }
+
+    fn hotp_fixture(counter: u64) -> Fixture {
+        let f = Fixture::new();
+        Store::new(&f.policy.store_dir)
+            .update(&UserName::parse("alice").unwrap(), |r| {
+                r.hotp = Some(counter)
+            })
+            .unwrap();
+        f
+    }
+
+    fn hotp(f: &Fixture, counter: u64) -> String {
+        totp::hotp_code(&f.secret, TotpParams::default(), counter)
+            .unwrap()
+            .to_string()
+    }
+
+    fn stored_counter(f: &Fixture) -> Option<u64> {
+        Store::new(&f.policy.store_dir)
+            .load(&UserName::parse("alice").unwrap())
+            .unwrap()
+            .hotp
+    }
+
+    #[test]
+    fn hotp_codes_move_the_counter_forward_only_on_success_and_never_twice() {
+        let f = hotp_fixture(5);
+        // RFC 4226 appendix D: counter 5 of the test secret is 254676.
+        assert_eq!(hotp(&f, 5), "254676");
+        let (d, _) = f.login("alice", Some("254676"), NOW);
+        assert_eq!(d.reason, Reason::Ok);
+        assert_eq!(stored_counter(&f), Some(6), "persisted in the record");
+        let (d, _) = f.login("alice", Some("254676"), NOW);
+        assert_eq!(d.reason, Reason::Replay, "a used code is a replay");
+        // Wrong codes never move the counter (an attacker cannot desynchronise the token).
+        for _ in 0..3 {
+            let (d, _) = f.login("alice", Some("000000"), NOW);
+            assert_eq!(d.reason, Reason::BadCode);
+        }
+        assert_eq!(stored_counter(&f), Some(6));
+        // A code a few presses ahead (inside hotp_window) is accepted and skips the rest.
+        let (d, _) = f.login("alice", Some(&hotp(&f, 9)), NOW + 1000);
+        assert_eq!((d.reason, d.skew), (Reason::Ok, Some(3)));
+        assert_eq!(stored_counter(&f), Some(10));
+        let (d, _) = f.login("alice", Some(&hotp(&f, 7)), NOW + 1000);
+        assert_eq!(d.reason, Reason::Replay, "skipped codes are dead too");
+    }
+
+    #[test]
+    fn an_hotp_token_far_ahead_resynchronises_with_two_consecutive_codes() {
+        let f = hotp_fixture(0);
+        let (d, _) = f.login("alice", Some(&hotp(&f, 50)), NOW);
+        assert_eq!(d.outcome, Outcome::Deny);
+        assert!(
+            d.detail.as_deref().unwrap().contains("resynchronises"),
+            "{d:?}"
+        );
+        assert_eq!(stored_counter(&f), Some(0));
+        // Not consecutive: no resync.
+        let (d, _) = f.login("alice", Some(&hotp(&f, 53)), NOW);
+        assert_eq!(d.outcome, Outcome::Deny);
+        // Consecutive: resynchronised, accepted.
+        let (d, _) = f.login("alice", Some(&hotp(&f, 54)), NOW);
+        assert_eq!(d.reason, Reason::Ok, "{d:?}");
+        assert_eq!(stored_counter(&f), Some(55));
+        // Beyond the resync limit: just wrong.
+        let (d, _) = f.login(
+            "alice",
+            Some(&hotp(&f, 55 + 10 + HOTP_RESYNC_LIMIT + 5)),
+            NOW,
+        );
+        assert_eq!(d.reason, Reason::BadCode);
+        assert!(d.detail.is_none(), "{d:?}");
+    }
+
+    #[test]
+    fn two_parallel_logins_with_one_hotp_code_give_one_success() {
+        let f = hotp_fixture(0);
+        let code = hotp(&f, 0);
+        let f = &f;
+        let code = code.as_str();
+        let results: Vec<Decision> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| scope.spawn(move || f.login("alice", Some(code), NOW).0))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(
+            results
+                .iter()
+                .filter(|d| d.outcome == Outcome::Success)
+                .count(),
+            1,
+            "{results:?}"
+        );
+        assert_eq!(stored_counter(f), Some(1));
     }
 
     #[test]

@@ -14,7 +14,7 @@
 use std::time::SystemTime;
 
 use crate::auth::{
-    Attempt, Conversation, ask_and_discard, ask_code, decide, grace_decision, grace_id,
+    Attempt, Conversation, Effects, ask_and_discard, ask_code, decide, grace_decision, grace_id,
     grant_grace, in_grace, settle_locally,
 };
 use crate::decision::{Decision, Reason};
@@ -92,18 +92,15 @@ pub(crate) fn decide_enrolled(
         let FleetState {
             login,
             used_recovery,
+            hotp,
         } = st;
-        // The record's recovery codes are already the unused ones.
-        let left = current.recovery_codes.len().saturating_sub(1);
-        let mut consume = |hash: &str| {
-            let id = recovery_id(hash);
-            if used_recovery.contains(&id) {
-                return Ok(None);
-            }
-            used_recovery.push(id);
-            Ok(Some(left))
+        let mut effects = FleetEffects {
+            used_recovery,
+            hotp,
+            // The record's recovery codes are already the unused ones.
+            left: current.recovery_codes.len().saturating_sub(1),
         };
-        let decision = decide(current, policy, &answer, now, login, &mut consume);
+        let decision = decide(current, policy, &answer, now, login, &mut effects);
         grant_grace(policy, grace, &decision, now, login);
         decision
     });
@@ -155,6 +152,50 @@ fn offline(
         settle_locally(store, state, policy, user, &answer, now, Some(&why), grace),
         Some(why),
     )
+}
+
+/// [`Effects`] on the fleet state: what hosts may write (they cannot write records).
+struct FleetEffects<'a> {
+    used_recovery: &'a mut Vec<String>,
+    hotp: &'a mut Option<(u64, u64)>,
+    left: usize,
+}
+
+/// The tag that ties a fleet state's HOTP counter to one token (a reset makes it stale).
+pub(crate) fn hotp_tag(record: &UserRecord) -> u64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::new()
+        .chain_update(b"ecs-mfa hotp tag\0")
+        .chain_update(record.secret.as_bytes())
+        .finalize();
+    let mut tag = [0u8; 8];
+    tag.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(tag)
+}
+
+impl Effects for FleetEffects<'_> {
+    fn use_recovery(&mut self, hash: &str) -> Result<Option<usize>, Decision> {
+        let id = recovery_id(hash);
+        if self.used_recovery.contains(&id) {
+            return Ok(None);
+        }
+        self.used_recovery.push(id);
+        Ok(Some(self.left))
+    }
+
+    fn hotp_next(&self, record: &UserRecord) -> u64 {
+        let from_record = record.hotp.unwrap_or(0);
+        match *self.hotp {
+            Some((tag, next)) if tag == hotp_tag(record) => next.max(from_record),
+            _ => from_record,
+        }
+    }
+
+    fn advance_hotp(&mut self, record: &UserRecord, next: u64) -> Result<(), Decision> {
+        let next = next.max(self.hotp_next(record));
+        *self.hotp = Some((hotp_tag(record), next));
+        Ok(())
+    }
 }
 
 fn offline_note(e: &FleetError) -> String {

@@ -293,6 +293,7 @@ mod tests {
                     issuer: "t".into(),
                     recovery_codes: vec![],
                     origin: Origin::Admin,
+                    hotp: None,
                 },
                 SaveMode::CreateNew,
             )

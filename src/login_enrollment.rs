@@ -92,6 +92,7 @@ fn enroll(
         origin: Origin::Login {
             key: key.to_string(),
         },
+        hotp: None,
     };
     let uri = otpauth::compact_record_uri(&record);
     // Error correction L keeps the code small (about 23 lines for a typical URI), so that it

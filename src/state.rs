@@ -46,6 +46,10 @@ pub struct UserState {
     /// next login the code.
     #[serde(default)]
     pub grace: Grace,
+    /// HOTP resynchronisation: a code matched this counter minus one, beyond the look-ahead
+    /// window; a code for exactly this counter next resynchronises the token (0: none).
+    #[serde(default)]
+    pub hotp_resync: u64,
 }
 
 /// How many (client, key) pairs keep a grace period at once; the oldest is dropped.
@@ -225,11 +229,12 @@ impl UserState {
 
     fn to_text(self) -> String {
         format!(
-            "version = {STATE_VERSION}\nlast_accepted = {}\nfailures = {}\nlocked_until = {}\ngrace = {}\n",
+            "version = {STATE_VERSION}\nlast_accepted = {}\nfailures = {}\nlocked_until = {}\ngrace = {}\nhotp_resync = {}\n",
             self.last_accepted,
             self.failures,
             self.locked_until,
-            self.grace.to_toml_array()
+            self.grace.to_toml_array(),
+            self.hotp_resync
         )
     }
 

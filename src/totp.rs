@@ -304,6 +304,41 @@ pub fn code_at(secret: &SecretKey, params: TotpParams, unix_time: u64) -> Zeroiz
     Zeroizing::new(CodeBuf::from_token(&token).as_str().to_owned())
 }
 
+/// The HOTP (RFC 4226) code for `counter`. The TOTP engine computes HOTP of `time / period`,
+/// so the counter is passed as a time; `None` when that time does not fit (a counter near
+/// 2^64 / 60, which no token reaches).
+pub fn hotp_code(
+    secret: &SecretKey,
+    params: TotpParams,
+    counter: u64,
+) -> Option<Zeroizing<String>> {
+    let time = counter.checked_mul(params.period)?;
+    Some(code_at(secret, params, time))
+}
+
+/// Checks an HOTP `code` against the counters `from .. from + count`, every one computed and
+/// compared in constant time (no early exit); the first matching counter.
+pub fn hotp_verify(
+    secret: &SecretKey,
+    params: TotpParams,
+    code: &TypedCode,
+    from: u64,
+    count: u64,
+) -> Option<u64> {
+    let engine = engine(secret, params);
+    let mut matched = None;
+    for counter in from..from.saturating_add(count) {
+        let Some(time) = counter.checked_mul(params.period) else {
+            break;
+        };
+        let expected = CodeBuf::from_token(&engine.generate(time));
+        if constant_time_eq(expected.as_bytes(), code.0.as_bytes()) {
+            matched.get_or_insert(counter);
+        }
+    }
+    matched
+}
+
 /// Builds the `totp-rs` engine. `build_noncompliant` skips only checks that [`TotpParams`] and
 /// [`SecretKey`] already enforce (digits 6/8, period non-zero, secret >= 128 bits); the
 /// validated types make the generate calls below panic-free.

@@ -31,6 +31,7 @@ fn no_type_formats_a_secret_a_code_or_a_recovery_code() {
         issuer: "x".into(),
         recovery_codes: hashes,
         origin: pam_ecs_mfa::store::record::Origin::Admin,
+        hotp: None,
     };
     let text = record.to_toml().unwrap();
     let needles = [

@@ -31,6 +31,9 @@ pub struct FleetState {
     pub login: UserState,
     /// Digests ([`recovery_id`]) of the recovery codes used since the record was written.
     pub used_recovery: Vec<String>,
+    /// HOTP tokens: the next counter, with a 64-bit tag of the token's secret (a reset to a
+    /// new token makes it stale; hosts cannot write the record's counter).
+    pub hotp: Option<(u64, u64)>,
 }
 
 #[derive(Deserialize)]
@@ -44,6 +47,10 @@ struct Raw {
     used_recovery: Vec<String>,
     #[serde(default)]
     grace: Vec<String>,
+    #[serde(default)]
+    hotp_resync: u64,
+    #[serde(default)]
+    hotp: Option<String>,
 }
 
 /// The name a used recovery code goes by in the state: 16 hex digits of SHA-256 of its
@@ -76,9 +83,21 @@ impl FleetState {
         login.failures = raw.failures;
         login.locked_until = raw.locked_until;
         login.grace = crate::state::Grace::from_strings(&raw.grace).map_err(bad)?;
+        login.hotp_resync = raw.hotp_resync;
+        let hotp = match raw.hotp {
+            None => None,
+            Some(text) => {
+                let (tag, next) = text.split_once(':').ok_or_else(|| bad("bad hotp".into()))?;
+                Some((
+                    u64::from_str_radix(tag, 16).map_err(|_| bad("bad hotp".into()))?,
+                    next.parse().map_err(|_| bad("bad hotp".into()))?,
+                ))
+            }
+        };
         Ok(Self {
             login,
             used_recovery: raw.used_recovery,
+            hotp,
         })
     }
 
@@ -90,12 +109,17 @@ impl FleetState {
             .map(|id| format!("\"{id}\""))
             .collect();
         format!(
-            "version = {VERSION}\nlast_accepted = {}\nfailures = {}\nlocked_until = {}\nused_recovery = [{}]\ngrace = {}\n",
+            "version = {VERSION}\nlast_accepted = {}\nfailures = {}\nlocked_until = {}\nused_recovery = [{}]\ngrace = {}\nhotp_resync = {}\n{}",
             self.login.last_accepted,
             self.login.failures,
             self.login.locked_until,
             used.join(", "),
-            self.login.grace.to_toml_array()
+            self.login.grace.to_toml_array(),
+            self.login.hotp_resync,
+            match self.hotp {
+                Some((tag, next)) => format!("hotp = \"{tag:016x}:{next}\"\n"),
+                None => String::new(),
+            }
         )
     }
 
@@ -151,6 +175,7 @@ mod tests {
             issuer: "t".into(),
             recovery_codes: vec!["h1".into(), "h2".into(), "h3".into()],
             origin: crate::store::record::Origin::Admin,
+            hotp: None,
         };
         let mut st = FleetState {
             used_recovery: vec![recovery_id("h2"), recovery_id("gone")],

@@ -86,6 +86,8 @@ pub struct Policy {
     pub pass: PassMode,
     /// `grace_seconds` (with `grace_scope`), when not 0.
     pub grace: Option<GracePolicy>,
+    /// HOTP tokens: how many counters from the next one on a code may match.
+    pub hotp_window: u8,
     /// The fleet backend (`[fleet] backend = "etcd"`); `None`: local files.
     pub fleet: Option<crate::fleet::FleetConfig>,
 }
@@ -183,6 +185,7 @@ impl Default for Policy {
             echo_code: false,
             pass: PassMode::Prompt,
             grace: None,
+            hotp_window: 10,
             fleet: None,
         }
     }
@@ -419,6 +422,10 @@ impl Policy {
             }
             Some(_) => return Err(value_err("grace_scope", "must be \"host\" or \"fleet\"")),
         };
+        let hotp_window = config.hotp_window.unwrap_or(defaults.hotp_window);
+        if !(1..=100).contains(&hotp_window) {
+            return Err(value_err("hotp_window", "must be 1 to 100"));
+        }
         let grace = (grace_seconds > 0).then_some(GracePolicy {
             seconds: grace_seconds,
             fleet_wide,
@@ -453,6 +460,7 @@ impl Policy {
             echo_code: args.echo_code || config.echo_code.unwrap_or(false),
             pass: args.pass.unwrap_or_default(),
             grace,
+            hotp_window,
             fleet,
             config_path,
         })
@@ -483,6 +491,7 @@ struct ConfigFile {
     echo_code: Option<bool>,
     grace_seconds: Option<u64>,
     grace_scope: Option<String>,
+    hotp_window: Option<u8>,
     fleet: Option<crate::fleet::RawFleet>,
 }
 

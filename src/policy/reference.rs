@@ -48,7 +48,7 @@ pub const MODULE_ARGUMENTS: [(&str, &str); 10] = [
 ];
 
 /// The config file keys, as documented. Every key [`ConfigFile`] accepts is here (tested).
-pub const CONFIG_KEYS: [(&str, &str); 20] = [
+pub const CONFIG_KEYS: [(&str, &str); 21] = [
     ("store", "Enrollment store directory (absolute path)."),
     ("state", "Volatile state directory (absolute path)."),
     (
@@ -115,6 +115,10 @@ pub const CONFIG_KEYS: [(&str, &str); 20] = [
     (
         "grace_seconds",
         "0-43200 (default 0 = off): after a code was accepted, the same user from the same client address with the same SSH key (when sshd reports one) logs in without a code for this long; never after a failure or during a lockout (reason=grace).",
+    ),
+    (
+        "hotp_window",
+        "HOTP (counter) tokens: how many counters from the next expected one a code may match, 1-100 (default 10); codes further ahead resynchronise with two in a row.",
     ),
     (
         "grace_scope",

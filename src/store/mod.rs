@@ -236,6 +236,7 @@ mod tests {
             issuer: "test".into(),
             recovery_codes: vec![],
             origin: crate::store::record::Origin::Admin,
+            hotp: None,
         }
     }
 

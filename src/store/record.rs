@@ -13,6 +13,8 @@
 //! recovery_codes = []                          # hashes of unused recovery codes
 //! enrolled_by = "admin"                        # admin | import | login (absent: older record)
 //! enrolled_key = "SHA256:..."                  # login only: the SSH key that proved the user
+//! type = "hotp"                                # HOTP tokens only (absent: TOTP)
+//! counter = 0                                  # HOTP: the next counter at enrollment
 //! ```
 //!
 //! Unknown keys, a missing key, another `version` or a `user` that does not match the file name
@@ -52,6 +54,9 @@ pub struct UserRecord {
     pub recovery_codes: Vec<String>,
     /// How the enrollment was made.
     pub origin: Origin,
+    /// `Some(counter)`: a counter-based (HOTP, RFC 4226) token whose next code is for
+    /// `counter` or later (logins keep the counter in the state: see `auth`); `None`: TOTP.
+    pub hotp: Option<u64>,
 }
 
 /// How an enrollment was made (shown by `mfa-enroll status`).
@@ -98,6 +103,10 @@ struct RawRecord {
     enrolled_by: String,
     #[serde(default)]
     enrolled_key: String,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    counter: Option<u64>,
 }
 
 /// Why a record file's contents are unusable. Never contains the file's text.
@@ -167,6 +176,12 @@ impl UserRecord {
             ("login", key) if is_fingerprint(&key) => Origin::Login { key },
             _ => return Err(RecordError::BadField("enrolled_by")),
         };
+        let hotp = match (raw.kind.as_deref(), raw.counter) {
+            (None | Some("totp"), None) => None,
+            (Some("hotp"), Some(counter)) => Some(counter),
+            (Some("hotp"), None) => return Err(RecordError::BadField("counter")),
+            _ => return Err(RecordError::BadField("type")),
+        };
         Ok(Self {
             user: expected_user.clone(),
             secret,
@@ -175,6 +190,7 @@ impl UserRecord {
             issuer: raw.issuer,
             recovery_codes: raw.recovery_codes,
             origin,
+            hotp,
         })
     }
 
@@ -222,6 +238,9 @@ impl UserRecord {
         } else {
             ",\n]\n"
         });
+        if let Some(counter) = self.hotp {
+            let _ = write!(out, "type = \"hotp\"\ncounter = {counter}\n");
+        }
         match &self.origin {
             Origin::Unrecorded => {}
             Origin::Login { key } if is_fingerprint(key) => {
@@ -291,6 +310,7 @@ mod tests {
             origin: Origin::Login {
                 key: "SHA256:abcDEF123+/xyz".into(),
             },
+            hotp: None,
         }
     }
 

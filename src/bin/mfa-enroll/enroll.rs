@@ -176,6 +176,7 @@ pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
         issuer,
         recovery_codes: hashes,
         origin: pam_ecs_mfa::store::record::Origin::Admin,
+        hotp: None,
     };
     let uri = uri_of(&record);
     if let Some(path) = &args.qr_png {

@@ -187,6 +187,7 @@ fn save(
             issuer: issuer.to_string(),
             recovery_codes: hashes,
             origin: pam_ecs_mfa::store::record::Origin::Import,
+            hotp: None,
         };
         let mode = SaveMode::replacing(force);
         store.save(&record, mode).map_err(|e| fail(e.to_string()))?;

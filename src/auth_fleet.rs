@@ -19,7 +19,7 @@ use crate::auth::{
 };
 use crate::decision::{Decision, Reason};
 use crate::fleet::login::Fleet;
-use crate::fleet::state::{FleetState, recovery_id};
+use crate::fleet::state::{FleetState, hotp_tag, recovery_id};
 use crate::fleet::{FleetConfig, FleetError, OnUnavailable};
 use crate::policy::Policy;
 use crate::state::StateStore;
@@ -161,18 +161,6 @@ struct FleetEffects<'a> {
     left: usize,
 }
 
-/// The tag that ties a fleet state's HOTP counter to one token (a reset makes it stale).
-pub(crate) fn hotp_tag(record: &UserRecord) -> u64 {
-    use sha2::Digest;
-    let digest = sha2::Sha256::new()
-        .chain_update(b"ecs-mfa hotp tag\0")
-        .chain_update(record.secret.as_bytes())
-        .finalize();
-    let mut tag = [0u8; 8];
-    tag.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(tag)
-}
-
 impl Effects for FleetEffects<'_> {
     fn use_recovery(&mut self, hash: &str) -> Result<Option<usize>, Decision> {
         let id = recovery_id(hash);
@@ -184,16 +172,13 @@ impl Effects for FleetEffects<'_> {
     }
 
     fn hotp_next(&self, record: &UserRecord) -> u64 {
-        let from_record = record.hotp.unwrap_or(0);
-        match *self.hotp {
-            Some((tag, next)) if tag == hotp_tag(record) => next.max(from_record),
-            _ => from_record,
-        }
+        // The snapshot's record already carries the fleet's counter (FleetState::apply_to).
+        record.hotp.unwrap_or(0)
     }
 
     fn advance_hotp(&mut self, record: &UserRecord, next: u64) -> Result<(), Decision> {
         let next = next.max(self.hotp_next(record));
-        *self.hotp = Some((hotp_tag(record), next));
+        *self.hotp = Some((hotp_tag(record.secret.as_bytes()), next));
         Ok(())
     }
 }

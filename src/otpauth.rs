@@ -72,7 +72,30 @@ pub fn host_name() -> String {
 /// serves every server of it).
 pub fn record_uri(record: &crate::store::UserRecord) -> Zeroizing<String> {
     let (issuer, account) = label(record);
-    uri(&issuer, &account, &record.secret, record.params)
+    match record.hotp {
+        None => uri(&issuer, &account, &record.secret, record.params),
+        Some(counter) => hotp_uri(&issuer, &account, &record.secret, record.params, counter),
+    }
+}
+
+/// The `otpauth://hotp/` URI of a counter-based token (no period; `counter` is where the app
+/// starts).
+pub fn hotp_uri(
+    issuer: &str,
+    account: &str,
+    secret: &SecretKey,
+    params: TotpParams,
+    counter: u64,
+) -> Zeroizing<String> {
+    let issuer = encode(issuer);
+    let secret = secret.to_base32();
+    Zeroizing::new(format!(
+        "otpauth://hotp/{issuer}:{account}?secret={secret}&issuer={issuer}&algorithm={}&digits={}&counter={counter}",
+        params.algorithm(),
+        params.digits(),
+        account = encode(account),
+        secret = secret.as_str(),
+    ))
 }
 
 /// Like [`record_uri`], without the parameters when they are the defaults every app assumes
@@ -80,7 +103,7 @@ pub fn record_uri(record: &crate::store::UserRecord) -> Zeroizing<String> {
 /// enrollment has to fit an 80x24 terminal.
 pub fn compact_record_uri(record: &crate::store::UserRecord) -> Zeroizing<String> {
     let full = record_uri(record);
-    if record.params != TotpParams::default() {
+    if record.params != TotpParams::default() || record.hotp.is_some() {
         return full;
     }
     let defaults = format!(

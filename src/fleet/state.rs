@@ -53,6 +53,18 @@ struct Raw {
     hotp: Option<String>,
 }
 
+/// The tag that ties an HOTP counter in the state to one token's secret (a reset to a new
+/// token makes the old counter stale): 64 bits of SHA-256, not enough to learn anything.
+pub fn hotp_tag(secret: &[u8]) -> u64 {
+    let digest = Sha256::new()
+        .chain_update(b"ecs-mfa hotp tag\0")
+        .chain_update(secret)
+        .finalize();
+    let mut tag = [0u8; 8];
+    tag.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(tag)
+}
+
 /// The name a used recovery code goes by in the state: 16 hex digits of SHA-256 of its
 /// Argon2 hash string (which has its own random salt).
 pub fn recovery_id(hash: &str) -> String {
@@ -123,9 +135,15 @@ impl FleetState {
         )
     }
 
-    /// Removes the used recovery codes from `record` (what the user can still use), and
-    /// forgets used codes that are no longer in the record (regenerated since).
+    /// Removes the used recovery codes from `record` (what the user can still use), forgets
+    /// used codes that are no longer in the record (regenerated since), and moves an HOTP
+    /// record's counter to where the fleet's logins left it.
     pub fn apply_to(&mut self, record: &mut UserRecord) {
+        if let (Some(counter), Some((tag, next))) = (&mut record.hotp, self.hotp)
+            && tag == hotp_tag(record.secret.as_bytes())
+        {
+            *counter = (*counter).max(next);
+        }
         let ids: Vec<String> = record
             .recovery_codes
             .iter()

@@ -53,6 +53,10 @@ pub struct EnrollArgs {
     /// Replace an existing enrollment (the old secret stops working at once).
     #[arg(long)]
     force: bool,
+    /// A counter-based token (HOTP, RFC 4226: hardware tokens such as YubiKey OATH-HOTP, and
+    /// apps that support it) instead of a time-based one; --period does not apply.
+    #[arg(long)]
+    hotp: bool,
     /// With --no-confirm, accept parameters other than SHA1/6/30 that many apps ignore.
     #[arg(long)]
     force_params: bool,
@@ -176,8 +180,14 @@ pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
         issuer,
         recovery_codes: hashes,
         origin: pam_ecs_mfa::store::record::Origin::Admin,
-        hotp: None,
+        hotp: args.hotp.then_some(0),
     };
+    if args.hotp {
+        errln!(
+            "mfa-enroll: note: HOTP (counter) tokens work with hardware tokens and apps that support them (Google Authenticator, FreeOTP); Microsoft Authenticator does not"
+        );
+    }
+    let mut record = record;
     let uri = uri_of(&record);
     if let Some(path) = &args.qr_png {
         crate::qr::write_png(&uri, path)?;
@@ -189,10 +199,14 @@ pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
     } else {
         print_human("Enrolling", &record, &uri, pick_style(args.qr))?;
     }
-    let confirmed_step = if args.no_confirm {
-        None
-    } else {
-        Some(confirm(&record)?)
+    let confirmed_step = match (args.no_confirm, record.hotp) {
+        (true, _) => None,
+        (false, None) => Some(confirm(&record)?),
+        // HOTP: the confirmed code's counter is used; the record starts after it.
+        (false, Some(_)) => {
+            record.hotp = Some(confirm_hotp(&record, policy.hotp_window)?);
+            None
+        }
     };
     if !g.json {
         print_recovery_codes(&codes);
@@ -305,6 +319,50 @@ fn confirm(record: &UserRecord) -> Result<u64, Failure> {
     ))
 }
 
+/// Like [`confirm`] for an HOTP token: the first code from it (any of the first `window`
+/// counters); returns the counter after it.
+fn confirm_hotp(record: &UserRecord, window: u8) -> Result<u64, Failure> {
+    let stdin = std::io::stdin();
+    for attempt in 1..=CONFIRM_ATTEMPTS {
+        crate::out::warn(format_args!(
+            "Enter the {}-digit code shown by the token to confirm: ",
+            record.params.digits()
+        ));
+        let _ = std::io::stderr().flush();
+        let mut line = Zeroizing::new(String::new());
+        let read = stdin.lock().read_line(&mut line).map_err(|e| {
+            Failure::new(
+                Exit::NotConfirmed,
+                format!("cannot read the code: {e}; nothing was written"),
+            )
+        })?;
+        if read == 0 {
+            return Err(Failure::new(
+                Exit::NotConfirmed,
+                "no code entered; nothing was written (use --no-confirm to skip this step)",
+            ));
+        }
+        if let Some(code) = totp::normalize_code(line.as_bytes(), record.params.digits())
+            && let Some(counter) = totp::hotp_verify(
+                &record.secret,
+                record.params,
+                &code,
+                record.hotp.unwrap_or(0),
+                u64::from(window),
+            )
+        {
+            return Ok(counter + 1);
+        }
+        if attempt < CONFIRM_ATTEMPTS {
+            errln!("That code is not valid. Press the token (or refresh the app) and try again.");
+        }
+    }
+    Err(Failure::new(
+        Exit::NotConfirmed,
+        "no valid code after 3 attempts; nothing was written",
+    ))
+}
+
 /// Clears the user's failures and lockout and, when a code was confirmed, marks its step as
 /// used. The replay mark is kept (a code used before must never work again). Best effort:
 /// enrollment succeeded already, and missing state only means the confirmation code could be
@@ -333,7 +391,11 @@ fn print_json(record: &UserRecord, uri: &str, codes: Option<&[RecoveryCode]>) {
         "digits": record.params.digits(),
         "period": record.params.period(),
         "issuer": record.issuer,
+        "type": if record.hotp.is_some() { "hotp" } else { "totp" },
     });
+    if let Some(counter) = record.hotp {
+        value["counter"] = counter.into();
+    }
     if let Some(codes) = codes {
         value["recovery_codes"] = codes.iter().map(ToString::to_string).collect();
     }
@@ -380,12 +442,19 @@ fn print_human(
     );
     outln!("  URI:    {uri}");
     outln!("  Secret: {}", grouped.as_str());
-    outln!(
-        "  Type:   time-based, {}, {} digits, {} seconds",
-        p.algorithm(),
-        p.digits(),
-        p.period()
-    );
+    match record.hotp {
+        None => outln!(
+            "  Type:   time-based, {}, {} digits, {} seconds",
+            p.algorithm(),
+            p.digits(),
+            p.period()
+        ),
+        Some(counter) => outln!(
+            "  Type:   counter-based (HOTP), {}, {} digits, counter {counter}",
+            p.algorithm(),
+            p.digits()
+        ),
+    }
     outln!();
     let _ = std::io::stdout().flush();
     Ok(())

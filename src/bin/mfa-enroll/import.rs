@@ -63,6 +63,8 @@ struct Found {
     secret: SecretKey,
     params: TotpParams,
     scratch: Vec<RecoveryCode>,
+    /// HOTP tokens: the next counter.
+    hotp: Option<u64>,
 }
 
 /// `import --json`: one object (field names are an interface).
@@ -156,11 +158,14 @@ fn save(
 ) -> Result<Imported, (String, String)> {
     let user = f.user.to_string();
     let fail = |why: String| (user.clone(), why);
+    let kind = match f.hotp {
+        Some(counter) => format!("HOTP counter {counter}"),
+        None => format!("TOTP {} s", f.params.period()),
+    };
     let summary = format!(
-        "TOTP {}, {} digits, {} s, {} scratch codes as recovery codes",
+        "{kind}, {}, {} digits, {} scratch codes as recovery codes",
         f.params.algorithm(),
         f.params.digits(),
-        f.params.period(),
         f.scratch.len()
     );
     if !force
@@ -187,7 +192,7 @@ fn save(
             issuer: issuer.to_string(),
             recovery_codes: hashes,
             origin: pam_ecs_mfa::store::record::Origin::Import,
-            hotp: None,
+            hotp: f.hotp,
         };
         let mode = SaveMode::replacing(force);
         store.save(&record, mode).map_err(|e| fail(e.to_string()))?;
@@ -240,11 +245,12 @@ fn read_google_authenticator(args: &GaArgs) -> Result<(Vec<Found>, Skipped), Fai
             }
         };
         match parse_google_authenticator(&text) {
-            Ok((secret, params, scratch)) => found.push(Found {
+            Ok((secret, params, scratch, hotp)) => found.push(Found {
                 user,
                 secret,
                 params,
                 scratch,
+                hotp,
             }),
             Err(why) => skipped.push((name, why)),
         }
@@ -253,10 +259,11 @@ fn read_google_authenticator(args: &GaArgs) -> Result<(Vec<Found>, Skipped), Fai
 }
 
 /// Parses a `~/.google_authenticator` file: secret on line 1, `" OPTION` lines, then 8-digit
-/// scratch codes.
+/// scratch codes. `" HOTP_COUNTER n"` makes it a counter-based token whose next code is `n`.
+#[allow(clippy::type_complexity)]
 fn parse_google_authenticator(
     text: &str,
-) -> Result<(SecretKey, TotpParams, Vec<RecoveryCode>), String> {
+) -> Result<(SecretKey, TotpParams, Vec<RecoveryCode>, Option<u64>), String> {
     let mut lines = text.lines();
     let secret = lines.next().unwrap_or("").trim();
     let secret = SecretKey::from_base32(secret).map_err(|e| match e {
@@ -266,6 +273,7 @@ fn parse_google_authenticator(
         e => e.to_string(),
     })?;
     let mut period = 30;
+    let mut hotp = None;
     let mut scratch = Vec::new();
     for line in lines {
         let line = line.trim();
@@ -273,10 +281,11 @@ fn parse_google_authenticator(
             let mut words = option.split_whitespace();
             match words.next() {
                 Some("HOTP_COUNTER") => {
-                    return Err(
-                        "HOTP (counter-based) tokens are not supported; enroll this user anew"
-                            .into(),
-                    );
+                    let counter = words
+                        .next()
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .ok_or("HOTP_COUNTER without a counter")?;
+                    hotp = Some(counter);
                 }
                 Some("STEP_SIZE") => {
                     period = words.next().and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -292,7 +301,7 @@ fn parse_google_authenticator(
     let params = TotpParams::new(Algorithm::Sha1, 6, period)
         .map_err(|_| format!("step size {period} s is not supported (30 or 60)"))?;
     scratch.truncate(pam_ecs_mfa::recovery::CODE_COUNT);
-    Ok((secret, params, scratch))
+    Ok((secret, params, scratch, hotp))
 }
 
 /// Parses a pam_oath usersfile. Returns the TOTP entries and what was skipped, and why.
@@ -311,7 +320,16 @@ fn parse_oath(text: &str) -> (Vec<Found>, Skipped) {
                 return Err(skip("needs at least: type user password secret".into()));
             };
             let user = UserName::parse(user).map_err(|e| skip(e.to_string()))?;
-            let params = oath_params(kind).map_err(skip)?;
+            let (params, counter_based) = oath_params(kind).map_err(skip)?;
+            // HOTP lines: the moving factor (5th field, 0 when absent) is the next counter.
+            let hotp = match (counter_based, fields.get(4)) {
+                (false, _) => None,
+                (true, None) => Some(0),
+                (true, Some(c)) => Some(
+                    c.parse::<u64>()
+                        .map_err(|_| skip(format!("bad counter '{c}'")))?,
+                ),
+            };
             if password != "-" {
                 return Err(skip(
                     "has a PIN/password, which ecs-mfa does not combine with codes".into(),
@@ -329,6 +347,7 @@ fn parse_oath(text: &str) -> (Vec<Found>, Skipped) {
                 secret,
                 params,
                 scratch: Vec::new(),
+                hotp,
             })
         })();
         match entry {
@@ -339,14 +358,25 @@ fn parse_oath(text: &str) -> (Vec<Found>, Skipped) {
     (found, skipped)
 }
 
-/// `HOTP/T30`, `HOTP/T30/6`, `HOTP/T60/8` -> TOTP parameters; plain `HOTP` is counter-based.
-fn oath_params(kind: &str) -> Result<TotpParams, String> {
+/// `HOTP/T30`, `HOTP/T30/6`, `HOTP/T60/8` -> TOTP parameters; `HOTP`, `HOTP/6`, `HOTP/8` ->
+/// counter-based (the `bool`).
+fn oath_params(kind: &str) -> Result<(TotpParams, bool), String> {
     let mut parts = kind.split('/');
     if parts.next() != Some("HOTP") {
         return Err(format!("token type {kind} is not supported"));
     }
-    let Some(period) = parts.next().and_then(|p| p.strip_prefix('T')) else {
-        return Err("HOTP (counter-based) tokens are not supported".into());
+    let next = parts.next();
+    let Some(period) = next.and_then(|p| p.strip_prefix('T')) else {
+        let digits: u8 = match next {
+            None => 6,
+            Some(d) => d.parse().map_err(|_| format!("bad digits in {kind}"))?,
+        };
+        if parts.next().is_some() {
+            return Err(format!("token type {kind} is not supported"));
+        }
+        return TotpParams::new(Algorithm::Sha1, digits, 30)
+            .map(|p| (p, true))
+            .map_err(|e| format!("{kind}: {e}"));
     };
     let period: u64 = period
         .parse()
@@ -355,7 +385,9 @@ fn oath_params(kind: &str) -> Result<TotpParams, String> {
         None => 6,
         Some(d) => d.parse().map_err(|_| format!("bad digits in {kind}"))?,
     };
-    TotpParams::new(Algorithm::Sha1, digits, period).map_err(|e| format!("{kind}: {e}"))
+    TotpParams::new(Algorithm::Sha1, digits, period)
+        .map(|p| (p, false))
+        .map_err(|e| format!("{kind}: {e}"))
 }
 
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
@@ -410,15 +442,18 @@ mod tests {
     fn google_authenticator_files_parse() {
         let text = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n\" RATE_LIMIT 3 30\n\" WINDOW_SIZE 17\n\
                     \" DISALLOW_REUSE\n\" TOTP_AUTH\n12345678\n87654321\n";
-        let (secret, params, scratch) = parse_google_authenticator(text).unwrap();
+        let (secret, params, scratch, hotp) = parse_google_authenticator(text).unwrap();
         assert_eq!(secret.as_bytes(), b"12345678901234567890");
         assert_eq!(params, TotpParams::default());
-        assert_eq!(scratch.len(), 2);
-        let hotp = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n\" HOTP_COUNTER 1\n";
+        assert_eq!((scratch.len(), hotp), (2, None));
+        let counter = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n\" HOTP_COUNTER 7\n12345678\n";
+        let (_, _, scratch, hotp) = parse_google_authenticator(counter).unwrap();
+        assert_eq!((scratch.len(), hotp), (1, Some(7)));
+        let bad = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n\" HOTP_COUNTER x\n";
         assert!(
-            parse_google_authenticator(hotp)
+            parse_google_authenticator(bad)
                 .unwrap_err()
-                .contains("HOTP")
+                .contains("HOTP_COUNTER")
         );
         let short = "GEZDGNBVGY3TQOJQ\n\" TOTP_AUTH\n";
         assert!(
@@ -435,20 +470,27 @@ mod tests {
         let text = "# comment\n\
                     HOTP/T30/6 alice - 3132333435363738393031323334353637383930\n\
                     HOTP/T60/8 bob - 3132333435363738393031323334353637383930 0 123 2020-01-01T00:00:00L\n\
-                    HOTP carol - 3132333435363738393031323334353637383930\n\
+                    HOTP carol - 3132333435363738393031323334353637383930 42\n\
+                    HOTP/8 frank - 3132333435363738393031323334353637383930\n\
                     HOTP/T30 dave 1234 3132333435363738393031323334353637383930\n\
                     HOTP/T30 erin - 31323334\n\
                     HOTP/T30 alice - 3132333435363738393031323334353637383930\n";
         let (found, skipped) = parse_oath(text);
         let names: Vec<&str> = found.iter().map(|f| f.user.as_str()).collect();
-        assert_eq!(names, ["alice", "bob"]);
+        assert_eq!(names, ["alice", "bob", "carol", "frank"]);
         assert_eq!(found[1].params.period(), 60);
         assert_eq!(found[1].params.digits(), 8);
+        assert_eq!((found[0].hotp, found[1].hotp), (None, None), "TOTP lines");
+        assert_eq!(
+            found[2].hotp,
+            Some(42),
+            "HOTP: the moving factor is the next counter"
+        );
+        assert_eq!((found[3].hotp, found[3].params.digits()), (Some(0), 8));
         let reasons: Vec<String> = skipped.iter().map(|(u, r)| format!("{u}: {r}")).collect();
-        assert_eq!(reasons.len(), 4, "{reasons:#?}");
-        assert!(reasons[0].starts_with("carol: line 4: HOTP (counter-based)"));
-        assert!(reasons[1].contains("dave") && reasons[1].contains("PIN"));
-        assert!(reasons[2].contains("erin") && reasons[2].contains("128 bits"));
-        assert!(reasons[3].contains("second token"));
+        assert_eq!(reasons.len(), 3, "{reasons:#?}");
+        assert!(reasons[0].contains("dave") && reasons[0].contains("PIN"));
+        assert!(reasons[1].contains("erin") && reasons[1].contains("128 bits"));
+        assert!(reasons[2].contains("second token"));
     }
 }

@@ -51,6 +51,12 @@ pub struct Enrollment {
     pub algorithm: &'static str,
     pub digits: u8,
     pub period: u64,
+    /// "totp" or "hotp".
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// HOTP: the next counter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counter: Option<u64>,
     pub created: String,
     pub recovery_codes_left: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -155,6 +161,12 @@ fn user_status(
                 algorithm: record.params.algorithm().as_str(),
                 digits: record.params.digits(),
                 period: record.params.period(),
+                kind: if record.hotp.is_some() {
+                    "hotp"
+                } else {
+                    "totp"
+                },
+                counter: record.hotp,
                 created: iso_date(record.created),
                 recovery_codes_left: record.recovery_codes.len(),
                 enrolled_by: Some(record.origin.as_str()).filter(|s| !s.is_empty()),
@@ -194,10 +206,17 @@ impl fmt::Display for UserStatus {
             (Some(by), _) => format!(" by {by}"),
             _ => String::new(),
         };
+        let kind = match e.counter {
+            Some(counter) => format!(
+                "HOTP, {}, {} digits, next counter {counter}",
+                e.algorithm, e.digits
+            ),
+            None => format!("{}, {} digits, {} s", e.algorithm, e.digits, e.period),
+        };
         write!(
             f,
-            "{user}: enrolled {}{how} ({}, {} digits, {} s), {} recovery codes left",
-            e.created, e.algorithm, e.digits, e.period, e.recovery_codes_left
+            "{user}: enrolled {}{how} ({kind}), {} recovery codes left",
+            e.created, e.recovery_codes_left
         )?;
         if let Some(login) = &e.login {
             if login.locked {

@@ -743,3 +743,46 @@ fn grace_is_per_server_unless_grace_scope_is_fleet() {
         );
     }
 }
+
+#[test]
+fn an_hotp_code_works_once_in_the_fleet_and_the_counter_moves_for_every_server() {
+    let cluster = Cluster::start("hotp");
+    let a = host(&cluster, "hotp-a", "", "");
+    let b = host(&cluster, "hotp-b", "", "");
+    let json = enroll_json(&a, "alice", &["--hotp"]);
+    let secret = json["secret"].as_str().unwrap().to_string();
+    let hotp = |c: u64| oathtool_code(&secret, &["--hotp", "-c", &c.to_string()]);
+    let (ok, line) = login(&a, "alice", &hotp(0));
+    assert!(ok, "{line}");
+    let (ok, line) = login(&b, "alice", &hotp(0));
+    assert!(
+        !ok && reason(&line) == "replay",
+        "used on A, refused on B: {line}"
+    );
+    let (ok, line) = login(&b, "alice", &hotp(3));
+    assert!(ok, "{line}");
+    let (ok, line) = login(&a, "alice", &hotp(2));
+    assert!(!ok, "the counter moved for A too: {line}");
+    let status: serde_json::Value =
+        serde_json::from_slice(&cli(&a, &["status", "--user", "alice", "--json"], b"").stdout)
+            .unwrap();
+    assert_eq!(status["counter"], 4, "{status}");
+    // A reset to a new token starts its own counter (the old one is stale).
+    let out = cli(
+        &a,
+        &[
+            "reset",
+            "--user",
+            "alice",
+            "--hotp",
+            "--no-confirm",
+            "--json",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let new: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let new = new["secret"].as_str().unwrap().to_string();
+    let (ok, line) = login(&b, "alice", &oathtool_code(&new, &["--hotp", "-c", "0"]));
+    assert!(ok, "{line}");
+}

@@ -511,7 +511,10 @@ pub fn wait_with_timeout(mut child: std::process::Child, limit: Duration) -> Out
 
 /// The current code for `secret`, computed by oathtool (an independent implementation).
 pub fn oathtool_code(secret: &str, extra: &[&str]) -> String {
-    let mode: &[&str] = if extra.iter().any(|a| a.starts_with("--totp")) {
+    let mode: &[&str] = if extra
+        .iter()
+        .any(|a| a.starts_with("--totp") || *a == "--hotp")
+    {
         &[]
     } else {
         &["--totp"]

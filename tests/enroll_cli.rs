@@ -91,8 +91,18 @@ fn an_existing_enrollment_is_kept_unless_forced() {
 }
 
 fn enroll_with_confirmation(sb: &Sandbox, answers: impl Fn(&str) -> Vec<String>) -> (i32, String) {
+    enroll_with_confirmation_args(sb, &[], answers)
+}
+
+fn enroll_with_confirmation_args(
+    sb: &Sandbox,
+    extra: &[&str],
+    answers: impl Fn(&str) -> Vec<String>,
+) -> (i32, String) {
     let mut child = Command::new(enroll_bin())
-        .args(["enroll", "--user", "alice", "--json", "--store"])
+        .args(["enroll", "--user", "alice", "--json"])
+        .args(extra)
+        .arg("--store")
         .arg(&sb.store)
         .arg("--state")
         .arg(&sb.state)
@@ -114,6 +124,28 @@ fn enroll_with_confirmation(sb: &Sandbox, answers: impl Fn(&str) -> Vec<String>)
     drop(stdin);
     let out = common::wait_with_timeout(child, std::time::Duration::from_secs(30));
     (out.status.code().unwrap_or(-1), secret)
+}
+
+#[test]
+fn an_hotp_token_is_confirmed_by_its_first_code_and_starts_after_it() {
+    let sb = Sandbox::new("cli-confirm-hotp");
+    let hotp = |s: &str, c: &str| oathtool_code(s, &["--hotp", "-c", c]);
+    let (status, secret) =
+        enroll_with_confirmation_args(&sb, &["--hotp"], |s| vec!["000000".into(), hotp(s, "2")]);
+    assert_eq!(status, 0);
+    let record = std::fs::read_to_string(sb.store.join("alice.toml")).unwrap();
+    assert!(
+        record.contains("type = \"hotp\"\ncounter = 3\n"),
+        "the token's third press confirmed it"
+    );
+    let r = sb.auth("alice", format!("{}\n", hotp(&secret, "2")).as_bytes());
+    assert!(
+        !r.success && r.audit().contains("reason=replay"),
+        "{}",
+        r.audit()
+    );
+    let r = sb.auth("alice", format!("{}\n", hotp(&secret, "3")).as_bytes());
+    assert!(r.success, "{}", r.audit());
 }
 
 #[test]

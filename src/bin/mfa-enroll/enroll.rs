@@ -282,10 +282,44 @@ fn new_secret(algorithm: Algorithm) -> Result<SecretKey, Failure> {
 /// Asks for the current code until one verifies (at most [`CONFIRM_ATTEMPTS`] times).
 /// Returns the start time of the confirmed step, so that code cannot be replayed for a login.
 fn confirm(record: &UserRecord) -> Result<u64, Failure> {
+    ask_until_valid(
+        record,
+        "app",
+        "Check the phone's clock and try again.",
+        |code, now| match totp::verify(&record.secret, record.params, code, now, 1, 0) {
+            Verification::Accepted { step, .. } => Some(record.params.step_start(step)),
+            _ => None,
+        },
+    )
+}
+
+/// Like [`confirm`] for an HOTP token: the first code from it (any of the first `window`
+/// counters); returns the counter after it.
+fn confirm_hotp(record: &UserRecord, window: u8) -> Result<u64, Failure> {
+    let from = record.hotp.unwrap_or(0);
+    ask_until_valid(
+        record,
+        "token",
+        "Press the token (or refresh the app) and try again.",
+        |code, _| {
+            totp::hotp_verify(&record.secret, record.params, code, from, u64::from(window))
+                .map(|counter| counter + 1)
+        },
+    )
+}
+
+/// The confirmation prompt: reads a code from stdin until `check` accepts it (at most
+/// [`CONFIRM_ATTEMPTS`] times); what `check` returned.
+fn ask_until_valid(
+    record: &UserRecord,
+    device: &str,
+    retry_hint: &str,
+    check: impl Fn(&totp::TypedCode, u64) -> Option<u64>,
+) -> Result<u64, Failure> {
     let stdin = std::io::stdin();
     for attempt in 1..=CONFIRM_ATTEMPTS {
         crate::out::warn(format_args!(
-            "Enter the {}-digit code shown by the app to confirm: ",
+            "Enter the {}-digit code shown by the {device} to confirm: ",
             record.params.digits()
         ));
         let _ = std::io::stderr().flush();
@@ -304,57 +338,12 @@ fn confirm(record: &UserRecord) -> Result<u64, Failure> {
         }
         let now = unix_now()?;
         if let Some(code) = totp::normalize_code(line.as_bytes(), record.params.digits())
-            && let Verification::Accepted { step, .. } =
-                totp::verify(&record.secret, record.params, &code, now, 1, 0)
+            && let Some(confirmed) = check(&code, now)
         {
-            return Ok(record.params.step_start(step));
+            return Ok(confirmed);
         }
         if attempt < CONFIRM_ATTEMPTS {
-            errln!("That code is not valid. Check the phone's clock and try again.");
-        }
-    }
-    Err(Failure::new(
-        Exit::NotConfirmed,
-        "no valid code after 3 attempts; nothing was written",
-    ))
-}
-
-/// Like [`confirm`] for an HOTP token: the first code from it (any of the first `window`
-/// counters); returns the counter after it.
-fn confirm_hotp(record: &UserRecord, window: u8) -> Result<u64, Failure> {
-    let stdin = std::io::stdin();
-    for attempt in 1..=CONFIRM_ATTEMPTS {
-        crate::out::warn(format_args!(
-            "Enter the {}-digit code shown by the token to confirm: ",
-            record.params.digits()
-        ));
-        let _ = std::io::stderr().flush();
-        let mut line = Zeroizing::new(String::new());
-        let read = stdin.lock().read_line(&mut line).map_err(|e| {
-            Failure::new(
-                Exit::NotConfirmed,
-                format!("cannot read the code: {e}; nothing was written"),
-            )
-        })?;
-        if read == 0 {
-            return Err(Failure::new(
-                Exit::NotConfirmed,
-                "no code entered; nothing was written (use --no-confirm to skip this step)",
-            ));
-        }
-        if let Some(code) = totp::normalize_code(line.as_bytes(), record.params.digits())
-            && let Some(counter) = totp::hotp_verify(
-                &record.secret,
-                record.params,
-                &code,
-                record.hotp.unwrap_or(0),
-                u64::from(window),
-            )
-        {
-            return Ok(counter + 1);
-        }
-        if attempt < CONFIRM_ATTEMPTS {
-            errln!("That code is not valid. Press the token (or refresh the app) and try again.");
+            errln!("That code is not valid. {retry_hint}");
         }
     }
     Err(Failure::new(

@@ -98,8 +98,31 @@ fn the_deb_holds_the_right_files_with_the_right_modes() {
             .stdout,
     );
     assert!(
-        depends.contains("libpam0g") && depends.contains("libc6 (>= 2.34)"),
+        depends.contains("libpam0g") && depends.contains("libc6 (>= 2.17)"),
         "{depends}"
+    );
+    // The packaged binaries are the portable ones: nothing newer than GLIBC_2.17.
+    let dir = std::env::temp_dir().join(format!("ecs-mfa-deb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let extract = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(deb())
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(extract.success());
+    let check = Command::new(repo().join("scripts/check-glibc"))
+        .arg(dir.join("lib/x86_64-linux-gnu/security/pam_ecs_mfa.so"))
+        .arg(dir.join("usr/sbin/mfa-enroll"))
+        .env("GLIBC_MAX", "2.17")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        check.status.success(),
+        "{}{}",
+        text(&check.stdout),
+        text(&check.stderr)
     );
     let tmpfiles =
         std::fs::read_to_string(repo().join("packaging/tmpfiles.d/ecs-mfa.conf")).unwrap();
@@ -301,9 +324,28 @@ fn the_rpm_holds_the_right_files_requirements_and_scripts() {
     );
     let requires = query(&["-qpR"]);
     assert!(
-        requires.contains("glibc >= 2.34") && requires.lines().any(|l| l == "pam"),
+        requires.contains("glibc >= 2.17") && requires.lines().any(|l| l == "pam"),
         "{requires}"
     );
+    assert!(
+        !requires.contains("PayloadIsZstd"),
+        "EL7's rpm cannot read a zstd payload: {requires}"
+    );
+    // rpm's own dependency scan agrees: no libc symbol version above 2.17.
+    for line in requires.lines().filter(|l| l.contains("(GLIBC_")) {
+        let version = line
+            .split("(GLIBC_")
+            .nth(1)
+            .unwrap()
+            .split(')')
+            .next()
+            .unwrap();
+        let parts: Vec<u32> = version.split('.').map(|p| p.parse().unwrap()).collect();
+        assert!(
+            parts[0] == 2 && parts.get(1).copied().unwrap_or(0) <= 17,
+            "{line}"
+        );
+    }
     let scripts = query(&["-qp", "--scripts"]);
     assert!(
         scripts.contains("install -d -m 0700 -o root -g root /var/lib/ecs-mfa"),

@@ -130,7 +130,11 @@ impl Sandbox {
         // Installed under its real name: pam_syslog prefixes lines with the file name.
         let installed = self.root.join("pam_ecs_mfa.so");
         if !installed.exists() {
-            let built = module_path();
+            // ECS_MFA_TEST_MODULE: the same tests against another build of the module (the
+            // portable one that the packages ship: scripts/test runs them once that way).
+            let built = std::env::var_os("ECS_MFA_TEST_MODULE")
+                .map(PathBuf::from)
+                .unwrap_or_else(module_path);
             std::fs::hard_link(&built, &installed)
                 .or_else(|_| std::fs::copy(&built, &installed).map(|_| ()))
                 .unwrap();

@@ -344,7 +344,8 @@ fn google_authenticator_files_import_with_scratch_codes() {
         r.audit()
     );
     assert!(!sb.auth("alice", b"55667788\n").success);
-    // An HOTP file is reported, not imported; exit status 10.
+    // An HOTP file is imported as a counter-based token starting at its counter; a file that
+    // cannot be read right is reported, not imported (exit status 10).
     std::fs::write(&file, format!("{secret}\n\" HOTP_COUNTER 1\n")).unwrap();
     let out = cli(
         &sb,
@@ -358,8 +359,24 @@ fn google_authenticator_files_import_with_scratch_codes() {
         ],
         b"",
     );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let hotp = oathtool_code(secret, &["--hotp", "-c", "1"]);
+    assert!(sb.auth("bob", format!("{hotp}\n").as_bytes()).success);
+    std::fs::write(&file, format!("{secret}\n\" HOTP_COUNTER one\n")).unwrap();
+    let out = cli(
+        &sb,
+        &[
+            "import",
+            "google-authenticator",
+            "--user",
+            "carol",
+            "--file",
+            path,
+        ],
+        b"",
+    );
     assert_eq!(out.status.code(), Some(10));
-    assert!(text(&out.stdout).contains("bob: NOT imported: HOTP"));
+    assert!(text(&out.stdout).contains("carol: NOT imported: HOTP_COUNTER"));
 }
 
 #[test]
@@ -377,10 +394,15 @@ fn oath_usersfiles_import_totp_lines() {
         &["import", "oath", "--file", file.to_str().unwrap(), "--json"],
         b"",
     );
-    assert_eq!(out.status.code(), Some(10), "carol's HOTP line is reported");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "carol's HOTP line is imported too"
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["imported"].as_array().unwrap().len(), 2);
-    assert_eq!(report["skipped"][0]["user"], "carol");
+    assert_eq!(report["imported"].as_array().unwrap().len(), 3);
+    let carol = oathtool_code("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", &["--hotp", "-c", "0"]);
+    assert!(sb.auth("carol", format!("{carol}\n").as_bytes()).success);
     let b32 = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
     assert!(
         sb.auth("alice", format!("{}\n", oathtool_code(b32, &[])).as_bytes())

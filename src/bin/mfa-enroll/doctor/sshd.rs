@@ -35,6 +35,14 @@ impl Settings {
         self.get(key) == "yes"
     }
 
+    /// Whether PAM can ask questions through keyboard-interactive. OpenSSH before 8.7 needs
+    /// `ChallengeResponseAuthentication` too (and prints it in `sshd -T`); newer ones treat
+    /// that name as an alias and print only `kbdinteractiveauthentication`.
+    pub fn kbd_interactive_pam(&self) -> bool {
+        self.is_yes("kbdinteractiveauthentication")
+            && self.get("challengeresponseauthentication") != "no"
+    }
+
     /// The method lists a login must complete one of. Without `AuthenticationMethods`
     /// (`any`), each enabled method alone is a list.
     pub fn method_lists(&self) -> Vec<Vec<String>> {
@@ -48,7 +56,12 @@ impl Settings {
                 ("hostbasedauthentication", "hostbased"),
                 ("gssapiauthentication", "gssapi-with-mic"),
             ] {
-                if self.is_yes(key) {
+                let enabled = if method == "keyboard-interactive" {
+                    self.kbd_interactive_pam()
+                } else {
+                    self.is_yes(key)
+                };
+                if enabled {
                     lists.push(vec![method.to_string()]);
                 }
             }
@@ -409,12 +422,11 @@ pub fn analyse(s: &Settings, kind: StackKind, first_factor: bool, is_root: bool)
             )),
             _ => {}
         }
-        if list.iter().any(|m| m == "keyboard-interactive")
-            && s.get("kbdinteractiveauthentication") != "yes"
-        {
+        if list.iter().any(|m| m == "keyboard-interactive") && !s.kbd_interactive_pam() {
             issues.push(problem(
-                "KbdInteractiveAuthentication is not yes: the code cannot be asked (those users \
-                 are locked out)"
+                "KbdInteractiveAuthentication (before OpenSSH 8.7 also \
+                 ChallengeResponseAuthentication) is not yes: the code cannot be asked (those \
+                 users are locked out)"
                     .into(),
                 FIX_METHODS,
             ));
@@ -520,6 +532,19 @@ mod tests {
             "authenticationmethods publickey,keyboard-interactive\nkbdinteractiveauthentication no",
         );
         assert!(problems(&no_kbd, StackKind::Key, true, false)[0].contains("KbdInteractive"));
+        // OpenSSH < 8.7 (Debian 11, Ubuntu 20.04, RHEL 8): kbd-int on, challenge-response off
+        // means PAM never runs.
+        let old_sshd = settings(
+            "authenticationmethods publickey,keyboard-interactive\nchallengeresponseauthentication no",
+        );
+        assert!(
+            problems(&old_sshd, StackKind::Key, true, false)[0]
+                .contains("ChallengeResponseAuthentication")
+        );
+        let old_ok = settings(
+            "authenticationmethods publickey,keyboard-interactive\nchallengeresponseauthentication yes",
+        );
+        assert!(problems(&old_ok, StackKind::Key, true, false).is_empty());
     }
 
     #[test]

@@ -366,6 +366,17 @@ fn losing_nodes_keeps_logins_working_then_denies_or_uses_the_local_copy() {
         "fleet sync copies every record"
     );
 
+    // nullok applies online (an unenrolled user is ignored) ...
+    let nullok = host(&cluster, "fo-nullok", "nullok = true", "timeout_ms = 400");
+    let nullok_local = host(
+        &cluster,
+        "fo-nullok-local",
+        "nullok = true",
+        "timeout_ms = 400\non_unavailable = \"local\"",
+    );
+    let (_, line) = login(&nullok, "carol", "123456");
+    assert!(line.contains("result=ignore reason=not_enrolled"), "{line}");
+
     // One node down: logins still work.
     cluster.kill(0);
     // If it was the leader, the other two elect a new one within about a second; a login in
@@ -416,6 +427,14 @@ fn losing_nodes_keeps_logins_working_then_denies_or_uses_the_local_copy() {
     assert!(!ok && reason(&line) == "backend_unavailable", "{line}");
     let (ok, line) = login(&local, "carol", "123456");
     assert!(!ok, "unknown to the local copy: denied: {line}");
+    // ... but never while the fleet cannot say who is enrolled, with either on_unavailable.
+    for sb in [&nullok, &nullok_local] {
+        let (ok, line) = login(sb, "carol", "123456");
+        assert!(
+            !ok && reason(&line) == "backend_unavailable" && line.contains("result=deny"),
+            "nullok during an outage: {line}"
+        );
+    }
     let doctor = fleet_findings(&local);
     assert!(
         doctor.iter().any(|f| f["level"] == "problem"
@@ -475,55 +494,7 @@ fn plain_http_a_wrong_ca_and_a_foreign_client_certificate_are_refused() {
     // A client certificate from another CA: the servers refuse it; no fallback either.
     let foreign = host(&cluster, "tls-cert", "", "on_unavailable = \"local\"");
     let dir = other.clone();
-    for args in [
-        vec![
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            "c.key",
-        ],
-        vec![
-            "req",
-            "-new",
-            "-key",
-            "c.key",
-            "-subj",
-            "/O=ecs-mfa",
-            "-out",
-            "c.csr",
-        ],
-        vec![
-            "x509",
-            "-req",
-            "-in",
-            "c.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "c.ext",
-            "-out",
-            "c.pem",
-        ],
-    ] {
-        std::fs::write(dir.join("c.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-        assert!(
-            std::process::Command::new("openssl")
-                .args(&args)
-                .current_dir(&dir)
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-    std::fs::set_permissions(dir.join("c.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    common::etcd::issue(&dir, "c", "/O=ecs-mfa", "extendedKeyUsage=clientAuth\n");
     let files = cluster.host_files();
     let cfg = std::fs::read_to_string(&foreign.config)
         .unwrap()

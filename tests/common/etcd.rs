@@ -72,8 +72,9 @@ fn openssl(dir: &Path, args: &[&str]) {
     run(Command::new("openssl").args(args).current_dir(dir));
 }
 
-/// An EC P-256 key (PKCS#8) and a certificate signed by the CA in `dir`.
-fn issue(dir: &Path, name: &str, subject: &str, ext: &str) {
+/// An EC P-256 key (PKCS#8, `0600`) and a certificate signed by the CA in `dir`
+/// (`NAME.key`, `NAME.pem`).
+pub fn issue(dir: &Path, name: &str, subject: &str, ext: &str) {
     openssl(
         dir,
         &[
@@ -292,6 +293,17 @@ impl Cluster {
         }
     }
 
+    /// etcdctl for `endpoints`, with the CA and the administrator's client certificate.
+    fn etcdctl_at(&self, endpoints: &[String]) -> Command {
+        let mut cmd = Command::new("etcdctl");
+        cmd.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", endpoints.join(",")))
+            .arg(format!("--cacert={}", self.dir.join("ca.pem").display()))
+            .arg(format!("--cert={}", self.dir.join("admin.pem").display()))
+            .arg(format!("--key={}", self.dir.join("admin.key").display()));
+        cmd
+    }
+
     /// Runs etcdctl against the live nodes (as `root` with `password` when RBAC is on).
     pub fn etcdctl(&self, user: Option<&str>, args: &[&str]) -> Output {
         let live: Vec<String> = self
@@ -300,13 +312,8 @@ impl Cluster {
             .filter(|n| n.child.is_some())
             .map(|n| format!("https://127.0.0.1:{}", n.client_port))
             .collect();
-        let mut cmd = Command::new("etcdctl");
-        cmd.env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", live.join(",")))
-            .arg(format!("--cacert={}", self.dir.join("ca.pem").display()))
-            .arg(format!("--cert={}", self.dir.join("admin.pem").display()))
-            .arg(format!("--key={}", self.dir.join("admin.key").display()))
-            .arg("--command-timeout=10s");
+        let mut cmd = self.etcdctl_at(&live);
+        cmd.arg("--command-timeout=10s");
         if let Some(user) = user {
             cmd.arg(format!("--user={user}"));
         }
@@ -333,12 +340,8 @@ impl Cluster {
                 .iter()
                 .map(|&i| format!("https://127.0.0.1:{}", self.nodes[i].client_port))
                 .collect();
-            let out = Command::new("etcdctl")
-                .env("ETCDCTL_API", "3")
-                .arg(format!("--endpoints={}", endpoints.join(",")))
-                .arg(format!("--cacert={}", self.dir.join("ca.pem").display()))
-                .arg(format!("--cert={}", self.dir.join("admin.pem").display()))
-                .arg(format!("--key={}", self.dir.join("admin.key").display()))
+            let out = self
+                .etcdctl_at(&endpoints)
                 .args(["endpoint", "health", "--command-timeout=2s"])
                 .output()
                 .unwrap();
@@ -418,16 +421,9 @@ impl Cluster {
     /// `etcdctl snapshot save` from node 0; the snapshot's bytes.
     pub fn snapshot(&self, user: Option<&str>) -> Vec<u8> {
         let path = self.dir.join("snapshot.db");
-        let endpoint = format!(
-            "--endpoints=https://127.0.0.1:{}",
-            self.nodes[0].client_port
-        );
-        let out = Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .arg(endpoint)
-            .arg(format!("--cacert={}", self.dir.join("ca.pem").display()))
-            .arg(format!("--cert={}", self.dir.join("admin.pem").display()))
-            .arg(format!("--key={}", self.dir.join("admin.key").display()))
+        let endpoint = format!("https://127.0.0.1:{}", self.nodes[0].client_port);
+        let out = self
+            .etcdctl_at(&[endpoint])
             .args(user.map(|u| format!("--user={u}")))
             .arg("snapshot")
             .arg("save")

@@ -71,6 +71,10 @@ pub struct Attempt<'a> {
     /// Where `forward_pass` leaves the password part of the answer, for the caller to set as
     /// `PAM_AUTHTOK` whatever the decision (so the next module checks it either way).
     pub forwarded: Option<&'a RefCell<Option<Zeroizing<Vec<u8>>>>>,
+    /// How a fleet login (`[fleet] backend = "etcd"`) reaches etcd: the module passes the
+    /// loader of `libecs_mfa_etcd.so`, mfa-enroll and tests the client linked in. `None`: a
+    /// fleet login is denied (`backend_error`).
+    pub connect: Option<crate::fleet::transport::Connector>,
 }
 
 impl<'a> Attempt<'a> {

@@ -44,7 +44,13 @@ pub(crate) fn decide_enrolled(
 ) -> Decision {
     let (store, state) = (local_copy.store, local_copy.state);
     let local = config.on_unavailable == OnUnavailable::Local;
-    let fleet = match Fleet::open(config, Some(&policy.state_dir)) {
+    let opened = match attempt.connect {
+        Some(connect) => Fleet::open(config, Some(&policy.state_dir), connect),
+        None => Err(FleetError::LocalFile(
+            "no etcd client in this program (internal error)".into(),
+        )),
+    };
+    let fleet = match opened {
         Ok(fleet) => fleet,
         Err(e) => {
             ask_and_discard(conv, policy, attempt);

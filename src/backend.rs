@@ -6,9 +6,9 @@
 
 use zeroize::Zeroizing;
 
-use crate::fleet::FleetError;
 use crate::fleet::login::Fleet;
 use crate::fleet::records::Saved;
+use crate::fleet::{FleetError, transport};
 use crate::policy::Policy;
 use crate::state::{FileStateStore, StateError, StateStore, UserState};
 use crate::store::{SaveMode, Store, StoreError, UserRecord};
@@ -33,8 +33,8 @@ impl Enrollments {
             return Ok(Self::Files(Store::new(&policy.store_dir)));
         };
         let fleet = match admin {
-            Some((user, password)) => Fleet::open_as(config, user, password)?,
-            None => Fleet::open(config, None)?,
+            Some((user, password)) => Fleet::open_as(config, user, password, transport::native)?,
+            None => Fleet::open(config, None, transport::native)?,
         };
         Ok(Self::Fleet(Box::new(fleet)))
     }

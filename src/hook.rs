@@ -33,6 +33,9 @@ pub trait PamHandler {
     fn with_conversation<R>(&self, f: impl FnOnce(Option<&mut dyn Conversation>) -> R) -> R;
     /// One syslog line (authpriv, through `pam_syslog`). A failure never changes the result.
     fn log(&self, severity: Severity, message: &str);
+    /// How a fleet login reaches etcd: the real module loads `libecs_mfa_etcd.so`
+    /// (`pam::etcd_helper`); no default, so that the module never links the client itself.
+    fn etcd_connector(&self) -> crate::fleet::transport::Connector;
 }
 
 /// The hook: the module arguments (already text; `Err` when one is not UTF-8), then the user,
@@ -83,6 +86,7 @@ pub fn authenticate(pam: &mut impl PamHandler, args: Result<Vec<String>, String>
         ssh_auth_info: info.as_deref(),
         authtok: authtok.as_deref().map(Vec::as_slice),
         forwarded: Some(&forwarded),
+        connect: Some(pam.etcd_connector()),
     };
     let mut decision = pam.with_conversation(|conv| match conv {
         Some(conv) => auth::authenticate(conv, &policy, &attempt, crate::clock::now()),
@@ -276,6 +280,10 @@ mod tests {
         }
         fn log(&self, severity: Severity, message: &str) {
             self.logs.borrow_mut().push((severity, message.to_string()));
+        }
+
+        fn etcd_connector(&self) -> crate::fleet::transport::Connector {
+            crate::fleet::transport::native
         }
     }
 

@@ -560,7 +560,12 @@ fn fleet_findings(sb: &Sandbox) -> Vec<serde_json::Value> {
 /// with etcd access would write).
 fn client(sb: &Sandbox) -> Etcd {
     let policy = pam_ecs_mfa::policy::Policy::load(&sb.config).unwrap();
-    Etcd::new(policy.fleet.as_ref().unwrap(), None).unwrap()
+    Etcd::new(
+        policy.fleet.as_ref().unwrap(),
+        None,
+        pam_ecs_mfa::fleet::transport::native,
+    )
+    .unwrap()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -1,11 +1,11 @@
 //! A small blocking client for etcd v3's JSON gateway (`POST /v3/...`), over mutual TLS.
 //!
 //! Why this shape (measured facts in docs/fleet.md): it runs inside sshd's authentication
-//! child, so no async runtime and no thread per request (ureq with rustls, only connect/send/
-//! receive timeouts set: its resolver then spawns no thread; endpoints are IP literals or
-//! /etc/hosts names). Every call has one budget (`timeout_ms`) across all endpoints, which
-//! are tried in turn starting with the one that answered last; etcd's own 7 s server-side
-//! timeout is never waited for.
+//! child, so no async runtime and no thread per request (the HTTPS part, [`super::transport`],
+//! is ureq with rustls with only connect/send/receive timeouts set: its resolver then spawns
+//! no thread; endpoints are IP literals or /etc/hosts names). Every call has one budget
+//! (`timeout_ms`) across all endpoints, which are tried in turn starting with the one that
+//! answered last; etcd's own 7 s server-side timeout is never waited for.
 //!
 //! Error classes, and what a login makes of them ([`FleetError`]):
 //! - connection refused/reset, timeouts, 5xx (quorum lost: 503 code 14, 500 code 2):
@@ -13,6 +13,8 @@
 //! - TLS verification failures (wrong CA, rejected client certificate), a connection the
 //!   server closes under a request (how TLS 1.3 shows a rejected client certificate), 4xx,
 //!   answers that are not etcd's: `Refused`, never a fallback (they may be an attack).
+//!   The transport sorts network failures into these two classes; HTTP statuses are sorted
+//!   here.
 //! - A write whose answer timed out may or may not have been committed: every state write is a
 //!   compare-and-swap on `mod_revision`, so trying it again (here, on the next endpoint, or at
 //!   the next login) can never apply it twice.
@@ -25,14 +27,11 @@ use std::time::{Duration, Instant};
 
 use base64ct::{Base64, Encoding};
 use serde_json::{Value, json};
-use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig, TlsProvider};
 use zeroize::Zeroizing;
 
+use super::transport::{ConnectError, Connector, Failure, TlsPem, Transport};
 use super::{FleetConfig, FleetError};
 use crate::store::secure_fs::{self, FileRules};
-
-/// Largest answer read (a `status --all` of a big fleet lists keys only).
-const MAX_ANSWER_BYTES: u64 = 16 * 1024 * 1024;
 /// A cached RBAC token is reused for this long (etcd's default token TTL is 300 s).
 const TOKEN_REUSE_SECONDS: u64 = 240;
 const TOKEN_CACHE_FILE: &str = "etcd-token.cache";
@@ -110,7 +109,7 @@ struct Credentials {
 /// A client for one cluster.
 pub struct Etcd {
     endpoints: Vec<String>,
-    agent: ureq::Agent,
+    transport: Box<dyn Transport>,
     budget: Duration,
     credentials: Option<Credentials>,
     token: RefCell<Option<Zeroizing<String>>>,
@@ -128,11 +127,16 @@ enum AttemptError {
 }
 
 impl Etcd {
-    /// A client with the TLS files and credentials named in `config`. `token_cache`: a
-    /// root-only directory where an RBAC token may be kept between logins (each login is a
-    /// new process; authenticating costs a bcrypt on the server, ~70-100 ms).
-    pub fn new(config: &FleetConfig, token_cache: Option<&Path>) -> Result<Self, FleetError> {
-        let tls = tls_config(config)?;
+    /// A client with the TLS files and credentials named in `config`, its requests carried by
+    /// what `connect` makes. `token_cache`: a root-only directory where an RBAC token may be
+    /// kept between logins (each login is a new process; authenticating costs a bcrypt on the
+    /// server, ~70-100 ms).
+    pub fn new(
+        config: &FleetConfig,
+        token_cache: Option<&Path>,
+        connect: Connector,
+    ) -> Result<Self, FleetError> {
+        let transport = transport(config, connect)?;
         let credentials = match &config.user {
             None => None,
             Some((user, file)) => Some(Credentials {
@@ -140,9 +144,9 @@ impl Etcd {
                 password: read_password(file)?,
             }),
         };
-        Ok(Self::with_tls(
+        Ok(Self::with_transport(
             config.endpoints.clone(),
-            tls,
+            transport,
             config.timeout,
             credentials,
             token_cache.map(Path::to_owned),
@@ -155,11 +159,12 @@ impl Etcd {
         config: &FleetConfig,
         user: &str,
         password: Zeroizing<String>,
+        connect: Connector,
     ) -> Result<Self, FleetError> {
-        let tls = tls_config(config)?;
-        Ok(Self::with_tls(
+        let transport = transport(config, connect)?;
+        Ok(Self::with_transport(
             config.endpoints.clone(),
-            tls,
+            transport,
             config.timeout,
             Some(Credentials {
                 user: user.to_string(),
@@ -169,24 +174,16 @@ impl Etcd {
         ))
     }
 
-    fn with_tls(
+    fn with_transport(
         endpoints: Vec<String>,
-        tls: TlsConfig,
+        transport: Box<dyn Transport>,
         budget: Duration,
         credentials: Option<Credentials>,
         token_cache: Option<PathBuf>,
     ) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .tls_config(tls)
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .https_only(true)
-            .user_agent("ecs-mfa")
-            .build()
-            .new_agent();
         Self {
             endpoints,
-            agent,
+            transport,
             budget,
             credentials,
             token: RefCell::new(None),
@@ -370,42 +367,27 @@ impl Etcd {
             return Err(AttemptError::Unavailable("budget spent".into()));
         }
         let body = Zeroizing::new(body.to_string());
-        let mut request = self
-            .agent
-            .post(format!("{endpoint}{path}"))
-            .header("Content-Type", "application/json");
-        if let Some(token) = token {
-            request = request.header("Authorization", token);
-        }
-        let sent = request
-            .config()
-            .timeout_connect(Some(left))
-            .timeout_send_request(Some(left))
-            .timeout_send_body(Some(left))
-            .timeout_recv_response(Some(left))
-            .timeout_recv_body(Some(left))
-            .build()
-            .send(body.as_bytes());
-        let mut response = match sent {
-            Ok(r) => r,
-            Err(e) => return Err(classify(e)),
+        let (status, answer) = self
+            .transport
+            .post(&format!("{endpoint}{path}"), body.as_bytes(), token, left)
+            .map_err(|f| match f {
+                Failure::Unavailable(why) => AttemptError::Unavailable(why),
+                Failure::Refused(why) => AttemptError::Refused(why),
+            })?;
+        let Ok(text) = std::str::from_utf8(&answer) else {
+            return Err(AttemptError::Refused(format!(
+                "HTTP {status}: the answer is not UTF-8 (not etcd?)"
+            )));
         };
-        let status = response.status().as_u16();
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_ANSWER_BYTES)
-            .read_to_string()
-            .map_err(classify)?;
-        let json: Option<Value> = serde_json::from_str(&text).ok();
+        let json: Option<Value> = serde_json::from_str(text).ok();
         let message = || match &json {
             Some(v) => v
                 .get("message")
                 .or_else(|| v.get("error"))
                 .and_then(Value::as_str)
                 .map(clean)
-                .unwrap_or_else(|| clean(&text)),
-            None => clean(&text),
+                .unwrap_or_else(|| clean(text)),
+            None => clean(text),
         };
         let code = json
             .as_ref()
@@ -493,39 +475,6 @@ impl Etcd {
     }
 }
 
-/// Maps a transport error to its class.
-fn classify(e: ureq::Error) -> AttemptError {
-    match e {
-        ureq::Error::Io(io) => {
-            let tls = io
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-                .map(|t| t.to_string());
-            use std::io::ErrorKind::*;
-            match (tls, io.kind()) {
-                (Some(t), _) => AttemptError::Refused(format!("TLS: {t}")),
-                // With TLS 1.3 a server that rejects the client certificate sends its alert
-                // after the client considers the handshake done, and closes: the client sees
-                // its request write fail. A node that is down refuses the connection instead,
-                // so a connection closed under us is never taken for an outage.
-                (None, BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof) => {
-                    AttemptError::Refused(format!(
-                        "the server closed the TLS connection ({io}): TLS client certificate rejected?"
-                    ))
-                }
-                (None, _) => AttemptError::Unavailable(format!("{io}")),
-            }
-        }
-        ureq::Error::Timeout(t) => AttemptError::Unavailable(format!("timeout ({t})")),
-        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => {
-            AttemptError::Unavailable(e.to_string())
-        }
-        ureq::Error::Rustls(t) => AttemptError::Refused(format!("TLS: {t}")),
-        ureq::Error::Tls(t) => AttemptError::Refused(format!("TLS: {t}")),
-        other => AttemptError::Refused(format!("{other}")),
-    }
-}
-
 /// Error text from the server, made safe for one log line.
 fn clean(text: &str) -> String {
     crate::audit::ascii_printable(text.trim(), 200)
@@ -607,9 +556,9 @@ fn kvs(range: &Value) -> Result<Vec<Kv>, FleetError> {
         .collect()
 }
 
-/// The rustls configuration: only the configured CA is trusted, the host's certificate is
-/// presented. Files are checked like the store (root-owned; the key root-only).
-fn tls_config(config: &FleetConfig) -> Result<TlsConfig, FleetError> {
+/// The transport for `config`'s TLS files, checked like the store (root-owned; the key
+/// root-only): only the configured CA is trusted, the host's certificate is presented.
+fn transport(config: &FleetConfig, connect: Connector) -> Result<Box<dyn Transport>, FleetError> {
     let read = |path: &Path, rules: FileRules, what: &str| {
         secure_fs::read_file(path, rules, 1 << 20)
             .map_err(|e| FleetError::LocalFile(format!("{what}: {e}")))?
@@ -617,66 +566,23 @@ fn tls_config(config: &FleetConfig) -> Result<TlsConfig, FleetError> {
                 FleetError::LocalFile(format!("{what} {} does not exist", path.display()))
             })
     };
-    let certs =
-        |bytes: &[u8], what: &str, path: &Path| -> Result<Vec<Certificate<'static>>, FleetError> {
-            let list: Vec<_> = ureq::tls::parse_pem(bytes)
-                .filter_map(|item| match item {
-                    Ok(PemItem::Certificate(c)) => Some(c),
-                    _ => None,
-                })
-                .collect();
-            if list.is_empty() {
-                return Err(FleetError::LocalFile(format!(
-                    "{what} {}: no PEM certificate in it",
-                    path.display()
-                )));
-            }
-            Ok(list)
-        };
     let ca = read(&config.ca_file, FileRules::Config, "ca_file")?;
-    let ca = certs(&ca, "ca_file", &config.ca_file)?;
-    let cert_pem = read(&config.cert_file, FileRules::Config, "cert_file")?;
-    let cert = certs(&cert_pem, "cert_file", &config.cert_file)?;
-    let key_pem = read(&config.key_file, FileRules::Private, "key_file")?;
-    let key = PrivateKey::from_pem(&key_pem).map_err(|e| {
-        FleetError::LocalFile(format!("key_file {}: {e}", config.key_file.display()))
-    })?;
-    check_client_cert(&cert_pem, &key_pem).map_err(|why| {
-        FleetError::LocalFile(format!(
-            "cert_file {} with key_file {}: {why}",
+    let cert = read(&config.cert_file, FileRules::Config, "cert_file")?;
+    let key = Zeroizing::new(read(&config.key_file, FileRules::Private, "key_file")?);
+    let tls = TlsPem {
+        ca: &ca,
+        cert: &cert,
+        key: &key,
+    };
+    connect(&tls).map_err(|e| match e {
+        ConnectError::Load(why) => FleetError::LocalFile(why),
+        ConnectError::Tls(why) => FleetError::LocalFile(format!(
+            "{why} (ca_file {}, cert_file {}, key_file {})",
+            config.ca_file.display(),
             config.cert_file.display(),
             config.key_file.display()
-        ))
-    })?;
-    // The crypto provider is given here (ring, already in the tree) so that ureq needs neither
-    // a default provider nor its bundled public root certificates: only ca_file is trusted.
-    Ok(TlsConfig::builder()
-        .provider(TlsProvider::Rustls)
-        .unversioned_rustls_crypto_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .root_certs(RootCerts::new_with_certs(&ca))
-        .client_cert(Some(ClientCert::new_with_certs(&cert, key)))
-        .build())
-}
-
-/// What rustls will make of the client certificate and key, checked here because ureq panics
-/// on a pair rustls refuses (a key that does not match, an X.509 v1 certificate).
-fn check_client_cert(cert_pem: &[u8], key_pem: &[u8]) -> Result<(), String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let chain = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("certificate: {e}"))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("key: {e}"))?;
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_client_auth_cert(chain, key)
-        .map(|_| ())
-        .map_err(|e| format!("not a usable client certificate and key ({e})"))
+        )),
+    })
 }
 
 fn read_password(path: &Path) -> Result<Zeroizing<String>, FleetError> {

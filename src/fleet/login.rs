@@ -21,6 +21,7 @@ use zeroize::Zeroizing;
 use super::etcd::{Cmp, Etcd, Kv, Op};
 use super::seal::FleetKeys;
 use super::state::FleetState;
+use super::transport::Connector;
 use super::{FleetConfig, FleetError};
 use crate::store::UserRecord;
 use crate::user_name::UserName;
@@ -51,11 +52,16 @@ pub struct Snapshot {
 }
 
 impl Fleet {
-    /// Connects with the host's credentials from `config` (`token_cache`: see [`Etcd::new`]).
-    pub fn open(config: &FleetConfig, token_cache: Option<&Path>) -> Result<Self, FleetError> {
+    /// Connects with the host's credentials from `config` (`token_cache` and `connect`: see
+    /// [`Etcd::new`]).
+    pub fn open(
+        config: &FleetConfig,
+        token_cache: Option<&Path>,
+        connect: Connector,
+    ) -> Result<Self, FleetError> {
         Ok(Self {
             keys: FleetKeys::load(&config.fleet_key_file)?,
-            etcd: Etcd::new(config, token_cache)?,
+            etcd: Etcd::new(config, token_cache, connect)?,
             prefix: config.prefix.clone(),
         })
     }
@@ -65,10 +71,11 @@ impl Fleet {
         config: &FleetConfig,
         user: &str,
         password: Zeroizing<String>,
+        connect: Connector,
     ) -> Result<Self, FleetError> {
         Ok(Self {
             keys: FleetKeys::load(&config.fleet_key_file)?,
-            etcd: Etcd::with_user(config, user, password)?,
+            etcd: Etcd::with_user(config, user, password, connect)?,
             prefix: config.prefix.clone(),
         })
     }

@@ -3,7 +3,8 @@
 //!
 //! Local files stay the default (`[fleet] backend = "files"`, or no `[fleet]` table). With
 //! `backend = "etcd"` the module and `mfa-enroll` talk to etcd's JSON gateway over mutual TLS:
-//! - [`etcd`]: the small blocking HTTPS client (no async runtime, no threads inside sshd);
+//! - [`etcd`]: the small blocking etcd client (no async runtime, no threads inside sshd);
+//! - [`transport`]: who carries its HTTPS requests (linked in, or `libecs_mfa_etcd.so`);
 //! - [`seal`]: the fleet key and the AEAD that keeps secrets unreadable in etcd;
 //! - [`state`]: the per-user state value (replay mark, failures, lockout, used recovery codes);
 //! - [`login`]: what one login does (two round trips: read, then compare-and-swap);
@@ -19,6 +20,7 @@ pub mod login;
 pub mod records;
 pub mod seal;
 pub mod state;
+pub mod transport;
 
 use std::fmt;
 use std::path::PathBuf;

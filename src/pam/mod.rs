@@ -6,6 +6,8 @@
 //! [`Decision`] to a PAM code in [`pam_code`] (the one place that does). A panic anywhere below is caught here, logged as a fixed string, and denies; the
 //! default panic message never reaches the host's stderr.
 
+pub mod etcd_helper;
+
 use std::cell::Cell;
 use std::ffi::{CStr, CString};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -70,6 +72,10 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
 struct RealPam<'a>(&'a mut PamHandle);
 
 impl PamHandler for RealPam<'_> {
+    fn etcd_connector(&self) -> crate::fleet::transport::Connector {
+        etcd_helper::connect
+    }
+
     fn user(&mut self) -> Result<String, i32> {
         self.0.get_user(None).map_err(|code| code as i32)
     }

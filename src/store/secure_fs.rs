@@ -253,6 +253,32 @@ impl CheckedDir {
         max_len: u64,
     ) -> Result<Option<Zeroizing<Vec<u8>>>, FsError> {
         let path = self.path.join(name);
+        let Some((fd, st)) = self.open_checked(name, rules, max_len)? else {
+            return Ok(None);
+        };
+        let mut contents = Zeroizing::new(Vec::with_capacity(st.st_size as usize));
+        File::from(fd)
+            .take(max_len + 1)
+            .read_to_end(&mut contents)
+            .map_err(|e| FsError::new(&path, Problem::Io("read", io_errno(&e))))?;
+        if contents.len() as u64 > max_len {
+            return Err(FsError::new(
+                &path,
+                Problem::TooLarge(contents.len() as u64),
+            ));
+        }
+        Ok(Some(contents))
+    }
+
+    /// Opens `name` for reading after the checks [`CheckedDir::read`] describes, and returns the
+    /// descriptor with its (checked) status. `Ok(None)` if it does not exist.
+    pub fn open_checked(
+        &self,
+        name: &str,
+        rules: FileRules,
+        max_len: u64,
+    ) -> Result<Option<(OwnedFd, FileStat)>, FsError> {
+        let path = self.path.join(name);
         let before = match fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(Errno::ENOENT) => return Ok(None),
@@ -271,18 +297,7 @@ impl CheckedDir {
             return Err(FsError::new(&path, Problem::Changed));
         }
         check_file(&path, &st, rules, max_len)?;
-        let mut contents = Zeroizing::new(Vec::with_capacity(st.st_size as usize));
-        File::from(fd)
-            .take(max_len + 1)
-            .read_to_end(&mut contents)
-            .map_err(|e| FsError::new(&path, Problem::Io("read", io_errno(&e))))?;
-        if contents.len() as u64 > max_len {
-            return Err(FsError::new(
-                &path,
-                Problem::TooLarge(contents.len() as u64),
-            ));
-        }
-        Ok(Some(contents))
+        Ok(Some((fd, st)))
     }
 
     /// Replaces `name` with `contents` atomically: a temporary file created with `O_EXCL`,

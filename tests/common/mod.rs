@@ -71,6 +71,9 @@ pub fn module_path() -> PathBuf {
     path
 }
 
+/// The fleet backend's etcd client, installed next to the module (`pam::etcd_helper`).
+pub const HELPER_FILE: &str = "libecs_mfa_etcd.so";
+
 /// The built CLI.
 pub fn enroll_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_mfa-enroll"))
@@ -138,6 +141,12 @@ impl Sandbox {
             std::fs::hard_link(&built, &installed)
                 .or_else(|_| std::fs::copy(&built, &installed).map(|_| ()))
                 .unwrap();
+            // The fleet backend's etcd client, which the module loads from its own directory
+            // (absent next to a foreign module: fleet logins then fail, as they should).
+            let helper = built.with_file_name(HELPER_FILE);
+            if helper.exists() {
+                std::fs::copy(&helper, self.root.join(HELPER_FILE)).unwrap();
+            }
         }
         let text = stack
             .replace("{module}", &installed.display().to_string())

@@ -199,7 +199,10 @@ pub fn verify(g: &Global, args: UserArgs) -> Result<(), Failure> {
     let decision = auth::authenticate(
         &mut StdinConversation,
         &policy,
-        &Attempt::user(user.as_str()),
+        &Attempt {
+            connect: Some(pam_ecs_mfa::fleet::transport::native),
+            ..Attempt::user(user.as_str())
+        },
         pam_ecs_mfa::clock::now(),
     );
     let reason = decision.reason.as_str();

@@ -58,6 +58,9 @@ pub fn authenticate(pam: &mut impl PamHandler, args: Result<Vec<String>, String>
             );
         }
     };
+    if policy.test_panic {
+        panic!("test_panic: a panic on purpose (module argument)");
+    }
     let user = match pam.user() {
         Ok(user) => user,
         Err(code) => {

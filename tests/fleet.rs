@@ -522,6 +522,36 @@ fn plain_http_a_wrong_ca_and_a_foreign_client_certificate_are_refused() {
         !ok && reason(&line) == "backend_error" && line.contains("absent.key"),
         "{line}"
     );
+
+    // The module's etcd client, libecs_mfa_etcd.so next to the module: writable by others, not
+    // ours, or missing -> denied with the file named, never the local copy; back in place ->
+    // the login works (so the denials were about the file).
+    let lib = host(&cluster, "tls-lib", "", "on_unavailable = \"local\"");
+    copy_record_locally(&good, &lib, "alice");
+    let helper = lib.root.join(common::HELPER_FILE);
+    let shipped = std::fs::read(&helper).expect("the sandbox installs the helper");
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let (ok, line) = login(&lib, "alice", &oathtool_code(&secret, &[]));
+    assert!(
+        !ok && reason(&line) == "backend_error" && line.contains(common::HELPER_FILE),
+        "group-writable helper: {line}"
+    );
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::copy(common::pam_module_dir().join("pam_permit.so"), &helper).unwrap();
+    let (ok, line) = login(&lib, "alice", &oathtool_code(&secret, &[]));
+    assert!(
+        !ok && reason(&line) == "backend_error" && line.contains("not the ecs-mfa etcd helper"),
+        "a foreign object under the helper's name: {line}"
+    );
+    std::fs::remove_file(&helper).unwrap();
+    let (ok, line) = login(&lib, "alice", &oathtool_code(&secret, &[]));
+    assert!(
+        !ok && reason(&line) == "backend_error" && line.contains("is missing"),
+        "missing helper: {line}"
+    );
+    std::fs::write(&helper, &shipped).unwrap();
+    let (ok, line) = login(&lib, "alice", &oathtool_code(&secret, &[]));
+    assert!(ok, "the helper back in place: {line}");
 }
 
 /// Puts a local copy of `user`'s record on `to` (as an earlier online login would have), so

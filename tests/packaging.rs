@@ -58,6 +58,10 @@ fn the_deb_holds_the_right_files_with_the_right_modes() {
             "-rw-r--r-- 0/0",
             "./lib/x86_64-linux-gnu/security/pam_ecs_mfa.so",
         ),
+        (
+            "-rw-r--r-- 0/0",
+            "./lib/x86_64-linux-gnu/security/libecs_mfa_etcd.so",
+        ),
         ("-rwxr-xr-x 0/0", "./usr/sbin/mfa-enroll"),
         ("-rw-r--r-- 0/0", "./usr/share/man/man1/mfa-enroll.1.gz"),
         ("-rw-r--r-- 0/0", "./usr/share/man/man8/pam_ecs_mfa.8.gz"),
@@ -113,6 +117,7 @@ fn the_deb_holds_the_right_files_with_the_right_modes() {
     assert!(extract.success());
     let check = Command::new(repo().join("scripts/check-glibc"))
         .arg(dir.join("lib/x86_64-linux-gnu/security/pam_ecs_mfa.so"))
+        .arg(dir.join("lib/x86_64-linux-gnu/security/libecs_mfa_etcd.so"))
         .arg(dir.join("usr/sbin/mfa-enroll"))
         .env("GLIBC_MAX", "2.17")
         .output()
@@ -259,6 +264,7 @@ fn scripts_install_installs_the_same_files_and_protects_ssh() {
             );
             for path in [
                 "/lib/x86_64-linux-gnu/security/pam_ecs_mfa.so",
+                "/lib/x86_64-linux-gnu/security/libecs_mfa_etcd.so",
                 "/usr/sbin/mfa-enroll",
                 "/usr/share/man/man8/pam_ecs_mfa.8",
                 "/usr/lib/tmpfiles.d/ecs-mfa.conf",
@@ -305,6 +311,7 @@ fn the_rpm_holds_the_right_files_requirements_and_scripts() {
     let files = query(&["-qplv"]);
     for (mode, path) in [
         ("-rw-r--r--", "/usr/lib64/security/pam_ecs_mfa.so"),
+        ("-rw-r--r--", "/usr/lib64/security/libecs_mfa_etcd.so"),
         ("-rwxr-xr-x", "/usr/sbin/mfa-enroll"),
         ("-rw-r--r--", "/usr/share/man/man8/pam_ecs_mfa.8.gz"),
         ("-rw-r--r--", "/usr/share/selinux/packages/ecs_mfa.pp"),

@@ -177,6 +177,30 @@ fn unknown_module_argument_denies_and_says_why() {
     assert!(r.audit().contains("unknown module argument 'nulok'"));
 }
 
+/// The build under test (the cargo build, and in scripts/test also the packaged portable build,
+/// which links zig's unwinder instead of GCC's) really unwinds a panic to the guard at the PAM
+/// boundary: the application gets a plain denial and lives on, one audit line says why, and
+/// the panic message stays off its stderr.
+#[test]
+fn a_panic_in_the_real_module_is_caught_and_denies() {
+    let sb = Sandbox::new("panic");
+    let secret = sb.enroll("alice", &[]);
+    sb.set_stack("auth required {module} {args} test_panic");
+    let r = sb.auth(
+        "alice",
+        format!("{}\n", oathtool_code(&secret, &[])).as_bytes(),
+    );
+    assert!(!r.success, "{r:#?}");
+    // pamtester itself reports the result: it was not killed by an abort or a signal.
+    assert!(r.stderr.contains("Authentication failure"), "{r:#?}");
+    assert!(!r.stderr.contains("panic on purpose"), "{r:#?}");
+    let audit = r.audit();
+    assert!(
+        audit.contains("reason=internal") && audit.contains("caught panic"),
+        "{audit}"
+    );
+}
+
 #[test]
 fn config_file_errors_deny_and_config_values_apply() {
     let sb = Sandbox::new("config");

@@ -81,6 +81,9 @@ pub struct Policy {
     pub enroll_at_login: Option<LoginEnrollment>,
     /// Show the code while it is typed.
     pub echo_code: bool,
+    /// `test_panic`: the hook panics on purpose, to prove that this build of the module
+    /// catches a panic and denies (tests run it against every build that is shipped).
+    pub test_panic: bool,
     /// Where the code comes from (google-authenticator's `forward_pass`, `use_first_pass`,
     /// `try_first_pass`).
     pub pass: PassMode,
@@ -183,6 +186,7 @@ impl Default for Policy {
             issuer: None,
             enroll_at_login: None,
             echo_code: false,
+            test_panic: false,
             pass: PassMode::Prompt,
             grace: None,
             hotp_window: 10,
@@ -201,6 +205,7 @@ pub struct ModuleArgs {
     debug: bool,
     first_factor: bool,
     echo_code: bool,
+    test_panic: bool,
     pass: Option<PassMode>,
 }
 
@@ -227,6 +232,7 @@ impl ModuleArgs {
                 ("nullok", None) => set_flag(&mut parsed.nullok, arg)?,
                 ("debug", None) => set_flag(&mut parsed.debug, arg)?,
                 ("echo_code", None) => set_flag(&mut parsed.echo_code, arg)?,
+                ("test_panic", None) => set_flag(&mut parsed.test_panic, arg)?,
                 ("forward_pass" | "use_first_pass" | "try_first_pass", None) => {
                     let mode = match key {
                         "forward_pass" => PassMode::Forward,
@@ -244,7 +250,9 @@ impl ModuleArgs {
                 }
                 ("first_factor", Some("publickey")) => set_flag(&mut parsed.first_factor, arg)?,
                 ("first_factor", _) => return Err(bad("the only value is first_factor=publickey")),
-                ("nullok" | "debug" | "echo_code", Some(_)) => return Err(bad("takes no value")),
+                ("nullok" | "debug" | "echo_code" | "test_panic", Some(_)) => {
+                    return Err(bad("takes no value"));
+                }
                 ("store" | "state" | "config", None) => return Err(bad("needs =/absolute/path")),
                 _ => return Err(PolicyError::UnknownArgument(printable(arg))),
             }
@@ -458,6 +466,7 @@ impl Policy {
             issuer,
             enroll_at_login,
             echo_code: args.echo_code || config.echo_code.unwrap_or(false),
+            test_panic: args.test_panic,
             pass: args.pass.unwrap_or_default(),
             grace,
             hotp_window,
@@ -692,6 +701,7 @@ mod tests {
                 debug: true,
                 first_factor: false,
                 echo_code: false,
+                test_panic: false,
                 pass: None,
             }
         );

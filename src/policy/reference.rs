@@ -4,7 +4,7 @@
 
 /// The module arguments, as documented (man page, README). [`ModuleArgs::parse`] refuses any
 /// argument whose name is not in this table.
-pub const MODULE_ARGUMENTS: [(&str, &str); 10] = [
+pub const MODULE_ARGUMENTS: [(&str, &str); 11] = [
     (
         "store=DIR",
         "Enrollment store (default /var/lib/ecs-mfa/users).",
@@ -44,6 +44,10 @@ pub const MODULE_ARGUMENTS: [(&str, &str); 10] = [
     (
         "try_first_pass",
         "Take the code from PAM_AUTHTOK if it is shaped like one, else ask.",
+    ),
+    (
+        "test_panic",
+        "For tests only: the module panics on purpose and must deny (reason=internal, \"caught panic\"), proving that this build catches a panic at the PAM boundary instead of crashing the application. Never use it in production: every login is denied.",
     ),
 ];
 

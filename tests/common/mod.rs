@@ -71,6 +71,19 @@ pub fn module_path() -> PathBuf {
     path
 }
 
+/// This system's PAM module directory (where pam_unix.so is).
+pub fn pam_module_dir() -> PathBuf {
+    [
+        "/lib/x86_64-linux-gnu/security",
+        "/usr/lib/x86_64-linux-gnu/security",
+        "/usr/lib64/security",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|d| d.join("pam_unix.so").exists())
+    .expect("a PAM module directory with pam_unix.so")
+}
+
 /// The fleet backend's etcd client, installed next to the module (`pam::etcd_helper`).
 pub const HELPER_FILE: &str = "libecs_mfa_etcd.so";
 

@@ -417,7 +417,7 @@ impl FileEffects<'_> {
         match self.offline {
             Some(why) => Err(
                 Decision::deny(Reason::BackendUnavailable).with_detail(format!(
-                    "{why}; {what} need the fleet (single use on every server), not counted"
+                    "{what} need the fleet (single use on every server), not counted; {why}"
                 )),
             ),
             None => Ok(()),

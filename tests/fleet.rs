@@ -349,6 +349,8 @@ fn losing_nodes_keeps_logins_working_then_denies_or_uses_the_local_copy() {
     let recovery = alice["recovery_codes"][0].as_str().unwrap().to_string();
     let bob = enroll_json(&deny, "bob", &[]);
     let bob = bob["secret"].as_str().unwrap().to_string();
+    let dave = enroll_json(&deny, "dave", &["--hotp"]);
+    let dave = dave["secret"].as_str().unwrap().to_string();
 
     // An online login refreshes the local copy on the "local" host (and only there).
     wait_for_fresh_step(20);
@@ -425,6 +427,21 @@ fn losing_nodes_keeps_logins_working_then_denies_or_uses_the_local_copy() {
     );
     let (ok, line) = login(&local, "alice", &recovery);
     assert!(!ok && reason(&line) == "backend_unavailable", "{line}");
+    // HOTP tokens too: only the fleet can move a counter for every server (the local copy has
+    // dave's record from fleet sync; his next code would be valid).
+    assert!(
+        local.store.join("dave.toml").exists(),
+        "fleet sync copied dave"
+    );
+    let (ok, line) = login(
+        &local,
+        "dave",
+        &oathtool_code(&dave, &["--hotp", "-c", "0"]),
+    );
+    assert!(
+        !ok && reason(&line) == "backend_unavailable" && line.contains("HOTP"),
+        "{line}"
+    );
     let (ok, line) = login(&local, "carol", "123456");
     assert!(!ok, "unknown to the local copy: denied: {line}");
     // ... but never while the fleet cannot say who is enrolled, with either on_unavailable.

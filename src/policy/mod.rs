@@ -821,7 +821,7 @@ mod tests {
         }
         assert_eq!(
             MODULE_ARGUMENTS.len(),
-            10,
+            11,
             "a new argument needs a table row and a parser arm"
         );
     }

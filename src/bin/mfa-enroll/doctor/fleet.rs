@@ -1,13 +1,51 @@
 //! `doctor` checks of the fleet backend: this host's TLS files and fleet key, every endpoint,
 //! quorum, records this host cannot open, RBAC, and the local copy.
 
+use std::path::Path;
+
 use pam_ecs_mfa::backend::Enrollments;
 use pam_ecs_mfa::fleet::seal::{FleetKey, sealed_with};
 use pam_ecs_mfa::fleet::{FleetConfig, OnUnavailable};
+use pam_ecs_mfa::pam::etcd_helper::HELPER_FILE;
 use pam_ecs_mfa::policy::Policy;
 use pam_ecs_mfa::store::secure_fs;
 
 use super::Findings;
+
+/// The etcd client the module loads for fleet logins: next to the module, root-owned, not
+/// writable by others (what `pam::etcd_helper` requires; its interface version is checked
+/// only when the module loads it).
+pub(super) fn check_helper(findings: &mut Findings, module: Option<&Path>) {
+    let Some(module) = module else {
+        return;
+    };
+    let helper = module.with_file_name(HELPER_FILE);
+    let fix =
+        "install the module and libecs_mfa_etcd.so from the same package (or scripts/install)";
+    match helper_is_safe(&helper) {
+        Ok(()) => findings.ok("fleet", format!("etcd client {} present", helper.display())),
+        Err(why) => findings.problem(
+            "fleet",
+            format!(
+                "etcd client {}: {why}: every fleet login is denied (reason=backend_error)",
+                helper.display()
+            ),
+            fix,
+        ),
+    }
+}
+
+fn helper_is_safe(helper: &Path) -> Result<(), String> {
+    let dir = helper.parent().unwrap_or(Path::new("/"));
+    let dir = secure_fs::open_dir(dir)
+        .map_err(|e| e.to_string())?
+        .ok_or("the module's directory is missing")?;
+    match dir.open_checked(HELPER_FILE, secure_fs::FileRules::Config, 64 << 20) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err("missing".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
 
 /// Runs the checks; returns the records backend when it could be opened.
 pub(super) fn check_fleet(

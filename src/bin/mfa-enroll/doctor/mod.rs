@@ -104,7 +104,7 @@ pub fn doctor(g: &Global, args: DoctorArgs) -> Result<(), Failure> {
     let mut findings = Findings::default();
     let stack = check_pam_stack(&mut findings, &args.pam_file);
     let policy = check_config(&mut findings, g, stack.as_ref());
-    check_module(&mut findings, stack.as_ref());
+    let module = check_module(&mut findings, stack.as_ref());
     let kind = stack.as_ref().map(|s| s.kind).unwrap_or(StackKind::Key);
     let first_factor = policy.first_factor == FirstFactor::PublicKey;
     let global = sshd::effective(&args.sshd, None);
@@ -116,7 +116,10 @@ pub fn doctor(g: &Global, args: DoctorArgs) -> Result<(), Failure> {
     }
     check_groups(&mut findings, &policy);
     let records = match &policy.fleet {
-        Some(config) => fleet::check_fleet(&mut findings, &policy, config),
+        Some(config) => {
+            fleet::check_helper(&mut findings, module.as_deref());
+            fleet::check_fleet(&mut findings, &policy, config)
+        }
         None => {
             check_dirs(&mut findings, &policy);
             Some(Enrollments::Files(Store::new(&policy.store_dir)))
@@ -290,7 +293,8 @@ fn check_config(findings: &mut Findings, g: &Global, stack: Option<&PamStack>) -
     }
 }
 
-fn check_module(findings: &mut Findings, stack: Option<&PamStack>) {
+/// Checks the module file the PAM stack names; returns its path when it exists.
+fn check_module(findings: &mut Findings, stack: Option<&PamStack>) -> Option<PathBuf> {
     let dirs = pam_module_dirs();
     let Some(dir) = dirs.first() else {
         findings.problem(
@@ -298,7 +302,7 @@ fn check_module(findings: &mut Findings, stack: Option<&PamStack>) {
             "no PAM module directory (no pam_unix.so found)",
             "install libpam-modules / pam",
         );
-        return;
+        return None;
     };
     let path = match stack {
         Some(stack) => stack.module_path(dir),
@@ -317,16 +321,20 @@ fn check_module(findings: &mut Findings, stack: Option<&PamStack>) {
             format!("chown root:root {0} && chmod 0644 {0}", path.display()),
         ),
         Ok(_) => findings.ok("module", format!("{} present", path.display())),
-        Err(e) => findings.problem(
-            "module",
-            format!(
-                "{}: {e}: the PAM file names a module that cannot be loaded, so every SSH login \
-                 is refused",
-                path.display()
-            ),
-            "install the package (or scripts/install), or correct the module path in the PAM file",
-        ),
+        Err(e) => {
+            findings.problem(
+                "module",
+                format!(
+                    "{}: {e}: the PAM file names a module that cannot be loaded, so every SSH \
+                     login is refused",
+                    path.display()
+                ),
+                "install the package (or scripts/install), or correct the module path in the PAM file",
+            );
+            return None;
+        }
     }
+    Some(path)
 }
 
 /// Local accounts with a login shell, and which of them need MFA and can log in by SSH at all.

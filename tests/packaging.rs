@@ -334,6 +334,18 @@ fn the_rpm_holds_the_right_files_requirements_and_scripts() {
         requires.contains("glibc >= 2.17") && requires.lines().any(|l| l == "pam"),
         "{requires}"
     );
+    // The SELinux module inside is in format 12, which EL7's libsepol 2.5 reads (the default
+    // of a newer checkmodule is refused there), and still holds the filename transition that a
+    // format below 11 would drop without a word.
+    let module = std::fs::read(repo().join("target/package/selinux/ecs_mfa.mod")).unwrap();
+    assert_eq!(&module[..4], &0xf97c_ff8d_u32.to_le_bytes(), "module magic");
+    assert_eq!(&module[8..23], b"SE Linux Module");
+    let version = u32::from_le_bytes(module[23..27].try_into().unwrap());
+    assert_eq!(version, 12, "module format");
+    assert!(
+        module.windows(7).any(|w| w == b"ecs-mfa"),
+        "the filename type_transition is in the module"
+    );
     assert!(
         !requires.contains("PayloadIsZstd"),
         "EL7's rpm cannot read a zstd payload: {requires}"

@@ -131,9 +131,8 @@ fn init(g: &Global, args: InitArgs) -> Result<(), Failure> {
     }
     dir.write_atomic(name, text.as_bytes(), true)
         .map_err(|e| Failure::new(Exit::Store, e.to_string()))?;
-    log_change(
+    log_fleet_change(
         "fleet-init",
-        &pam_ecs_mfa::user_name::UserName::parse("fleet").expect("valid"),
         &format!("key_id={} rotate={}", key.id_hex(), args.rotate),
     );
     if g.json {
@@ -289,9 +288,8 @@ fn sync(g: &Global) -> Result<(), Failure> {
             Err(e) => problems.push(format!("{user}: {e}")),
         }
     }
-    log_change(
+    log_fleet_change(
         "fleet-sync",
-        &pam_ecs_mfa::user_name::UserName::parse("fleet").expect("valid"),
         &format!("written={written} same={same} removed={removed}"),
     );
     if g.json {
@@ -445,11 +443,7 @@ fn rekey(g: &Global) -> Result<(), Failure> {
     };
     let (resealed, current) = fleet.reseal_all().map_err(backend_failure)?;
     let key = fleet.keys.current().id_hex();
-    log_change(
-        "fleet-rekey",
-        &pam_ecs_mfa::user_name::UserName::parse("fleet").expect("valid"),
-        &format!("key_id={key} resealed={resealed}"),
-    );
+    log_fleet_change("fleet-rekey", &format!("key_id={key} resealed={resealed}"));
     if g.json {
         outln!(
             "{}",
@@ -462,4 +456,12 @@ fn rekey(g: &Global) -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// The syslog line of a change to the whole fleet (not to one user's enrollment): logged
+/// under the pseudo-user name `fleet`, which is a valid user name.
+fn log_fleet_change(action: &str, detail: &str) {
+    if let Ok(fleet) = pam_ecs_mfa::user_name::UserName::parse("fleet") {
+        log_change(action, &fleet, detail);
+    }
 }

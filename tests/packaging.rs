@@ -340,7 +340,9 @@ fn the_rpm_holds_the_right_files_requirements_and_scripts() {
     let module = std::fs::read(repo().join("target/package/selinux/ecs_mfa.mod")).unwrap();
     assert_eq!(&module[..4], &0xf97c_ff8d_u32.to_le_bytes(), "module magic");
     assert_eq!(&module[8..23], b"SE Linux Module");
-    let version = u32::from_le_bytes(module[23..27].try_into().unwrap());
+    // Then the policy type (2: a module) and the format version.
+    assert_eq!(u32::from_le_bytes(module[23..27].try_into().unwrap()), 2);
+    let version = u32::from_le_bytes(module[27..31].try_into().unwrap());
     assert_eq!(version, 12, "module format");
     assert!(
         module.windows(7).any(|w| w == b"ecs-mfa"),

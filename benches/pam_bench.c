@@ -16,6 +16,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
+
 static const char *answer;
 
 static int conv(int n, const struct pam_message **msg, struct pam_response **resp, void *data)
@@ -30,19 +32,6 @@ static int conv(int n, const struct pam_message **msg, struct pam_response **res
     }
     *resp = r;
     return PAM_SUCCESS;
-}
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv)

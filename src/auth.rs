@@ -192,7 +192,7 @@ fn decide_enrolled(
     now: SystemTime,
 ) -> Decision {
     if let Some(fleet) = &policy.fleet {
-        let local_copy = crate::auth_fleet::LocalCopy { store, state };
+        let local_copy = LocalCopy { store, state };
         return crate::auth_fleet::decide_enrolled(
             conv,
             policy,
@@ -247,7 +247,15 @@ fn decide_enrolled(
         Ok(asked) => asked,
         Err(decision) => return decision,
     };
-    settle_locally(store, state, policy, user, &answer, now, None, grace)
+    settle_locally(
+        &LocalCopy { store, state },
+        policy,
+        user,
+        &answer,
+        now,
+        None,
+        grace,
+    )
 }
 
 /// The `grace_seconds` digest of this login: the user, the client address (`PAM_RHOST`, empty
@@ -313,15 +321,20 @@ pub(crate) fn grace_decision(
     )
 }
 
+/// This host's record store and state: where a files-backend login is decided, and the fleet
+/// backend's local copy (used only offline, `on_unavailable = "local"`).
+pub(crate) struct LocalCopy<'a, S> {
+    pub store: &'a Store,
+    pub state: &'a S,
+}
+
 /// Step 5 on local files: under the user's state lock, the record as it is *now* (a reset,
 /// re-enrollment or removal while this client sat at the prompt takes effect for this login
 /// too), then the decision. `offline`: the fleet is unreachable and this is its local copy
 /// (`on_unavailable = "local"`): recovery codes are refused, since only the fleet can keep
 /// them single-use everywhere.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn settle_locally(
-    store: &Store,
-    state: &impl StateStore,
+    local: &LocalCopy<'_, impl StateStore>,
     policy: &Policy,
     user: &UserName,
     answer: &[u8],
@@ -329,6 +342,7 @@ pub(crate) fn settle_locally(
     offline: Option<&str>,
     grace: Option<u64>,
 ) -> Decision {
+    let (store, state) = (local.store, local.state);
     let decision = state.transact(user, |st| match store.load(user) {
         Ok(current) => {
             let mut effects = FileEffects {

@@ -14,8 +14,8 @@
 use std::time::SystemTime;
 
 use crate::auth::{
-    Attempt, Conversation, Effects, ask_and_discard, ask_code, decide, grace_decision, grace_id,
-    grant_grace, in_grace, settle_locally,
+    Attempt, Conversation, Effects, LocalCopy, ask_and_discard, ask_code, decide, grace_decision,
+    grace_id, grant_grace, in_grace, settle_locally,
 };
 use crate::decision::{Decision, Reason};
 use crate::fleet::login::Fleet;
@@ -25,12 +25,6 @@ use crate::policy::Policy;
 use crate::state::StateStore;
 use crate::store::{SaveMode, Store, StoreError, UserRecord};
 use crate::user_name::UserName;
-
-/// This host's local copy of the records and its local state (used only offline).
-pub(crate) struct LocalCopy<'a, S> {
-    pub store: &'a Store,
-    pub state: &'a S,
-}
 
 /// Steps 2 to 5 for `user` with the fleet backend.
 pub(crate) fn decide_enrolled(
@@ -42,7 +36,7 @@ pub(crate) fn decide_enrolled(
     attempt: &Attempt<'_>,
     now: SystemTime,
 ) -> Decision {
-    let (store, state) = (local_copy.store, local_copy.state);
+    let store = local_copy.store;
     let local = config.on_unavailable == OnUnavailable::Local;
     let opened = match attempt.connect {
         Some(connect) => Fleet::open(config, Some(&policy.state_dir), connect),
@@ -115,7 +109,7 @@ pub(crate) fn decide_enrolled(
         Err(e) if local && e.is_unavailable() => {
             let why = offline_note(&e);
             with_note(
-                settle_locally(store, state, policy, user, &answer, now, Some(&why), grace),
+                settle_locally(local_copy, policy, user, &answer, now, Some(&why), grace),
                 Some(why),
             )
         }
@@ -133,7 +127,7 @@ fn offline(
     now: SystemTime,
     e: &FleetError,
 ) -> Decision {
-    let (store, state) = (local_copy.store, local_copy.state);
+    let store = local_copy.store;
     let why = offline_note(e);
     let digits = match store.load(user) {
         Ok(record) => record.params.digits(),
@@ -155,7 +149,7 @@ fn offline(
     };
     let grace = grace_id(policy, user, attempt);
     with_note(
-        settle_locally(store, state, policy, user, &answer, now, Some(&why), grace),
+        settle_locally(local_copy, policy, user, &answer, now, Some(&why), grace),
         Some(why),
     )
 }

@@ -94,7 +94,7 @@ struct Library {
 
 impl Library {
     fn open(path: &Path) -> Result<Self, String> {
-        let fd = checked_fd(path)?;
+        let fd = open_checked_helper(path)?;
         let by_fd = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
             .map_err(|_| "descriptor path".to_string())?;
         // SAFETY: dlopen with a valid C string; RTLD_LOCAL keeps the helper's symbols (its own
@@ -149,8 +149,9 @@ impl Drop for Library {
     }
 }
 
-/// The helper file, opened after the checks of a configuration file.
-fn checked_fd(path: &Path) -> Result<OwnedFd, String> {
+/// The helper file at `path`, opened after the checks of a configuration file; the error says
+/// what is wrong with it. `mfa-enroll doctor` runs the same check.
+pub fn open_checked_helper(path: &Path) -> Result<OwnedFd, String> {
     let missing = || {
         format!(
             "{} is missing: the etcd client that [fleet] needs is installed next to \

@@ -6,15 +6,14 @@ use std::path::Path;
 use pam_ecs_mfa::backend::Enrollments;
 use pam_ecs_mfa::fleet::seal::{FleetKey, sealed_with};
 use pam_ecs_mfa::fleet::{FleetConfig, OnUnavailable};
-use pam_ecs_mfa::pam::etcd_helper::HELPER_FILE;
+use pam_ecs_mfa::pam::etcd_helper::{HELPER_FILE, open_checked_helper};
 use pam_ecs_mfa::policy::Policy;
 use pam_ecs_mfa::store::secure_fs;
 
 use super::Findings;
 
-/// The etcd client the module loads for fleet logins: next to the module, root-owned, not
-/// writable by others (what `pam::etcd_helper` requires; its interface version is checked
-/// only when the module loads it).
+/// The etcd client the module loads for fleet logins, checked as the module checks it before
+/// loading it (`pam::etcd_helper`; its interface version is checked only when it is loaded).
 pub(super) fn check_helper(findings: &mut Findings, module: Option<&Path>) {
     let Some(module) = module else {
         return;
@@ -22,8 +21,8 @@ pub(super) fn check_helper(findings: &mut Findings, module: Option<&Path>) {
     let helper = module.with_file_name(HELPER_FILE);
     let fix =
         "install the module and libecs_mfa_etcd.so from the same package (or scripts/install)";
-    match helper_is_safe(&helper) {
-        Ok(()) => findings.ok("fleet", format!("etcd client {} present", helper.display())),
+    match open_checked_helper(&helper) {
+        Ok(_) => findings.ok("fleet", format!("etcd client {} present", helper.display())),
         Err(why) => findings.problem(
             "fleet",
             format!(
@@ -32,18 +31,6 @@ pub(super) fn check_helper(findings: &mut Findings, module: Option<&Path>) {
             ),
             fix,
         ),
-    }
-}
-
-fn helper_is_safe(helper: &Path) -> Result<(), String> {
-    let dir = helper.parent().unwrap_or(Path::new("/"));
-    let dir = secure_fs::open_dir(dir)
-        .map_err(|e| e.to_string())?
-        .ok_or("the module's directory is missing")?;
-    match dir.open_checked(HELPER_FILE, secure_fs::FileRules::Config, 64 << 20) {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => Err("missing".into()),
-        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -175,4 +162,53 @@ pub(super) fn check_fleet(
         );
     }
     Some(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::doctor::Level;
+
+    /// The helper check reports what the module would refuse: missing, writable by others;
+    /// and passes a root-owned 0644 file (run as root, like the rest of the suite).
+    #[test]
+    fn the_helper_next_to_the_module_is_checked_like_the_module_checks_it() {
+        assert!(
+            nix::unistd::Uid::effective().is_root(),
+            "run as root (scripts/test)"
+        );
+        let dir =
+            std::env::temp_dir().join(format!("ecs-mfa-doctor-helper-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let module = dir.join("pam_ecs_mfa.so");
+        std::fs::write(&module, b"").unwrap();
+        let helper = dir.join(HELPER_FILE);
+        let last = |helper_mode: Option<u32>| {
+            let _ = std::fs::remove_file(&helper);
+            if let Some(mode) = helper_mode {
+                std::fs::write(&helper, b"\x7fELF").unwrap();
+                std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(mode)).unwrap();
+            }
+            let mut findings = Findings::default();
+            check_helper(&mut findings, Some(&module));
+            let f = findings.0.pop().unwrap();
+            (f.level, f.message)
+        };
+        let (level, message) = last(None);
+        assert!(
+            level == Level::Problem && message.contains("missing"),
+            "{message}"
+        );
+        let (level, message) = last(Some(0o664));
+        assert!(
+            level == Level::Problem && message.contains("backend_error"),
+            "{message}"
+        );
+        let (level, message) = last(Some(0o644));
+        assert!(level == Level::Ok, "{message}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -566,6 +566,14 @@ fn plain_http_a_wrong_ca_and_a_foreign_client_certificate_are_refused() {
         !ok && reason(&line) == "backend_error" && line.contains("is missing"),
         "missing helper: {line}"
     );
+    // nullok does not turn a missing helper into a pass for an unenrolled user.
+    let lib_nullok = host(&cluster, "tls-lib-nullok", "nullok = true", "");
+    std::fs::remove_file(lib_nullok.root.join(common::HELPER_FILE)).unwrap();
+    let (ok, line) = login(&lib_nullok, "carol", "123456");
+    assert!(
+        !ok && reason(&line) == "backend_error" && line.contains("is missing"),
+        "missing helper under nullok: {line}"
+    );
     std::fs::write(&helper, &shipped).unwrap();
     let (ok, line) = login(&lib, "alice", &oathtool_code(&secret, &[]));
     assert!(ok, "the helper back in place: {line}");

@@ -82,7 +82,15 @@ fn main() {
     let state = FileStateStore::new(&policy.state_dir);
     let accounts = |u: &UserName| (!u.as_str().starts_with("nobody")).then(|| u.clone());
     let authenticate = |conv: &mut Answer, policy: &Policy, attempt: &Attempt, now| {
-        authenticate_with(conv, policy, &store, &state, &accounts, attempt, now)
+        authenticate_with(
+            conv,
+            policy,
+            &store,
+            &state,
+            &accounts,
+            attempt,
+            &move || now,
+        )
     };
     let run = |name: &str, answer: &str, n: usize, user: &dyn Fn(usize) -> String| {
         let mut lat = Vec::with_capacity(n);

@@ -88,14 +88,21 @@ impl<'a> Attempt<'a> {
 }
 
 /// Authenticates `attempt.user` with the store and state directories named by `policy`.
+///
+/// `clock` is read when each moment comes, not once: a client may sit at the prompt for as long
+/// as sshd's `LoginGraceTime` (or forever with 0), and the code is checked against the time it
+/// was typed, not the time the prompt appeared.
 pub fn authenticate(
     conv: &mut (impl Conversation + ?Sized),
     policy: &Policy,
     attempt: &Attempt<'_>,
-    now: SystemTime,
+    clock: Clock<'_>,
 ) -> Decision {
-    authenticate_as(conv, policy, &nss_account, attempt, now)
+    authenticate_as(conv, policy, &nss_account, attempt, clock)
 }
+
+/// Where the flow reads the time: [`crate::clock::now`] in production, a script in tests.
+pub type Clock<'a> = &'a dyn Fn() -> SystemTime;
 
 /// [`authenticate`] with another source of canonical account names (tests: a fixed list).
 fn authenticate_as(
@@ -103,11 +110,11 @@ fn authenticate_as(
     policy: &Policy,
     account_of: &dyn Fn(&UserName) -> Option<UserName>,
     attempt: &Attempt<'_>,
-    now: SystemTime,
+    clock: Clock<'_>,
 ) -> Decision {
     let store = Store::new(&policy.store_dir);
     let state = FileStateStore::new(&policy.state_dir);
-    authenticate_with(conv, policy, &store, &state, account_of, attempt, now)
+    authenticate_with(conv, policy, &store, &state, account_of, attempt, clock)
 }
 
 /// [`authenticate`] with an explicit store and state backend, and the function that turns the
@@ -119,7 +126,7 @@ pub fn authenticate_with(
     state: &impl StateStore,
     account_of: &dyn Fn(&UserName) -> Option<UserName>,
     attempt: &Attempt<'_>,
-    now: SystemTime,
+    clock: Clock<'_>,
 ) -> Decision {
     if policy.first_factor == FirstFactor::PublicKey
         && let Err(why) = publickey_completed(attempt.ssh_auth_info)
@@ -138,7 +145,7 @@ pub fn authenticate_with(
         ask_and_discard(conv, policy, attempt);
         return Decision::deny(Reason::UnknownAccount);
     };
-    let mut decision = decide_account(conv, policy, store, state, &user, attempt, now);
+    let mut decision = decide_account(conv, policy, store, state, &user, attempt, clock);
     if user != given {
         decision.account = Some(user.to_string());
     }
@@ -153,7 +160,7 @@ fn decide_account(
     state: &impl StateStore,
     user: &UserName,
     attempt: &Attempt<'_>,
-    now: SystemTime,
+    clock: Clock<'_>,
 ) -> Decision {
     let rhost = attempt.rhost;
     // A network rule that matched loopback or an own address is reported on the final line.
@@ -174,7 +181,7 @@ fn decide_account(
             )
         });
     }
-    let decision = decide_enrolled(conv, policy, store, state, user, attempt, now);
+    let decision = decide_enrolled(conv, policy, store, state, user, attempt, clock);
     match note {
         Some(note) if decision.detail.is_none() => decision.with_detail(note),
         _ => decision,
@@ -189,7 +196,7 @@ fn decide_enrolled(
     state: &impl StateStore,
     user: &UserName,
     attempt: &Attempt<'_>,
-    now: SystemTime,
+    clock: Clock<'_>,
 ) -> Decision {
     if let Some(fleet) = &policy.fleet {
         let local_copy = LocalCopy { store, state };
@@ -200,15 +207,17 @@ fn decide_enrolled(
             &local_copy,
             user,
             attempt,
-            now,
+            clock,
         );
     }
     let record = match store.load(user) {
         Ok(record) => record,
         Err(StoreError::NotEnrolled)
-            if let Some(key) = may_enroll_at_login(policy, user, attempt.ssh_auth_info, now) =>
+            if let Some(key) =
+                may_enroll_at_login(policy, user, attempt.ssh_auth_info, clock()) =>
         {
-            return match crate::login_enrollment::run(conv, policy, store, state, user, &key, now) {
+            return match crate::login_enrollment::run(conv, policy, store, state, user, &key, clock)
+            {
                 Some(decision) => decision,
                 // Another login of this user enrolled meanwhile: ask for a code as usual.
                 None => {
@@ -216,7 +225,7 @@ fn decide_enrolled(
                         ssh_auth_info: None,
                         ..*attempt
                     };
-                    decide_enrolled(conv, policy, store, state, user, &later, now)
+                    decide_enrolled(conv, policy, store, state, user, &later, clock)
                 }
             };
         }
@@ -236,14 +245,14 @@ fn decide_enrolled(
     let digits = record.params.digits();
     drop(record);
     let grace = grace_id(policy, user, attempt);
-    if let (Some(id), Ok(unix)) = (grace, now.duration_since(UNIX_EPOCH))
+    if let (Some(id), Ok(unix)) = (grace, clock().duration_since(UNIX_EPOCH))
         && state
             .transact(user, |st| in_grace(st, id, unix.as_secs()))
             .unwrap_or(false)
     {
         return grace_decision(conv, policy, attempt, digits);
     }
-    let (answer, now) = match ask_code(conv, policy, attempt, digits, now) {
+    let (answer, now) = match ask_code(conv, policy, attempt, digits, clock) {
         Ok(asked) => asked,
         Err(decision) => return decision,
     };
@@ -377,17 +386,15 @@ pub(crate) fn grant_grace(
 }
 
 /// Step 3 and 4: gets the code (asked, or from `PAM_AUTHTOK`, see [`read_code`]) for a user
-/// whose codes have `digits` digits; the code and the time in Unix seconds, or the denial.
+/// whose codes have `digits` digits; the code and the time in Unix seconds *when the answer
+/// arrived* (the window is placed around the moment the code was typed), or the denial.
 pub(crate) fn ask_code(
     conv: &mut (impl Conversation + ?Sized),
     policy: &Policy,
     attempt: &Attempt<'_>,
     digits: u8,
-    now: SystemTime,
+    clock: Clock<'_>,
 ) -> Result<(Zeroizing<Vec<u8>>, u64), Decision> {
-    let Ok(since_epoch) = now.duration_since(UNIX_EPOCH) else {
-        return Err(Decision::deny(Reason::Internal).with_detail("system clock is before 1970"));
-    };
     let answer = match read_code(conv, policy, attempt, digits) {
         Ok(answer) => answer,
         Err(ConversationError(why)) => {
@@ -401,6 +408,9 @@ pub(crate) fn ask_code(
              AuthenticationMethods publickey,keyboard-interactive) or no",
         ));
     }
+    let Ok(since_epoch) = clock().duration_since(UNIX_EPOCH) else {
+        return Err(Decision::deny(Reason::Internal).with_detail("system clock is before 1970"));
+    };
     Ok((answer, since_epoch.as_secs()))
 }
 
@@ -951,7 +961,7 @@ mod tests {
         attempt: &Attempt<'_>,
         now: SystemTime,
     ) -> Decision {
-        authenticate_as(conv, policy, &test_accounts, attempt, now)
+        authenticate_as(conv, policy, &test_accounts, attempt, &move || now)
     }
 
     struct Fixture {
@@ -1028,6 +1038,46 @@ mod tests {
         );
         assert_eq!(d, Decision::success(0));
         assert_eq!(conv.prompts, vec!["Verification code: ".to_string()]);
+    }
+
+    /// A login whose clock is `start` until the prompt is answered and `answered` after it.
+    fn login_typed_later(f: &Fixture, answer: &str, start: u64, answered: u64) -> Decision {
+        use std::cell::Cell;
+        let at = Cell::new(start);
+        struct Late<'a>(&'a Cell<u64>, u64, String);
+        impl Conversation for Late<'_> {
+            fn ask_hidden(&mut self, _: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
+                self.0.set(self.1);
+                Ok(Zeroizing::new(self.2.clone().into_bytes()))
+            }
+            fn info(&mut self, _: &str) -> Result<(), ConversationError> {
+                Ok(())
+            }
+        }
+        let mut conv = Late(&at, answered, answer.to_string());
+        let clock = || UNIX_EPOCH + Duration::from_secs(at.get());
+        authenticate_as(
+            &mut conv,
+            &f.policy,
+            &test_accounts,
+            &Attempt::user("alice"),
+            &clock,
+        )
+    }
+
+    #[test]
+    fn the_code_is_checked_at_the_time_it_was_typed_not_when_the_prompt_appeared() {
+        let f = Fixture::new();
+        let start = NOW - NOW % 30;
+        // The phone's code 62 s after the prompt appeared: accepted.
+        let later = f.code(start + 62);
+        let d = login_typed_later(&f, &later, start, start + 62);
+        assert_eq!(d.outcome, Outcome::Success, "{d:?}");
+        // The code of the prompt's moment, typed 62 s later: two steps old, refused.
+        let f = Fixture::new();
+        let old = f.code(start);
+        let d = login_typed_later(&f, &old, start, start + 62);
+        assert_eq!((d.outcome, d.reason), (Outcome::Deny, Reason::BadCode));
     }
 
     #[test]

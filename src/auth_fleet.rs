@@ -11,11 +11,9 @@
 //! the user's enrollment).
 #![forbid(unsafe_code)]
 
-use std::time::SystemTime;
-
 use crate::auth::{
-    Attempt, Conversation, Effects, LocalCopy, ask_and_discard, ask_code, decide, grace_decision,
-    grace_id, grant_grace, in_grace, settle_locally,
+    Attempt, Clock, Conversation, Effects, LocalCopy, ask_and_discard, ask_code, decide,
+    grace_decision, grace_id, grant_grace, in_grace, settle_locally,
 };
 use crate::decision::{Decision, Reason};
 use crate::fleet::login::Fleet;
@@ -34,7 +32,7 @@ pub(crate) fn decide_enrolled(
     local_copy: &LocalCopy<'_, impl StateStore>,
     user: &UserName,
     attempt: &Attempt<'_>,
-    now: SystemTime,
+    clock: Clock<'_>,
 ) -> Decision {
     let store = local_copy.store;
     let local = config.on_unavailable == OnUnavailable::Local;
@@ -54,7 +52,7 @@ pub(crate) fn decide_enrolled(
     let snapshot = match fleet.read(user) {
         Ok(snapshot) => snapshot,
         Err(e) if local && e.is_unavailable() => {
-            return offline(conv, policy, local_copy, user, attempt, now, &e);
+            return offline(conv, policy, local_copy, user, attempt, clock, &e);
         }
         Err(e) => {
             ask_and_discard(conv, policy, attempt);
@@ -75,12 +73,12 @@ pub(crate) fn decide_enrolled(
         return with_note(Decision::deny(Reason::NotEnrolled), note);
     };
     let grace = grace_id(policy, user, attempt);
-    if let (Some(id), Ok(unix)) = (grace, now.duration_since(std::time::UNIX_EPOCH))
+    if let (Some(id), Ok(unix)) = (grace, clock().duration_since(std::time::UNIX_EPOCH))
         && in_grace(&snapshot.state.login, id, unix.as_secs())
     {
         return with_note(grace_decision(conv, policy, attempt, digits), note);
     }
-    let (answer, now) = match ask_code(conv, policy, attempt, digits, now) {
+    let (answer, now) = match ask_code(conv, policy, attempt, digits, clock) {
         Ok(asked) => asked,
         Err(decision) => return decision,
     };
@@ -124,7 +122,7 @@ fn offline(
     local_copy: &LocalCopy<'_, impl StateStore>,
     user: &UserName,
     attempt: &Attempt<'_>,
-    now: SystemTime,
+    clock: Clock<'_>,
     e: &FleetError,
 ) -> Decision {
     let store = local_copy.store;
@@ -143,7 +141,7 @@ fn offline(
                 .with_detail(format!("{why}; the local copy is unusable: {other}"));
         }
     };
-    let (answer, now) = match ask_code(conv, policy, attempt, digits, now) {
+    let (answer, now) = match ask_code(conv, policy, attempt, digits, clock) {
         Ok(asked) => asked,
         Err(decision) => return decision,
     };

@@ -92,7 +92,7 @@ pub fn authenticate(pam: &mut impl PamHandler, args: Result<Vec<String>, String>
         connect: Some(pam.etcd_connector()),
     };
     let mut decision = pam.with_conversation(|conv| match conv {
-        Some(conv) => auth::authenticate(conv, &policy, &attempt, crate::clock::now()),
+        Some(conv) => auth::authenticate(conv, &policy, &attempt, &crate::clock::now),
         None => Decision::deny(Reason::NoCode).with_detail("the application has no conversation"),
     });
     // forward_pass: the password part goes to the next module whatever the decision, so that

@@ -11,7 +11,7 @@
 //! and is asked for a code like any enrolled user.
 #![forbid(unsafe_code)]
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use base64ct::{Base64, Base64Unpadded, Encoding};
 use sha2::{Digest, Sha256};
@@ -40,26 +40,28 @@ pub fn run(
     state: &impl StateStore,
     user: &UserName,
     key: &str,
-    now: SystemTime,
+    clock: crate::auth::Clock<'_>,
 ) -> Option<Decision> {
-    let Ok(since_epoch) = now.duration_since(UNIX_EPOCH) else {
+    let unix = || clock().duration_since(UNIX_EPOCH).map(|d| d.as_secs());
+    if unix().is_err() {
         return Some(Decision::deny(Reason::Internal).with_detail("system clock is before 1970"));
-    };
-    let now = since_epoch.as_secs();
+    }
     let outcome = state.transact(user, |st| {
         match store.load(user) {
             Ok(_) => return None,
             Err(StoreError::NotEnrolled) => {}
             Err(e) => return Some(Decision::deny(Reason::BadFile).with_detail(e.to_string())),
         }
-        Some(match enroll(conv, policy, store, user, key, now) {
-            Ok((decision, step_start)) => {
-                // The confirmation code is used: it cannot log in a second time.
-                st.record_success(step_start);
-                decision
-            }
-            Err(decision) => decision,
-        })
+        Some(
+            match enroll(conv, policy, store, user, key, &|| unix().unwrap_or(0)) {
+                Ok((decision, step_start)) => {
+                    // The confirmation code is used: it cannot log in a second time.
+                    st.record_success(step_start);
+                    decision
+                }
+                Err(decision) => decision,
+            },
+        )
     });
     match outcome {
         Ok(decision) => decision,
@@ -75,7 +77,7 @@ fn enroll(
     store: &Store,
     user: &UserName,
     key: &str,
-    now: u64,
+    unix_now: &dyn Fn() -> u64,
 ) -> Result<(Decision, u64), Decision> {
     let internal = |why: String| Decision::deny(Reason::Internal).with_detail(why);
     let mut bytes = zeroize::Zeroizing::new(vec![0u8; 20]);
@@ -86,7 +88,7 @@ fn enroll(
         user: user.clone(),
         secret,
         params: TotpParams::default(),
-        created: now,
+        created: unix_now(),
         issuer: otpauth::clean_name(policy.issuer.as_deref().unwrap_or(&host)),
         recovery_codes: Vec::new(),
         origin: Origin::Login {
@@ -133,6 +135,9 @@ fn enroll(
                 e.0
             ))
         })?;
+        // The window is placed around the moment the answer arrived: the QR code may have
+        // been on the screen for minutes while the user set up the app.
+        let now = unix_now();
         let code = totp::normalize_code(&answer, record.params.digits());
         if let Some(code) = code
             && let Verification::Accepted { step, .. } =

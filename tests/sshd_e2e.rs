@@ -649,7 +649,8 @@ fn root_needs_key_and_code_and_prohibit_password_is_explained_not_counted() {
 
 /// One `ssh` run for enrollment at login: prompts that contain "confirm" are answered with the
 /// code for the secret the server has just shown (read back from ssh's own stderr, as a person
-/// would read it off the screen); "Verification code" prompts with `code`, if given.
+/// would read it off the screen; after the seconds in `<dir>/delay` if that file exists);
+/// "Verification code" prompts with `code`, if given.
 fn ssh_first_login(
     user: &str,
     code: Option<&str>,
@@ -664,7 +665,8 @@ fn ssh_first_login(
     // Each prompt goes to `prompts`, followed by a line holding only \x1e (record separator).
     let script = format!(
         "#!/bin/sh\nprintf '%s\\n\\036\\n' \"$1\" >> {d}/prompts\ncase \"$1\" in\n\
-         *confirm*) s=$( (printf '%s\\n' \"$1\"; cat {d}/stderr) | sed -n 's/^Secret: //p' \
+         *confirm*) [ -f {d}/delay ] && sleep \"$(cat {d}/delay)\"; \
+         s=$( (printf '%s\\n' \"$1\"; cat {d}/stderr) | sed -n 's/^Secret: //p' \
          | tail -n 1 | tr -d ' '); [ -n \"$s\" ] || exit 1; oathtool --totp -b \"$s\"; exit 0;;\n\
          *'Verification code'*) [ -f {d}/code ] || exit 1; cat {d}/code; echo; exit 0;;\n\
          esac\nexit 1\n",
@@ -722,6 +724,28 @@ fn qr_lines(text: &str) -> String {
         })
         .map(|l| format!("{l}\n"))
         .collect()
+}
+
+/// The confirmation code of an enrollment at login is checked when it arrives: a person who
+/// takes half a minute to set up the app types the code the phone shows then (issue 24: it was
+/// checked against the moment the QR code appeared). `window = 0` makes one step decisive.
+#[test]
+fn the_enrollment_confirmation_is_checked_when_the_code_is_typed() {
+    in_container(
+        "the_enrollment_confirmation_is_checked_when_the_code_is_typed",
+        &[],
+        || {
+            set_config("enroll_at_login = true\nwindow = 0\n");
+            common::wait_for_fresh_step(20);
+            let dir = "/run/ecs-mfa-test/first-bob-slow";
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::write(format!("{dir}/delay"), "32").unwrap();
+            let (ok, _, stderr, prompts) = ssh_first_login("bob", None, "bob-slow");
+            assert!(ok, "{stderr}\n{prompts:?}");
+            assert_eq!(prompts.len(), 1, "one confirmation, no retry: {prompts:?}");
+            assert!(stderr.contains("Recovery codes"), "{stderr}");
+        },
+    );
 }
 
 #[test]

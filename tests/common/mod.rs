@@ -294,6 +294,15 @@ impl Sandbox {
     /// (pamtester writes it to stderr), runs `meanwhile` (an administrator acting while the
     /// client sits at the prompt), then answers `input`.
     pub fn auth_at_prompt(&self, user: &str, meanwhile: impl FnOnce(), input: &[u8]) -> AuthResult {
+        self.auth_when_prompted(user, || {
+            meanwhile();
+            input.to_vec()
+        })
+    }
+
+    /// Like [`Sandbox::auth`], but the answer is made by `answer` once the module's prompt has
+    /// appeared (a person reading the code off the phone at that moment, or later).
+    pub fn auth_when_prompted(&self, user: &str, answer: impl FnOnce() -> Vec<u8>) -> AuthResult {
         use std::io::Read;
         let mut run = self.pamtester_open(user, &[], &["authenticate"]);
         let mut stderr = run.child.stderr.take().unwrap();
@@ -305,9 +314,9 @@ impl Sandbox {
                 _ => panic!("no prompt came: {}", text(&seen)),
             }
         }
-        meanwhile();
+        let input = answer();
         let mut stdin = run.child.stdin.take().unwrap();
-        let _ = stdin.write_all(input);
+        let _ = stdin.write_all(&input);
         drop(stdin);
         let mut rest = Vec::new();
         let _ = stderr.read_to_end(&mut rest);

@@ -203,7 +203,7 @@ pub fn verify(g: &Global, args: UserArgs) -> Result<(), Failure> {
             connect: Some(pam_ecs_mfa::fleet::transport::native),
             ..Attempt::user(user.as_str())
         },
-        pam_ecs_mfa::clock::now(),
+        &pam_ecs_mfa::clock::now,
     );
     let reason = decision.reason.as_str();
     log_change("verify", &user, &format!("reason={reason}"));

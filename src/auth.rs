@@ -21,11 +21,11 @@
 use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sha2::Digest;
 use zeroize::Zeroizing;
 
 use crate::decision::{Decision, Reason};
 use crate::exemption::{nss_groups, own_addresses};
+use crate::grace;
 use crate::policy::{FirstFactor, PassMode, Policy};
 use crate::recovery::RecoveryCode;
 use crate::state::{FileStateStore, StateStore};
@@ -62,6 +62,10 @@ pub struct Attempt<'a> {
     pub user: &'a str,
     /// `PAM_RHOST`.
     pub rhost: Option<&'a str>,
+    /// `PAM_SERVICE` (`sshd`, `su`, ...): grace is per service.
+    pub service: Option<&'a str>,
+    /// `PAM_RUSER`: who asked (`su` sets the invoking user): grace is per requesting user.
+    pub ruser: Option<&'a str>,
     /// `SSH_AUTH_INFO_0` from the PAM environment: `None` when absent (password
     /// authentication, OpenSSH < 7.8, another service), empty for keyboard-interactive alone,
     /// one `method [details]` line per method that completed earlier in this connection.
@@ -244,13 +248,12 @@ fn decide_enrolled(
     };
     let digits = record.params.digits();
     drop(record);
-    let grace = grace_id(policy, user, attempt);
+    let grace = grace::grace_id(policy, user, attempt);
     if let (Some(id), Ok(unix)) = (grace, clock().duration_since(UNIX_EPOCH))
-        && state
-            .transact(user, |st| in_grace(st, id, unix.as_secs()))
-            .unwrap_or(false)
+        && let Ok(Some(used)) =
+            state.transact(user, |st| grace::use_grace(policy, id, unix.as_secs(), st))
     {
-        return grace_decision(conv, policy, attempt, digits);
+        return grace::decision(conv, policy, attempt, digits, used);
     }
     let (answer, now) = match ask_code(conv, policy, attempt, digits, clock) {
         Ok(asked) => asked,
@@ -264,69 +267,6 @@ fn decide_enrolled(
         now,
         None,
         grace,
-    )
-}
-
-/// The `grace_seconds` digest of this login: the user, the client address (`PAM_RHOST`, empty
-/// for local services), the SSH key's fingerprint when sshd reports one (`SSH_AUTH_INFO_0`), and
-/// the scope (this host's name, or the whole fleet with `grace_scope = "fleet"`). `None` when
-/// grace is off.
-pub(crate) fn grace_id(policy: &Policy, user: &UserName, attempt: &Attempt<'_>) -> Option<u64> {
-    let grace = policy.grace?;
-    let key = attempt
-        .ssh_auth_info
-        .and_then(|info| info.lines().find_map(|l| l.strip_prefix("publickey ")))
-        .and_then(crate::login_enrollment::fingerprint)
-        .unwrap_or_default();
-    // A server is its host name and its machine id (cloned images may share either one).
-    let scope = if grace.fleet_wide {
-        "fleet".to_string()
-    } else {
-        let host = nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let machine = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
-        format!("{host}\0{}", machine.trim())
-    };
-    let digest = sha2::Sha256::new()
-        .chain_update(b"ecs-mfa grace v1\0")
-        .chain_update(scope.as_bytes())
-        .chain_update(b"\0")
-        .chain_update(user.as_str().as_bytes())
-        .chain_update(b"\0")
-        .chain_update(attempt.rhost.unwrap_or("").as_bytes())
-        .chain_update(b"\0")
-        .chain_update(key.as_bytes())
-        .finalize();
-    let mut id = [0u8; 8];
-    id.copy_from_slice(&digest[..8]);
-    Some(u64::from_be_bytes(id).max(1))
-}
-
-/// Whether a grace period spares this login the code: one was granted for this digest and has
-/// not ended, and there has been no failure and no lockout since (a failure ends them all).
-pub(crate) fn in_grace(st: &crate::state::UserState, id: u64, now: u64) -> bool {
-    st.failures == 0 && st.locked_for(now).is_none() && st.grace.covers(id, now)
-}
-
-/// The success of a login in a grace period. With `forward_pass` the answer is still read (the
-/// password goes on to the next module; a code at its end may be left off, or is ignored).
-pub(crate) fn grace_decision(
-    conv: &mut (impl Conversation + ?Sized),
-    policy: &Policy,
-    attempt: &Attempt<'_>,
-    digits: u8,
-) -> Decision {
-    if policy.pass == PassMode::Forward
-        && let Ok(whole) = conv.ask(FORWARD_PASS_PROMPT, policy.echo_code)
-        && let Some(slot) = attempt.forwarded
-    {
-        let (password, _) = split_password_and_code(&whole, digits);
-        *slot.borrow_mut() = Some(Zeroizing::new(password.to_vec()));
-    }
-    Decision::new_success(Reason::Grace).with_detail(
-        "grace_seconds: a code was accepted for this user from this client address and SSH key \
-         recently, with no failure since",
     )
 }
 
@@ -359,8 +299,8 @@ pub(crate) fn settle_locally(
                 user: &current.user,
                 offline,
             };
-            let decision = decide(&current, policy, answer, now, st, &mut effects);
-            grant_grace(policy, grace, &decision, now, st);
+            let mut decision = decide(&current, policy, answer, now, st, &mut effects);
+            grace::grant(policy, grace, &mut decision, now, st);
             decision
         }
         Err(StoreError::NotEnrolled) => Decision::deny(Reason::NotEnrolled)
@@ -368,21 +308,6 @@ pub(crate) fn settle_locally(
         Err(e) => Decision::deny(Reason::BadFile).with_detail(e.to_string()),
     });
     decision.unwrap_or_else(|e| Decision::deny(Reason::Internal).with_detail(e.to_string()))
-}
-
-/// After an accepted code (or recovery code): starts the grace period of this login's digest.
-pub(crate) fn grant_grace(
-    policy: &Policy,
-    grace: Option<u64>,
-    decision: &Decision,
-    now: u64,
-    st: &mut crate::state::UserState,
-) {
-    if let (Some(g), Some(id)) = (policy.grace, grace)
-        && decision.outcome == crate::decision::Outcome::Success
-    {
-        st.grace.grant(id, now.saturating_add(g.seconds), now);
-    }
 }
 
 /// Step 3 and 4: gets the code (asked, or from `PAM_AUTHTOK`, see [`read_code`]) for a user

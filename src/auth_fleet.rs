@@ -13,12 +13,13 @@
 
 use crate::auth::{
     Attempt, Clock, Conversation, Effects, LocalCopy, ask_and_discard, ask_code, decide,
-    grace_decision, grace_id, grant_grace, in_grace, settle_locally,
+    settle_locally,
 };
 use crate::decision::{Decision, Reason};
 use crate::fleet::login::Fleet;
 use crate::fleet::state::{FleetState, hotp_tag, recovery_id};
 use crate::fleet::{FleetConfig, FleetError, OnUnavailable};
+use crate::grace;
 use crate::policy::Policy;
 use crate::state::StateStore;
 use crate::store::{SaveMode, Store, StoreError, UserRecord};
@@ -72,11 +73,26 @@ pub(crate) fn decide_enrolled(
         ask_and_discard(conv, policy, attempt);
         return with_note(Decision::deny(Reason::NotEnrolled), note);
     };
-    let grace = grace_id(policy, user, attempt);
+    let grace = grace::grace_id(policy, user, attempt);
     if let (Some(id), Ok(unix)) = (grace, clock().duration_since(std::time::UNIX_EPOCH))
-        && in_grace(&snapshot.state.login, id, unix.as_secs())
+        && grace::in_grace(&snapshot.state.login, id, unix.as_secs())
     {
-        return with_note(grace_decision(conv, policy, attempt, digits), note);
+        let now = unix.as_secs();
+        // Password stacks take the mark out of the fleet state (see `grace`); a lost race or
+        // an unreachable fleet means no grace: the code is asked as usual.
+        let used = if grace::deferred(policy) {
+            fleet
+                .settle(user, snapshot.clone(), |_, st| {
+                    grace::use_grace(policy, id, now, &mut st.login)
+                })
+                .ok()
+                .and_then(|(used, _)| used)
+        } else {
+            grace::use_grace(policy, id, now, &mut snapshot.state.login.clone())
+        };
+        if let Some(used) = used {
+            return with_note(grace::decision(conv, policy, attempt, digits, used), note);
+        }
     }
     let (answer, now) = match ask_code(conv, policy, attempt, digits, clock) {
         Ok(asked) => asked,
@@ -98,8 +114,8 @@ pub(crate) fn decide_enrolled(
             // The record's recovery codes are already the unused ones.
             left: current.recovery_codes.len().saturating_sub(1),
         };
-        let decision = decide(current, policy, &answer, now, login, &mut effects);
-        grant_grace(policy, grace, &decision, now, login);
+        let mut decision = decide(current, policy, &answer, now, login, &mut effects);
+        grace::grant(policy, grace, &mut decision, now, login);
         decision
     });
     match settled {
@@ -145,7 +161,7 @@ fn offline(
         Ok(asked) => asked,
         Err(decision) => return decision,
     };
-    let grace = grace_id(policy, user, attempt);
+    let grace = grace::grace_id(policy, user, attempt);
     with_note(
         settle_locally(local_copy, policy, user, &answer, now, Some(&why), grace),
         Some(why),

@@ -180,6 +180,9 @@ pub struct Decision {
     pub account: Option<String>,
     /// Free text for the administrator (file paths, error causes). Never a code or secret.
     pub detail: Option<String>,
+    /// A grace period to start only if the whole PAM stack succeeds (`pam_sm_setcred`; see
+    /// `crate::grace`).
+    pub grace_pending: Option<Box<crate::grace::PendingGrace>>,
 }
 
 impl Decision {
@@ -222,6 +225,7 @@ impl Decision {
             remaining: None,
             account: None,
             detail: None,
+            grace_pending: None,
         }
     }
 }

@@ -8,6 +8,7 @@
 use crate::audit::{self, Context, Severity};
 use crate::auth::{self, Attempt, Conversation};
 use crate::decision::{Decision, Reason};
+use crate::grace::PendingGrace;
 use crate::policy::{PassMode, Policy};
 use std::cell::RefCell;
 use zeroize::Zeroizing;
@@ -23,6 +24,8 @@ pub trait PamHandler {
     fn rhost(&self) -> Option<String>;
     /// `PAM_SERVICE`.
     fn service(&self) -> Option<String>;
+    /// `PAM_RUSER` (who asked: `su` sets the invoking user).
+    fn ruser(&self) -> Option<String>;
     /// A variable of the PAM environment (`SSH_AUTH_INFO_0`).
     fn env(&self, name: &str) -> Option<String>;
     /// `PAM_AUTHTOK`, as an earlier module left it.
@@ -36,6 +39,11 @@ pub trait PamHandler {
     /// How a fleet login reaches etcd: the real module loads `libecs_mfa_etcd.so`
     /// (`pam::etcd_helper`); no default, so that the module never links the client itself.
     fn etcd_connector(&self) -> crate::fleet::transport::Connector;
+    /// Keeps a pending grace grant (for the account named) in the PAM handle until
+    /// `pam_sm_setcred` (`pam_set_data`); `None` forgets an earlier attempt's.
+    fn keep_for_setcred(&mut self, pending: Option<(String, PendingGrace)>);
+    /// Takes what [`PamHandler::keep_for_setcred`] kept in this handle, if anything.
+    fn take_kept_for_setcred(&mut self) -> Option<(String, PendingGrace)>;
 }
 
 /// The hook: the module arguments (already text; `Err` when one is not UTF-8), then the user,
@@ -83,9 +91,12 @@ pub fn authenticate(pam: &mut impl PamHandler, args: Result<Vec<String>, String>
         PassMode::Prompt | PassMode::Forward => None,
     };
     let forwarded = RefCell::new(None);
+    let ruser = pam.ruser();
     let attempt = Attempt {
         user: &user,
         rhost: ctx.rhost.as_deref(),
+        service: ctx.service.as_deref(),
+        ruser: ruser.as_deref(),
         ssh_auth_info: info.as_deref(),
         authtok: authtok.as_deref().map(Vec::as_slice),
         forwarded: Some(&forwarded),
@@ -104,7 +115,45 @@ pub fn authenticate(pam: &mut impl PamHandler, args: Result<Vec<String>, String>
             "forward_pass: PAM_AUTHTOK could not be set (PAM code {code})"
         ));
     }
+    let pending = match (&decision.grace_pending, decision.outcome) {
+        (Some(p), crate::decision::Outcome::Success) => {
+            Some((decision.account.clone().unwrap_or(user), **p))
+        }
+        _ => None,
+    };
+    pam.keep_for_setcred(pending);
     finish(pam, &ctx, decision)
+}
+
+/// `pam_sm_setcred`: applications call it only after the whole authentication succeeded, so
+/// this is where a grace period of a password stack starts (see `crate::grace`). It never
+/// fails the application: without the grant the next login simply asks for a code.
+pub fn setcred(pam: &mut impl PamHandler, args: Result<Vec<String>, String>, establish: bool) {
+    let Some((account, pending)) = pam.take_kept_for_setcred() else {
+        return;
+    };
+    if !establish {
+        return;
+    }
+    let Ok(policy) = args.and_then(|args| {
+        Policy::from_module_args(args.iter().map(String::as_str)).map_err(|e| e.to_string())
+    }) else {
+        return;
+    };
+    let Ok(user) = crate::user_name::UserName::parse(&account) else {
+        return;
+    };
+    let connect = pam.etcd_connector();
+    if let Err(why) = crate::grace::commit_for(&policy, &user, pending, connect) {
+        pam.log(
+            Severity::Notice,
+            &format!(
+                "user={} grace not started after the stack succeeded: {}",
+                crate::audit::ascii_printable(user.as_str(), 64),
+                crate::audit::ascii_printable(&why, 300)
+            ),
+        );
+    }
 }
 
 /// The one line `debug` adds (never codes or secrets; only whether sshd's auth info is there).
@@ -166,6 +215,7 @@ mod tests {
         logs: RefCell<Vec<(Severity, String)>>,
         authtok: Option<String>,
         authtok_set: Vec<Vec<u8>>,
+        kept: Option<(String, PendingGrace)>,
     }
 
     impl ScriptedPam {
@@ -287,6 +337,18 @@ mod tests {
 
         fn etcd_connector(&self) -> crate::fleet::transport::Connector {
             crate::fleet::transport::native
+        }
+
+        fn ruser(&self) -> Option<String> {
+            None
+        }
+
+        fn keep_for_setcred(&mut self, pending: Option<(String, PendingGrace)>) {
+            self.kept = pending;
+        }
+
+        fn take_kept_for_setcred(&mut self) -> Option<(String, PendingGrace)> {
+            self.kept.take()
         }
     }
 

@@ -17,6 +17,7 @@ pub mod clock;
 pub mod decision;
 pub mod exemption;
 pub mod fleet;
+pub mod grace;
 pub mod hook;
 pub mod login_enrollment;
 pub mod otpauth;

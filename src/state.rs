@@ -96,6 +96,24 @@ impl Grace {
         self.0[slot] = GraceMark { id, until };
     }
 
+    /// When the grace period of `id` ends, if it has one.
+    pub fn until(&self, id: u64) -> Option<u64> {
+        self.0
+            .iter()
+            .find(|m| id != 0 && m.id == id)
+            .map(|m| m.until)
+    }
+
+    /// Takes the grace period of `id` out (a grace login of a password stack, until
+    /// `pam_sm_setcred` puts it back: see `crate::grace`).
+    pub fn remove(&mut self, id: u64) {
+        for m in &mut self.0 {
+            if id != 0 && m.id == id {
+                *m = GraceMark::default();
+            }
+        }
+    }
+
     /// Forgets every grace period (reset, remove, `unlock --all-grace`).
     pub fn clear(&mut self) {
         *self = Self::default();

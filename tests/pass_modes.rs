@@ -5,47 +5,13 @@
 
 mod common;
 
-use common::{Sandbox, oathtool_code, text, wait_for_fresh_step, wrong_code};
-
-const PASSWORD: &str = "correct horse 7";
-
-/// A sandbox where alice's Unix password is [`PASSWORD`] (a private /etc/shadow in the PAM
-/// namespace) and the stack is: ecs-mfa with `forward_pass`, then pam_unix with
-/// `use_first_pass` (success skips pam_deny), as in pam-config/debian/sshd-forward-pass.
-fn forward_pass_sandbox() -> (Sandbox, String) {
-    let sb = Sandbox::new("fwd");
-    let secret = sb.enroll("alice", &[]);
-    let hash = std::process::Command::new("openssl")
-        .args(["passwd", "-6", PASSWORD])
-        .output()
-        .unwrap();
-    let hash = text(&hash.stdout).trim().to_string();
-    let passwd = std::fs::read_to_string(sb.root.join("nss/passwd")).unwrap();
-    let shadow: String = passwd
-        .lines()
-        .map(|l| l.split(':').next().unwrap())
-        .map(|u| {
-            let h = if u == "alice" { hash.as_str() } else { "!" };
-            format!("{u}:{h}:19000:0:99999:7:::\n")
-        })
-        .collect();
-    std::fs::write(sb.root.join("nss/shadow"), shadow).unwrap();
-    sb.set_ns_setup(&format!(
-        "mount --bind {} /etc/shadow",
-        sb.root.join("nss/shadow").display()
-    ));
-    sb.set_stack(
-        "auth required {module} {args} forward_pass\n\
-         auth [success=1 default=ignore] pam_unix.so use_first_pass\n\
-         auth requisite pam_deny.so\n\
-         auth required pam_permit.so",
-    );
-    (sb, secret)
-}
+use common::{
+    PASSWORD, Sandbox, forward_pass_sandbox, oathtool_code, wait_for_fresh_step, wrong_code,
+};
 
 #[test]
 fn forward_pass_checks_password_and_code_from_one_answer() {
-    let (sb, secret) = forward_pass_sandbox();
+    let (sb, secret) = forward_pass_sandbox("fwd");
     wait_for_fresh_step(15);
     let code = oathtool_code(&secret, &[]);
     let next = format!("@{}", common::container::now() + 30);

@@ -346,6 +346,55 @@ fn rhel_forward_pass_takes_password_and_code_in_one_password_answer() {
     );
 }
 
+/// forward_pass + grace_seconds through the real sshd (password method, the shipped files):
+/// sshd establishes credentials on the handle that authenticated, so a grace period starts
+/// only after the password was right too; a wrong password with the right code starts none,
+/// and a wrong password during a grace period ends it (issue 24).
+#[test]
+fn forward_pass_grace_starts_only_after_the_whole_login_succeeded() {
+    in_container(
+        "forward_pass_grace_starts_only_after_the_whole_login_succeeded",
+        &["--forward-pass"],
+        || {
+            set_config("grace_seconds = 300\n");
+            set_password("alice", "Correct-Horse-9");
+            let secret = enroll("alice");
+            common::wait_for_fresh_step(20);
+            let one = |answer: &str| ssh_with("alice", None, &[("assword", answer)], "id -un");
+            let wrong_password = one(&format!("Wrong-Horse-9{}", code(&secret)));
+            assert!(!wrong_password.success, "{wrong_password:#?}");
+            let password_only = one("Correct-Horse-9");
+            assert!(
+                !password_only.success,
+                "a wrong password with the right code started no grace: {password_only:#?}"
+            );
+            let next = code_at_offset(&secret, 30);
+            let both = one(&format!("Correct-Horse-9{next}"));
+            assert!(both.success, "{both:#?}");
+            let seen = audit_lines().len();
+            let password_only = one("Correct-Horse-9");
+            assert!(
+                password_only.success,
+                "grace after a whole success: {password_only:#?}"
+            );
+            assert!(
+                new_audit_lines(seen)
+                    .iter()
+                    .any(|l| l.contains("reason=grace")),
+                "{:?}",
+                audit_lines()
+            );
+            let guess = one("Guess-1");
+            assert!(!guess.success);
+            let password_only = one("Correct-Horse-9");
+            assert!(
+                !password_only.success,
+                "the wrong password ended the grace period: {password_only:#?}"
+            );
+        },
+    );
+}
+
 #[test]
 fn grace_spares_the_code_for_the_same_key_and_address_but_not_for_another_key() {
     in_container(

@@ -14,16 +14,18 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Once;
 
 use pam_bindings::constants::{
-    PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_TEXT_INFO, PamFlag, PamResultCode,
+    PAM_ESTABLISH_CRED, PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_REINITIALIZE_CRED,
+    PAM_TEXT_INFO, PamFlag, PamResultCode,
 };
 use pam_bindings::conv::Conv;
-use pam_bindings::items::{AuthTok, RHost, Service};
+use pam_bindings::items::{AuthTok, RHost, RUser, Service};
 use pam_bindings::module::{PamHandle, PamHooks};
 use zeroize::Zeroizing;
 
 use crate::audit::Severity;
 use crate::auth::{Conversation, ConversationError};
 use crate::decision::{Decision, Outcome};
+use crate::grace::PendingGrace;
 use crate::hook::{self, PamHandler};
 
 /// The module type for `pam_hooks!`.
@@ -45,9 +47,16 @@ impl PamHooks for EcsMfa {
         })
     }
 
-    /// Nothing to establish: the module holds no credentials. Returning success keeps
-    /// `pam_setcred` working in stacks that call it for every auth module.
-    fn sm_setcred(_pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+    /// The module holds no credentials; setcred is where a pending grace period of a password
+    /// stack starts (applications call it only after the whole stack succeeded: see
+    /// `crate::grace`). Always success, so `pam_setcred` keeps working in every stack.
+    fn sm_setcred(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
+        let establish = flags & (PAM_ESTABLISH_CRED | PAM_REINITIALIZE_CRED) != 0;
+        // A panic here only loses the grace period: nothing to deny.
+        let _ = deny_on_panic(|| {
+            hook::setcred(&mut RealPam(pamh), parse_args(&args), establish);
+            PamResultCode::PAM_SUCCESS
+        });
         PamResultCode::PAM_SUCCESS
     }
 }
@@ -67,6 +76,10 @@ fn deny_on_panic(hook: impl FnOnce() -> PamResultCode) -> Option<PamResultCode> 
 fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
     pam_code(&hook::authenticate(&mut RealPam(pamh), parse_args(args)))
 }
+
+/// The `pam_set_data` name of a pending grace grant, and its type.
+const KEPT_FOR_SETCRED: &str = "ecs_mfa_grace_pending";
+type Kept = Option<(String, PendingGrace)>;
 
 /// The real PAM handle as a [`PamHandler`].
 struct RealPam<'a>(&'a mut PamHandle);
@@ -94,6 +107,33 @@ impl PamHandler for RealPam<'_> {
             .ok()
             .flatten()
             .map(|v| lossy(v.0))
+    }
+
+    fn ruser(&self) -> Option<String> {
+        self.0
+            .get_item::<RUser>()
+            .ok()
+            .flatten()
+            .map(|v| lossy(v.0))
+    }
+
+    fn keep_for_setcred(&mut self, pending: Option<(String, PendingGrace)>) {
+        // A failure only loses the grace period (setcred then finds nothing).
+        let _ = self.0.set_data::<Kept>(KEPT_FOR_SETCRED, Box::new(pending));
+    }
+
+    fn take_kept_for_setcred(&mut self) -> Option<(String, PendingGrace)> {
+        // SAFETY: KEPT_FOR_SETCRED is a name private to this module, and the only value ever
+        // stored under it is a `Kept` (keep_for_setcred above); PAM keeps it alive until it is
+        // replaced or the handle ends, and it is cloned before being replaced.
+        let kept = unsafe { self.0.get_data::<Kept>(KEPT_FOR_SETCRED) }
+            .ok()
+            .cloned()
+            .flatten();
+        if kept.is_some() {
+            self.keep_for_setcred(None);
+        }
+        kept
     }
 
     fn env(&self, name: &str) -> Option<String> {

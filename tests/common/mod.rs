@@ -285,6 +285,24 @@ impl Sandbox {
         self.pamtester(user, input, env, &["authenticate"])
     }
 
+    /// Like [`Sandbox::auth_env`], but played by `tests/harness/pam_login.c` instead of
+    /// pamtester: `pam_setcred(PAM_ESTABLISH_CRED)` follows a successful authentication when
+    /// `setcred` (as sshd, login and su do), and `PAM_LOGIN_SERVICE` / `PAM_LOGIN_RHOST` /
+    /// `PAM_LOGIN_RUSER` in `env` set the service and items.
+    pub fn login(
+        &self,
+        user: &str,
+        input: &[u8],
+        env: &[(&str, &str)],
+        setcred: bool,
+    ) -> AuthResult {
+        let client = pam_login_bin();
+        let mut env = env.to_vec();
+        env.push(("ECS_MFA_PAM_CLIENT", client.to_str().unwrap()));
+        let ops: &[&str] = if setcred { &["setcred"] } else { &[] };
+        self.pamtester(user, input, &env, ops).finish()
+    }
+
     /// [`Sandbox::auth`] for a user name that need not be UTF-8.
     pub fn auth_os(&self, user: &std::ffi::OsStr, input: &[u8]) -> AuthResult {
         self.pamtester(user, input, &[], &["authenticate"]).finish()
@@ -379,6 +397,62 @@ impl Sandbox {
     }
 }
 
+/// `tests/harness/pam_login.c`, compiled once per test binary (gcc and libpam0g-dev are
+/// build dependencies: scripts/deps installs them).
+pub fn pam_login_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pam_login");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/harness/pam_login.c");
+        let built = Command::new("gcc")
+            .args(["-O1", "-Wall", "-Werror", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .arg("-lpam")
+            .output()
+            .expect("gcc runs (apt-get install gcc libpam0g-dev)");
+        assert!(built.status.success(), "{}", text(&built.stderr));
+        out
+    })
+    .clone()
+}
+
+pub const PASSWORD: &str = "correct horse 7";
+
+/// A sandbox where alice's Unix password is [`PASSWORD`] (a private /etc/shadow in the PAM
+/// namespace) and the stack is: ecs-mfa with `forward_pass`, then pam_unix with
+/// `use_first_pass` (success skips pam_deny), as in pam-config/debian/sshd-forward-pass.
+pub fn forward_pass_sandbox(tag: &str) -> (Sandbox, String) {
+    let sb = Sandbox::new(tag);
+    let secret = sb.enroll("alice", &[]);
+    let hash = std::process::Command::new("openssl")
+        .args(["passwd", "-6", PASSWORD])
+        .output()
+        .unwrap();
+    let hash = text(&hash.stdout).trim().to_string();
+    let passwd = std::fs::read_to_string(sb.root.join("nss/passwd")).unwrap();
+    let shadow: String = passwd
+        .lines()
+        .map(|l| l.split(':').next().unwrap())
+        .map(|u| {
+            let h = if u == "alice" { hash.as_str() } else { "!" };
+            format!("{u}:{h}:19000:0:99999:7:::\n")
+        })
+        .collect();
+    std::fs::write(sb.root.join("nss/shadow"), shadow).unwrap();
+    sb.set_ns_setup(&format!(
+        "mount --bind {} /etc/shadow",
+        sb.root.join("nss/shadow").display()
+    ));
+    sb.set_stack(
+        "auth required {module} {args} forward_pass\n\
+         auth [success=1 default=ignore] pam_unix.so use_first_pass\n\
+         auth requisite pam_deny.so\n\
+         auth required pam_permit.so",
+    );
+    (sb, secret)
+}
+
 /// The accounts the tier-2 tests log in as (the module denies names NSS does not know):
 /// alice, bob, carol, dave, eve, mallory and user0..user49, uid/gid 61000 and up, added to copies
 /// of the host's /etc/passwd and /etc/group that only the PAM namespaces see.
@@ -420,7 +494,7 @@ touch /dev/log
 mount --bind "$2" /dev/log
 user=$3
 shift 3
-exec pamtester -v ecs-mfa-test "$user" "$@"
+exec ${ECS_MFA_PAM_CLIENT:-pamtester -v} ecs-mfa-test "$user" "$@"
 "#;
 
 /// A running `pamtester` and the syslog socket it writes to.

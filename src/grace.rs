@@ -1,0 +1,321 @@
+//! `grace_seconds`: after an accepted code, the next logins of the same user from the same
+//! client (service, address, SSH key, requesting user) on the same server (or fleet) skip the
+//! code for a while. The one home of the concept: the digest, the check, the grant, and the
+//! deferred grant of password stacks.
+//!
+//! **When the grant is made.** The module can only grant grace for a login that succeeded as
+//! a whole. With `pass = prompt` the module asks for its own code and the shipped stacks put it
+//! last (after sshd's key, or after a password module whose failure stops the stack:
+//! `requisite pam_deny` / `default=die`), so the grant is written with the decision. With
+//! `forward_pass`, `use_first_pass` and `try_first_pass` a password module decides after (or
+//! independently of) the module, and a wrong password with the right code must not start a
+//! grace period: the grant is *pending*, kept in the PAM handle (`pam_set_data`), and written
+//! only by `pam_sm_setcred(PAM_ESTABLISH_CRED)`, which applications call only after the whole
+//! authentication succeeded. A grace login in those modes takes the mark out of the state and
+//! the same setcred puts it back (same end, never extended): a wrong password during a grace
+//! period ends it. Applications that authenticate in one process and establish credentials in
+//! another (sshd's keyboard-interactive method runs PAM in a child process) never commit: such
+//! stacks get no grace, which is the safe side.
+#![forbid(unsafe_code)]
+
+use sha2::Digest;
+
+use crate::auth::{Attempt, Conversation, FORWARD_PASS_PROMPT, split_password_and_code};
+use crate::decision::{Decision, Outcome, Reason};
+use crate::policy::{PassMode, Policy};
+use crate::state::{StateStore, UserState};
+use crate::user_name::UserName;
+
+/// A grace period to write once the whole stack has succeeded (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingGrace {
+    /// The login's digest ([`grace_id`]).
+    pub id: u64,
+    /// Unix time the grace ends.
+    pub until: u64,
+}
+
+/// The digest of this login for `grace_seconds`, `None` when grace is off: the scope (this
+/// host's name and machine id, or the whole fleet with `grace_scope = "fleet"`), the account,
+/// the PAM service, the requesting user (`PAM_RUSER`: who ran `su`), the client address
+/// (`PAM_RHOST`, empty for local services) and the SSH key's fingerprint when sshd reports one
+/// (`SSH_AUTH_INFO_0`; absent for password logins, which are then keyed on the rest).
+pub fn grace_id(policy: &Policy, user: &UserName, attempt: &Attempt<'_>) -> Option<u64> {
+    let grace = policy.grace?;
+    let key = accepted_key(attempt).unwrap_or_default();
+    // A server is its host name and its machine id (cloned images may share either one).
+    let scope = if grace.fleet_wide {
+        "fleet".to_string()
+    } else {
+        let host = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let machine = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
+        format!("{host}\0{}", machine.trim())
+    };
+    let mut digest = sha2::Sha256::new().chain_update(b"ecs-mfa grace v2\0");
+    for part in [
+        scope.as_str(),
+        user.as_str(),
+        attempt.service.unwrap_or(""),
+        attempt.ruser.unwrap_or(""),
+        attempt.rhost.unwrap_or(""),
+        key.as_str(),
+    ] {
+        digest.update(part.as_bytes());
+        digest.update(b"\0");
+    }
+    let digest = digest.finalize();
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&digest[..8]);
+    Some(u64::from_be_bytes(id).max(1))
+}
+
+/// Whether a grace period spares this login the code: one was granted for this digest and has
+/// not ended, and there has been no failure and no lockout since (a failure ends them all).
+pub fn in_grace(st: &UserState, id: u64, now: u64) -> bool {
+    st.failures == 0 && st.locked_for(now).is_none() && st.grace.covers(id, now)
+}
+
+/// Whether this login's grant must wait for `pam_sm_setcred` (a password is checked by
+/// another module: see the module doc).
+pub fn deferred(policy: &Policy) -> bool {
+    policy.pass != PassMode::Prompt
+}
+
+/// A grace check before the prompt, in the state `st` (under the user's lock or in the
+/// compare-and-swap): `Some` when this login is spared the code. In the deferred modes the
+/// mark is taken out (a wrong password then ends the grace) and comes back as the pending
+/// grant of the returned success.
+pub fn use_grace(policy: &Policy, id: u64, now: u64, st: &mut UserState) -> Option<PendingGrace> {
+    if !in_grace(st, id, now) {
+        return None;
+    }
+    let until = st.grace.until(id).unwrap_or(now);
+    if deferred(policy) {
+        st.grace.remove(id);
+    }
+    Some(PendingGrace { id, until })
+}
+
+/// After a decision: starts the grace period of this login's digest when a code (or recovery
+/// code) was accepted, at once (`pass = prompt`), or as a pending grant on the decision that
+/// `pam_sm_setcred` writes (the other modes).
+pub fn grant(
+    policy: &Policy,
+    id: Option<u64>,
+    decision: &mut Decision,
+    now: u64,
+    st: &mut UserState,
+) {
+    let (Some(g), Some(id)) = (policy.grace, id) else {
+        return;
+    };
+    if decision.outcome != Outcome::Success {
+        return;
+    }
+    let until = now.saturating_add(g.seconds);
+    if deferred(policy) {
+        decision.grace_pending = Some(Box::new(PendingGrace { id, until }));
+    } else {
+        st.grace.grant(id, until, now);
+    }
+}
+
+/// Writes a pending grant into `st` (`pam_sm_setcred`): never beyond its original end, never
+/// over a failure or lockout recorded since the code was accepted.
+pub fn commit(pending: PendingGrace, now: u64, st: &mut UserState) {
+    if pending.until > now && st.failures == 0 && st.locked_for(now).is_none() {
+        st.grace.grant(pending.id, pending.until, now);
+    }
+}
+
+/// [`commit`] in the state of `policy`'s backend (local files, or the fleet's state in etcd
+/// through `connect`), at the current time.
+pub fn commit_for(
+    policy: &Policy,
+    user: &UserName,
+    pending: PendingGrace,
+    connect: crate::fleet::transport::Connector,
+) -> Result<(), String> {
+    let now = crate::clock::unix_now();
+    match &policy.fleet {
+        None => crate::state::FileStateStore::new(&policy.state_dir)
+            .transact(user, |st| commit(pending, now, st))
+            .map_err(|e| e.to_string()),
+        Some(config) => {
+            let fleet = crate::fleet::login::Fleet::open(config, Some(&policy.state_dir), connect)
+                .map_err(|e| e.to_string())?;
+            let snapshot = fleet.read(user).map_err(|e| e.to_string())?;
+            fleet
+                .settle(user, snapshot, |_, st| commit(pending, now, &mut st.login))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// The success of a login in a grace period. With `forward_pass` the answer is still read (the
+/// password goes on to the next module; a code at its end may be left off, or is ignored).
+/// The detail says what the grace was keyed on for *this* login.
+pub fn decision(
+    conv: &mut (impl Conversation + ?Sized),
+    policy: &Policy,
+    attempt: &Attempt<'_>,
+    digits: u8,
+    used: PendingGrace,
+) -> Decision {
+    if policy.pass == PassMode::Forward
+        && let Ok(whole) = conv.ask(FORWARD_PASS_PROMPT, policy.echo_code)
+        && let Some(slot) = attempt.forwarded
+    {
+        let (password, _) = split_password_and_code(&whole, digits);
+        *slot.borrow_mut() = Some(zeroize::Zeroizing::new(password.to_vec()));
+    }
+    let mut d = Decision::new_success(Reason::Grace).with_detail(format!(
+        "grace_seconds: a code was accepted for this user recently from {}, with no failure \
+         since",
+        keyed_on(attempt)
+    ));
+    if deferred(policy) {
+        d.grace_pending = Some(Box::new(used));
+    }
+    d
+}
+
+/// What the digest of `attempt` covers, in words for the audit line.
+fn keyed_on(attempt: &Attempt<'_>) -> String {
+    let service = attempt.service.unwrap_or("this service");
+    let place = match attempt.rhost {
+        Some(host) if !host.is_empty() => "this client address".to_string(),
+        _ => "this terminal's service (no client address)".to_string(),
+    };
+    let key = match accepted_key(attempt) {
+        Some(_) => " and SSH key",
+        None => " (no SSH key: a password login is keyed on the address alone)",
+    };
+    let ruser = match attempt.ruser {
+        Some(r) if !r.is_empty() => " for the same requesting user",
+        _ => "",
+    };
+    format!(
+        "{place}{key}{ruser} through {}",
+        crate::audit::ascii_printable(service, 32)
+    )
+}
+
+/// The fingerprint of the key sshd accepted before this login, if any.
+fn accepted_key(attempt: &Attempt<'_>) -> Option<String> {
+    attempt
+        .ssh_auth_info
+        .and_then(|info| info.lines().find_map(|l| l.strip_prefix("publickey ")))
+        .and_then(crate::login_enrollment::fingerprint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::GracePolicy;
+
+    fn policy(pass: PassMode) -> Policy {
+        Policy {
+            grace: Some(GracePolicy {
+                seconds: 600,
+                fleet_wide: false,
+            }),
+            pass,
+            ..Policy::default()
+        }
+    }
+
+    fn id(attempt: &Attempt<'_>) -> u64 {
+        grace_id(
+            &policy(PassMode::Prompt),
+            &UserName::parse("alice").unwrap(),
+            attempt,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_digest_differs_by_service_requesting_user_address_and_key() {
+        let base = Attempt {
+            service: Some("sshd"),
+            rhost: Some("192.0.2.1"),
+            ..Attempt::user("alice")
+        };
+        let other_service = Attempt {
+            service: Some("su"),
+            ..base
+        };
+        let other_ruser = Attempt {
+            ruser: Some("mallory"),
+            ..base
+        };
+        let other_host = Attempt {
+            rhost: Some("192.0.2.2"),
+            ..base
+        };
+        let with_key = Attempt {
+            ssh_auth_info: Some(
+                "publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRvhrYFI8miX35xWYJk1Iz3C5Jmldf0HlXJgTIO3nY3",
+            ),
+            ..base
+        };
+        let ids = [
+            id(&base),
+            id(&other_service),
+            id(&other_ruser),
+            id(&other_host),
+            id(&with_key),
+        ];
+        for (i, a) in ids.iter().enumerate() {
+            for b in &ids[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn with_a_password_module_the_grant_waits_for_setcred_and_a_grace_login_takes_the_mark() {
+        let now = 1_000_000;
+        let mut st = UserState::default();
+        // prompt: written at once.
+        let mut d = Decision::success(0);
+        grant(&policy(PassMode::Prompt), Some(7), &mut d, now, &mut st);
+        assert!(st.grace.covers(7, now + 1) && d.grace_pending.is_none());
+        // forward_pass: pending only.
+        let mut st = UserState::default();
+        let mut d = Decision::success(0);
+        let fwd = policy(PassMode::Forward);
+        grant(&fwd, Some(7), &mut d, now, &mut st);
+        assert!(!st.grace.covers(7, now + 1));
+        let pending = *d.grace_pending.unwrap();
+        assert_eq!(pending.until, now + 600);
+        commit(pending, now + 1, &mut st);
+        assert!(st.grace.covers(7, now + 2));
+        // A grace login takes the mark out; without setcred (a wrong password) it is gone.
+        let used = use_grace(&fwd, 7, now + 10, &mut st).unwrap();
+        assert!(!st.grace.covers(7, now + 11));
+        assert_eq!(used.until, now + 600, "never extended");
+        // setcred puts it back with the same end.
+        commit(used, now + 11, &mut st);
+        assert!(st.grace.covers(7, now + 12) && !st.grace.covers(7, now + 600));
+        // A failure recorded meanwhile wins over a pending grant.
+        st.failures = 1;
+        let mut st2 = st;
+        st2.grace.clear();
+        commit(used, now + 12, &mut st2);
+        assert!(!st2.grace.covers(7, now + 13));
+    }
+
+    #[test]
+    fn a_failed_decision_grants_nothing() {
+        let mut st = UserState::default();
+        let mut d = Decision::deny(Reason::BadCode);
+        grant(&policy(PassMode::Forward), Some(7), &mut d, 5, &mut st);
+        assert!(d.grace_pending.is_none());
+        grant(&policy(PassMode::Prompt), Some(7), &mut d, 5, &mut st);
+        assert!(!st.grace.covers(7, 6));
+    }
+}

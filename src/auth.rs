@@ -247,7 +247,6 @@ fn decide_enrolled(
         }
     };
     let digits = record.params.digits();
-    drop(record);
     let grace = grace::grace_id(policy, user, attempt);
     if let (Some(id), Ok(unix)) = (grace, clock().duration_since(UNIX_EPOCH))
         && let Ok(Some(used)) =
@@ -255,10 +254,11 @@ fn decide_enrolled(
     {
         return grace::decision(conv, policy, attempt, digits, used);
     }
-    let (answer, now) = match ask_code(conv, policy, attempt, digits, clock) {
+    let (answer, now) = match ask_code(conv, policy, attempt, &record, clock) {
         Ok(asked) => asked,
         Err(decision) => return decision,
     };
+    drop(record);
     settle_locally(
         &LocalCopy { store, state },
         policy,
@@ -310,17 +310,25 @@ pub(crate) fn settle_locally(
     decision.unwrap_or_else(|e| Decision::deny(Reason::Internal).with_detail(e.to_string()))
 }
 
-/// Step 3 and 4: gets the code (asked, or from `PAM_AUTHTOK`, see [`read_code`]) for a user
-/// whose codes have `digits` digits; the code and the time in Unix seconds *when the answer
-/// arrived* (the window is placed around the moment the code was typed), or the denial.
+/// Step 3 and 4: gets the code (asked, or from `PAM_AUTHTOK`, see [`read_code`]) for the
+/// enrollment `record` (as read before the prompt); the code and the time in Unix seconds
+/// *when the answer arrived* (the window is placed around the moment the code was typed), or
+/// the denial.
 pub(crate) fn ask_code(
     conv: &mut (impl Conversation + ?Sized),
     policy: &Policy,
     attempt: &Attempt<'_>,
-    digits: u8,
+    record: &UserRecord,
     clock: Clock<'_>,
 ) -> Result<(Zeroizing<Vec<u8>>, u64), Decision> {
-    let answer = match read_code(conv, policy, attempt, digits) {
+    let unix = || {
+        clock()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    };
+    let is_the_code = |token: &[u8]| first_pass_is_a_code(record, policy, token, unix());
+    let digits = record.params.digits();
+    let answer = match read_code(conv, policy, attempt, digits, &is_the_code) {
         Ok(answer) => answer,
         Err(ConversationError(why)) => {
             return Err(Decision::deny(Reason::NoCode).with_detail(format!("conversation: {why}")));
@@ -421,11 +429,12 @@ pub(crate) fn decide(
             .flatten()
     };
     let recovery = RecoveryCode::parse(answer).or_else(legacy_scratch);
-    // Every way out before the check costs what a wrong recovery code costs, so the response
-    // time does not say "locked out" or "clock problem" (see `recovery::spend_like_a_check`).
+    // Every way out before the check takes the time a wrong recovery code takes, so the
+    // response time does not say "locked out" or "clock problem"; it waits instead of burning
+    // Argon2 (see `recovery::CHECK_WALL`).
     let refuse = |d: Decision| {
         if recovery.is_some() {
-            crate::recovery::spend_like_a_check(answer);
+            crate::recovery::wait_like_a_check();
         }
         d
     };
@@ -543,9 +552,11 @@ fn decide_recovery(
     st: &mut crate::state::UserState,
     effects: &mut dyn Effects,
 ) -> Decision {
+    let started = std::time::Instant::now();
     let matched = code
         .find_in(&record.recovery_codes)
         .map(|i| record.recovery_codes[i].clone());
+    crate::recovery::pace(started);
     let consumed = match matched {
         None => Ok(None),
         Some(hash) => effects.use_recovery(&hash),
@@ -730,13 +741,16 @@ fn is_sshd_fake_answer(answer: &[u8]) -> bool {
 pub const FORWARD_PASS_PROMPT: &str = "Password & verification code: ";
 
 /// Where the code comes from (`PassMode`): asked; `PAM_AUTHTOK` (`use_first_pass`, or
-/// `try_first_pass` when it is shaped like a code); or the end of a "password & code" answer
-/// (`forward_pass`), whose password part is left in `attempt.forwarded` for the next module.
+/// `try_first_pass` when it *is* a valid code, `is_the_code`: a password that merely looks like
+/// one is not taken, not counted, and the code is asked for); or the end of a "password & code"
+/// answer (`forward_pass`), whose password part is left in `attempt.forwarded` for the next
+/// module.
 fn read_code(
     conv: &mut (impl Conversation + ?Sized),
     policy: &Policy,
     attempt: &Attempt<'_>,
     digits: u8,
+    is_the_code: &dyn Fn(&[u8]) -> bool,
 ) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
     let first = attempt.authtok.map(|t| Zeroizing::new(t.to_vec()));
     match policy.pass {
@@ -747,7 +761,7 @@ fn read_code(
             )
         }),
         PassMode::TryFirst => match first {
-            Some(token) if is_code_shaped(&token, digits) => Ok(token),
+            Some(token) if is_code_shaped(&token, digits) && is_the_code(&token) => Ok(token),
             _ => conv.ask(&policy.prompt, policy.echo_code),
         },
         PassMode::Forward => {
@@ -777,6 +791,34 @@ pub(crate) fn forward_all(
     {
         *slot.borrow_mut() = Some(whole);
     }
+}
+
+/// `try_first_pass`: whether `token` (the password an earlier module checked) is a TOTP/HOTP
+/// code that `record` accepts at `now`, decided on empty state and writing nothing. Only then is it taken
+/// as the code (and checked again, for real, under the lock); a password that merely looks like
+/// a code or a recovery code is neither taken nor counted, and the code is asked for.
+fn first_pass_is_a_code(record: &UserRecord, policy: &Policy, token: &[u8], now: u64) -> bool {
+    // Recovery codes are never taken from the password: checking one costs Argon2, and this
+    // check is not counted (a recovery code is typed at the prompt).
+    if totp::normalize_code(token, record.params.digits()).is_none() {
+        return false;
+    }
+    /// Effects that write nothing.
+    struct DryRun;
+    impl Effects for DryRun {
+        fn use_recovery(&mut self, _: &str) -> Result<Option<usize>, Decision> {
+            Ok(Some(0))
+        }
+        fn hotp_next(&self, record: &UserRecord) -> u64 {
+            record.hotp.unwrap_or(0)
+        }
+        fn advance_hotp(&mut self, _: &UserRecord, _: u64) -> Result<(), Decision> {
+            Ok(())
+        }
+    }
+    let mut scratch = crate::state::UserState::default();
+    decide(record, policy, token, now, &mut scratch, &mut DryRun).outcome
+        == crate::decision::Outcome::Success
 }
 
 /// A TOTP code of `digits` digits, or a recovery code (or a legacy 8-digit scratch code).
@@ -815,12 +857,20 @@ pub(crate) fn ask_and_discard(
 ) {
     // The answer is ignored (and wiped on drop); asking makes an unknown user look like a
     // known one to the client, and input shaped like a recovery code (or an imported 8-digit
-    // scratch code) costs what it costs for an enrolled user, so timing does not tell either.
-    if let Ok(answer) = read_code(conv, policy, attempt, TotpParams::default().digits())
-        && (RecoveryCode::parse(&answer).is_some()
-            || RecoveryCode::from_scratch_code(&answer).is_some())
+    // scratch code) takes the time it takes for an enrolled user (waiting, not computing), so
+    // timing does not tell either.
+    // try_first_pass: no token is a code of an unknown user, so it is asked like a known user
+    // whose password is not the code.
+    if let Ok(answer) = read_code(
+        conv,
+        policy,
+        attempt,
+        TotpParams::default().digits(),
+        &|_| false,
+    ) && (RecoveryCode::parse(&answer).is_some()
+        || RecoveryCode::from_scratch_code(&answer).is_some())
     {
-        crate::recovery::spend_like_a_check(&answer);
+        crate::recovery::wait_like_a_check();
     }
 }
 
@@ -1324,35 +1374,45 @@ mod tests {
     }
 
     #[test]
-    fn recovery_shaped_input_costs_the_same_for_every_user_and_state() {
+    fn recovery_shaped_input_takes_the_same_time_but_argon2_only_where_it_can_match() {
         let f = Fixture::new();
         let codes = with_recovery_codes(&f);
+        // (Argon2 runs, wall time) of one login.
         let cost = |user: &str, answer: &str| {
             let before = crate::recovery::verifications();
+            let started = std::time::Instant::now();
             f.login(user, Some(answer), NOW);
+            let took = started.elapsed();
+            assert!(
+                took >= crate::recovery::CHECK_WALL,
+                "{user} {answer}: {took:?} is shorter than a check"
+            );
             crate::recovery::verifications() - before
         };
         let wrong = "zzzzz-zzzzz";
         assert_eq!(cost("alice", wrong), 10, "enrolled, 10 codes left");
         assert_eq!(cost("alice", &codes[0]), 10, "the right code");
-        assert_eq!(cost("alice", &codes[1]), 10);
-        assert_eq!(cost("alice", wrong), 10, "8 codes left");
-        assert_eq!(cost("nobody", wrong), 10, "not enrolled");
+        assert_eq!(cost("alice", &codes[1]), 9);
+        assert_eq!(cost("alice", wrong), 8, "8 codes left");
+        // Attempts that cannot match cost no Argon2 at all: unknown, impossible, locked out.
+        assert_eq!(cost("nobody", wrong), 0, "not enrolled");
         assert_eq!(
             cost("nobody", "1234 5678"),
-            10,
+            0,
             "scratch-shaped, not enrolled"
         );
-        assert_eq!(cost("../etc", wrong), 10, "impossible user name");
+        assert_eq!(cost("../etc", wrong), 0, "impossible user name");
         for _ in 0..4 {
             cost("alice", wrong);
         }
         let (d, _) = f.login("alice", Some(wrong), NOW);
         assert_eq!(d.reason, Reason::Throttled);
-        assert_eq!(cost("alice", wrong), 10, "locked out");
-        // TOTP input never pays for Argon2.
-        assert_eq!(cost("alice", "123456"), 0);
-        assert_eq!(cost("nobody", "123456"), 0);
+        assert_eq!(cost("alice", wrong), 0, "locked out");
+        // TOTP input never pays for Argon2 (nor waits).
+        let before = crate::recovery::verifications();
+        f.login("alice", Some("123456"), NOW);
+        f.login("nobody", Some("123456"), NOW);
+        assert_eq!(crate::recovery::verifications() - before, 0);
     }
 
     #[test]

@@ -94,7 +94,10 @@ pub(crate) fn decide_enrolled(
             return with_note(grace::decision(conv, policy, attempt, digits, used), note);
         }
     }
-    let (answer, now) = match ask_code(conv, policy, attempt, digits, clock) {
+    let Some(record) = snapshot.record.as_ref() else {
+        return Decision::deny(Reason::Internal);
+    };
+    let (answer, now) = match ask_code(conv, policy, attempt, record, clock) {
         Ok(asked) => asked,
         Err(decision) => return decision,
     };
@@ -143,8 +146,8 @@ fn offline(
 ) -> Decision {
     let store = local_copy.store;
     let why = offline_note(e);
-    let digits = match store.load(user) {
-        Ok(record) => record.params.digits(),
+    let record = match store.load(user) {
+        Ok(record) => record,
         Err(StoreError::NotEnrolled) => {
             ask_and_discard(conv, policy, attempt);
             return Decision::deny(Reason::BackendUnavailable).with_detail(format!(
@@ -157,10 +160,11 @@ fn offline(
                 .with_detail(format!("{why}; the local copy is unusable: {other}"));
         }
     };
-    let (answer, now) = match ask_code(conv, policy, attempt, digits, clock) {
+    let (answer, now) = match ask_code(conv, policy, attempt, &record, clock) {
         Ok(asked) => asked,
         Err(decision) => return decision,
     };
+    drop(record);
     let grace = grace::grace_id(policy, user, attempt);
     with_note(
         settle_locally(local_copy, policy, user, &answer, now, Some(&why), grace),

@@ -94,3 +94,50 @@ fn use_first_pass_and_try_first_pass_read_the_code_from_authtok() {
     );
     assert_eq!(r.prompts(), 1);
 }
+
+/// try_first_pass with a password that merely looks like a code (six digits) or a recovery
+/// code: it is not taken as the code, not counted, and the code is asked for (issue 24: such a
+/// user could never log in and locked themselves out). A password that *is* the current code
+/// is still taken without a prompt.
+#[test]
+fn try_first_pass_asks_when_a_code_shaped_password_is_not_the_code() {
+    let sb = Sandbox::new("tryfirst");
+    let secret = sb.enroll("alice", &[]);
+    sb.set_stack(&format!(
+        "auth required {}\nauth required {{module}} {{args}} try_first_pass",
+        common::PAM_SET_ITEMS
+    ));
+    wait_for_fresh_step(15);
+    let code = oathtool_code(&secret, &[]);
+    // More logins than max_failures (5), each with a code-shaped password that is not the
+    // code and no answer to the prompt: asked each time, never counted, never locked out.
+    for password in ["123456", "98765432", "abcde-fghij", &wrong_code(&code)] {
+        for _ in 0..2 {
+            let r = sb.auth_env("alice", b"", &[("PAM_AUTHTOK", password)]);
+            assert!(!r.success, "{r:#?}");
+            assert_eq!(
+                r.prompts(),
+                1,
+                "asked, since {password:?} is not the code: {r:#?}"
+            );
+        }
+    }
+    let out = common::cli(&sb, &["status", "--user", "alice", "--json"], b"");
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["failures"], 0, "nothing counted: {st}");
+    // The code typed at the prompt works.
+    let r = sb.auth_env(
+        "alice",
+        format!("{code}\n").as_bytes(),
+        &[("PAM_AUTHTOK", "123456")],
+    );
+    assert!(r.success, "{r:#?}");
+    // And a password that is the code is taken as it (the next step's code, no prompt).
+    let next = oathtool_code(
+        &secret,
+        &["-N", &format!("@{}", common::container::now() + 30)],
+    );
+    let r = sb.auth_env("alice", b"", &[("PAM_AUTHTOK", next.as_str())]);
+    assert!(r.success, "{r:#?}");
+    assert_eq!(r.prompts(), 0);
+}

@@ -712,7 +712,12 @@ impl Etcd {
             });
             match self.post_one(endpoint, "/v3/kv/range", &body) {
                 Ok(_) => Ok(true),
-                Err(FleetError::Refused(why)) if why.contains("revision has been compacted") => {
+                // Server text comes back with spaces as '?' ([`clean`]).
+                Err(FleetError::Refused(why))
+                    if why
+                        .replace('?', " ")
+                        .contains("revision has been compacted") =>
+                {
                     Ok(false)
                 }
                 Err(e) => Err(e),
@@ -759,6 +764,8 @@ impl Etcd {
 /// the space quota (NOSPACE: "mvcc: database space exceeded") or an overloaded member ("too
 /// many requests"). The first gets a sentence an administrator can act on.
 fn too_many(message: &str) -> String {
+    // `message` is [`clean`]ed: spaces came back as '?'.
+    let message = message.replace('?', " ");
     if message.contains("database space exceeded") {
         format!("{DATABASE_FULL} (HTTP 429: {message})")
     } else {
@@ -791,7 +798,7 @@ mod tests {
 
     #[test]
     fn a_full_database_is_named_and_status_gives_size_history_and_alarms() {
-        let full = too_many("etcdserver: mvcc: database space exceeded");
+        let full = too_many(&clean("etcdserver: mvcc: database space exceeded"));
         assert!(full.starts_with(DATABASE_FULL), "{full}");
         assert_eq!(
             too_many("etcdserver: too many requests"),

@@ -601,7 +601,13 @@ impl Space {
                 self.revision
             );
             let fix = "compact, defragment each member and disarm the alarm as docs/fleet.md (Space and compaction) shows; check that auto-compaction is on and that quota_backend_bytes matches etcd's --quota-backend-bytes";
-            if percent >= PROBLEM_PERCENT {
+            if percent >= 100 {
+                add(
+                    Judged::Problem,
+                    format!("{message}: at the quota, etcd refuses writes"),
+                    fix,
+                );
+            } else if percent >= PROBLEM_PERCENT {
                 add(
                     Judged::Problem,
                     format!("{message}: nearly full; at 100% every login is denied"),

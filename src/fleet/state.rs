@@ -195,8 +195,10 @@ mod tests {
 
     #[test]
     fn an_oversize_state_value_is_refused_before_parsing() {
-        let mut st = FleetState::default();
-        st.used_recovery = (0..MAX_USED).map(|i| format!("{i:016x}")).collect();
+        let st = FleetState {
+            used_recovery: (0..MAX_USED).map(|i| format!("{i:016x}")).collect(),
+            ..FleetState::default()
+        };
         let full = st.to_text();
         assert!(full.len() < MAX_STATE_BYTES / 2, "{} bytes", full.len());
         let padded = format!("{full}{}", "#".repeat(MAX_STATE_BYTES));

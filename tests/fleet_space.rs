@@ -308,6 +308,71 @@ fn a_state_value_larger_than_ecs_mfa_writes_is_refused() {
     );
 }
 
+#[test]
+fn with_rbac_a_host_sees_space_and_alarms_and_root_recovers_as_documented() {
+    const QUOTA: &str = "2097152";
+    let quota = format!("--quota-backend-bytes={QUOTA}");
+    let cluster = Cluster::start_with(
+        "space-rbac",
+        &[COMPACTION[0], COMPACTION[1], &quota, MAX_REQUEST],
+    );
+    cluster.enable_rbac(PREFIX);
+    let pw = cluster.dir.join("host.pw");
+    std::fs::write(&pw, "hostpw\n").unwrap();
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let a = host(
+        &cluster,
+        "space-rbac-a",
+        &format!(
+            "quota_backend_bytes = {QUOTA}\nuser = \"host\"\npassword_file = \"{}\"",
+            pw.display()
+        ),
+    );
+    // The host role reads status, the alarm list and old revisions of records/.
+    let before = space(&a);
+    assert!(before["oldest_revision"].is_i64(), "{before}");
+    assert!(before["alarms"].as_array().unwrap().is_empty(), "{before}");
+
+    // The host's own credentials fill it (its role may write state/).
+    let hostile = client(&a);
+    let mut full = None;
+    for i in 0..1000 {
+        let key = format!("{PREFIX}state/zz-fill-{i}");
+        if let Err(e) = hostile.txn(&[], &[Op::Put(key, vec![b'x'; 60_000])], &[]) {
+            full = Some(e.to_string());
+            break;
+        }
+    }
+    let error = full.expect("the quota was reached within 1000 writes");
+    assert!(error.contains(DATABASE_FULL), "{error}");
+    let (ok, status) = status_json(&a);
+    assert!(
+        !ok && status["space"]["alarms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str().unwrap().starts_with("NOSPACE")),
+        "the alarm list, read with host credentials: {status}"
+    );
+
+    // The documented recovery, as root (ETCDCTL_USER is etcdctl's --user).
+    let out = Command::new("sh")
+        .args(["-ec", &doc_block("### Recovering from a full database")])
+        .envs(cluster.etcdctl_env())
+        .env("ETCDCTL_USER", "root:rootpw")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "recovery as root: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let after = space(&a);
+    assert!(after["alarms"].as_array().unwrap().is_empty(), "{after}");
+    assert_eq!(after["compacted"], true, "step 2 compacted: {after}");
+}
+
 /// The first `sh` block after `heading` in docs/fleet.md.
 fn doc_block(heading: &str) -> String {
     let doc = include_str!("../docs/fleet.md");

@@ -696,18 +696,27 @@ impl Etcd {
     /// The oldest revision `endpoint` can still read under `prefix` (a key range the caller
     /// may read), found by bisection between 1 and `current` with count-only ranges: 1 means
     /// the history was never compacted. etcd 3.4 does not report the compacted revision
-    /// itself; a range below it is refused ("required revision has been compacted").
+    /// itself; a range below it is refused ("required revision has been compacted"). The
+    /// reads are serializable (this member's own view: a display, never a login decision) and
+    /// the whole search gets four budgets.
     pub fn oldest_revision(
         &self,
         endpoint: &str,
         prefix: &str,
         current: i64,
     ) -> Result<i64, FleetError> {
+        let give_up = Instant::now() + self.budget * 4;
         let readable = |revision: i64| -> Result<bool, FleetError> {
+            if Instant::now() >= give_up {
+                return Err(FleetError::Unavailable(format!(
+                    "{endpoint}: the history search took more than 4 x timeout_ms"
+                )));
+            }
             let body = json!({
                 "key": b64(prefix.as_bytes()),
                 "range_end": b64(&prefix_end(prefix)),
                 "count_only": true,
+                "serializable": true,
                 "revision": revision.to_string(),
             });
             match self.post_one(endpoint, "/v3/kv/range", &body) {

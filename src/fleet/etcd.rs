@@ -98,6 +98,8 @@ pub struct MemberStatus {
     pub leader: String,
     /// Size of the database in bytes.
     pub db_size: u64,
+    /// Space, history and alarms as this member sees them ([`MemberSpace`]).
+    pub space: MemberSpace,
 }
 
 /// RBAC credentials.
@@ -277,6 +279,7 @@ impl Etcd {
                 member: id(answer.get("header").and_then(|h| h.get("member_id"))),
                 leader: id(answer.get("leader")),
                 db_size: text(answer.get("dbSize")).parse().unwrap_or(0),
+                space: MemberSpace::from_status(&answer),
             },
             start.elapsed(),
         ))
@@ -405,6 +408,8 @@ impl Etcd {
                 *self.token.borrow_mut() = None;
                 Err(AttemptError::Token)
             }
+            // Quota reached (NOSPACE) or overloaded: never a fallback (a host can cause it).
+            429 => Err(AttemptError::Refused(too_many(&message()))),
             500..=599 => Err(AttemptError::Unavailable(format!(
                 "HTTP {status}: {}",
                 message()
@@ -602,6 +607,181 @@ fn read_password(path: &Path) -> Result<Zeroizing<String>, FleetError> {
     Ok(Zeroizing::new(password.to_string()))
 }
 
+/// The start of what a login's audit line (`reason=backend_error`), `fleet status` and
+/// `doctor` say when etcd refuses writes because its database reached its space quota.
+pub const DATABASE_FULL: &str =
+    "etcd database full (NOSPACE alarm): see docs/fleet.md, Space and compaction";
+
+/// Database size, history and alarms of one member, from `POST /v3/maintenance/status`
+/// (etcd 3.4 answers these to any authenticated user; the quota itself is not in the answer:
+/// `[fleet] quota_backend_bytes` says it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberSpace {
+    /// Bytes in use inside the database file (`dbSizeInUse`): what compaction frees.
+    pub db_size_in_use: u64,
+    /// The cluster's current revision as this member has applied it.
+    pub revision: i64,
+    /// Active alarms as etcd lists them (`errors`, e.g. "memberID:… alarm:NOSPACE").
+    pub alarms: Vec<String>,
+}
+
+impl MemberSpace {
+    fn from_status(answer: &Value) -> Self {
+        let number = |v: Option<&Value>| match v {
+            Some(Value::String(s)) => s.parse().ok(),
+            Some(Value::Number(n)) => n.as_i64(),
+            _ => None,
+        };
+        Self {
+            db_size_in_use: number(answer.get("dbSizeInUse"))
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or(0),
+            revision: number(answer.get("header").and_then(|h| h.get("revision"))).unwrap_or(0),
+            alarms: answer
+                .get("errors")
+                .and_then(Value::as_array)
+                .map(|list| {
+                    list.iter()
+                        .filter_map(Value::as_str)
+                        .take(16)
+                        .map(clean)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// One active alarm (`POST /v3/maintenance/alarm {"action":"GET"}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alarm {
+    /// The member that raised it (hex).
+    pub member: String,
+    /// `NOSPACE` (the database reached its quota: writes refused) or `CORRUPT`.
+    pub alarm: String,
+}
+
+/// Space and history (docs/fleet.md, "Space and compaction"): what `fleet status` and
+/// `doctor` need to tell a cluster that compacts from one that will fill up.
+impl Etcd {
+    /// The cluster's active alarms (any authenticated user may list them in etcd 3.4).
+    pub fn alarms(&self) -> Result<Vec<Alarm>, FleetError> {
+        let answer = self.call("/v3/maintenance/alarm", &json!({ "action": "GET" }))?;
+        let list = answer
+            .get("alarms")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        Ok(list
+            .iter()
+            .take(64)
+            .map(|a| Alarm {
+                member: match a.get("memberID") {
+                    Some(Value::String(s)) => s
+                        .parse::<u64>()
+                        .map(|n| format!("{n:x}"))
+                        .unwrap_or_else(|_| clean(s)),
+                    _ => String::new(),
+                },
+                // proto3 omits the zero value (NONE).
+                alarm: a
+                    .get("alarm")
+                    .and_then(Value::as_str)
+                    .map(clean)
+                    .unwrap_or_else(|| "NONE".into()),
+            })
+            .collect())
+    }
+
+    /// The oldest revision `endpoint` can still read under `prefix` (a key range the caller
+    /// may read), found by bisection between 1 and `current` with count-only ranges: 1 means
+    /// the history was never compacted. etcd 3.4 does not report the compacted revision
+    /// itself; a range below it is refused ("required revision has been compacted"). The
+    /// reads are serializable (this member's own view: a display, never a login decision) and
+    /// the whole search gets four budgets.
+    pub fn oldest_revision(
+        &self,
+        endpoint: &str,
+        prefix: &str,
+        current: i64,
+    ) -> Result<i64, FleetError> {
+        let give_up = Instant::now() + self.budget * 4;
+        let readable = |revision: i64| -> Result<bool, FleetError> {
+            if Instant::now() >= give_up {
+                return Err(FleetError::Unavailable(format!(
+                    "{endpoint}: the history search took more than 4 x timeout_ms"
+                )));
+            }
+            let body = json!({
+                "key": b64(prefix.as_bytes()),
+                "range_end": b64(&prefix_end(prefix)),
+                "count_only": true,
+                "serializable": true,
+                "revision": revision.to_string(),
+            });
+            match self.post_one(endpoint, "/v3/kv/range", &body) {
+                Ok(_) => Ok(true),
+                // Server text comes back with spaces as '?' ([`clean`]).
+                Err(FleetError::Refused(why))
+                    if why
+                        .replace('?', " ")
+                        .contains("revision has been compacted") =>
+                {
+                    Ok(false)
+                }
+                Err(e) => Err(e),
+            }
+        };
+        if current <= 1 || readable(1)? {
+            return Ok(1);
+        }
+        // Invariant: `low` is compacted, `high` is readable (the current revision always is).
+        let (mut low, mut high) = (1, current);
+        for _ in 0..64 {
+            if high - low <= 1 {
+                break;
+            }
+            let mid = low + (high - low) / 2;
+            if readable(mid)? {
+                high = mid;
+            } else {
+                low = mid;
+            }
+        }
+        Ok(high)
+    }
+
+    /// One POST to one endpoint within the budget (RBAC token renewed once), for the
+    /// per-member maintenance calls.
+    fn post_one(&self, endpoint: &str, path: &str, body: &Value) -> Result<Value, FleetError> {
+        let deadline = Instant::now() + self.budget;
+        let mut result = self.attempt(endpoint, path, body, deadline);
+        if matches!(result, Err(AttemptError::Token)) {
+            result = self
+                .refresh_token(endpoint, deadline)
+                .and_then(|()| self.attempt(endpoint, path, body, deadline));
+        }
+        result.map_err(|e| match e {
+            AttemptError::Unavailable(why) => FleetError::Unavailable(why),
+            AttemptError::Refused(why) => FleetError::Refused(why),
+            AttemptError::Token => FleetError::Refused("the RBAC token was refused".into()),
+        })
+    }
+}
+
+/// The error text for HTTP 429: etcd's gateway maps gRPC ResourceExhausted to it, which is
+/// the space quota (NOSPACE: "mvcc: database space exceeded") or an overloaded member ("too
+/// many requests"). The first gets a sentence an administrator can act on.
+fn too_many(message: &str) -> String {
+    // `message` is [`clean`]ed: spaces came back as '?'.
+    let message = message.replace('?', " ");
+    if message.contains("database space exceeded") {
+        format!("{DATABASE_FULL} (HTTP 429: {message})")
+    } else {
+        format!("HTTP 429: {message}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -623,5 +803,21 @@ mod tests {
             ("/p/state/alice", 7, &b"x"[..])
         );
         assert!(kvs(&json!({"kvs": [{"key": "!!"}]})).is_err());
+    }
+
+    #[test]
+    fn a_full_database_is_named_and_status_gives_size_history_and_alarms() {
+        let full = too_many(&clean("etcdserver: mvcc: database space exceeded"));
+        assert!(full.starts_with(DATABASE_FULL), "{full}");
+        assert_eq!(
+            too_many("etcdserver: too many requests"),
+            "HTTP 429: etcdserver: too many requests"
+        );
+        let status = json!({"header": {"revision": "26"}, "dbSize": "1171456",
+            "errors": ["memberID:10276657743932975437 alarm:NOSPACE "], "dbSizeInUse": "1044480"});
+        let space = MemberSpace::from_status(&status);
+        assert_eq!((space.db_size_in_use, space.revision), (1_044_480, 26));
+        assert!(space.alarms[0].contains("alarm:NOSPACE"), "{space:?}");
+        assert_eq!(MemberSpace::from_status(&json!({})), MemberSpace::default());
     }
 }

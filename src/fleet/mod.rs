@@ -33,6 +33,8 @@ pub const DEFAULT_PREFIX: &str = "/ecs-mfa/v1/";
 /// Default budget for one backend operation (a login makes at most two).
 pub const DEFAULT_TIMEOUT_MS: u64 = 1500;
 const MAX_ENDPOINTS: usize = 16;
+/// etcd's default space quota (`--quota-backend-bytes` unset): 2 GiB.
+pub const DEFAULT_QUOTA_BACKEND_BYTES: u64 = 2 << 30;
 
 /// What a login does when etcd cannot be reached. There is no "allow".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -77,6 +79,9 @@ pub struct FleetConfig {
     pub on_unavailable: OnUnavailable,
     /// etcd RBAC user and the root-only file holding its password, when RBAC is on.
     pub user: Option<(String, PathBuf)>,
+    /// The cluster's `--quota-backend-bytes` (etcd 3.4 does not report it): `fleet status`
+    /// and `doctor` measure the database against it. Logins do not use it.
+    pub quota_backend_bytes: u64,
 }
 
 /// The `[fleet]` table as written.
@@ -94,10 +99,11 @@ pub(crate) struct RawFleet {
     on_unavailable: Option<String>,
     user: Option<String>,
     password_file: Option<String>,
+    quota_backend_bytes: Option<u64>,
 }
 
 /// The `[fleet]` keys, as documented (docs/fleet.md, docs/config.md).
-pub const FLEET_KEYS: [(&str, &str); 11] = [
+pub const FLEET_KEYS: [(&str, &str); 12] = [
     ("backend", "\"files\" (default) or \"etcd\"."),
     (
         "endpoints",
@@ -132,6 +138,10 @@ pub const FLEET_KEYS: [(&str, &str); 11] = [
     (
         "password_file",
         "File holding that user's password (root-owned, 0600).",
+    ),
+    (
+        "quota_backend_bytes",
+        "etcd's --quota-backend-bytes, 1 MiB-8 GiB (default 2147483648, etcd's own): fleet status and doctor measure the database against it.",
     ),
 ];
 
@@ -202,6 +212,15 @@ impl RawFleet {
                 ));
             }
         };
+        let quota_backend_bytes = self
+            .quota_backend_bytes
+            .unwrap_or(DEFAULT_QUOTA_BACKEND_BYTES);
+        if !((1 << 20)..=(8 << 30)).contains(&quota_backend_bytes) {
+            return Err(bad(
+                "fleet.quota_backend_bytes",
+                "must be 1048576 (1 MiB) to 8589934592 (8 GiB), as etcd's --quota-backend-bytes",
+            ));
+        }
         Ok(Some(FleetConfig {
             endpoints,
             ca_file: path("fleet.ca_file", self.ca_file)?,
@@ -212,6 +231,7 @@ impl RawFleet {
             timeout: Duration::from_millis(timeout_ms),
             on_unavailable,
             user,
+            quota_backend_bytes,
         }))
     }
 }
@@ -331,6 +351,7 @@ fleet_key_file = "/etc/ecs-mfa/fleet.key"
         assert_eq!(c.timeout, Duration::from_millis(1500));
         assert_eq!(c.on_unavailable, OnUnavailable::Deny);
         assert_eq!(c.user, None);
+        assert_eq!(c.quota_backend_bytes, 2_147_483_648);
         assert_eq!(parse("[fleet]\nbackend = \"files\"\n").unwrap(), None);
     }
 
@@ -350,6 +371,8 @@ fleet_key_file = "/etc/ecs-mfa/fleet.key"
         assert!(parse(&slow).unwrap_err().contains("100 to 10000"));
         let prefix = format!("{GOOD}prefix = \"ecs\"\n");
         assert!(parse(&prefix).unwrap_err().contains("prefix"));
+        let quota = format!("{GOOD}quota_backend_bytes = 1000\n");
+        assert!(parse(&quota).unwrap_err().contains("quota_backend_bytes"));
         let typo = format!("{GOOD}endpoint = []\n");
         assert!(parse(&typo).is_err(), "unknown keys are errors");
     }

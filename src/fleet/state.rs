@@ -23,6 +23,10 @@ use crate::store::UserRecord;
 
 const VERSION: u32 = 1;
 const MAX_USED: usize = 64;
+/// Largest state value parsed, like the local state file's cap: what ecs-mfa writes stays far
+/// below it (64 used recovery codes and every grace mark: under 2 KiB). A bigger value is not
+/// ecs-mfa's (a hostile host can write up to etcd's request limit): refused before parsing.
+pub const MAX_STATE_BYTES: usize = 4096;
 
 /// The fleet state of one user.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -77,6 +81,12 @@ impl FleetState {
     pub fn parse(bytes: &[u8], key: &str) -> Result<Self, FleetError> {
         let bad =
             |why: String| FleetError::BadValue(format!("{key}: not an ecs-mfa state ({why})"));
+        if bytes.len() > MAX_STATE_BYTES {
+            return Err(bad(format!(
+                "{} bytes, more than the {MAX_STATE_BYTES} ecs-mfa ever writes",
+                bytes.len()
+            )));
+        }
         let text = std::str::from_utf8(bytes).map_err(|_| bad("not UTF-8".into()))?;
         let raw: Raw = toml::from_str(text).map_err(|e| bad(e.message().to_string()))?;
         if raw.version != VERSION {
@@ -181,6 +191,22 @@ mod tests {
         ] {
             assert!(FleetState::parse(junk.as_bytes(), "k").is_err(), "{junk:?}");
         }
+    }
+
+    #[test]
+    fn an_oversize_state_value_is_refused_before_parsing() {
+        let st = FleetState {
+            used_recovery: (0..MAX_USED).map(|i| format!("{i:016x}")).collect(),
+            ..FleetState::default()
+        };
+        let full = st.to_text();
+        assert!(full.len() < MAX_STATE_BYTES / 2, "{} bytes", full.len());
+        let padded = format!("{full}{}", "#".repeat(MAX_STATE_BYTES));
+        let err = FleetState::parse(padded.as_bytes(), "k").unwrap_err();
+        assert!(
+            matches!(&err, FleetError::BadValue(why) if why.contains("more than the 4096")),
+            "{err}"
+        );
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct Cluster {
     pub dir: PathBuf,
     nodes: Vec<Node>,
     token: String,
+    /// Extra etcd flags for every node ([`Cluster::start_with`]).
+    extra: Vec<String>,
 }
 
 /// The files a host (or an administrator) uses to reach the cluster.
@@ -164,6 +166,12 @@ pub fn make_ca(dir: &Path, cn: &str) {
 impl Cluster {
     /// Generates certificates and starts three nodes; returns once all three are healthy.
     pub fn start(tag: &str) -> Self {
+        Self::start_with(tag, &[])
+    }
+
+    /// Like [`Cluster::start`], every node started with these extra flags as well (e.g.
+    /// `--quota-backend-bytes=…`, `--auto-compaction-mode=…`, `--auto-compaction-retention=…`).
+    pub fn start_with(tag: &str, flags: &[&str]) -> Self {
         require_etcd();
         static N: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -202,6 +210,7 @@ impl Cluster {
             token: format!("ecs-mfa-{}", dir.file_name().unwrap().to_string_lossy()),
             dir,
             nodes,
+            extra: flags.iter().map(|f| f.to_string()).collect(),
         };
         for i in 0..3 {
             cluster.spawn(i, "new");
@@ -259,6 +268,7 @@ impl Cluster {
             .arg(tls("peer-trusted-ca-file", "ca.pem"))
             .arg("--peer-client-cert-auth")
             .arg("--log-level=warn")
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -416,6 +426,26 @@ impl Cluster {
         ] {
             self.ctl(None, &args);
         }
+    }
+
+    /// The environment that makes a plain `etcdctl` reach the live nodes as the administrator
+    /// (`ETCDCTL_API`, `ETCDCTL_ENDPOINTS`, `ETCDCTL_CACERT`, `ETCDCTL_CERT`, `ETCDCTL_KEY`):
+    /// for running shell commands from the docs as written.
+    pub fn etcdctl_env(&self) -> Vec<(String, String)> {
+        let live: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| format!("https://127.0.0.1:{}", n.client_port))
+            .collect();
+        let file = |name: &str| self.dir.join(name).display().to_string();
+        vec![
+            ("ETCDCTL_API".into(), "3".into()),
+            ("ETCDCTL_ENDPOINTS".into(), live.join(",")),
+            ("ETCDCTL_CACERT".into(), file("ca.pem")),
+            ("ETCDCTL_CERT".into(), file("admin.pem")),
+            ("ETCDCTL_KEY".into(), file("admin.key")),
+        ]
     }
 
     /// `etcdctl snapshot save` from node 0; the snapshot's bytes.

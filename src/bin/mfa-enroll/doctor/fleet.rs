@@ -1,5 +1,6 @@
 //! `doctor` checks of the fleet backend: this host's TLS files and fleet key, every endpoint,
-//! quorum, records this host cannot open, RBAC, and the local copy.
+//! quorum, database size against the quota, compaction and alarms, records this host cannot
+//! open, RBAC, and the local copy.
 
 use std::path::Path;
 
@@ -11,6 +12,7 @@ use pam_ecs_mfa::policy::Policy;
 use pam_ecs_mfa::store::secure_fs;
 
 use super::Findings;
+use crate::fleet::Judged;
 
 /// The etcd client the module loads for fleet logins, checked as the module checks it before
 /// loading it (`pam::etcd_helper`; its interface version is checked only when it is loaded).
@@ -62,6 +64,7 @@ pub(super) fn check_fleet(
         ),
     );
     let mut reachable = 0;
+    let mut answered = Vec::new();
     for endpoint in &config.endpoints {
         match fleet.etcd.member_status(endpoint) {
             Ok((status, took)) => {
@@ -89,6 +92,7 @@ pub(super) fn check_fleet(
                         "raise timeout_ms, or use closer endpoints",
                     );
                 }
+                answered.push((endpoint.clone(), status));
             }
             Err(e) => findings.warning(
                 "fleet",
@@ -112,6 +116,14 @@ pub(super) fn check_fleet(
             ),
             "bring etcd members back (a majority is needed) or correct endpoints",
         );
+    }
+    // Space, compaction, alarms: judged as `fleet status` judges them.
+    for f in crate::fleet::space(fleet, config, &answered).findings() {
+        match f.level {
+            Judged::Ok => findings.ok("fleet", f.message),
+            Judged::Warning => findings.warning("fleet", f.message, f.fix),
+            Judged::Problem => findings.problem("fleet", f.message, f.fix),
+        }
     }
     match fleet.record_values() {
         Ok(values) => {

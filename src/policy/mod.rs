@@ -189,7 +189,7 @@ impl Default for Policy {
             test_panic: false,
             pass: PassMode::Prompt,
             grace: None,
-            hotp_window: 10,
+            hotp_window: 3,
             fleet: None,
         }
     }

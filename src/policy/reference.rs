@@ -122,7 +122,7 @@ pub const CONFIG_KEYS: [(&str, &str); 21] = [
     ),
     (
         "hotp_window",
-        "HOTP (counter) tokens: how many counters from the next expected one a code may match, 1-100 (default 10); codes further ahead resynchronise with two in a row.",
+        "HOTP (counter) tokens: how many counters from the next expected one a code may match, 1-100 (default 3: as many valid codes at a time as TOTP's window of ±1); codes further ahead resynchronise with two in a row.",
     ),
     (
         "grace_scope",

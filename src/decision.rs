@@ -97,7 +97,7 @@ impl Reason {
             Self::Ok => "success: a fresh, correct code.",
             Self::RecoveryCode => "success: a recovery code, now used up (remaining= codes left).",
             Self::Grace => {
-                "success without a code: grace_seconds, a code was accepted recently for this user from the same client address and SSH key, and nothing failed since."
+                "success without a code: grace_seconds, a code was accepted recently for this user through the same service from the same client address and SSH key (password logins: the address), and nothing failed since."
             }
             Self::EnrolledAtLogin => {
                 "success: the user enrolled during this login (SSH key first, then a confirmed code); detail= has the key fingerprint."

@@ -817,3 +817,50 @@ fn an_hotp_code_works_once_in_the_fleet_and_the_counter_moves_for_every_server()
     let (ok, line) = login(&b, "alice", &oathtool_code(&new, &["--hotp", "-c", "0"]));
     assert!(ok, "{line}");
 }
+
+/// forward_pass + grace on the fleet backend: the grant waits for `pam_setcred` (written to the
+/// fleet state by a compare-and-swap then), a wrong password with the right code starts none,
+/// and a wrong password during a grace period ends it fleet-wide (issue 24).
+#[test]
+fn forward_pass_grace_is_written_to_the_fleet_only_after_the_whole_stack_succeeded() {
+    let cluster = Cluster::start("grace-fwd");
+    let a = host(&cluster, "grace-fwd-a", "grace_seconds = 300", "");
+    a.use_forward_pass_stack();
+    let secret = enroll_json(&a, "alice", &[])["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rhost = [("PAM_LOGIN_RHOST", "192.0.2.9")];
+    let password = common::PASSWORD;
+    wait_for_fresh_step(10);
+    let code = oathtool_code(&secret, &[]);
+    let r = a.login("alice", format!("wrong{code}\n").as_bytes(), &rhost, true);
+    assert!(!r.success, "{r:#?}");
+    let r = a.login("alice", format!("{password}\n").as_bytes(), &rhost, true);
+    assert!(!r.success, "no grace from a wrong password: {}", r.audit());
+    let next = oathtool_code(
+        &secret,
+        &["-N", &format!("@{}", common::container::now() + 30)],
+    );
+    let r = a.login(
+        "alice",
+        format!("{password}{next}\n").as_bytes(),
+        &rhost,
+        true,
+    );
+    assert!(r.success, "{r:#?}");
+    let r = a.login("alice", format!("{password}\n").as_bytes(), &rhost, true);
+    assert!(
+        r.success && r.audit().contains("reason=grace"),
+        "{}",
+        r.audit()
+    );
+    let r = a.login("alice", b"guess\n", &rhost, true);
+    assert!(!r.success);
+    let r = a.login("alice", format!("{password}\n").as_bytes(), &rhost, true);
+    assert!(
+        !r.success,
+        "the wrong password ended the grace: {}",
+        r.audit()
+    );
+}

@@ -118,7 +118,7 @@ pub const CONFIG_KEYS: [(&str, &str); 21] = [
     ),
     (
         "grace_seconds",
-        "0-43200 (default 0 = off): after a code was accepted, the same user from the same client address with the same SSH key (when sshd reports one) logs in without a code for this long; never after a failure or during a lockout (reason=grace).",
+        "0-43200 (default 0 = off): after a code was accepted, the same user through the same PAM service, requesting user and client address with the same SSH key (when sshd reports one) logs in without a code for this long; with forward_pass/use_first_pass/try_first_pass only once the whole stack succeeded (pam_setcred); never after a failure or during a lockout (reason=grace).",
     ),
     (
         "hotp_window",

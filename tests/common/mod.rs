@@ -425,32 +425,40 @@ pub const PASSWORD: &str = "correct horse 7";
 pub fn forward_pass_sandbox(tag: &str) -> (Sandbox, String) {
     let sb = Sandbox::new(tag);
     let secret = sb.enroll("alice", &[]);
-    let hash = std::process::Command::new("openssl")
-        .args(["passwd", "-6", PASSWORD])
-        .output()
-        .unwrap();
-    let hash = text(&hash.stdout).trim().to_string();
-    let passwd = std::fs::read_to_string(sb.root.join("nss/passwd")).unwrap();
-    let shadow: String = passwd
-        .lines()
-        .map(|l| l.split(':').next().unwrap())
-        .map(|u| {
-            let h = if u == "alice" { hash.as_str() } else { "!" };
-            format!("{u}:{h}:19000:0:99999:7:::\n")
-        })
-        .collect();
-    std::fs::write(sb.root.join("nss/shadow"), shadow).unwrap();
-    sb.set_ns_setup(&format!(
-        "mount --bind {} /etc/shadow",
-        sb.root.join("nss/shadow").display()
-    ));
-    sb.set_stack(
-        "auth required {module} {args} forward_pass\n\
-         auth [success=1 default=ignore] pam_unix.so use_first_pass\n\
-         auth requisite pam_deny.so\n\
-         auth required pam_permit.so",
-    );
+    sb.use_forward_pass_stack();
     (sb, secret)
+}
+
+impl Sandbox {
+    /// Gives alice the Unix password [`PASSWORD`] (a private /etc/shadow in the PAM namespace)
+    /// and sets the stack of [`forward_pass_sandbox`].
+    pub fn use_forward_pass_stack(&self) {
+        let hash = Command::new("openssl")
+            .args(["passwd", "-6", PASSWORD])
+            .output()
+            .unwrap();
+        let hash = text(&hash.stdout).trim().to_string();
+        let passwd = std::fs::read_to_string(self.root.join("nss/passwd")).unwrap();
+        let shadow: String = passwd
+            .lines()
+            .map(|l| l.split(':').next().unwrap())
+            .map(|u| {
+                let h = if u == "alice" { hash.as_str() } else { "!" };
+                format!("{u}:{h}:19000:0:99999:7:::\n")
+            })
+            .collect();
+        std::fs::write(self.root.join("nss/shadow"), shadow).unwrap();
+        self.set_ns_setup(&format!(
+            "mount --bind {} /etc/shadow",
+            self.root.join("nss/shadow").display()
+        ));
+        self.set_stack(
+            "auth required {module} {args} forward_pass\n\
+             auth [success=1 default=ignore] pam_unix.so use_first_pass\n\
+             auth requisite pam_deny.so\n\
+             auth required pam_permit.so",
+        );
+    }
 }
 
 /// The accounts the tier-2 tests log in as (the module denies names NSS does not know):

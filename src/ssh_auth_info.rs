@@ -69,6 +69,12 @@ impl SshAuthInfo {
     pub fn first_key(&self) -> Option<&AcceptedKey> {
         self.keys.first()
     }
+
+    /// The audit note of the first key when it is a certificate (see
+    /// [`AcceptedKey::certificate_note`]).
+    pub fn certificate_note(&self) -> Option<String> {
+        self.first_key()?.certificate_note()
+    }
 }
 
 impl AcceptedKey {

@@ -53,3 +53,29 @@ fn the_sshd_sentinel_for_root_is_not_counted_and_the_line_says_the_client_may_ha
     );
     assert!(r.audit().contains("failures=1"), "{}", r.audit());
 }
+
+/// Tier 3: through a real sshd, a client that types the string for an ordinary account with a
+/// key reaches the module unchanged (sshd replaces nothing for a valid non-root account): a
+/// counted wrong code.
+#[test]
+fn through_sshd_the_sentinel_typed_by_a_client_is_a_counted_wrong_code() {
+    use common::container::{audit_lines, enroll, in_container, new_audit_lines, ssh};
+    in_container(
+        "through_sshd_the_sentinel_typed_by_a_client_is_a_counted_wrong_code",
+        &[],
+        || {
+            enroll("alice");
+            let seen = audit_lines().len();
+            // ssh's askpass answer ends at the newline: "\x08" is the string cut to one byte.
+            let typed = ssh("alice", Some("alice"), Some("\x08"), "id -un");
+            assert!(!typed.success, "{typed:#?}");
+            let lines = new_audit_lines(seen);
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.contains("result=deny reason=bad_code") && l.contains("failures=1")),
+                "{lines:#?}"
+            );
+        },
+    );
+}

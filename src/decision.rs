@@ -118,7 +118,7 @@ impl Reason {
                 "denied before any prompt, not counted: first_factor=publickey and sshd accepted no SSH key in this connection (detail= names the sshd setting to fix)."
             }
             Self::SshdReplacedAnswer => {
-                "denied, not counted: sshd passed its fixed bad string instead of the typed code (root without PermitRootLogin yes, or an account sshd refuses)."
+                "denied, not counted: the answer is sshd's fixed bad string, for root (sshd replaces the typed code without PermitRootLogin yes; the client may also have typed it) or an account NSS cannot resolve. For any other account the client typed it: bad_code, counted."
             }
             Self::StateInFuture => {
                 "denied, not counted: the last accepted code lies ahead of the server's clock (it was ahead, or was set back); fix the clock, then mfa-enroll unlock."

@@ -106,6 +106,17 @@ pub fn authenticate(pam: &mut impl PamHandler, args: Result<Vec<String>, String>
         Some(conv) => auth::authenticate(conv, &policy, &attempt, &crate::clock::now),
         None => Decision::deny(Reason::NoCode).with_detail("the application has no conversation"),
     });
+    // A certificate login: the audit line names the certificate (key id, serial, principals,
+    // CA) besides the key it certifies.
+    if let Some(note) = info
+        .as_deref()
+        .and_then(|i| crate::ssh_auth_info::SshAuthInfo::parse(i).certificate_note())
+    {
+        decision.detail = Some(match decision.detail.take() {
+            Some(detail) => format!("{detail}; {note}"),
+            None => note,
+        });
+    }
     // forward_pass: the password part goes to the next module whatever the decision, so that
     // it is checked either way and the client cannot tell which part was wrong.
     if let Some(password) = forwarded.into_inner()

@@ -24,6 +24,8 @@ pub mod otpauth;
 pub mod policy;
 pub mod qr;
 pub mod recovery;
+pub mod ssh_auth_info;
+pub mod sshd_answer;
 pub mod state;
 pub mod store;
 pub mod totp;

@@ -6,15 +6,15 @@
 //! recovery codes are shown once and the login succeeds: the user proved both factors. On any
 //! failure nothing is written and the login is denied.
 //!
-//! Exactly one enrollment per user: the user's state lock is held from the check "still not
-//! enrolled" to the save, so a second first login of the same user waits, then finds the record
-//! and is asked for a code like any enrolled user.
+//! Exactly one enrollment per user, and no lock held while a person types: the secret is
+//! made, shown and confirmed without any lock; then, under the user's state lock for an
+//! instant, the record is created only if none exists (create-exclusive). If another login or
+//! an administrator (`mfa-enroll enroll`) enrolled the user meanwhile, that enrollment stands,
+//! this one is discarded and the user is told so. An administrator's command therefore never
+//! waits for a user sitting at the confirmation prompt.
 #![forbid(unsafe_code)]
 
 use std::time::UNIX_EPOCH;
-
-use base64ct::{Base64, Base64Unpadded, Encoding};
-use sha2::{Digest, Sha256};
 
 use crate::auth::Conversation;
 use crate::decision::{Decision, Reason};
@@ -46,39 +46,57 @@ pub fn run(
     if unix().is_err() {
         return Some(Decision::deny(Reason::Internal).with_detail("system clock is before 1970"));
     }
-    let outcome = state.transact(user, |st| {
-        match store.load(user) {
-            Ok(_) => return None,
-            Err(StoreError::NotEnrolled) => {}
-            Err(e) => return Some(Decision::deny(Reason::BadFile).with_detail(e.to_string())),
-        }
-        Some(
-            match enroll(conv, policy, store, user, key, &|| unix().unwrap_or(0)) {
-                Ok((decision, step_start)) => {
-                    // The confirmation code is used: it cannot log in a second time.
-                    st.record_success(step_start);
-                    decision
-                }
-                Err(decision) => decision,
-            },
-        )
-    });
-    match outcome {
-        Ok(decision) => decision,
-        Err(e) => Some(Decision::deny(Reason::Internal).with_detail(e.to_string())),
+    // A quick look without a lock (the authoritative check is the create-exclusive save).
+    match store.load(user) {
+        Ok(_) => return None,
+        Err(StoreError::NotEnrolled) => {}
+        Err(e) => return Some(Decision::deny(Reason::BadFile).with_detail(e.to_string())),
     }
+    Some(
+        enroll(conv, policy, store, state, user, key, &|| unix().unwrap_or(0))
+            .unwrap_or_else(|denied| denied),
+    )
 }
 
-/// The conversation and the save; `Ok` with the success decision and the start of the
-/// confirmed step, `Err` with the denial.
+/// Saves `record`, confirmed with the code of the step starting at `step_start`, if the user
+/// still has no record, and marks that step used: under the user's state lock, held only for
+/// this (never across a prompt). `Err` with the denial when someone enrolled the user meanwhile
+/// or the save failed.
+fn save_new(
+    store: &Store,
+    state: &impl StateStore,
+    record: &UserRecord,
+    step_start: u64,
+) -> Result<(), Decision> {
+    let saved = state.transact(&record.user, |st| {
+        match store.save(record, SaveMode::CreateNew) {
+            Ok(()) => {
+                // The confirmation code is used: it cannot log in a second time.
+                st.record_success(step_start);
+                Ok(())
+            }
+            Err(StoreError::AlreadyEnrolled) => Err(Decision::deny(Reason::NotEnrolled)
+                .with_detail(
+                    "enrollment at login not saved: the user was enrolled meanwhile (mfa-enroll or \
+             another login); that enrollment stands",
+                )),
+            Err(e) => Err(Decision::deny(Reason::BadFile).with_detail(e.to_string())),
+        }
+    });
+    saved.unwrap_or_else(|e| Err(Decision::deny(Reason::Internal).with_detail(e.to_string())))
+}
+
+/// The conversation (no lock held) and the save; `Ok` with the success decision, `Err` with
+/// the denial.
 fn enroll(
     conv: &mut (impl Conversation + ?Sized),
     policy: &Policy,
     store: &Store,
+    state: &impl StateStore,
     user: &UserName,
     key: &str,
     unix_now: &dyn Fn() -> u64,
-) -> Result<(Decision, u64), Decision> {
+) -> Result<Decision, Decision> {
     let internal = |why: String| Decision::deny(Reason::Internal).with_detail(why);
     let mut bytes = zeroize::Zeroizing::new(vec![0u8; 20]);
     getrandom::fill(&mut bytes).map_err(|_| internal("no randomness for a secret".into()))?;
@@ -158,9 +176,16 @@ fn enroll(
     };
     let (codes, hashes) = crate::recovery::generate().map_err(|e| internal(e.to_string()))?;
     record.recovery_codes = hashes;
-    store
-        .save(&record, SaveMode::CreateNew)
-        .map_err(|e| Decision::deny(Reason::BadFile).with_detail(e.to_string()))?;
+    if let Err(denied) = save_new(store, state, &record, step_start) {
+        if denied.reason == Reason::NotEnrolled {
+            let _ = conv.info(
+                "Not saved: you were enrolled meanwhile (by an administrator or another login). \
+                 Delete the account just added to the app; log in again with the code of the \
+                 enrollment that was saved.",
+            );
+        }
+        return Err(denied);
+    }
     let mut text = zeroize::Zeroizing::new(String::from(
         "Enrolled. Recovery codes: each works once instead of a code, for when the phone is \
          lost. Keep them offline; they are shown only now.\n",
@@ -172,29 +197,22 @@ fn enroll(
     // The record is saved and the user proved both factors: a client that left before seeing
     // the codes does not undo that (an administrator can make new ones: mfa-enroll recovery).
     let _ = conv.info(&text);
-    Ok((
-        Decision::new_success(Reason::EnrolledAtLogin).with_detail(format!("key {key}")),
-        step_start,
-    ))
+    Ok(Decision::new_success(Reason::EnrolledAtLogin).with_detail(format!("key {key}")))
 }
 
 /// The `SHA256:` fingerprint (as `ssh-keygen -l` shows it) of the key in the rest of an
-/// `SSH_AUTH_INFO_0` line after `publickey `: `ssh-ed25519 AAAA... [comment]`.
+/// `SSH_AUTH_INFO_0` line after `publickey `: `ssh-ed25519 AAAA... [comment]`. For an OpenSSH
+/// certificate, the fingerprint of the certified key (see [`crate::ssh_auth_info`]).
 pub fn fingerprint(key_line: &str) -> Option<String> {
-    let blob = key_line.split_whitespace().nth(1)?;
-    if blob.len() > 16 * 1024 {
-        return None;
-    }
-    let bytes = Base64::decode_vec(blob).ok()?;
-    Some(format!(
-        "SHA256:{}",
-        Base64Unpadded::encode_string(&Sha256::digest(&bytes))
-    ))
+    crate::ssh_auth_info::AcceptedKey::parse(key_line).map(|key| key.fingerprint)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::FileStateStore;
+    use crate::test_util::Scratch;
+    use std::time::Duration;
 
     #[test]
     fn fingerprints_match_ssh_keygen() {
@@ -207,5 +225,98 @@ mod tests {
         );
         assert_eq!(fingerprint("ssh-ed25519"), None);
         assert_eq!(fingerprint("ssh-ed25519 not*base64"), None);
+    }
+
+    /// A user at the confirmation prompt while an administrator acts (in another thread, as
+    /// another process would): the administrator takes the user's locks at once; the user's
+    /// right code then finds the administrator's record, which stays.
+    struct AdminActsMeanwhile<'a> {
+        store: &'a Store,
+        state: &'a FileStateStore,
+        admin: UserRecord,
+        infos: Vec<String>,
+        waited: Option<Duration>,
+    }
+
+    impl Conversation for AdminActsMeanwhile<'_> {
+        fn ask_hidden(
+            &mut self,
+            _: &str,
+        ) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::auth::ConversationError> {
+            if self.waited.is_none() {
+                let (store, state, admin) =
+                    (self.store.clone(), self.state.clone(), self.admin.clone());
+                let (done, finished) = std::sync::mpsc::channel();
+                let start = std::time::Instant::now();
+                std::thread::spawn(move || {
+                    let _ = state.transact(&admin.user, |st| st.forget_failures());
+                    store.save(&admin, SaveMode::Replace).unwrap();
+                    let _ = done.send(());
+                });
+                finished
+                    .recv_timeout(Duration::from_secs(20))
+                    .expect("the administrator waited on the user at the prompt");
+                self.waited = Some(start.elapsed());
+            }
+            let secret = self
+                .infos
+                .iter()
+                .find_map(|t| t.lines().find_map(|l| l.strip_prefix("Secret: ")))
+                .unwrap()
+                .replace(' ', "");
+            let secret = SecretKey::from_base32(&secret).unwrap();
+            let now = crate::clock::now().duration_since(UNIX_EPOCH).unwrap();
+            let code = totp::code_at(&secret, TotpParams::default(), now.as_secs());
+            Ok(zeroize::Zeroizing::new(code.to_string().into_bytes()))
+        }
+
+        fn info(&mut self, text: &str) -> Result<(), crate::auth::ConversationError> {
+            self.infos.push(text.to_string());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn no_lock_is_held_at_the_prompt_and_an_enrollment_made_meanwhile_stands() {
+        let scratch = Scratch::new("login-enroll");
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(scratch.0.join("users"))
+            .unwrap();
+        let store = Store::new(scratch.0.join("users"));
+        let state = FileStateStore::new(scratch.0.join("run"));
+        let alice = UserName::parse("alice").unwrap();
+        let admin = UserRecord {
+            user: alice.clone(),
+            secret: SecretKey::from_bytes(vec![7; 20]).unwrap(),
+            params: TotpParams::default(),
+            created: 1,
+            issuer: "admin".into(),
+            recovery_codes: vec![],
+            origin: Origin::Admin,
+            hotp: None,
+        };
+        let mut conv = AdminActsMeanwhile {
+            store: &store,
+            state: &state,
+            admin: admin.clone(),
+            infos: vec![],
+            waited: None,
+        };
+        let d = run(
+            &mut conv,
+            &Policy::default(),
+            &store,
+            &state,
+            &alice,
+            "SHA256:x",
+            &crate::clock::now,
+        )
+        .unwrap();
+        let waited = conv.waited.unwrap_or_else(|| panic!("never asked: {d:?}"));
+        eprintln!("the administrator's change took {waited:?}");
+        assert_eq!(d.reason, Reason::NotEnrolled, "{d:?}");
+        assert!(d.detail.unwrap().contains("enrolled meanwhile"));
+        assert!(conv.infos.last().unwrap().contains("enrolled meanwhile"));
+        assert_eq!(store.load(&alice).unwrap(), admin);
     }
 }

@@ -915,7 +915,9 @@ fn password_first_or_concurrent_first_logins_never_enroll_twice_or_without_a_key
             );
             restart_sshd();
 
-            // Two first logins of bob at once: one enrolls, the other is asked for a code.
+            // Two first logins of bob at once: one enrolls; the other either started after the
+            // save and is asked for a code, or showed its own QR code (no lock is held while a
+            // person types) and is refused at its save: that enrollment stands.
             common::wait_for_fresh_step(20);
             let runs: Vec<_> = (0..2)
                 .map(|i| {
@@ -928,14 +930,21 @@ fn password_first_or_concurrent_first_logins_never_enroll_twice_or_without_a_key
             let enrolled: Vec<_> = runs.iter().filter(|r| r.0).collect();
             assert_eq!(enrolled.len(), 1, "{runs:#?}");
             let other = runs.iter().find(|r| !r.0).unwrap();
-            assert!(
-                !other.2.contains("URI:"),
-                "the other login saw no QR code: {other:#?}"
-            );
-            assert!(
-                other.3.iter().all(|p| p.contains("Verification code")),
-                "{other:#?}"
-            );
+            if other.2.contains("URI:") {
+                assert!(
+                    audit_lines()
+                        .iter()
+                        .any(|l| l.contains("reason=not_enrolled")
+                            && l.contains("enrolled meanwhile")),
+                    "{other:#?} {:#?}",
+                    audit_lines()
+                );
+            } else {
+                assert!(
+                    other.3.iter().all(|p| p.contains("Verification code")),
+                    "{other:#?}"
+                );
+            }
         },
     );
 }

@@ -358,8 +358,8 @@ impl Sandbox {
         run
     }
 
-    /// Starts pamtester with its stdin still open.
-    fn pamtester_open(
+    /// Starts pamtester with its stdin still open (a client sitting at a prompt).
+    pub fn pamtester_open(
         &self,
         user: impl AsRef<std::ffi::OsStr>,
         env: &[(&str, &str)],
@@ -507,7 +507,7 @@ exec ${ECS_MFA_PAM_CLIENT:-pamtester -v} ecs-mfa-test "$user" "$@"
 
 /// A running `pamtester` and the syslog socket it writes to.
 pub struct PamRun {
-    child: std::process::Child,
+    pub child: std::process::Child,
     log: LogCapture,
 }
 

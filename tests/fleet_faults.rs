@@ -128,7 +128,9 @@ fn a_hung_node_costs_at_most_its_share_and_never_sends_a_host_to_its_local_copy(
     let share = Duration::from_millis(1500 / 3);
     let a = host(&cluster, "hung-a", "");
     let l = host(&cluster, "hung-l", "on_unavailable = \"local\"");
-    let users = ["alice", "bob", "carol", "dave", "eve", "mallory", "user0", "user1"];
+    let users = [
+        "alice", "bob", "carol", "dave", "eve", "mallory", "user0", "user1",
+    ];
     let secrets: Vec<String> = users.iter().map(|u| enroll(&a, u)).collect();
     // The "local" host holds a copy of every record: were it to fall back to it, it would
     // accept a code another host has just used.
@@ -194,7 +196,11 @@ fn a_hung_node_costs_at_most_its_share_and_never_sends_a_host_to_its_local_copy(
             for sb in [&a, &l] {
                 let hint = std::fs::read_to_string(sb.state.join("etcd-endpoint.hint"))
                     .expect("hint file written");
-                assert_ne!(hint.trim(), cluster.endpoints()[i], "hint names a live node");
+                assert_ne!(
+                    hint.trim(),
+                    cluster.endpoints()[i],
+                    "hint names a live node"
+                );
             }
             cluster.resume(i);
         }
@@ -339,7 +345,9 @@ impl Gateway {
             .local_addr()
             .unwrap()
             .port();
-        let upstream = cluster.endpoints()[0].trim_start_matches("https://").to_string();
+        let upstream = cluster.endpoints()[0]
+            .trim_start_matches("https://")
+            .to_string();
         let mut child = Command::new("setpriv")
             .args(["--pdeathsig", "KILL", "--", "python3"])
             .arg(dir.join("gateway.py"))
@@ -413,7 +421,12 @@ fn a_hostile_gateway_cannot_hold_a_login_past_its_deadline_nor_grow_its_memory()
         } else {
             fleet.clone()
         };
-        let sb = host_with(&cluster, &format!("gw-{mode}"), &[gateway.url.clone()], &extra);
+        let sb = host_with(
+            &cluster,
+            &format!("gw-{mode}"),
+            &[gateway.url.clone()],
+            &extra,
+        );
         if local {
             // The local copy, read through the gateway (it forwards reads faithfully).
             let sync = cli(&sb, &["fleet", "sync"], b"");
@@ -455,7 +468,10 @@ fn a_hostile_gateway_cannot_hold_a_login_past_its_deadline_nor_grow_its_memory()
     let bob = enroll(&normal, "bob");
     wait_for_fresh_step(5);
     let (ok, line, took) = timed_login(&first, "bob", &oathtool_code(&bob, &[]));
-    report.push(format!("silent endpoint first of four: ok={ok} in {} ms", ms(took)));
+    report.push(format!(
+        "silent endpoint first of four: ok={ok} in {} ms",
+        ms(took)
+    ));
     assert!(ok && !line.contains("local copy"), "{line}");
     println!("hostile gateway (timeout_ms {timeout_ms}, login deadline {deadline:?}):");
     for line in &report {

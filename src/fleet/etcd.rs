@@ -794,6 +794,84 @@ mod tests {
         assert_eq!(prefix_end("a\u{7f}"), vec![b'a', 0x80]);
     }
 
+    /// Endpoint 0 never answers (it takes all the time it is given); the others answer.
+    struct Scripted {
+        calls: RefCell<Vec<(String, Duration)>>,
+    }
+
+    impl Transport for std::rc::Rc<Scripted> {
+        fn post(
+            &self,
+            url: &str,
+            _body: &[u8],
+            _token: Option<&str>,
+            timeout: Duration,
+        ) -> Result<(u16, Zeroizing<Vec<u8>>), Failure> {
+            self.calls.borrow_mut().push((url.to_string(), timeout));
+            if url.starts_with("https://10.0.0.1:") {
+                std::thread::sleep(timeout);
+                return Err(Failure::Unavailable("timeout".into()));
+            }
+            let answer = br#"{"header":{},"succeeded":true,"responses":[]}"#;
+            Ok((200, Zeroizing::new(answer.to_vec())))
+        }
+    }
+
+    #[test]
+    fn a_hung_endpoint_gets_its_share_and_the_next_login_starts_with_the_one_that_answered() {
+        let scratch = crate::test_util::Scratch::new("etcd-hint");
+        let endpoints: Vec<String> = (1..=3)
+            .map(|i| format!("https://10.0.0.{i}:2379"))
+            .collect();
+        let script = std::rc::Rc::new(Scripted {
+            calls: RefCell::new(Vec::new()),
+        });
+        let budget = Duration::from_millis(300);
+        let etcd = |dir: &Path| {
+            Etcd::with_transport(
+                endpoints.clone(),
+                Box::new(script.clone()),
+                budget,
+                None,
+                Some(dir.to_owned()),
+            )
+        };
+        let first = etcd(&scratch.0);
+        first.txn(&[], &[], &[]).unwrap();
+        let calls = script.calls.borrow().clone();
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        assert!(
+            calls[0].1 <= budget / 3,
+            "the hung endpoint gets a third: {calls:?}"
+        );
+        // What is left is shared again between the two endpoints not yet tried.
+        assert!(
+            calls[1].1 >= budget / 3 - Duration::from_millis(20),
+            "{calls:?}"
+        );
+        // The same process goes on with the endpoint that answered ...
+        first.txn(&[], &[], &[]).unwrap();
+        assert_eq!(
+            script.calls.borrow()[2].0,
+            format!("{}/v3/kv/txn", endpoints[1])
+        );
+        // ... and so does the next login, through the hint file.
+        script.calls.borrow_mut().clear();
+        etcd(&scratch.0).txn(&[], &[], &[]).unwrap();
+        let calls = script.calls.borrow().clone();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert!(calls[0].0.starts_with(&endpoints[1]), "{calls:?}");
+        // A hint naming no configured endpoint is ignored.
+        std::fs::write(
+            scratch.0.join(ENDPOINT_HINT_FILE),
+            "https://192.0.2.1:2379\n",
+        )
+        .unwrap();
+        script.calls.borrow_mut().clear();
+        etcd(&scratch.0).txn(&[], &[], &[]).unwrap();
+        assert!(script.calls.borrow()[0].0.starts_with(&endpoints[0]));
+    }
+
     #[test]
     fn huge_and_deep_json_is_refused_before_parsing() {
         let ok = json!({"header": {"revision": "3"}, "responses": [{"response_range": {"kvs": [{"key": "YQ==", "value": "Yg==", "mod_revision": "7"}], "count": "1"}}]});

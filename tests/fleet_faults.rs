@@ -424,7 +424,7 @@ fn a_hostile_gateway_cannot_hold_a_login_past_its_deadline_nor_grow_its_memory()
         let sb = host_with(
             &cluster,
             &format!("gw-{mode}"),
-            &[gateway.url.clone()],
+            std::slice::from_ref(&gateway.url),
             &extra,
         );
         if local {

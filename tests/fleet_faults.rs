@@ -212,8 +212,11 @@ fn a_hung_node_costs_at_most_its_share_and_never_sends_a_host_to_its_local_copy(
 }
 
 /// The hostile gateway (python3's ssl): listens on 127.0.0.1:PORT with a certificate from the
-/// cluster's CA and answers every request as MODE says. `nocas`/`dripcas` forward to a real
-/// node; the others never do. `T` is the client's timeout_ms.
+/// cluster's CA and answers every request as MODE says. `slow`, `nocas` and `dripcas` forward
+/// to a real node; the others never do. `T` is the client's timeout_ms. `slow` (each phase
+/// 0.9 T: a client with a timeout per phase finishes each step after 2.65 T, 5.3 T per login)
+/// and `nocas` (each lost compare answered after 0.6 T: 8 retries are 4.8 T) held logins
+/// 4.8 s and 27.6 s before issue 23.
 const GATEWAY: &str = r#"
 import http.client, json, socket, ssl, sys, threading, time
 mode, port, cert, key, ca, upstream, t = sys.argv[1:8]
@@ -269,12 +272,12 @@ def handle(raw):
         if mode == "never":
             time.sleep(3600)
         elif mode == "slow":
+            # A faithful answer, each phase just under the timeout: handshake, headers, body.
+            status, answer = forward(path, body, headers)
             time.sleep(0.9 * t)
-            conn.sendall(head(200, 1000))
-            time.sleep(0.9 * t)
-            for _ in range(1000):
-                conn.sendall(b" ")
-                time.sleep(0.1)
+            conn.sendall(head(status, len(answer)))
+            time.sleep(0.85 * t)
+            conn.sendall(answer)
         elif mode == "huge":
             n = 16 << 20
             conn.sendall(head(200, n))
@@ -300,7 +303,7 @@ def handle(raw):
                 body = json.dumps(j).encode()
             status, answer = forward(path, body, headers)
             if cas and mode == "nocas":
-                time.sleep(0.3 * t)
+                time.sleep(0.6 * t)
             if cas and mode == "dripcas":
                 conn.sendall(head(status, len(answer)))
                 for b in answer:

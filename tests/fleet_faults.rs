@@ -437,7 +437,10 @@ fn a_hostile_gateway_cannot_hold_a_login_past_its_deadline_nor_grow_its_memory()
             assert!(sb.store.join("alice.toml").exists());
         }
         let memory = measure_memory(&sb);
-        let (ok, line, took) = timed_login(&sb, "alice", &oathtool_code(&secret, &[]));
+        // The next step's code: one the fleet would accept (alice's mark is at this step).
+        let next = format!("@{}", common::container::now() + 30);
+        let code = oathtool_code(&secret, &["-N", &next]);
+        let (ok, line, took) = timed_login(&sb, "alice", &code);
         let peak = peak_kib(&memory);
         report.push(format!(
             "{mode}{}: {} in {} ms, peak {peak} KiB",

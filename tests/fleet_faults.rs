@@ -111,6 +111,43 @@ fn measure_memory(sb: &Sandbox) -> PathBuf {
     out
 }
 
+/// Traces the threads and processes every pamtester run in `sb` starts (strace, into the
+/// returned file): the etcd client must start no thread inside sshd's auth child.
+fn trace_threads(sb: &Sandbox) -> PathBuf {
+    let wrap = sb.root.join("wrap-strace");
+    std::fs::create_dir_all(&wrap).unwrap();
+    let out = sb.root.join("clones");
+    let script = wrap.join("pamtester");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh
+exec strace -f -e trace=clone,clone3,fork,vfork -o {} /usr/bin/pamtester \"$@\"\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    sb.set_ns_setup(&format!("export PATH={}:$PATH", wrap.display()));
+    out
+}
+
+/// Fails unless the tools these tests measure with are installed.
+fn require_tools() {
+    for (path, package) in [("/usr/bin/time", "time"), ("/usr/bin/strace", "strace")] {
+        assert!(
+            Path::new(path).exists(),
+            "{path} is missing: apt-get install {package} (scripts/deps does this)"
+        );
+    }
+    let python = Command::new("python3").arg("-c").arg("import ssl").status();
+    assert!(
+        python.is_ok_and(|s| s.success()),
+        "python3 with its ssl module is needed for the hostile gateway"
+    );
+}
+
 /// The peak memory of the last measured run, in KiB.
 fn peak_kib(file: &Path) -> u64 {
     let text = std::fs::read_to_string(file).expect("GNU time wrote its figure");
@@ -387,6 +424,7 @@ impl Drop for Gateway {
 
 #[test]
 fn a_hostile_gateway_cannot_hold_a_login_past_its_deadline_nor_grow_its_memory() {
+    require_tools();
     let cluster = Cluster::start("hostile");
     let timeout_ms = 1000;
     let fleet = format!("timeout_ms = {timeout_ms}");
@@ -460,6 +498,36 @@ fn a_hostile_gateway_cannot_hold_a_login_past_its_deadline_nor_grow_its_memory()
             "{mode}: peak {peak} KiB, a normal login {baseline} KiB"
         );
     }
+    // No thread: ureq's own resolver starts one per request when a global timeout is set; the
+    // client's resolver takes IP literals only and starts none (a fork is allowed, a thread
+    // is not). Through the slow gateway, so every phase of a request runs.
+    let gateway = Gateway::start(&cluster, "slow", timeout_ms);
+    let traced = host_with(
+        &cluster,
+        "gw-strace",
+        std::slice::from_ref(&gateway.url),
+        &fleet,
+    );
+    let clones = trace_threads(&traced);
+    let (ok, line, took) = timed_login(&traced, "alice", "123456");
+    assert!(!ok && reason(&line) == "backend_unavailable", "{line}");
+    let trace = std::fs::read_to_string(&clones).expect("strace wrote its trace");
+    report.push(format!(
+        "slow, under strace: {} in {} ms, {} clone/fork calls",
+        reason(&line),
+        ms(took),
+        trace.lines().filter(|l| l.contains("clone")).count()
+    ));
+    assert!(
+        trace.contains("+++ exited with"),
+        "strace traced pamtester: {trace}"
+    );
+    assert!(
+        !trace.contains("CLONE_THREAD"),
+        "the login started a thread: {trace}"
+    );
+    drop(gateway);
+
     // A silent endpoint listed first, before the three nodes: it costs at most its share
     // (a quarter of the read's deadline), the login works, and no local copy is used.
     let silent = Gateway::start(&cluster, "silent", timeout_ms);

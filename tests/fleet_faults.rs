@@ -159,6 +159,7 @@ fn peak_kib(file: &Path) -> u64 {
 
 #[test]
 fn a_hung_node_costs_at_most_its_share_and_never_sends_a_host_to_its_local_copy() {
+    // (Only two hung nodes of three, at the end, take a "local" host to its local copy.)
     let cluster = Cluster::start("hung");
     // Default timeout_ms (1500): a read or a settle has 1500 ms; with three endpoints the
     // first one tried gets a third of it.
@@ -166,7 +167,7 @@ fn a_hung_node_costs_at_most_its_share_and_never_sends_a_host_to_its_local_copy(
     let a = host(&cluster, "hung-a", "");
     let l = host(&cluster, "hung-l", "on_unavailable = \"local\"");
     let users = [
-        "alice", "bob", "carol", "dave", "eve", "mallory", "user0", "user1",
+        "alice", "bob", "carol", "dave", "eve", "mallory", "user0", "user1", "user2",
     ];
     let secrets: Vec<String> = users.iter().map(|u| enroll(&a, u)).collect();
     // The "local" host holds a copy of every record: were it to fall back to it, it would
@@ -242,6 +243,30 @@ fn a_hung_node_costs_at_most_its_share_and_never_sends_a_host_to_its_local_copy(
             cluster.resume(i);
         }
     }
+    // Two nodes hung: no quorum answers (the third holds every request until etcd's own 7 s).
+    // Now, and only now, the "local" host uses its local copy; "deny" denies. Both within the
+    // login's deadline (2 × timeout_ms).
+    cluster.pause(0);
+    cluster.pause(1);
+    wait_for_fresh_step(10);
+    let code = oathtool_code(&secrets[8], &[]);
+    let deadline = Duration::from_millis(2 * 1500);
+    let (ok, line, took) = timed_login(&a, users[8], &code);
+    report.push(format!("stopped=n1,n2 host=A ok={ok} took={} ms", ms(took)));
+    assert!(!ok && reason(&line) == "backend_unavailable", "{line}");
+    assert!(
+        took < deadline + Duration::from_millis(1500),
+        "{took:?}: {line}"
+    );
+    let (ok, line, took) = timed_login(&l, users[8], &code);
+    report.push(format!("stopped=n1,n2 host=L ok={ok} took={} ms", ms(took)));
+    assert!(ok && line.contains("local copy used"), "{line}");
+    assert!(
+        took < deadline + Duration::from_millis(1500),
+        "{took:?}: {line}"
+    );
+    cluster.resume_all(&[0, 1]);
+
     println!("logins with each node hung in turn (default timeout_ms 1500, share {share:?}):");
     for line in &report {
         println!("  {line}");

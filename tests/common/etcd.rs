@@ -464,6 +464,14 @@ impl Cluster {
         self.wait_healthy(&[0, 1, 2]);
     }
 
+    /// Resumes several stopped nodes and waits until all three are healthy.
+    pub fn resume_all(&self, nodes: &[usize]) {
+        for &i in nodes {
+            self.signal(i, "-CONT");
+        }
+        self.wait_healthy(&[0, 1, 2]);
+    }
+
     fn signal(&self, i: usize, sig: &str) {
         let pid = self.nodes[i].child.as_ref().expect("node running").id();
         let status = Command::new("kill")

@@ -252,11 +252,6 @@ impl Etcd {
         }
     }
 
-    /// Bounds the answers this client accepts (tests; logins get [`AnswerLimits::LOGIN`]).
-    pub fn set_limits(&mut self, limits: AnswerLimits) {
-        self.limits = limits;
-    }
-
     /// Runs `f` with one deadline, `timeout_ms` from now, for every call it makes (an operation
     /// of several round trips: a settle with its compare-and-swap retries). Nested: the outer
     /// deadline holds.

@@ -243,7 +243,9 @@ pub(crate) fn denial(e: &FleetError) -> Decision {
         FleetError::Unavailable(_) => Reason::BackendUnavailable,
         FleetError::Refused(_) | FleetError::LocalFile(_) => Reason::BackendError,
         FleetError::BadValue(_) => Reason::BadFile,
-        FleetError::Contention => Reason::Internal,
+        // A compare-and-swap that never succeeds within the deadline: etcd (or what answers
+        // for it) misbehaves, or more logins race on one user than the deadline allows.
+        FleetError::Contention => Reason::BackendError,
     };
     Decision::deny(reason).with_detail(e.to_string())
 }

@@ -53,8 +53,10 @@ pub fn run(
         Err(e) => return Some(Decision::deny(Reason::BadFile).with_detail(e.to_string())),
     }
     Some(
-        enroll(conv, policy, store, state, user, key, &|| unix().unwrap_or(0))
-            .unwrap_or_else(|denied| denied),
+        enroll(conv, policy, store, state, user, key, &|| {
+            unix().unwrap_or(0)
+        })
+        .unwrap_or_else(|denied| denied),
     )
 }
 

@@ -2,10 +2,28 @@
 //!
 //! Why this shape (measured facts in docs/fleet.md): it runs inside sshd's authentication
 //! child, so no async runtime and no thread per request (the HTTPS part, [`super::transport`],
-//! is ureq with rustls with only connect/send/receive timeouts set: its resolver then spawns
-//! no thread; endpoints are IP literals or /etc/hosts names). Every call has one budget
-//! (`timeout_ms`) across all endpoints, which are tried in turn starting with the one that
-//! answered last; etcd's own 7 s server-side timeout is never waited for.
+//! is ureq with rustls under one global timeout per request and a resolver that takes IP
+//! literals only, so no thread is spawned; endpoints are IP literals). etcd's own 7 s
+//! server-side timeout is never waited for.
+//!
+//! Time (docs/fleet.md, "Deadlines and memory"): every operation has one deadline,
+//! `timeout_ms`, for everything it does: every endpoint tried, every HTTP phase, a token
+//! refresh, and (through [`Etcd::within`]) every compare-and-swap retry of a login's settle.
+//! A login makes two operations (the read before the prompt, the settle after it), so its etcd
+//! work is bounded by 2 × `timeout_ms`.
+//!
+//! Endpoint choice (a node that *hangs*: a stopped process still accepts TCP connections into
+//! its kernel backlog but never answers TLS): the endpoints are tried in turn, and each attempt
+//! gets an equal share of what is left of the deadline (with three endpoints, the first gets a
+//! third), so a hung endpoint costs at most its share and the others still get theirs. Each
+//! login is a new process, so the endpoint that answered is remembered in a root-only hint
+//! file in the state directory (`etcd-endpoint.hint`), and the next login starts with it: a
+//! hung node costs its share once per host, not once per login.
+//!
+//! Memory: answers are at most [`AnswerLimits::answer_bytes`] long (the transport stops
+//! reading there) and their JSON is checked for size (at most
+//! [`AnswerLimits::json_values`] values) and depth before it is parsed, so a hostile answer
+//! cannot make the parser allocate more than a small multiple of the limits.
 //!
 //! Error classes, and what a login makes of them ([`FleetError`]):
 //! - connection refused/reset, timeouts, 5xx (quorum lost: 503 code 14, 500 code 2):
@@ -35,6 +53,33 @@ use crate::store::secure_fs::{self, FileRules};
 /// A cached RBAC token is reused for this long (etcd's default token TTL is 300 s).
 const TOKEN_REUSE_SECONDS: u64 = 240;
 const TOKEN_CACHE_FILE: &str = "etcd-token.cache";
+/// The endpoint that answered the last login on this host (tried first by the next one).
+pub const ENDPOINT_HINT_FILE: &str = "etcd-endpoint.hint";
+/// Deepest JSON nesting accepted (etcd's answers nest 6 levels).
+const MAX_JSON_DEPTH: usize = 20;
+
+/// How large an answer may be, in bytes and in JSON values (objects, arrays, scalars).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnswerLimits {
+    /// Longest answer body.
+    pub answer_bytes: usize,
+    /// Most JSON values in it: what the parsed tree costs is about 32 to 100 bytes per value.
+    pub json_values: usize,
+}
+
+impl AnswerLimits {
+    /// A login reads one record and one state value (under 100 JSON values, a few KiB): this
+    /// bounds the parsed tree to well under 1 MiB and the body to 1 MiB.
+    pub const LOGIN: Self = Self {
+        answer_bytes: ecs_mfa_etcd_transport::LOGIN_MAX_ANSWER_BYTES as usize,
+        json_values: 4096,
+    };
+    /// `mfa-enroll` lists a whole fleet (about 10 values per user: 100 000 users fit).
+    pub const ADMIN: Self = Self {
+        answer_bytes: ecs_mfa_etcd_transport::MAX_ANSWER_BYTES as usize,
+        json_values: 1 << 20,
+    };
+}
 
 /// One key-value pair as read.
 #[derive(Clone, PartialEq, Eq)]
@@ -115,9 +160,16 @@ pub struct Etcd {
     budget: Duration,
     credentials: Option<Credentials>,
     token: RefCell<Option<Zeroizing<String>>>,
+    /// Root-only directory for the token cache and the endpoint hint (logins only).
     token_cache: Option<PathBuf>,
-    /// The endpoint that answered last (tried first next time).
-    preferred: Cell<usize>,
+    /// The endpoint that answered last (tried first next time); `None` until the hint file
+    /// was read.
+    preferred: Cell<Option<usize>>,
+    /// The endpoint the hint file names (rewritten only when another one answers).
+    hinted: Cell<Option<usize>>,
+    /// The deadline of the operation under way ([`Etcd::within`]).
+    deadline: Cell<Option<Instant>>,
+    limits: AnswerLimits,
 }
 
 /// How one attempt at one endpoint ended, when it did not succeed.
@@ -130,9 +182,10 @@ enum AttemptError {
 
 impl Etcd {
     /// A client with the TLS files and credentials named in `config`, its requests carried by
-    /// what `connect` makes. `token_cache`: a root-only directory where an RBAC token may be
-    /// kept between logins (each login is a new process; authenticating costs a bcrypt on the
-    /// server, ~70-100 ms).
+    /// what `connect` makes. `token_cache`: a root-only directory where an RBAC token and the
+    /// endpoint hint are kept between logins (each login is a new process; authenticating
+    /// costs a bcrypt on the server, ~70-100 ms; a hung endpoint costs its share of the
+    /// deadline). Given by logins only, which also bound answers to [`AnswerLimits::LOGIN`].
     pub fn new(
         config: &FleetConfig,
         token_cache: Option<&Path>,
@@ -146,13 +199,17 @@ impl Etcd {
                 password: read_password(file)?,
             }),
         };
-        Ok(Self::with_transport(
+        let mut etcd = Self::with_transport(
             config.endpoints.clone(),
             transport,
             config.timeout,
             credentials,
             token_cache.map(Path::to_owned),
-        ))
+        );
+        if token_cache.is_some() {
+            etcd.limits = AnswerLimits::LOGIN;
+        }
+        Ok(etcd)
     }
 
     /// Like [`Etcd::new`], with other RBAC credentials than the host's (an administrator's,
@@ -190,8 +247,29 @@ impl Etcd {
             credentials,
             token: RefCell::new(None),
             token_cache,
-            preferred: Cell::new(0),
+            preferred: Cell::new(None),
+            hinted: Cell::new(None),
+            deadline: Cell::new(None),
+            limits: AnswerLimits::ADMIN,
         }
+    }
+
+    /// Runs `f` with one deadline, `timeout_ms` from now, for every call it makes (an operation
+    /// of several round trips: a settle with its compare-and-swap retries). Nested: the outer
+    /// deadline holds.
+    pub fn within<R>(&self, f: impl FnOnce() -> R) -> R {
+        if self.deadline.get().is_some() {
+            return f();
+        }
+        self.deadline.set(Some(Instant::now() + self.budget));
+        let result = f();
+        self.deadline.set(None);
+        result
+    }
+
+    /// Whether the deadline of the operation under way has passed.
+    pub fn deadline_passed(&self) -> bool {
+        self.deadline.get().is_some_and(|d| Instant::now() >= d)
     }
 
     /// The endpoints, as configured.
@@ -285,33 +363,40 @@ impl Etcd {
         ))
     }
 
-    /// One gateway call, endpoints tried in turn within one budget.
+    /// One gateway call, endpoints tried in turn within the operation's deadline, each given
+    /// an equal share of what is left (the last one all of it).
     fn call(&self, path: &str, body: &Value) -> Result<Value, FleetError> {
-        let deadline = Instant::now() + self.budget;
+        let deadline = self
+            .deadline
+            .get()
+            .unwrap_or_else(|| Instant::now() + self.budget);
         let n = self.endpoints.len();
-        let first = self.preferred.get() % n;
+        let first = self.first_endpoint() % n;
         let mut errors = Vec::new();
         let mut refused = false;
         for i in 0..n {
             let index = (first + i) % n;
             let endpoint = &self.endpoints[index];
-            if Instant::now() >= deadline {
+            let now = Instant::now();
+            if now >= deadline {
                 errors.push(format!(
-                    "{endpoint}: not tried, budget of {} ms spent",
+                    "{endpoint}: not tried, deadline of {} ms passed",
                     self.budget.as_millis()
                 ));
                 continue;
             }
-            let mut result = self.attempt(endpoint, path, body, deadline);
+            let share = deadline.saturating_duration_since(now) / (n - i) as u32;
+            let until = (now + share).min(deadline);
+            let mut result = self.attempt(endpoint, path, body, until);
             if matches!(result, Err(AttemptError::Token)) {
-                result = match self.refresh_token(endpoint, deadline) {
-                    Ok(()) => self.attempt(endpoint, path, body, deadline),
+                result = match self.refresh_token(endpoint, until) {
+                    Ok(()) => self.attempt(endpoint, path, body, until),
                     Err(e) => Err(e),
                 };
             }
             match result {
                 Ok(value) => {
-                    self.preferred.set(index);
+                    self.answered(index);
                     return Ok(value);
                 }
                 Err(AttemptError::Unavailable(why)) => errors.push(format!("{endpoint}: {why}")),
@@ -331,6 +416,50 @@ impl Etcd {
         } else {
             FleetError::Unavailable(all)
         })
+    }
+
+    /// The endpoint to try first: the one that answered last in this process, else the one the
+    /// hint file names, else the first.
+    fn first_endpoint(&self) -> usize {
+        if let Some(i) = self.preferred.get() {
+            return i;
+        }
+        let hinted = self.load_hint();
+        self.hinted.set(hinted);
+        let first = hinted.unwrap_or(0);
+        self.preferred.set(Some(first));
+        first
+    }
+
+    /// Remembers that endpoint `index` answered (in the hint file when it is news).
+    fn answered(&self, index: usize) {
+        self.preferred.set(Some(index));
+        if self.hinted.get() != Some(index) {
+            self.hinted.set(Some(index));
+            self.store_hint(index);
+        }
+    }
+
+    /// The configured endpoint the hint file names, if it is one (the file is root-only in a
+    /// root-only directory, like the token cache; anything else is ignored).
+    fn load_hint(&self) -> Option<usize> {
+        let dir = secure_fs::open_dir(self.token_cache.as_deref()?).ok()??;
+        let bytes = dir
+            .read(ENDPOINT_HINT_FILE, FileRules::Private, 512)
+            .ok()??;
+        let text = std::str::from_utf8(&bytes).ok()?.trim();
+        self.endpoints.iter().position(|e| e == text)
+    }
+
+    fn store_hint(&self, index: usize) {
+        let Some(dir) = &self.token_cache else {
+            return;
+        };
+        // Best effort: without the hint the next login starts with the first endpoint.
+        if let Ok(dir) = secure_fs::open_or_create_dir(dir) {
+            let line = format!("{}\n", self.endpoints[index]);
+            let _ = dir.write_atomic(ENDPOINT_HINT_FILE, line.as_bytes(), false);
+        }
     }
 
     /// One POST to one endpoint, with whatever budget is left.
@@ -377,11 +506,20 @@ impl Etcd {
                 Failure::Unavailable(why) => AttemptError::Unavailable(why),
                 Failure::Refused(why) => AttemptError::Refused(why),
             })?;
+        if answer.len() > self.limits.answer_bytes {
+            return Err(AttemptError::Refused(format!(
+                "HTTP {status}: the answer is larger than {} bytes (not etcd?)",
+                self.limits.answer_bytes
+            )));
+        }
         let Ok(text) = std::str::from_utf8(&answer) else {
             return Err(AttemptError::Refused(format!(
                 "HTTP {status}: the answer is not UTF-8 (not etcd?)"
             )));
         };
+        // Checked before parsing: the parsed tree costs up to ~50 times the text.
+        json_shape(text.as_bytes(), self.limits.json_values, MAX_JSON_DEPTH)
+            .map_err(|why| AttemptError::Refused(format!("HTTP {status}: {why} (not etcd?)")))?;
         let json: Option<Value> = serde_json::from_str(text).ok();
         let message = || match &json {
             Some(v) => v
@@ -478,6 +616,45 @@ impl Etcd {
             let _ = dir.write_atomic(TOKEN_CACHE_FILE, line.as_bytes(), false);
         }
     }
+}
+
+/// Checks, without allocating, that `text` holds at most `max_values` JSON values nested at
+/// most `max_depth` deep (an upper bound on what parsing it costs). Not a validator: the
+/// parser still refuses malformed JSON.
+fn json_shape(text: &[u8], max_values: usize, max_depth: usize) -> Result<(), String> {
+    let (mut values, mut depth) = (1usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in text {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                values += 1;
+                if depth > max_depth {
+                    return Err(format!("the answer nests deeper than {max_depth} levels"));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            // Every further element or member.
+            b',' | b':' => values += 1,
+            _ => {}
+        }
+        if values > max_values {
+            return Err(format!(
+                "the answer holds more than {max_values} JSON values"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Error text from the server, made safe for one log line.
@@ -790,6 +967,105 @@ mod tests {
     fn prefix_ranges_end_just_after_the_prefix() {
         assert_eq!(prefix_end("/a/"), b"/a0".to_vec());
         assert_eq!(prefix_end("a\u{7f}"), vec![b'a', 0x80]);
+    }
+
+    /// Endpoint 0 never answers (it takes all the time it is given); the others answer.
+    struct Scripted {
+        calls: RefCell<Vec<(String, Duration)>>,
+    }
+
+    impl Transport for std::rc::Rc<Scripted> {
+        fn post(
+            &self,
+            url: &str,
+            _body: &[u8],
+            _token: Option<&str>,
+            timeout: Duration,
+        ) -> Result<(u16, Zeroizing<Vec<u8>>), Failure> {
+            self.calls.borrow_mut().push((url.to_string(), timeout));
+            if url.starts_with("https://10.0.0.1:") {
+                std::thread::sleep(timeout);
+                return Err(Failure::Unavailable("timeout".into()));
+            }
+            let answer = br#"{"header":{},"succeeded":true,"responses":[]}"#;
+            Ok((200, Zeroizing::new(answer.to_vec())))
+        }
+    }
+
+    #[test]
+    fn a_hung_endpoint_gets_its_share_and_the_next_login_starts_with_the_one_that_answered() {
+        let scratch = crate::test_util::Scratch::new("etcd-hint");
+        let endpoints: Vec<String> = (1..=3)
+            .map(|i| format!("https://10.0.0.{i}:2379"))
+            .collect();
+        let script = std::rc::Rc::new(Scripted {
+            calls: RefCell::new(Vec::new()),
+        });
+        let budget = Duration::from_millis(300);
+        let etcd = |dir: &Path| {
+            Etcd::with_transport(
+                endpoints.clone(),
+                Box::new(script.clone()),
+                budget,
+                None,
+                Some(dir.to_owned()),
+            )
+        };
+        let first = etcd(&scratch.0);
+        first.txn(&[], &[], &[]).unwrap();
+        let calls = script.calls.borrow().clone();
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        assert!(
+            calls[0].1 <= budget / 3,
+            "the hung endpoint gets a third: {calls:?}"
+        );
+        // What is left is shared again between the two endpoints not yet tried.
+        assert!(
+            calls[1].1 >= budget / 3 - Duration::from_millis(20),
+            "{calls:?}"
+        );
+        // The same process goes on with the endpoint that answered ...
+        first.txn(&[], &[], &[]).unwrap();
+        assert_eq!(
+            script.calls.borrow()[2].0,
+            format!("{}/v3/kv/txn", endpoints[1])
+        );
+        // ... and so does the next login, through the hint file.
+        script.calls.borrow_mut().clear();
+        etcd(&scratch.0).txn(&[], &[], &[]).unwrap();
+        let calls = script.calls.borrow().clone();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert!(calls[0].0.starts_with(&endpoints[1]), "{calls:?}");
+        // A hint naming no configured endpoint is ignored.
+        std::fs::write(
+            scratch.0.join(ENDPOINT_HINT_FILE),
+            "https://192.0.2.1:2379\n",
+        )
+        .unwrap();
+        script.calls.borrow_mut().clear();
+        etcd(&scratch.0).txn(&[], &[], &[]).unwrap();
+        assert!(script.calls.borrow()[0].0.starts_with(&endpoints[0]));
+    }
+
+    #[test]
+    fn huge_and_deep_json_is_refused_before_parsing() {
+        let ok = json!({"header": {"revision": "3"}, "responses": [{"response_range": {"kvs": [{"key": "YQ==", "value": "Yg==", "mod_revision": "7"}], "count": "1"}}]});
+        assert_eq!(json_shape(ok.to_string().as_bytes(), 100, 20), Ok(()));
+        let wide = format!("[{}0]", "0,".repeat(5000));
+        assert!(
+            json_shape(wide.as_bytes(), 4096, 20)
+                .unwrap_err()
+                .contains("4096")
+        );
+        let deep = "[".repeat(21);
+        assert!(
+            json_shape(deep.as_bytes(), 4096, 20)
+                .unwrap_err()
+                .contains("deeper")
+        );
+        // Brackets, commas and escaped quotes inside strings are not structure.
+        let text = format!("{{\"a\": \"{}\\\"[[[,\"}}", ",[{".repeat(5000));
+        assert_eq!(json_shape(text.as_bytes(), 10, 2), Ok(()));
     }
 
     #[test]

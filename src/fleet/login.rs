@@ -12,6 +12,10 @@
 //!
 //! So a TOTP login costs two round trips when nothing races, and nothing ever decides on a
 //! stale record or state.
+//!
+//! Time: each of the two steps has one deadline, `timeout_ms`, for all it does (endpoints,
+//! token refresh, and for step 2 every compare-and-swap retry): a login waits at most
+//! 2 × `timeout_ms` for etcd, whatever the servers do (docs/fleet.md, "Deadlines and memory").
 #![forbid(unsafe_code)]
 
 use std::path::Path;
@@ -106,20 +110,37 @@ impl Fleet {
 
     /// Step 1: the record and the state of `user`, in one round trip.
     pub fn read(&self, user: &UserName) -> Result<Snapshot, FleetError> {
-        let answer = self.etcd.txn(&[], &self.reads(user), &[])?;
+        let answer = self
+            .etcd
+            .within(|| self.etcd.txn(&[], &self.reads(user), &[]))?;
         self.snapshot(user, answer.reads)
     }
 
     /// Step 2: runs `decide` on the snapshot and commits the state it leaves, if the record and
     /// state are still what was read; otherwise decides again on the current values. Returns
-    /// the decision that was committed and the snapshot it was made on.
+    /// the decision that was committed and the snapshot it was made on. All attempts share one
+    /// deadline (`timeout_ms`); when it passes after a lost compare, the answer is
+    /// [`FleetError::Contention`] (etcd answered: never a fallback to the local copy).
     pub fn settle<R>(
+        &self,
+        user: &UserName,
+        snapshot: Snapshot,
+        decide: impl FnMut(Option<&UserRecord>, &mut FleetState) -> R,
+    ) -> Result<(R, Snapshot), FleetError> {
+        self.etcd
+            .within(|| self.settle_within(user, snapshot, decide))
+    }
+
+    fn settle_within<R>(
         &self,
         user: &UserName,
         mut snapshot: Snapshot,
         mut decide: impl FnMut(Option<&UserRecord>, &mut FleetState) -> R,
     ) -> Result<(R, Snapshot), FleetError> {
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 && self.etcd.deadline_passed() {
+                break;
+            }
             let mut state = snapshot.state.clone();
             let result = decide(snapshot.record.as_ref(), &mut state);
             let write = if state == snapshot.state {
@@ -131,7 +152,14 @@ impl Fleet {
                 Cmp::ModRevision(self.record_key(user), snapshot.record_revision),
                 Cmp::ModRevision(self.state_key(user), snapshot.state_revision),
             ];
-            let answer = self.etcd.txn(&compare, &write, &self.reads(user))?;
+            let answer = match self.etcd.txn(&compare, &write, &self.reads(user)) {
+                Ok(answer) => answer,
+                // etcd answered an earlier attempt: running out of time now is not an outage.
+                Err(e) if attempt > 0 && self.etcd.deadline_passed() && e.is_unavailable() => {
+                    return Err(FleetError::Contention);
+                }
+                Err(e) => return Err(e),
+            };
             if answer.succeeded {
                 snapshot.state = state;
                 return Ok((result, snapshot));

@@ -61,7 +61,7 @@ impl OnUnavailable {
 /// The validated `[fleet]` table with `backend = "etcd"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetConfig {
-    /// `https://host:port` base URLs, tried in turn.
+    /// `https://IP:PORT` base URLs (IP literals only), tried in turn.
     pub endpoints: Vec<String>,
     /// CA certificate(s) that signed the etcd servers' certificates (PEM).
     pub ca_file: PathBuf,
@@ -107,7 +107,7 @@ pub const FLEET_KEYS: [(&str, &str); 12] = [
     ("backend", "\"files\" (default) or \"etcd\"."),
     (
         "endpoints",
-        "etcd client URLs, https only, tried in turn (IP literals or names from /etc/hosts).",
+        "etcd client URLs https://IP:PORT, IP addresses only (host names are refused), tried in turn.",
     ),
     (
         "ca_file",
@@ -254,6 +254,36 @@ fn endpoint(url: &str) -> Result<String, &'static str> {
     {
         return Err("must be https://HOST:PORT (no path, user or query)");
     }
+    // The host must be an IP literal: a name needs a resolver, and getaddrinfo cannot be
+    // bounded in time without a thread (a resolver that does not answer would hold every
+    // login beyond its deadline).
+    let (host, port) = match host_port.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((host, rest)) => (host, rest),
+            None => return Err("must be https://HOST:PORT (an IPv6 address goes in [ ])"),
+        },
+        None => match host_port.split_once(':') {
+            Some((host, _)) => (host, &host_port[host.len()..]),
+            None => (host_port, ""),
+        },
+    };
+    let ip_ok = if host_port.starts_with('[') {
+        host.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        host.parse::<std::net::Ipv4Addr>().is_ok()
+    };
+    if !ip_ok {
+        return Err(
+            "must name the node by IP address (https://192.0.2.10:2379 or https://[2001:db8::10]:2379): host names are refused, because resolving one cannot be bounded in time inside sshd; put the IP address in the node's certificate (subjectAltName IP:...)",
+        );
+    }
+    match port {
+        "" => {}
+        p => match p.strip_prefix(':').map(str::parse::<u16>) {
+            Some(Ok(n)) if n > 0 => {}
+            _ => return Err("must be https://IP:PORT with a port from 1 to 65535"),
+        },
+    }
     Ok(format!("https://{host_port}"))
 }
 
@@ -375,5 +405,31 @@ fleet_key_file = "/etc/ecs-mfa/fleet.key"
         assert!(parse(&quota).unwrap_err().contains("quota_backend_bytes"));
         let typo = format!("{GOOD}endpoint = []\n");
         assert!(parse(&typo).is_err(), "unknown keys are errors");
+    }
+
+    #[test]
+    fn endpoints_must_be_ip_literals_not_host_names() {
+        for name in [
+            "https://etcd1.example.com:2379",
+            "https://localhost:2379",
+            "https://10.0.0.11.nip.io:2379",
+            "https://[::1:2379",
+            "https://10.0.0.11:0",
+            "https://10.0.0.11:http",
+        ] {
+            let text = GOOD.replace("https://10.0.0.11:2379", name);
+            let err = parse(&text).unwrap_err();
+            assert!(err.starts_with("fleet.endpoints: "), "{name}: {err}");
+        }
+        let err = parse(&GOOD.replace("https://10.0.0.11:2379", "https://etcd1:2379")).unwrap_err();
+        assert!(err.contains("host names are refused"), "{err}");
+        for ip in [
+            "https://[2001:db8::10]:2379",
+            "https://127.0.0.1",
+            "https://[::1]",
+        ] {
+            let text = GOOD.replace("https://10.0.0.11:2379", ip);
+            assert!(parse(&text).is_ok(), "{ip}");
+        }
     }
 }

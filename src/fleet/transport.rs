@@ -52,8 +52,10 @@ impl Transport for ecs_mfa_etcd_transport::Client {
     }
 }
 
-/// The client linked into this program.
+/// The client linked into this program (`mfa-enroll`: answers up to
+/// [`ecs_mfa_etcd_transport::MAX_ANSWER_BYTES`], for listings of a whole fleet).
 pub fn native(tls: &TlsPem<'_>) -> Result<Box<dyn Transport>, ConnectError> {
-    let client = ecs_mfa_etcd_transport::Client::new(tls).map_err(ConnectError::Tls)?;
+    let client = ecs_mfa_etcd_transport::Client::new(tls, ecs_mfa_etcd_transport::MAX_ANSWER_BYTES)
+        .map_err(ConnectError::Tls)?;
     Ok(Box::new(client))
 }

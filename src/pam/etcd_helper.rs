@@ -48,7 +48,7 @@ pub fn connect(tls: &TlsPem<'_>) -> Result<Box<dyn Transport>, ConnectError> {
     let message = take(&lib, &mut answer);
     if client.is_null() {
         let why = String::from_utf8_lossy(&message);
-        return Err(ConnectError::Tls(crate::audit::ascii_printable(&why, 500)));
+        return Err(ConnectError::Tls(message_text(&why, 500)));
     }
     Ok(Box::new(Helper { client, lib }))
 }
@@ -180,7 +180,22 @@ fn dlerror() -> String {
         return "unknown error".into();
     }
     // SAFETY: as above.
-    crate::audit::ascii_printable(&unsafe { CStr::from_ptr(text) }.to_string_lossy(), 300)
+    message_text(&unsafe { CStr::from_ptr(text) }.to_string_lossy(), 300)
+}
+
+/// A message from the helper made safe for a log line: printable ASCII and spaces (the
+/// messages are sentences), at most `max` characters.
+fn message_text(text: &str, max: usize) -> String {
+    text.chars()
+        .take(max)
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
 }
 
 /// Copies the answer's bytes out and gives the answer back to the helper (which wipes it).
@@ -228,7 +243,7 @@ impl Transport for Helper {
         };
         let (class, status) = (answer.class, answer.status);
         let bytes = take(&self.lib, &mut answer);
-        let message = || crate::audit::ascii_printable(&String::from_utf8_lossy(&bytes), 500);
+        let message = || message_text(&String::from_utf8_lossy(&bytes), 500);
         match class {
             abi::CLASS_OK => Ok((status, bytes)),
             abi::CLASS_UNAVAILABLE => Err(Failure::Unavailable(message())),

@@ -479,3 +479,35 @@ impl Drop for Cluster {
         }
     }
 }
+
+// Appended for tests/fleet_faults.rs (issue 23): a node that hangs instead of dying.
+impl Cluster {
+    /// Stops node `i` with SIGSTOP: its port still accepts TCP connections (the kernel's
+    /// backlog) but nothing answers, as with a hung process or a blackholed address.
+    pub fn pause(&self, i: usize) {
+        self.signal(i, "-STOP");
+    }
+
+    /// Resumes node `i` (SIGCONT) and waits until all three nodes are healthy.
+    pub fn resume(&self, i: usize) {
+        self.signal(i, "-CONT");
+        self.wait_healthy(&[0, 1, 2]);
+    }
+
+    /// Resumes several stopped nodes and waits until all three are healthy.
+    pub fn resume_all(&self, nodes: &[usize]) {
+        for &i in nodes {
+            self.signal(i, "-CONT");
+        }
+        self.wait_healthy(&[0, 1, 2]);
+    }
+
+    fn signal(&self, i: usize, sig: &str) {
+        let pid = self.nodes[i].child.as_ref().expect("node running").id();
+        let status = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {sig} {pid}");
+    }
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 use ecs_mfa_etcd_transport::abi::{
     ABI_VERSION, Answer, Api, Bytes, CLASS_OK, CLASS_REFUSED, CLASS_UNAVAILABLE,
 };
-use ecs_mfa_etcd_transport::{Client, Failure, TlsPem};
+use ecs_mfa_etcd_transport::{Client, Failure, LOGIN_MAX_ANSWER_BYTES, TlsPem};
 use zeroize::Zeroize;
 
 /// The table the module looks up (`abi::SYMBOL`).
@@ -81,7 +81,10 @@ unsafe extern "C" fn client_new(
             key: slice(key),
         }
     };
-    match catch_unwind(AssertUnwindSafe(|| Client::new(&tls))) {
+    // Only logins load this library: answers are bounded to what a login ever reads.
+    match catch_unwind(AssertUnwindSafe(|| {
+        Client::new(&tls, LOGIN_MAX_ANSWER_BYTES)
+    })) {
         Ok(Ok(client)) => {
             fill(out, CLASS_OK, 0, Vec::new());
             Box::into_raw(Box::new(client)).cast()

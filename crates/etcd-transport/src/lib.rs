@@ -15,6 +15,14 @@
 //!   [`Failure::Refused`] (may be an attack: never a fallback).
 //!
 //! HTTP status codes are not judged here: the caller knows what etcd means by them.
+//!
+//! Time and memory (docs/fleet.md, "Deadlines and memory"): one request never outlasts the
+//! `timeout` it is given, whatever the server does (connect, TLS handshake, request, headers
+//! and body are all under ureq's *global* timeout, measured from the start of the request),
+//! and its answer is read up to a fixed size ([`Client::new`]'s `max_answer`). Endpoints must
+//! be IP literals ([`IpLiteralResolver`]): a host name would need a resolver, and a resolver
+//! that can be timed out needs a thread (ureq spawns one per request when any timeout is set),
+//! which has no place inside sshd's authentication child.
 
 pub mod abi;
 
@@ -24,8 +32,12 @@ use std::time::Duration;
 use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig, TlsProvider};
 use zeroize::Zeroizing;
 
-/// Largest answer read (a `status --all` of a big fleet lists keys only).
+/// Largest answer `mfa-enroll` reads (a `fleet sync` of a big fleet reads every record).
 pub const MAX_ANSWER_BYTES: u64 = 16 * 1024 * 1024;
+/// Largest answer a login reads (the helper's limit): a login reads one record and one state
+/// value, a few KiB; 1 MiB is far above any legitimate answer and bounds what a hostile
+/// server can make the PAM process hold.
+pub const LOGIN_MAX_ANSWER_BYTES: u64 = 1024 * 1024;
 
 /// Why a request did not get an HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,12 +61,14 @@ pub struct TlsPem<'a> {
 /// A client for one cluster's endpoints (connections are not kept between requests).
 pub struct Client {
     agent: ureq::Agent,
+    max_answer: u64,
 }
 
 impl Client {
-    /// A client that trusts only `tls.ca` and presents `tls.cert`. The error says which part is
-    /// unusable (it names the part, never the key's bytes).
-    pub fn new(tls: &TlsPem<'_>) -> Result<Self, String> {
+    /// A client that trusts only `tls.ca` and presents `tls.cert`, and reads answers of at most
+    /// `max_answer` bytes. The error says which part is unusable (it names the part, never the
+    /// key's bytes).
+    pub fn new(tls: &TlsPem<'_>, max_answer: u64) -> Result<Self, String> {
         let certs = |bytes: &[u8], what: &str| -> Result<Vec<Certificate<'static>>, String> {
             let list: Vec<_> = ureq::tls::parse_pem(bytes)
                 .filter_map(|item| match item {
@@ -80,19 +94,29 @@ impl Client {
             .root_certs(RootCerts::new_with_certs(&ca))
             .client_cert(Some(ClientCert::new_with_certs(&cert, key)))
             .build();
-        let agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .tls_config(config)
             .http_status_as_error(false)
             .max_redirects(0)
             .https_only(true)
+            // Never a proxy from the environment (sshd's, or an administrator's shell).
+            .proxy(None)
+            // Headers of an etcd answer are a few hundred bytes.
+            .max_response_header_size(16 * 1024)
             .user_agent("ecs-mfa")
-            .build()
-            .new_agent();
-        Ok(Self { agent })
+            .build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::new(),
+            IpLiteralResolver,
+        );
+        Ok(Self { agent, max_answer })
     }
 
     /// `POST url` with a JSON `body` (and `Authorization: token` when given), all of it within
-    /// `timeout`. Returns the HTTP status and the body (at most [`MAX_ANSWER_BYTES`]).
+    /// `timeout` (one deadline for connect, handshake, request, headers and body). Returns the
+    /// HTTP status and the body (at most the client's `max_answer` bytes; a longer one is
+    /// [`Failure::Refused`]).
     pub fn post(
         &self,
         url: &str,
@@ -110,14 +134,11 @@ impl Client {
         if let Some(token) = token {
             request = request.header("Authorization", token);
         }
-        let left = Some(timeout);
+        // The global timeout runs from the start of this request and bounds every phase;
+        // with IpLiteralResolver it spawns no thread (ureq's own resolver would).
         let sent = request
             .config()
-            .timeout_connect(left)
-            .timeout_send_request(left)
-            .timeout_send_body(left)
-            .timeout_recv_response(left)
-            .timeout_recv_body(left)
+            .timeout_global(Some(timeout))
             .build()
             .send(body);
         let mut response = sent.map_err(classify)?;
@@ -125,10 +146,42 @@ impl Client {
         let answer = response
             .body_mut()
             .with_config()
-            .limit(MAX_ANSWER_BYTES)
+            .limit(self.max_answer)
             .read_to_vec()
-            .map_err(classify)?;
+            .map_err(|e| match e {
+                ureq::Error::BodyExceedsLimit(limit) => Failure::Refused(format!(
+                    "the answer is larger than {limit} bytes (not etcd?)"
+                )),
+                other => classify(other),
+            })?;
         Ok((status, Zeroizing::new(answer)))
+    }
+}
+
+/// Resolves only IP literals, at once and without a thread; a host name is refused (the
+/// config check refuses names in `endpoints` already: a resolver that does not answer would
+/// hold a login, and bounding it takes a thread).
+#[derive(Debug)]
+pub struct IpLiteralResolver;
+
+impl ureq::unversioned::resolver::Resolver for IpLiteralResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        _config: &ureq::config::Config,
+        _timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let authority = uri.authority().ok_or(ureq::Error::HostNotFound)?;
+        let host = authority.host();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let ip: std::net::IpAddr = host.parse().map_err(|_| ureq::Error::HostNotFound)?;
+        let port = authority.port_u16().unwrap_or(443);
+        let mut addrs = self.empty();
+        addrs.push(std::net::SocketAddr::new(ip, port));
+        Ok(addrs)
     }
 }
 
@@ -156,8 +209,9 @@ fn classify(e: ureq::Error) -> Failure {
             }
         }
         ureq::Error::Timeout(t) => Failure::Unavailable(format!("timeout ({t})")),
-        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => {
-            Failure::Unavailable(e.to_string())
+        ureq::Error::ConnectionFailed => Failure::Unavailable(e.to_string()),
+        ureq::Error::HostNotFound => {
+            Failure::Refused("the endpoint is not an IP address (host names are refused)".into())
         }
         ureq::Error::Rustls(t) => Failure::Refused(format!("TLS: {t}")),
         ureq::Error::Tls(t) => Failure::Refused(format!("TLS: {t}")),
@@ -195,7 +249,7 @@ mod tests {
             cert: b"",
             key: b"",
         };
-        let err = Client::new(&tls).err().unwrap();
+        let err = Client::new(&tls, MAX_ANSWER_BYTES).err().unwrap();
         assert!(err.contains("ca_file"), "{err}");
     }
 }

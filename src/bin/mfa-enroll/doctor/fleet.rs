@@ -82,12 +82,16 @@ pub(super) fn check_fleet(
                         took.as_secs_f64() * 1000.0
                     ),
                 );
-                if took > config.timeout / 2 {
+                // A login gives the first endpoint it tries an equal share of timeout_ms
+                // (docs/fleet.md, "Deadlines and memory").
+                let share = config.timeout / config.endpoints.len().max(1) as u32;
+                if took > share {
                     findings.warning(
                         "fleet",
                         format!(
-                            "{endpoint} took {} ms, more than half of timeout_ms",
-                            took.as_millis()
+                            "{endpoint} took {} ms, more than its share of timeout_ms ({} ms: a login gives each endpoint it tries an equal share)",
+                            took.as_millis(),
+                            share.as_millis()
                         ),
                         "raise timeout_ms, or use closer endpoints",
                     );

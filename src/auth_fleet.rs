@@ -76,7 +76,12 @@ pub(crate) fn decide_enrolled(
     };
     let grace = grace_id(policy, user, attempt);
     if let (Some(id), Ok(unix)) = (grace, now.duration_since(std::time::UNIX_EPOCH))
-        && in_grace(&snapshot.state.login, id, unix.as_secs())
+        && in_grace(
+            &snapshot.state.login,
+            id,
+            unix.as_secs(),
+            policy.grace.map_or(0, |g| g.seconds),
+        )
     {
         return with_note(grace_decision(conv, policy, attempt, digits), note);
     }
@@ -162,24 +167,34 @@ struct FleetEffects<'a> {
 }
 
 impl Effects for FleetEffects<'_> {
-    fn use_recovery(&mut self, hash: &str) -> Result<Option<usize>, Decision> {
+    fn use_recovery(
+        &mut self,
+        _: &UserRecord,
+        _: &mut crate::state::UserState,
+        hash: &str,
+    ) -> Result<Option<(usize, Option<String>)>, Decision> {
         let id = recovery_id(hash);
         if self.used_recovery.contains(&id) {
             return Ok(None);
         }
         self.used_recovery.push(id);
-        Ok(Some(self.left))
+        Ok(Some((self.left, None)))
     }
 
-    fn hotp_next(&self, record: &UserRecord) -> u64 {
+    fn hotp_next(&self, record: &UserRecord, _: &crate::state::UserState) -> u64 {
         // The snapshot's record already carries the fleet's counter (FleetState::apply_to).
         record.hotp.unwrap_or(0)
     }
 
-    fn advance_hotp(&mut self, record: &UserRecord, next: u64) -> Result<(), Decision> {
-        let next = next.max(self.hotp_next(record));
+    fn advance_hotp(
+        &mut self,
+        record: &UserRecord,
+        st: &mut crate::state::UserState,
+        next: u64,
+    ) -> Result<Option<String>, Decision> {
+        let next = next.max(self.hotp_next(record, st));
         *self.hotp = Some((hotp_tag(record.secret.as_bytes()), next));
-        Ok(())
+        Ok(None)
     }
 }
 

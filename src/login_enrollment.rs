@@ -52,14 +52,19 @@ pub fn run(
             Err(StoreError::NotEnrolled) => {}
             Err(e) => return Some(Decision::deny(Reason::BadFile).with_detail(e.to_string())),
         }
-        Some(match enroll(conv, policy, store, user, key, now) {
-            Ok((decision, step_start)) => {
-                // The confirmation code is used: it cannot log in a second time.
-                st.record_success(step_start);
-                decision
-            }
-            Err(decision) => decision,
-        })
+        // Above every generation this user's state has seen (a removed record's included).
+        let generation = st.generation.saturating_add(1);
+        Some(
+            match enroll(conv, policy, store, user, key, now, generation) {
+                Ok((decision, step_start)) => {
+                    st.generation = generation;
+                    // The confirmation code is used: it cannot log in a second time.
+                    st.record_success(step_start);
+                    decision
+                }
+                Err(decision) => decision,
+            },
+        )
     });
     match outcome {
         Ok(decision) => decision,
@@ -76,6 +81,7 @@ fn enroll(
     user: &UserName,
     key: &str,
     now: u64,
+    generation: u64,
 ) -> Result<(Decision, u64), Decision> {
     let internal = |why: String| Decision::deny(Reason::Internal).with_detail(why);
     let mut bytes = zeroize::Zeroizing::new(vec![0u8; 20]);
@@ -93,6 +99,7 @@ fn enroll(
             key: key.to_string(),
         },
         hotp: None,
+        generation,
     };
     let uri = otpauth::compact_record_uri(&record);
     // Error correction L keeps the code small (about 23 lines for a typical URI), so that it

@@ -220,11 +220,12 @@ impl Grace {
                 .any(|m| m.id == id && m.until > now && m.until <= limit)
     }
 
-    /// Starts (or extends) the grace period of `id` until `until`, dropping expired marks and,
-    /// when full, the one that ends first.
+    /// Starts (or extends) the grace period of `id` until `until`, dropping expired marks,
+    /// marks that end later than this fresh one (longer than `grace_seconds` allows now: see
+    /// [`Grace::covers`]) and, when full, the one that ends first.
     pub fn grant(&mut self, id: u64, until: u64, now: u64) {
         for m in &mut self.0 {
-            if m.until <= now {
+            if m.until <= now || m.until > until {
                 *m = GraceMark::default();
             }
         }
@@ -705,6 +706,13 @@ mod tests {
         let forged = Grace::from_strings(&["0000000000000007:4102444800".to_string()]).unwrap();
         assert!(!forged.covers(7, 1_000_000, 3600));
         assert!(!forged.covers(0, 1_000_000, u64::MAX));
+        // Forged marks do not hold slots against real ones: the next grant drops them.
+        let all: Vec<String> = (1..=4).map(|i| format!("{i:016x}:4102444800")).collect();
+        let mut full = Grace::from_strings(&all).unwrap();
+        full.grant(9, 1_000_600, 1_000_000);
+        full.grant(10, 1_000_600, 1_000_000);
+        assert!(full.covers(9, 1_000_000, 600) && full.covers(10, 1_000_000, 600));
+        assert_eq!(full.marks().count(), 2);
     }
 
     #[test]

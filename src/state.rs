@@ -418,20 +418,28 @@ impl UserState {
     }
 
     fn to_text(self) -> String {
-        format!(
-            "version = {STATE_VERSION}\nlast_accepted = {}\nfailures = {}\nlocked_until = {}\ngrace = {}\nhotp_resync = {}\nused_recovery = {}\n{}generation = {}\n",
+        let mut text = format!(
+            "version = {STATE_VERSION}\nlast_accepted = {}\nfailures = {}\nlocked_until = {}\ngrace = {}\nhotp_resync = {}\n",
             self.last_accepted,
             self.failures,
             self.locked_until,
             self.grace.to_toml_array(),
             self.hotp_resync,
-            self.used_recovery.to_toml_array(),
-            match self.hotp {
-                Some((tag, next)) => format!("hotp = \"{tag:016x}:{next}\"\n"),
-                None => String::new(),
-            },
-            self.generation
-        )
+        );
+        // The newer fields only when set: a module from before them can still read the file.
+        if self.used_recovery != UsedRecovery::default() {
+            text.push_str(&format!(
+                "used_recovery = {}\n",
+                self.used_recovery.to_toml_array()
+            ));
+        }
+        if let Some((tag, next)) = self.hotp {
+            text.push_str(&format!("hotp = \"{tag:016x}:{next}\"\n"));
+        }
+        if self.generation > 0 {
+            text.push_str(&format!("generation = {}\n", self.generation));
+        }
+        text
     }
 
     fn parse(bytes: &[u8]) -> Result<Self, Corruption> {

@@ -125,14 +125,18 @@ impl FleetState {
             .map(|id| format!("\"{id}\""))
             .collect();
         format!(
-            "version = {VERSION}\nlast_accepted = {}\nfailures = {}\nlocked_until = {}\nused_recovery = [{}]\ngrace = {}\nhotp_resync = {}\ngeneration = {}\n{}",
+            "version = {VERSION}\nlast_accepted = {}\nfailures = {}\nlocked_until = {}\nused_recovery = [{}]\ngrace = {}\nhotp_resync = {}\n{}{}",
             self.login.last_accepted,
             self.login.failures,
             self.login.locked_until,
             used.join(", "),
             self.login.grace.to_toml_array(),
             self.login.hotp_resync,
-            self.login.generation,
+            // Only when set: servers from before it can still read the value until then.
+            match self.login.generation {
+                0 => String::new(),
+                g => format!("generation = {g}\n"),
+            },
             match self.hotp {
                 Some((tag, next)) => format!("hotp = \"{tag:016x}:{next}\"\n"),
                 None => String::new(),

@@ -560,9 +560,9 @@ pub(crate) fn decide(
     if let Err(seen) = st.see_generation(record.generation) {
         return refuse(Decision::deny(Reason::BadFile).with_detail(format!(
             "record generation {} is older than {seen} seen before: rolled back? (a restored \
-             backup or an old value written back; an administrator's write of the record, e.g. \
-             mfa-enroll reset --user {}, moves it forward)",
-            record.generation, record.user
+             backup or an old value written back): mfa-enroll reset --user {} replaces it, or \
+             mfa-enroll recovery --user {} keeps it (with new recovery codes)",
+            record.generation, record.user, record.user
         )));
     }
     // Clock anomalies first: state written while the clock was ahead must neither lock the

@@ -64,6 +64,7 @@ fn main() {
             recovery_codes: if i == 0 { hashes.clone() } else { vec![] },
             origin: pam_ecs_mfa::store::record::Origin::Admin,
             hotp: None,
+            generation: 0,
         };
         store.save(&record, SaveMode::CreateNew).unwrap();
     }

@@ -349,18 +349,30 @@ pub(crate) fn ask_code(
     Ok((answer, since_epoch.as_secs()))
 }
 
-/// What a decision changes besides the login state it is given. Local files: the record,
-/// under the store lock (a used recovery code removed, an HOTP counter moved forward). Fleet:
-/// the fleet state, in the same compare-and-swap as the login state (hosts cannot write
-/// records).
+/// What a decision changes besides the login state it is given. The decision is made on the
+/// state only (files: `used_recovery` and `hotp` in the state file, saved by the login's one
+/// state write; fleet: the fleet state, in the same compare-and-swap), so a full or read-only
+/// store never refuses a login. Files then fold the change into the record as a best effort.
 pub(crate) trait Effects {
-    /// Uses up the recovery code with this hash: `Ok(Some(remaining))`, `Ok(None)` when it is
-    /// no longer there (another login used it), `Err` with the denial when it cannot be done.
-    fn use_recovery(&mut self, hash: &str) -> Result<Option<usize>, Decision>;
+    /// Uses up the recovery code with this hash (one of `record`'s) in `st`:
+    /// `Ok(Some((remaining, note)))`, `Ok(None)` when it is already used (another login used
+    /// it), `Err` with the denial when it cannot be done. `note`: for the audit line.
+    fn use_recovery(
+        &mut self,
+        record: &UserRecord,
+        st: &mut crate::state::UserState,
+        hash: &str,
+    ) -> Result<Option<(usize, Option<String>)>, Decision>;
     /// The next HOTP counter of `record`'s token (where the last accepted code left it).
-    fn hotp_next(&self, record: &UserRecord) -> u64;
-    /// Moves the HOTP counter forward to `next` (never back), durably, or says why not.
-    fn advance_hotp(&mut self, record: &UserRecord, next: u64) -> Result<(), Decision>;
+    fn hotp_next(&self, record: &UserRecord, st: &crate::state::UserState) -> u64;
+    /// Moves the HOTP counter forward to `next` (never back) in `st`, or says why not.
+    /// `Ok(note)`: for the audit line.
+    fn advance_hotp(
+        &mut self,
+        record: &UserRecord,
+        st: &mut crate::state::UserState,
+        next: u64,
+    ) -> Result<Option<String>, Decision>;
 }
 
 /// [`Effects`] on local files. `offline`: the fleet is unreachable and this is its local copy:
@@ -382,33 +394,76 @@ impl FileEffects<'_> {
             None => Ok(()),
         }
     }
+
+    /// Best effort: applies `change` to the record too (durable across a reboot, which empties
+    /// the state directory). The state already holds the change, so a failure (a full or
+    /// read-only store) does not refuse the login: it is returned as the audit note.
+    fn fold(&self, what: &str, change: impl FnOnce(&mut UserRecord)) -> Option<String> {
+        self.store.update(self.user, change).err().map(|e| {
+            format!(
+                "{what} recorded in the login state only (lost if the server reboots before a \
+                 later login or mfa-enroll command writes the record): {e}"
+            )
+        })
+    }
 }
 
 impl Effects for FileEffects<'_> {
-    fn use_recovery(&mut self, hash: &str) -> Result<Option<usize>, Decision> {
+    fn use_recovery(
+        &mut self,
+        record: &UserRecord,
+        st: &mut crate::state::UserState,
+        hash: &str,
+    ) -> Result<Option<(usize, Option<String>)>, Decision> {
         self.refuse_offline("recovery codes")?;
-        self.store
-            .update(self.user, |record| {
-                let at = record.recovery_codes.iter().position(|h| *h == hash)?;
-                record.recovery_codes.remove(at);
-                Some(record.recovery_codes.len())
-            })
-            .map_err(|e| Decision::deny(Reason::BadFile).with_detail(e.to_string()))
+        if st.used_recovery.contains(hash) {
+            return Ok(None);
+        }
+        if !st.used_recovery.use_code(hash, &record.recovery_codes) {
+            return Err(Decision::deny(Reason::BadFile).with_detail(format!(
+                "more than {} recovery codes used and not yet removed from the record; \
+                 mfa-enroll recovery --user {} issues new ones",
+                crate::state::USED_RECOVERY_SLOTS,
+                record.user
+            )));
+        }
+        let remaining = st.used_recovery.unused_in(&record.recovery_codes);
+        let note = self.fold("recovery code use", |current| {
+            current.recovery_codes.retain(|h| h != hash);
+        });
+        Ok(Some((remaining, note)))
     }
 
-    fn hotp_next(&self, record: &UserRecord) -> u64 {
-        record.hotp.unwrap_or(0)
+    fn hotp_next(&self, record: &UserRecord, st: &crate::state::UserState) -> u64 {
+        let counter = record.hotp.unwrap_or(0);
+        match st.hotp {
+            Some((tag, next)) if tag == crate::fleet::state::hotp_tag(record.secret.as_bytes()) => {
+                counter.max(next)
+            }
+            _ => counter,
+        }
     }
 
-    fn advance_hotp(&mut self, _: &UserRecord, next: u64) -> Result<(), Decision> {
+    fn advance_hotp(
+        &mut self,
+        record: &UserRecord,
+        st: &mut crate::state::UserState,
+        next: u64,
+    ) -> Result<Option<String>, Decision> {
         self.refuse_offline("HOTP tokens")?;
-        self.store
-            .update(self.user, |record| {
-                if let Some(counter) = &mut record.hotp {
-                    *counter = (*counter).max(next);
-                }
-            })
-            .map_err(|e| Decision::deny(Reason::BadFile).with_detail(e.to_string()))
+        let next = next.max(self.hotp_next(record, st));
+        st.hotp = Some((
+            crate::fleet::state::hotp_tag(record.secret.as_bytes()),
+            next,
+        ));
+        let tag = crate::fleet::state::hotp_tag(record.secret.as_bytes());
+        Ok(self.fold("HOTP counter", |current| {
+            if crate::fleet::state::hotp_tag(current.secret.as_bytes()) == tag
+                && let Some(counter) = &mut current.hotp
+            {
+                *counter = (*counter).max(next);
+            }
+        }))
     }
 }
 
@@ -440,6 +495,15 @@ pub(crate) fn decide(
         }
         d
     };
+    // An older record than one seen before: a replaced secret written back (issue 23.6).
+    if let Err(seen) = st.see_generation(record.generation) {
+        return refuse(Decision::deny(Reason::BadFile).with_detail(format!(
+            "record generation {} is older than {seen} seen before: rolled back? (a restored \
+             backup or an old value written back): mfa-enroll reset --user {} replaces it, or \
+             mfa-enroll recovery --user {} keeps it (with new recovery codes)",
+            record.generation, record.user, record.user
+        )));
+    }
     // Clock anomalies first: state written while the clock was ahead must neither lock the
     // user out for longer than policy allows nor pass for replays.
     st.clamp_lockout(now, policy.throttle.lockout_max_seconds);
@@ -561,14 +625,18 @@ fn decide_recovery(
     crate::recovery::pace(started);
     let consumed = match matched {
         None => Ok(None),
-        Some(hash) => effects.use_recovery(&hash),
+        Some(hash) => effects.use_recovery(record, st, &hash),
     };
     match consumed {
-        Ok(Some(remaining)) => {
+        Ok(Some((remaining, note))) => {
             st.forget_failures();
-            Decision {
+            let d = Decision {
                 remaining: Some(remaining),
                 ..Decision::new_success(Reason::RecoveryCode)
+            };
+            match note {
+                Some(note) => d.with_detail(note),
+                None => d,
             }
         }
         Ok(None) => {
@@ -599,19 +667,25 @@ fn decide_hotp(
     effects: &mut dyn Effects,
 ) -> Decision {
     let params = record.params;
-    let next = effects.hotp_next(record);
+    let next = effects.hotp_next(record, st);
     let window = u64::from(policy.hotp_window);
     let Some(code) = totp::normalize_code(answer, params.digits()) else {
         return hotp_failure(Decision::deny(Reason::BadCode), now, policy, st);
     };
     let accept =
         |counter: u64, st: &mut crate::state::UserState, effects: &mut dyn Effects| match effects
-            .advance_hotp(record, counter.saturating_add(1))
+            .advance_hotp(record, st, counter.saturating_add(1))
         {
-            Ok(()) => {
+            Ok(note) => {
                 st.forget_failures();
                 st.hotp_resync = 0;
-                Decision::success(i64::try_from(counter.saturating_sub(next)).unwrap_or(i64::MAX))
+                let d = Decision::success(
+                    i64::try_from(counter.saturating_sub(next)).unwrap_or(i64::MAX),
+                );
+                match note {
+                    Some(note) => d.with_detail(note),
+                    None => d,
+                }
             }
             Err(denial) => denial,
         };
@@ -623,8 +697,12 @@ fn decide_hotp(
         totp::hotp_verify(&record.secret, params, &code, beyond, HOTP_RESYNC_LIMIT)
     {
         if st.hotp_resync != 0 && counter == st.hotp_resync {
-            return accept(counter, st, effects)
-                .with_detail("HOTP token resynchronised by two consecutive codes");
+            let d = accept(counter, st, effects);
+            let note = match &d.detail {
+                Some(note) => format!("HOTP token resynchronised by two consecutive codes; {note}"),
+                None => "HOTP token resynchronised by two consecutive codes".to_string(),
+            };
+            return d.with_detail(note);
         }
         let d = hotp_failure(
             Decision::deny(Reason::BadCode).with_detail(
@@ -808,14 +886,24 @@ fn first_pass_is_a_code(record: &UserRecord, policy: &Policy, token: &[u8], now:
     /// Effects that write nothing.
     struct DryRun;
     impl Effects for DryRun {
-        fn use_recovery(&mut self, _: &str) -> Result<Option<usize>, Decision> {
-            Ok(Some(0))
+        fn use_recovery(
+            &mut self,
+            _: &UserRecord,
+            _: &mut crate::state::UserState,
+            _: &str,
+        ) -> Result<Option<(usize, Option<String>)>, Decision> {
+            Ok(Some((0, None)))
         }
-        fn hotp_next(&self, record: &UserRecord) -> u64 {
+        fn hotp_next(&self, record: &UserRecord, _: &crate::state::UserState) -> u64 {
             record.hotp.unwrap_or(0)
         }
-        fn advance_hotp(&mut self, _: &UserRecord, _: u64) -> Result<(), Decision> {
-            Ok(())
+        fn advance_hotp(
+            &mut self,
+            _: &UserRecord,
+            _: &mut crate::state::UserState,
+            _: u64,
+        ) -> Result<Option<String>, Decision> {
+            Ok(None)
         }
     }
     let mut scratch = crate::state::UserState::default();
@@ -965,6 +1053,7 @@ mod tests {
                 recovery_codes: vec![],
                 origin: crate::store::record::Origin::Admin,
                 hotp: None,
+                generation: 0,
             };
             Store::new(&policy.store_dir)
                 .save(&record, SaveMode::CreateNew)
@@ -1183,7 +1272,11 @@ mod tests {
         // What `mfa-enroll unlock` does.
         let state = FileStateStore::new(&f.policy.state_dir);
         let alice = UserName::parse("alice").unwrap();
-        state.transact(&alice, |st| st.unlock(NOW)).unwrap();
+        state
+            .transact(&alice, |st| {
+                st.unlock(NOW, crate::state::replay_tolerance(30, 1))
+            })
+            .unwrap();
         let (d, _) = f.login("alice", Some(&f.code(NOW)), NOW);
         assert_eq!(
             d.reason,

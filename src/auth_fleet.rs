@@ -75,7 +75,7 @@ pub(crate) fn decide_enrolled(
     };
     let grace = grace::grace_id(policy, user, attempt);
     if let (Some(id), Ok(unix)) = (grace, clock().duration_since(std::time::UNIX_EPOCH))
-        && grace::in_grace(&snapshot.state.login, id, unix.as_secs())
+        && grace::in_grace(policy, &snapshot.state.login, id, unix.as_secs())
     {
         let now = unix.as_secs();
         // Password stacks take the mark out of the fleet state (see `grace`); a lost race or
@@ -180,24 +180,34 @@ struct FleetEffects<'a> {
 }
 
 impl Effects for FleetEffects<'_> {
-    fn use_recovery(&mut self, hash: &str) -> Result<Option<usize>, Decision> {
+    fn use_recovery(
+        &mut self,
+        _: &UserRecord,
+        _: &mut crate::state::UserState,
+        hash: &str,
+    ) -> Result<Option<(usize, Option<String>)>, Decision> {
         let id = recovery_id(hash);
         if self.used_recovery.contains(&id) {
             return Ok(None);
         }
         self.used_recovery.push(id);
-        Ok(Some(self.left))
+        Ok(Some((self.left, None)))
     }
 
-    fn hotp_next(&self, record: &UserRecord) -> u64 {
+    fn hotp_next(&self, record: &UserRecord, _: &crate::state::UserState) -> u64 {
         // The snapshot's record already carries the fleet's counter (FleetState::apply_to).
         record.hotp.unwrap_or(0)
     }
 
-    fn advance_hotp(&mut self, record: &UserRecord, next: u64) -> Result<(), Decision> {
-        let next = next.max(self.hotp_next(record));
+    fn advance_hotp(
+        &mut self,
+        record: &UserRecord,
+        st: &mut crate::state::UserState,
+        next: u64,
+    ) -> Result<Option<String>, Decision> {
+        let next = next.max(self.hotp_next(record, st));
         *self.hotp = Some((hotp_tag(record.secret.as_bytes()), next));
-        Ok(())
+        Ok(None)
     }
 }
 

@@ -59,33 +59,94 @@ impl Enrollments {
         }
     }
 
-    /// Saves a record ([`SaveMode::CreateNew`] never replaces one).
-    pub fn save(&self, record: &UserRecord, mode: SaveMode) -> Result<(), StoreError> {
+    /// Saves a record as an administrator ([`SaveMode::CreateNew`] never replaces one): a new
+    /// secret (enroll, reset, import, fleet push). Its generation becomes one more than both
+    /// the current record's and the highest the login state has seen (so a record rolled back
+    /// before this write works again, and every older value stays refused), the state
+    /// remembers it, and forgets what belonged to the old secret (failures, grace periods,
+    /// used recovery codes: [`UserState::replace_secret`]).
+    pub fn save(
+        &self,
+        policy: &Policy,
+        record: &UserRecord,
+        mode: SaveMode,
+    ) -> Result<(), StoreError> {
+        let states = self.states(policy);
+        let mut record = record.clone();
+        record.generation = self.next_generation(&states, &record.user);
         match self {
-            Self::Files(store) => store.save(record, mode),
+            Self::Files(store) => store.save(&record, mode)?,
             Self::Fleet(fleet) => {
-                match fleet.save_record(record, mode).map_err(StoreError::Fleet)? {
-                    Saved::Written => Ok(()),
-                    Saved::AlreadyEnrolled => Err(StoreError::AlreadyEnrolled),
+                match fleet
+                    .save_record(&record, mode)
+                    .map_err(StoreError::Fleet)?
+                {
+                    Saved::Written => {}
+                    Saved::AlreadyEnrolled => return Err(StoreError::AlreadyEnrolled),
                 }
             }
         }
+        remember_generation(&states, &record.user, record.generation, true);
+        Ok(())
     }
 
-    /// Edits `user`'s record; never loses a concurrent change (files: under the store lock;
-    /// fleet: compare-and-swap, `change` may run again on the newer record).
+    /// Edits `user`'s record as an administrator; never loses a concurrent change (files: under
+    /// the store lock; fleet: compare-and-swap, `change` may run again on the newer record).
+    /// `change` sees the record with what logins recorded in the state folded in (used
+    /// recovery codes removed, HOTP counter moved), and that is written too (see
+    /// [`Enrollments::fold`]). A write raises the generation (see [`Enrollments::save`]).
     pub fn update<R>(
         &self,
+        policy: &Policy,
         user: &UserName,
         mut change: impl FnMut(&mut UserRecord) -> R,
     ) -> Result<R, StoreError> {
-        match self {
-            Self::Files(store) => store.update(user, change),
+        let states = self.states(policy);
+        let (result, written) = match self {
+            Self::Files(store) => {
+                let st = states.transact(user, |st| *st).unwrap_or_default();
+                store.update(user, |record| {
+                    let before = record.clone();
+                    st.fold_into(record);
+                    let result = change(record);
+                    let mut written = None;
+                    if *record != before {
+                        record.generation = before.generation.max(st.generation).saturating_add(1);
+                        written = Some(record.generation);
+                    }
+                    (result, written)
+                })?
+            }
             Self::Fleet(fleet) => fleet
                 .update_record(user, &mut change)
                 .map_err(StoreError::Fleet)?
-                .ok_or(StoreError::NotEnrolled),
+                .ok_or(StoreError::NotEnrolled)?,
+        };
+        if let Some(generation) = written {
+            remember_generation(&states, user, generation, false);
         }
+        Ok(result)
+    }
+
+    /// Folds what logins recorded in the state into `user`'s record (an administrator's write:
+    /// hosts cannot write fleet records): used recovery codes leave the record, an HOTP
+    /// counter moves forward. Once folded, erasing the state (a compromised fleet host can)
+    /// no longer revives them. `true` if the record was written.
+    pub fn fold(&self, policy: &Policy, user: &UserName) -> Result<bool, StoreError> {
+        let before = self.raw_generation(user);
+        self.update(policy, user, |_| ())?;
+        Ok(self.raw_generation(user) != before)
+    }
+
+    fn raw_generation(&self, user: &UserName) -> Option<u64> {
+        self.load(user).ok().map(|r| r.generation)
+    }
+
+    /// One more than the current record's generation and the highest the state has seen.
+    fn next_generation(&self, states: &States<'_>, user: &UserName) -> u64 {
+        let seen = states.transact(user, |st| st.generation).unwrap_or(0);
+        let current = self.raw_generation(user).unwrap_or(0);
+        current.max(seen).saturating_add(1)
     }
 
     /// Removes `user`'s record.
@@ -139,6 +200,18 @@ impl Enrollments {
             Self::Fleet(fleet) => States::Fleet(fleet),
         }
     }
+}
+
+/// After an administrator's write of generation `generation`: the state remembers it (so the
+/// value just replaced is refused at once), and with `new_secret` forgets what belonged to the
+/// old secret. Best effort: a login that reads the record remembers it too.
+fn remember_generation(states: &States<'_>, user: &UserName, generation: u64, new_secret: bool) {
+    let _ = states.transact(user, |st| {
+        st.generation = st.generation.max(generation);
+        if new_secret {
+            st.replace_secret();
+        }
+    });
 }
 
 /// Login state: local files, or `<prefix>state/<user>` in etcd.

@@ -72,9 +72,12 @@ pub fn grace_id(policy: &Policy, user: &UserName, attempt: &Attempt<'_>) -> Opti
 }
 
 /// Whether a grace period spares this login the code: one was granted for this digest and has
-/// not ended, and there has been no failure and no lockout since (a failure ends them all).
-pub fn in_grace(st: &UserState, id: u64, now: u64) -> bool {
-    st.failures == 0 && st.locked_for(now).is_none() && st.grace.covers(id, now)
+/// not ended, and there has been no failure and no lockout since (a failure ends them all). A
+/// mark that ends further than `grace_seconds` from now was not written by a login of this
+/// policy (a forged or clock-skewed state): it is ignored.
+pub fn in_grace(policy: &Policy, st: &UserState, id: u64, now: u64) -> bool {
+    let max = policy.grace.map_or(0, |g| g.seconds);
+    st.failures == 0 && st.locked_for(now).is_none() && st.grace.covers(id, now, max)
 }
 
 /// Whether this login's grant must wait for `pam_sm_setcred` (a password is checked by
@@ -88,7 +91,7 @@ pub fn deferred(policy: &Policy) -> bool {
 /// mark is taken out (a wrong password then ends the grace) and comes back as the pending
 /// grant of the returned success.
 pub fn use_grace(policy: &Policy, id: u64, now: u64, st: &mut UserState) -> Option<PendingGrace> {
-    if !in_grace(st, id, now) {
+    if !in_grace(policy, st, id, now) {
         return None;
     }
     let until = st.grace.until(id).unwrap_or(now);
@@ -283,30 +286,30 @@ mod tests {
         // prompt: written at once.
         let mut d = Decision::success(0);
         grant(&policy(PassMode::Prompt), Some(7), &mut d, now, &mut st);
-        assert!(st.grace.covers(7, now + 1) && d.grace_pending.is_none());
+        assert!(st.grace.covers(7, now + 1, 600) && d.grace_pending.is_none());
         // forward_pass: pending only.
         let mut st = UserState::default();
         let mut d = Decision::success(0);
         let fwd = policy(PassMode::Forward);
         grant(&fwd, Some(7), &mut d, now, &mut st);
-        assert!(!st.grace.covers(7, now + 1));
+        assert!(!st.grace.covers(7, now + 1, 600));
         let pending = *d.grace_pending.unwrap();
         assert_eq!(pending.until, now + 600);
         commit(pending, now + 1, &mut st);
-        assert!(st.grace.covers(7, now + 2));
+        assert!(st.grace.covers(7, now + 2, 600));
         // A grace login takes the mark out; without setcred (a wrong password) it is gone.
         let used = use_grace(&fwd, 7, now + 10, &mut st).unwrap();
-        assert!(!st.grace.covers(7, now + 11));
+        assert!(!st.grace.covers(7, now + 11, 600));
         assert_eq!(used.until, now + 600, "never extended");
         // setcred puts it back with the same end.
         commit(used, now + 11, &mut st);
-        assert!(st.grace.covers(7, now + 12) && !st.grace.covers(7, now + 600));
+        assert!(st.grace.covers(7, now + 12, 600) && !st.grace.covers(7, now + 600, 600));
         // A failure recorded meanwhile wins over a pending grant.
         st.failures = 1;
         let mut st2 = st;
         st2.grace.clear();
         commit(used, now + 12, &mut st2);
-        assert!(!st2.grace.covers(7, now + 13));
+        assert!(!st2.grace.covers(7, now + 13, 600));
     }
 
     #[test]
@@ -316,6 +319,6 @@ mod tests {
         grant(&policy(PassMode::Forward), Some(7), &mut d, 5, &mut st);
         assert!(d.grace_pending.is_none());
         grant(&policy(PassMode::Prompt), Some(7), &mut d, 5, &mut st);
-        assert!(!st.grace.covers(7, 6));
+        assert!(!st.grace.covers(7, 6, 600));
     }
 }

@@ -378,6 +378,7 @@ mod tests {
                     recovery_codes: vec![],
                     origin: Origin::Admin,
                     hotp: None,
+                    generation: 0,
                 },
                 SaveMode::CreateNew,
             )

@@ -71,8 +71,15 @@ fn save_new(
     step_start: u64,
 ) -> Result<(), Decision> {
     let saved = state.transact(&record.user, |st| {
-        match store.save(record, SaveMode::CreateNew) {
+        // Above every generation this user's state has seen (a removed record's included).
+        let generation = st.generation.saturating_add(1);
+        let record = UserRecord {
+            generation,
+            ..record.clone()
+        };
+        match store.save(&record, SaveMode::CreateNew) {
             Ok(()) => {
+                st.generation = generation;
                 // The confirmation code is used: it cannot log in a second time.
                 st.record_success(step_start);
                 Ok(())
@@ -115,6 +122,8 @@ fn enroll(
             key: key.to_string(),
         },
         hotp: None,
+        // Set by `save_new`, under the lock, above what the state has seen.
+        generation: 0,
     };
     let uri = otpauth::compact_record_uri(&record);
     // Error correction L keeps the code small (about 23 lines for a typical URI), so that it
@@ -296,6 +305,7 @@ mod tests {
             recovery_codes: vec![],
             origin: Origin::Admin,
             hotp: None,
+            generation: 0,
         };
         let mut conv = AdminActsMeanwhile {
             store: &store,

@@ -14,7 +14,18 @@
 //! failures = 0                 # consecutive failures
 //! locked_until = 0             # Unix time the current lockout ends (0 = none)
 //! grace = ["9f2c4e1a0b3d5c77:1764300930"]  # grace_seconds: (client, key) digest : until
+//! hotp_resync = 0              # HOTP: the counter a resynchronising code must have (0 = none)
+//! used_recovery = ["3f1c0a9b2e7d4c51"]  # recovery codes used, not yet removed from the record
+//! hotp = "a41f09c3d2e5b670:12" # HOTP: tag of the token's secret : next counter
+//! generation = 3               # highest record generation a login has seen
 //! ```
+//!
+//! Logins decide on this state only: a recovery code is used up and an HOTP counter moved
+//! here, in the login's one state write, so a full or read-only store cannot refuse them. The
+//! login then tries to fold the change into the record too (durable across a reboot, which
+//! empties `/run`); a failure of that is ignored and named in the audit line. `used_recovery`
+//! forgets codes no longer in the record, `hotp` is ignored once the record's token is
+//! another (the tag), so a reset needs no clean-up for them to stay correct.
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -50,6 +61,131 @@ pub struct UserState {
     /// window; a code for exactly this counter next resynchronises the token (0: none).
     #[serde(default)]
     pub hotp_resync: u64,
+    /// Files backend: the recovery codes used by logins (digests, see [`recovery_tag`]) that
+    /// may still be in the record (folding them into it failed, e.g. a full disk).
+    #[serde(default)]
+    pub used_recovery: UsedRecovery,
+    /// Files backend: an HOTP token's next counter as logins left it, with the tag of the
+    /// token's secret ([`crate::fleet::state::hotp_tag`]): `(tag, next)`.
+    #[serde(default, deserialize_with = "hotp_mark")]
+    pub hotp: Option<(u64, u64)>,
+    /// The highest record generation a login of this user has seen (both backends): a record
+    /// with a lower one is an old value written back (a restored backup), and is refused.
+    #[serde(default)]
+    pub generation: u64,
+}
+
+fn hotp_mark<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<(u64, u64)>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_hotp_mark(&text)
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom("hotp is not tag:counter"))
+}
+
+/// `"<16 hex>:<counter>"`, the stored form of an HOTP mark (both backends).
+pub fn parse_hotp_mark(text: &str) -> Option<(u64, u64)> {
+    let (tag, next) = text.split_once(':')?;
+    Some((u64::from_str_radix(tag, 16).ok()?, next.parse().ok()?))
+}
+
+/// How many used recovery codes the files backend's state holds at once (a record has 10).
+pub const USED_RECOVERY_SLOTS: usize = 16;
+
+/// The name a used recovery code goes by in the state (both backends): 64 bits of SHA-256 of
+/// its Argon2 hash string (which has its own random salt), so regenerated codes never match.
+pub fn recovery_tag(hash: &str) -> u64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(hash.as_bytes());
+    let mut tag = [0u8; 8];
+    tag.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(tag)
+}
+
+/// Recovery codes used by logins and not yet removed from the record (files backend): up to
+/// [`USED_RECOVERY_SLOTS`] tags, 0 = empty slot. `Copy`, like the rest of the state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsedRecovery([u64; USED_RECOVERY_SLOTS]);
+
+impl UsedRecovery {
+    /// Whether the code with this hash was used.
+    pub fn contains(&self, hash: &str) -> bool {
+        let tag = recovery_tag(hash);
+        self.0.contains(&tag)
+    }
+
+    /// Forgets every code that is no longer one of `hashes` (the record's), then records
+    /// `hash` as used. `false` when there is no room (more codes than slots are unused).
+    pub fn use_code(&mut self, hash: &str, hashes: &[String]) -> bool {
+        self.keep_only(hashes);
+        let tag = recovery_tag(hash);
+        if self.0.contains(&tag) {
+            return true;
+        }
+        match self.0.iter().position(|&t| t == 0) {
+            Some(i) => {
+                self.0[i] = tag;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Forgets the codes that are not in `hashes` (folded into the record, or regenerated).
+    pub fn keep_only(&mut self, hashes: &[String]) {
+        let tags: Vec<u64> = hashes.iter().map(|h| recovery_tag(h)).collect();
+        for t in &mut self.0 {
+            if !tags.contains(t) {
+                *t = 0;
+            }
+        }
+    }
+
+    /// How many of `hashes` are not used.
+    pub fn unused_in(&self, hashes: &[String]) -> usize {
+        hashes.iter().filter(|h| !self.contains(h)).count()
+    }
+
+    /// Forgets them all.
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    fn to_toml_array(self) -> String {
+        let items: Vec<String> = self
+            .0
+            .iter()
+            .filter(|&&t| t != 0)
+            .map(|t| format!("\"{t:016x}\""))
+            .collect();
+        format!("[{}]", items.join(", "))
+    }
+}
+
+impl<'de> Deserialize<'de> for UsedRecovery {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let items = Vec::<String>::deserialize(d)?;
+        if items.len() > USED_RECOVERY_SLOTS {
+            return Err(serde::de::Error::custom("too many used recovery codes"));
+        }
+        let mut used = Self::default();
+        for (slot, item) in items.iter().enumerate() {
+            if item.len() != 16 {
+                return Err(serde::de::Error::custom(
+                    "a used recovery code is not 16 hex",
+                ));
+            }
+            used.0[slot] = u64::from_str_radix(item, 16)
+                .map_err(|_| serde::de::Error::custom("a used recovery code is not 16 hex"))?;
+        }
+        Ok(used)
+    }
+}
+
+/// How far (seconds) a replay mark may lie ahead of the clock in normal operation: a step
+/// times `window + 1` (a phone up to `window` steps ahead, plus the step itself). The login's
+/// clock check (`auth::decide`) and `mfa-enroll unlock` use the same figure.
+pub fn replay_tolerance(period: u64, window: u8) -> u64 {
+    period.saturating_mul(u64::from(window) + 1)
 }
 
 /// How many (client, key) pairs keep a grace period at once; the oldest is dropped.
@@ -71,16 +207,25 @@ pub struct GraceMark {
 }
 
 impl Grace {
-    /// Whether `id` has a grace period that lasts beyond `now`.
-    pub fn covers(&self, id: u64, now: u64) -> bool {
-        id != 0 && self.0.iter().any(|m| m.id == id && m.until > now)
+    /// Whether `id` has a grace period that lasts beyond `now`. A mark that ends more than
+    /// `max_seconds` (`grace_seconds`) after `now` covers nothing: no grant makes one (a grant
+    /// ends `grace_seconds` after the time it was made), so it was forged (fleet hosts can
+    /// write state) or the clock was set back; the login asks for a code.
+    pub fn covers(&self, id: u64, now: u64, max_seconds: u64) -> bool {
+        let limit = now.saturating_add(max_seconds);
+        id != 0
+            && self
+                .0
+                .iter()
+                .any(|m| m.id == id && m.until > now && m.until <= limit)
     }
 
-    /// Starts (or extends) the grace period of `id` until `until`, dropping expired marks and,
-    /// when full, the one that ends first.
+    /// Starts (or extends) the grace period of `id` until `until`, dropping expired marks,
+    /// marks that end later than this fresh one (longer than `grace_seconds` allows now: see
+    /// [`Grace::covers`]) and, when full, the one that ends first.
     pub fn grant(&mut self, id: u64, until: u64, now: u64) {
         for m in &mut self.0 {
-            if m.until <= now {
+            if m.until <= now || m.until > until {
                 *m = GraceMark::default();
             }
         }
@@ -230,12 +375,57 @@ impl UserState {
         self.locked_until = 0;
     }
 
-    /// `mfa-enroll unlock`: failures and lockout are forgotten, and a replay mark that lies in
-    /// the future (see [`UserState::mark_ahead`]) is pulled back to `now`, so the code of the
-    /// current step stays refused and the next one works. A mark in the past is kept.
-    pub fn unlock(&mut self, now: u64) {
+    /// `mfa-enroll unlock`: failures and lockout are forgotten. The replay mark never moves
+    /// back, except out of an impossible future: a mark more than `tolerance` (a step times
+    /// `window + 1`, what [`UserState::mark_ahead`] is given at login) ahead of `now` can only
+    /// come from a clock that was ahead, and is pulled back to `now` (the code of the current
+    /// step stays refused, the next one works). A mark inside the window (a phone a little
+    /// ahead, or the unlocking host's clock a little behind the fleet's) stays: moving it would
+    /// make the code just used valid again. Returns whether the mark moved.
+    pub fn unlock(&mut self, now: u64, tolerance: u64) -> bool {
         self.forget_failures();
-        self.last_accepted = self.last_accepted.min(now);
+        if self.mark_ahead(now, tolerance).is_some() {
+            self.last_accepted = now;
+            return true;
+        }
+        false
+    }
+
+    /// What an administrator's action that replaces the secret (enroll --force, reset, import
+    /// --force, remove) does to the state: failures, lockout, grace periods, a pending HOTP
+    /// resynchronisation and the used recovery codes (of the record replaced) are forgotten.
+    /// The replay mark and the tagged HOTP counter stay: if the same secret comes back (an
+    /// import), codes already used stay used.
+    pub fn replace_secret(&mut self) {
+        self.forget_failures();
+        self.grace.clear();
+        self.hotp_resync = 0;
+        self.used_recovery.clear();
+    }
+
+    /// Folds what logins recorded here into `record` (files backend; what an administrator's
+    /// write of the record does): the used recovery codes leave it, an HOTP counter of the same
+    /// token moves forward.
+    pub fn fold_into(&self, record: &mut crate::store::UserRecord) {
+        record
+            .recovery_codes
+            .retain(|h| !self.used_recovery.contains(h));
+        if let (Some(counter), Some((tag, next))) = (&mut record.hotp, self.hotp)
+            && tag == crate::fleet::state::hotp_tag(record.secret.as_bytes())
+        {
+            *counter = (*counter).max(next);
+        }
+    }
+
+    /// Checks the generation of the record a login reads against the highest one seen, and
+    /// remembers it. `Err(highest)`: the record is older than one seen before (an old value
+    /// written back: a restored backup, an etcd administrator); the login must be refused.
+    pub fn see_generation(&mut self, generation: u64) -> Result<(), u64> {
+        if generation < self.generation {
+            return Err(self.generation);
+        }
+        self.generation = generation;
+        Ok(())
     }
 
     /// Records an accepted code: remembers its step and clears failures and lockout.
@@ -246,14 +436,28 @@ impl UserState {
     }
 
     fn to_text(self) -> String {
-        format!(
+        let mut text = format!(
             "version = {STATE_VERSION}\nlast_accepted = {}\nfailures = {}\nlocked_until = {}\ngrace = {}\nhotp_resync = {}\n",
             self.last_accepted,
             self.failures,
             self.locked_until,
             self.grace.to_toml_array(),
-            self.hotp_resync
-        )
+            self.hotp_resync,
+        );
+        // The newer fields only when set: a module from before them can still read the file.
+        if self.used_recovery != UsedRecovery::default() {
+            text.push_str(&format!(
+                "used_recovery = {}\n",
+                self.used_recovery.to_toml_array()
+            ));
+        }
+        if let Some((tag, next)) = self.hotp {
+            text.push_str(&format!("hotp = \"{tag:016x}:{next}\"\n"));
+        }
+        if self.generation > 0 {
+            text.push_str(&format!("generation = {}\n", self.generation));
+        }
+        text
     }
 
     fn parse(bytes: &[u8]) -> Result<Self, Corruption> {
@@ -463,6 +667,154 @@ mod tests {
         );
         assert_eq!(st.mark_ahead(1_000_000, 30), Some(60));
         assert_eq!(st.mark_ahead(2_000_000, 30), None, "in the past: normal");
+    }
+
+    #[test]
+    fn unlock_moves_the_replay_mark_back_only_out_of_an_impossible_future() {
+        let tolerance = replay_tolerance(30, 1);
+        // A phone one step ahead: the mark is 30 s in the future; unlock keeps it (issue 23.7:
+        // pulling it back to now made the code just used valid again).
+        let mut st = UserState {
+            last_accepted: 1_000_030,
+            failures: 7,
+            locked_until: 1_000_500,
+            ..UserState::default()
+        };
+        assert!(!st.unlock(1_000_000, tolerance));
+        assert_eq!(
+            (st.last_accepted, st.failures, st.locked_until),
+            (1_000_030, 0, 0)
+        );
+        // The unlocking host's clock 45 s behind the host that accepted the code: still kept.
+        let mut st = UserState {
+            last_accepted: 1_000_000,
+            ..UserState::default()
+        };
+        assert!(!st.unlock(1_000_000 - 45, tolerance));
+        assert_eq!(st.last_accepted, 1_000_000);
+        // Exactly at the edge of the window: kept; one second beyond: pulled back to now.
+        let mut st = UserState {
+            last_accepted: 1_000_060,
+            ..UserState::default()
+        };
+        assert!(!st.unlock(1_000_000, tolerance));
+        st.last_accepted = 1_000_061;
+        assert!(st.unlock(1_000_000, tolerance));
+        assert_eq!(st.last_accepted, 1_000_000);
+        // A day ahead (a clock that was wrong): pulled back to now.
+        let mut st = UserState {
+            last_accepted: 1_086_400,
+            ..UserState::default()
+        };
+        assert!(st.unlock(1_000_000, tolerance));
+        assert_eq!(st.last_accepted, 1_000_000);
+        // In the past: never moves.
+        let mut st = UserState {
+            last_accepted: 900_000,
+            ..UserState::default()
+        };
+        assert!(!st.unlock(1_000_000, tolerance));
+        assert_eq!(st.last_accepted, 900_000);
+    }
+
+    #[test]
+    fn a_grace_mark_longer_than_grace_seconds_covers_nothing() {
+        let mut grace = Grace::default();
+        grace.grant(7, 1_000_600, 1_000_000);
+        assert!(grace.covers(7, 1_000_000, 600));
+        assert!(grace.covers(7, 1_000_599, 600));
+        assert!(!grace.covers(7, 1_000_600, 600), "ended");
+        assert!(
+            !grace.covers(7, 1_000_000, 599),
+            "longer than policy allows now"
+        );
+        // A forged mark ending in 2100 (a fleet host wrote it): never.
+        let forged = Grace::from_strings(&["0000000000000007:4102444800".to_string()]).unwrap();
+        assert!(!forged.covers(7, 1_000_000, 3600));
+        assert!(!forged.covers(0, 1_000_000, u64::MAX));
+        // Forged marks do not hold slots against real ones: the next grant drops them.
+        let all: Vec<String> = (1..=4).map(|i| format!("{i:016x}:4102444800")).collect();
+        let mut full = Grace::from_strings(&all).unwrap();
+        full.grant(9, 1_000_600, 1_000_000);
+        full.grant(10, 1_000_600, 1_000_000);
+        assert!(full.covers(9, 1_000_000, 600) && full.covers(10, 1_000_000, 600));
+        assert_eq!(full.marks().count(), 2);
+    }
+
+    #[test]
+    fn record_generations_never_go_back() {
+        let mut st = UserState::default();
+        assert_eq!(st.see_generation(0), Ok(()), "records without a generation");
+        assert_eq!(st.see_generation(3), Ok(()));
+        assert_eq!(st.see_generation(3), Ok(()));
+        assert_eq!(st.see_generation(2), Err(3));
+        assert_eq!(st.see_generation(0), Err(3));
+        assert_eq!(st.generation, 3);
+    }
+
+    #[test]
+    fn used_recovery_codes_and_hotp_counters_live_in_the_state_and_fold_into_the_record() {
+        use crate::store::UserRecord;
+        use crate::totp::{SecretKey, TotpParams};
+        let hashes: Vec<String> = (0..10).map(|i| format!("$argon2id$h{i}")).collect();
+        let mut st = UserState::default();
+        assert!(st.used_recovery.use_code(&hashes[3], &hashes));
+        assert!(st.used_recovery.use_code(&hashes[5], &hashes));
+        assert!(st.used_recovery.contains(&hashes[3]));
+        assert!(!st.used_recovery.contains(&hashes[4]));
+        assert_eq!(st.used_recovery.unused_in(&hashes), 8);
+        let mut record = UserRecord {
+            user: alice(),
+            secret: SecretKey::from_bytes(vec![9; 20]).unwrap(),
+            params: TotpParams::default(),
+            created: 1,
+            issuer: "t".into(),
+            recovery_codes: hashes.clone(),
+            origin: crate::store::record::Origin::Admin,
+            hotp: Some(4),
+            generation: 0,
+        };
+        st.hotp = Some((crate::fleet::state::hotp_tag(record.secret.as_bytes()), 9));
+        // Round trip through the file format.
+        st.generation = 5;
+        let text = st.to_text();
+        let back = UserState::parse(text.as_bytes()).unwrap();
+        assert_eq!(back, UserState { version: 1, ..st });
+        back.fold_into(&mut record);
+        assert_eq!(record.recovery_codes.len(), 8);
+        assert_eq!(record.hotp, Some(9));
+        // Another token (a reset): the counter is not carried over.
+        let mut other = record.clone();
+        other.secret = SecretKey::from_bytes(vec![8; 20]).unwrap();
+        other.hotp = Some(0);
+        back.fold_into(&mut other);
+        assert_eq!(other.hotp, Some(0));
+        // Codes no longer in the record are forgotten when the next one is used.
+        let mut st = back;
+        assert!(
+            st.used_recovery
+                .use_code(&record.recovery_codes[0], &record.recovery_codes)
+        );
+        assert_eq!(st.used_recovery.to_toml_array().matches('"').count(), 2);
+        // A secret replaced: grace, used codes, resync, failures go; mark, counter stay.
+        st.grace.grant(1, 2_000, 1_000);
+        st.failures = 3;
+        st.hotp_resync = 44;
+        st.last_accepted = 990;
+        st.replace_secret();
+        assert_eq!(
+            (st.failures, st.hotp_resync, st.grace.marks().count()),
+            (0, 0, 0)
+        );
+        assert_eq!(st.used_recovery, UsedRecovery::default());
+        assert_eq!((st.last_accepted, st.hotp.map(|h| h.1)), (990, Some(9)));
+        // Junk is refused.
+        for junk in [
+            "version = 1\nlast_accepted = 0\nfailures = 0\nlocked_until = 0\nused_recovery = [\"zz\"]\n",
+            "version = 1\nlast_accepted = 0\nfailures = 0\nlocked_until = 0\nhotp = \"12\"\n",
+        ] {
+            assert!(UserState::parse(junk.as_bytes()).is_err(), "{junk}");
+        }
     }
 
     #[test]

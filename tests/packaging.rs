@@ -240,7 +240,14 @@ fn the_deb_installs_in_a_fresh_container_and_protects_ssh() {
 #[test]
 fn scripts_install_installs_the_same_files_and_protects_ssh() {
     if std::env::var("ECS_MFA_E2E").is_err() {
-        deb(); // builds target/release
+        // scripts/install --no-build installs target/release (the packages are built from the
+        // portable build instead, so deb() does not make it).
+        let built = Command::new("cargo")
+            .args(["build", "--release", "--workspace", "--quiet"])
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        assert!(built.status.success(), "{}", text(&built.stderr));
     }
     in_container(
         "scripts_install_installs_the_same_files_and_protects_ssh",

@@ -32,6 +32,7 @@ fn no_type_formats_a_secret_a_code_or_a_recovery_code() {
         recovery_codes: hashes,
         origin: pam_ecs_mfa::store::record::Origin::Admin,
         hotp: None,
+        generation: 0,
     };
     let text = record.to_toml().unwrap();
     let needles = [

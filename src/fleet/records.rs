@@ -41,25 +41,39 @@ impl Fleet {
         })
     }
 
-    /// Reads `user`'s record (used recovery codes removed), lets `change` edit it and writes it
-    /// back if it changed, unless someone else changed it meanwhile (then again, on the
-    /// current record). `None`: not enrolled.
+    /// Reads `user`'s record with the fleet state folded in (used recovery codes removed, HOTP
+    /// counter moved: [`super::state::FleetState::apply_to`]), lets `change` edit it and writes
+    /// it back if it differs from the stored value (so a `change` that does nothing still folds),
+    /// with a generation one more than both the stored record's and the highest the state has
+    /// seen; unless someone else changed it meanwhile (then again, on the current record).
+    /// `None`: not enrolled; else the result and the generation written (`None`: unchanged).
     pub fn update_record<R>(
         &self,
         user: &UserName,
         mut change: impl FnMut(&mut UserRecord) -> R,
-    ) -> Result<Option<R>, FleetError> {
+    ) -> Result<Option<(R, Option<u64>)>, FleetError> {
         let key = self.record_key(user);
         for _ in 0..MAX_ATTEMPTS {
             let snapshot = self.read(user)?;
-            let Some(before) = snapshot.record else {
+            let Some(folded) = snapshot.record else {
                 return Ok(None);
             };
-            let mut record = before.clone();
-            let result = change(&mut record);
-            if record == before {
-                return Ok(Some(result));
+            let Some(kv) = self.etcd.get(&key)? else {
+                return Ok(None);
+            };
+            if kv.mod_revision != snapshot.record_revision {
+                continue;
             }
+            let stored = self.open_record(user, &kv)?;
+            let mut record = folded;
+            let result = change(&mut record);
+            if record == stored {
+                return Ok(Some((result, None)));
+            }
+            record.generation = stored
+                .generation
+                .max(snapshot.state.login.generation)
+                .saturating_add(1);
             let text = record
                 .to_toml()
                 .map_err(|e| FleetError::BadValue(e.to_string()))?;
@@ -70,7 +84,7 @@ impl Fleet {
                 .txn(&compare, &[Op::Put(key.clone(), sealed)], &[])?
                 .succeeded
             {
-                return Ok(Some(result));
+                return Ok(Some((result, Some(record.generation))));
             }
         }
         Err(FleetError::Contention)

@@ -11,6 +11,7 @@
 //! failures = 0
 //! locked_until = 0
 //! used_recovery = ["3f1c0a9b2e7d4c51"]
+//! generation = 3      # highest record generation a login has seen (absent: 0)
 //! ```
 #![forbid(unsafe_code)]
 
@@ -55,6 +56,8 @@ struct Raw {
     hotp_resync: u64,
     #[serde(default)]
     hotp: Option<String>,
+    #[serde(default)]
+    generation: u64,
 }
 
 /// The tag that ties an HOTP counter in the state to one token's secret (a reset to a new
@@ -106,6 +109,7 @@ impl FleetState {
         login.locked_until = raw.locked_until;
         login.grace = crate::state::Grace::from_strings(&raw.grace).map_err(bad)?;
         login.hotp_resync = raw.hotp_resync;
+        login.generation = raw.generation;
         let hotp = match raw.hotp {
             None => None,
             Some(text) => {
@@ -131,13 +135,18 @@ impl FleetState {
             .map(|id| format!("\"{id}\""))
             .collect();
         format!(
-            "version = {VERSION}\nlast_accepted = {}\nfailures = {}\nlocked_until = {}\nused_recovery = [{}]\ngrace = {}\nhotp_resync = {}\n{}",
+            "version = {VERSION}\nlast_accepted = {}\nfailures = {}\nlocked_until = {}\nused_recovery = [{}]\ngrace = {}\nhotp_resync = {}\n{}{}",
             self.login.last_accepted,
             self.login.failures,
             self.login.locked_until,
             used.join(", "),
             self.login.grace.to_toml_array(),
             self.login.hotp_resync,
+            // Only when set: servers from before it can still read the value until then.
+            match self.login.generation {
+                0 => String::new(),
+                g => format!("generation = {g}\n"),
+            },
             match self.hotp {
                 Some((tag, next)) => format!("hotp = \"{tag:016x}:{next}\"\n"),
                 None => String::new(),
@@ -220,6 +229,7 @@ mod tests {
             recovery_codes: vec!["h1".into(), "h2".into(), "h3".into()],
             origin: crate::store::record::Origin::Admin,
             hotp: None,
+            generation: 0,
         };
         let mut st = FleetState {
             used_recovery: vec![recovery_id("h2"), recovery_id("gone")],

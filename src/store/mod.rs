@@ -237,6 +237,7 @@ mod tests {
             recovery_codes: vec![],
             origin: crate::store::record::Origin::Admin,
             hotp: None,
+            generation: 0,
         }
     }
 

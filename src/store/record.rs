@@ -15,6 +15,7 @@
 //! enrolled_key = "SHA256:..."                  # login only: the SSH key that proved the user
 //! type = "hotp"                                # HOTP tokens only (absent: TOTP)
 //! counter = 0                                  # HOTP: the next counter at enrollment
+//! generation = 4                               # +1 at every administrator's write (absent: 0)
 //! ```
 //!
 //! Unknown keys, a missing key, another `version` or a `user` that does not match the file name
@@ -57,6 +58,10 @@ pub struct UserRecord {
     /// `Some(counter)`: a counter-based (HOTP, RFC 4226) token whose next code is for
     /// `counter` or later (logins keep the counter in the state: see `auth`); `None`: TOTP.
     pub hotp: Option<u64>,
+    /// Raised by every administrator's write of the record (absent in the file: 0). The login
+    /// state remembers the highest generation seen, so an older record written back (a backup
+    /// restored, an etcd administrator) is refused instead of reviving a replaced secret.
+    pub generation: u64,
 }
 
 /// How an enrollment was made (shown by `mfa-enroll status`).
@@ -107,6 +112,8 @@ struct RawRecord {
     kind: Option<String>,
     #[serde(default)]
     counter: Option<u64>,
+    #[serde(default)]
+    generation: u64,
 }
 
 /// Why a record file's contents are unusable. Never contains the file's text.
@@ -191,6 +198,7 @@ impl UserRecord {
             recovery_codes: raw.recovery_codes,
             origin,
             hotp,
+            generation: raw.generation,
         })
     }
 
@@ -240,6 +248,10 @@ impl UserRecord {
         });
         if let Some(counter) = self.hotp {
             let _ = write!(out, "type = \"hotp\"\ncounter = {counter}\n");
+        }
+        // Only once an administrator's write set it: a record never gains the field otherwise.
+        if self.generation > 0 {
+            let _ = writeln!(out, "generation = {}", self.generation);
         }
         match &self.origin {
             Origin::Unrecorded => {}
@@ -311,7 +323,23 @@ mod tests {
                 key: "SHA256:abcDEF123+/xyz".into(),
             },
             hotp: None,
+            generation: 0,
         }
+    }
+
+    #[test]
+    fn the_generation_is_optional_and_written_only_once_set() {
+        let record = sample();
+        let text = record.to_toml().unwrap();
+        assert!(
+            !text.contains("generation"),
+            "a record never gains it unasked"
+        );
+        let mut later = sample();
+        later.generation = 12;
+        let text = later.to_toml().unwrap();
+        assert!(text.contains("generation = 12\n"));
+        assert_eq!(UserRecord::parse(text.as_bytes(), &alice()).unwrap(), later);
     }
 
     #[test]

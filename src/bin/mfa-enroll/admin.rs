@@ -81,10 +81,10 @@ pub fn remove(g: &Global, args: RemoveArgs) -> Result<(), Failure> {
     store.remove(&user).map_err(|e| store_failure(&user, e))?;
     // Failures go, the replay mark stays: were the same secret enrolled again (import), a code
     // already used must not work a second time.
-    if let Err(e) = store.states(&policy).transact(&user, |st| {
-        st.forget_failures();
-        st.grace.clear();
-    }) {
+    if let Err(e) = store
+        .states(&policy)
+        .transact(&user, |st| st.replace_secret())
+    {
         errln!("mfa-enroll: warning: could not reset login state: {e}");
     }
     log_change("remove", &user, "");
@@ -122,9 +122,13 @@ pub fn unlock(g: &Global, args: UnlockArgs) -> Result<(), Failure> {
         return Err(store_failure(&user, StoreError::NotEnrolled));
     }
     let now = unix_now()?;
+    // The replay mark moves back only out of an impossible future (further ahead than any
+    // login accepts); for an unreadable record, the longest period (the smallest change).
+    let period = records.load(&user).map(|r| r.params.period()).unwrap_or(60);
+    let tolerance = pam_ecs_mfa::state::replay_tolerance(period, policy.window);
     let result = records.states(&policy).transact(&user, |st| {
         let before = *st;
-        st.unlock(now);
+        st.unlock(now, tolerance);
         if args.all_grace {
             st.grace.clear();
         }
@@ -150,6 +154,11 @@ pub fn unlock(g: &Global, args: UnlockArgs) -> Result<(), Failure> {
         }
         (Err(e), _) => return Err(Failure::new(Exit::Store, e.to_string())),
     };
+    // An administrator's command on this user's record: fold what logins recorded in the state
+    // into it (best effort: without administrator credentials a fleet record cannot be written).
+    if let Err(e) = records.fold(&policy, &user) {
+        errln!("mfa-enroll: note: the login state was not folded into the record: {e}");
+    }
     log_change(
         "unlock",
         &user,
@@ -237,7 +246,8 @@ pub fn verify(g: &Global, args: UserArgs) -> Result<(), Failure> {
 pub fn recovery(g: &Global, args: UserArgs) -> Result<(), Failure> {
     crate::require_root()?;
     let user = target_user(args.user.as_deref())?;
-    let store = g.enrollments(&g.policy()?)?;
+    let policy = g.policy()?;
+    let store = g.enrollments(&policy)?;
     if !store
         .is_enrolled(&user)
         .map_err(|e| store_failure(&user, e))?
@@ -258,7 +268,9 @@ pub fn recovery(g: &Global, args: UserArgs) -> Result<(), Failure> {
         outln!("New recovery codes for {user}; the previous ones stop working now.\n");
         print_recovery_codes(&codes);
     }
-    if let Err(e) = store.update(&user, |record| record.recovery_codes = hashes.clone()) {
+    if let Err(e) = store.update(&policy, &user, |record| {
+        record.recovery_codes = hashes.clone()
+    }) {
         errln!(
             "mfa-enroll: the recovery codes shown above were NOT saved and do not work; the previous ones still do"
         );

@@ -181,6 +181,7 @@ pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
         recovery_codes: hashes,
         origin: pam_ecs_mfa::store::record::Origin::Admin,
         hotp: args.hotp.then_some(0),
+        generation: 0,
     };
     if args.hotp {
         errln!(
@@ -213,7 +214,7 @@ pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
     }
     let save_mode = SaveMode::replacing(args.force || mode == Mode::Reset);
     store
-        .save(&record, save_mode)
+        .save(&policy, &record, save_mode)
         .map_err(|e| store_failure(&user, e))?;
     reset_state(&store.states(&policy), &user, confirmed_step);
     let action = match (mode, enrolled) {

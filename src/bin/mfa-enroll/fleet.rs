@@ -30,6 +30,12 @@ pub enum FleetCommand {
     /// Seal every record with the current (first) fleet key: the last step of a rotation,
     /// after the new key file is on every server. Needs administrator credentials.
     Rekey,
+    /// Fold the fleet state into every record: recovery codes used since the record was
+    /// written leave it, HOTP counters move to where logins left them. Hosts cannot write
+    /// records, so until this runs a compromised host that erases a user's state revives the
+    /// codes used since the last fold: run it daily (a systemd timer or cron) with
+    /// administrator credentials. Every command that writes a record folds it too.
+    Fold,
 }
 
 #[derive(clap::Args)]
@@ -64,6 +70,7 @@ pub fn run(g: &Global, cmd: FleetCommand) -> Result<(), Failure> {
         FleetCommand::Sync => sync(g),
         FleetCommand::Status => status(g),
         FleetCommand::Rekey => rekey(g),
+        FleetCommand::Fold => fold(g),
     }
 }
 
@@ -220,7 +227,7 @@ fn push(g: &Global, args: PushArgs) -> Result<(), Failure> {
             }
             continue;
         }
-        match fleet.save(&record, SaveMode::replacing(args.force)) {
+        match fleet.save(&policy, &record, SaveMode::replacing(args.force)) {
             Ok(()) => {
                 log_change("fleet-push", &user, "");
                 pushed.push(user.to_string());
@@ -454,6 +461,48 @@ fn status(g: &Global) -> Result<(), Failure> {
             ),
         )),
         _ => Ok(()),
+    }
+}
+
+fn fold(g: &Global) -> Result<(), Failure> {
+    let (policy, _) = fleet_config(g)?;
+    let records = g.enrollments(&policy)?;
+    let users = records
+        .enrolled_users()
+        .map_err(|e| Failure::new(Exit::Store, e.to_string()))?;
+    let (mut folded, mut unchanged, mut failed) = (Vec::new(), 0usize, Vec::new());
+    for user in users {
+        match records.fold(&policy, &user) {
+            Ok(true) => {
+                log_change("fleet-fold", &user, "");
+                folded.push(user.to_string());
+            }
+            Ok(false) => unchanged += 1,
+            Err(e) => {
+                errln!("mfa-enroll: {user}: not folded: {e}");
+                failed.push(user.to_string());
+            }
+        }
+    }
+    if g.json {
+        outln!(
+            "{}",
+            json!({ "folded": folded, "unchanged": unchanged, "failed": failed })
+        );
+    } else {
+        outln!(
+            "Folded the state into {} record(s) ({unchanged} unchanged, {} failed).",
+            folded.len(),
+            failed.len()
+        );
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            Exit::Partial,
+            format!("{} record(s) not folded (see above)", failed.len()),
+        ))
     }
 }
 

@@ -114,7 +114,7 @@ pub fn run(g: &Global, cmd: ImportCommand) -> Result<(), Failure> {
     };
     let mut imported = Vec::new();
     for f in found {
-        match save(&store, &issuer, f, dry_run, force) {
+        match save(&store, &policy, &issuer, f, dry_run, force) {
             Ok(summary) => imported.push(summary),
             Err((user, why)) => skipped.push((user, why)),
         }
@@ -151,6 +151,7 @@ pub fn run(g: &Global, cmd: ImportCommand) -> Result<(), Failure> {
 
 fn save(
     store: &Enrollments,
+    policy: &pam_ecs_mfa::policy::Policy,
     issuer: &str,
     f: Found,
     dry_run: bool,
@@ -193,9 +194,12 @@ fn save(
             recovery_codes: hashes,
             origin: pam_ecs_mfa::store::record::Origin::Import,
             hotp: f.hotp,
+            generation: 0,
         };
         let mode = SaveMode::replacing(force);
-        store.save(&record, mode).map_err(|e| fail(e.to_string()))?;
+        store
+            .save(policy, &record, mode)
+            .map_err(|e| fail(e.to_string()))?;
         log_change(
             "import",
             &f.user,

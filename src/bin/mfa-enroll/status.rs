@@ -139,9 +139,12 @@ fn user_status(
         error: None,
     };
     match store.load(user) {
-        Ok(record) => {
+        Ok(mut record) => {
             let (login, state_error) = match state.transact(user, |st| *st) {
                 Ok(mut st) => {
+                    // What logins recorded in the (files) state and could not yet write to
+                    // the record: shown as the module counts it.
+                    st.fold_into(&mut record);
                     // Shown as the module will treat it (see auth.rs).
                     st.clamp_lockout(now, policy.throttle.lockout_max_seconds);
                     let tolerance = record.params.period() * (u64::from(policy.window) + 1);

@@ -1,0 +1,270 @@
+//! What fleet hosts and etcd administrators can do to a user's state and record (issues
+//! 23.5-23.7), against a real 3-node etcd cluster with mutual TLS on loopback, with hosts
+//! running the real `.so` under real Linux-PAM (pamtester) and the real `mfa-enroll`:
+//! - an old sealed record value written back after a reset is refused (rollback);
+//! - `unlock` never makes a code used from a phone a step ahead valid again;
+//! - a host that erases `used_recovery` revives only codes used since the last fold
+//!   (`mfa-enroll fleet fold`, or any command that writes the record);
+//! - a grace mark rewritten by a host to end far in the future spares nobody the code.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::etcd::Cluster;
+use common::{Sandbox, cli, oathtool_code, text, wait_for_fresh_step};
+use pam_ecs_mfa::fleet::etcd::{Etcd, Op};
+
+const PREFIX: &str = "/ecs-mfa/v1/";
+
+fn fleet_key(cluster: &Cluster, sb: &Sandbox) -> PathBuf {
+    let path = cluster.dir.join("fleet.key");
+    if !path.exists() {
+        let out = cli(
+            sb,
+            &["fleet", "init", "--key-file", path.to_str().unwrap()],
+            b"",
+        );
+        assert!(out.status.success(), "fleet init: {}", text(&out.stderr));
+    }
+    path
+}
+
+fn host(cluster: &Cluster, tag: &str, top: &str) -> Sandbox {
+    let sb = Sandbox::new(tag);
+    let key = fleet_key(cluster, &sb);
+    let files = cluster.host_files();
+    let endpoints: Vec<String> = cluster
+        .endpoints()
+        .iter()
+        .map(|e| format!("\"{e}\""))
+        .collect();
+    sb.set_config(&format!(
+        "{top}\n[fleet]\nbackend = \"etcd\"\nendpoints = [{}]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nfleet_key_file = \"{}\"\nprefix = \"{PREFIX}\"\n",
+        endpoints.join(", "),
+        files.ca.display(),
+        files.cert.display(),
+        files.key.display(),
+        key.display(),
+    ));
+    sb
+}
+
+fn reason(line: &str) -> &str {
+    line.split(" reason=")
+        .nth(1)
+        .unwrap_or("")
+        .split(' ')
+        .next()
+        .unwrap_or("")
+}
+
+fn login(sb: &Sandbox, user: &str, code: &str) -> (bool, String) {
+    let r = sb.auth(user, format!("{code}\n").as_bytes());
+    let audit = r.audit();
+    (r.success, audit)
+}
+
+fn enroll_json(sb: &Sandbox, user: &str, extra: &[&str]) -> serde_json::Value {
+    let out = sb.enroll_cmd(user, extra);
+    assert!(out.status.success(), "enroll {user}: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The library's etcd client with `sb`'s host configuration (what a host, or anyone with its
+/// credentials, can do to etcd; no RBAC in this cluster, so also what an etcd administrator can).
+fn client(sb: &Sandbox) -> Etcd {
+    let policy = pam_ecs_mfa::policy::Policy::load(&sb.config).unwrap();
+    Etcd::new(
+        policy.fleet.as_ref().unwrap(),
+        None,
+        pam_ecs_mfa::fleet::transport::native,
+    )
+    .unwrap()
+}
+
+fn get(sb: &Sandbox, key: &str) -> Vec<u8> {
+    client(sb)
+        .get(&format!("{PREFIX}{key}"))
+        .unwrap()
+        .expect("key exists")
+        .value
+        .to_vec()
+}
+
+fn put(sb: &Sandbox, key: &str, value: Vec<u8>) {
+    client(sb)
+        .txn(&[], &[Op::Put(format!("{PREFIX}{key}"), value)], &[])
+        .unwrap();
+}
+
+/// Rewrites the state value's lines that start with `field = ` through `edit`.
+fn edit_state(sb: &Sandbox, user: &str, field: &str, edit: impl Fn(&str) -> String) {
+    let key = format!("state/{user}");
+    let text = String::from_utf8(get(sb, &key)).unwrap();
+    let prefix = format!("{field} = ");
+    let changed: String = text
+        .lines()
+        .map(|l| match l.strip_prefix(&prefix) {
+            Some(value) => format!("{prefix}{}\n", edit(value)),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    assert_ne!(changed, text, "no {field} in {text}");
+    put(sb, &key, changed.into_bytes());
+}
+
+#[test]
+fn fleet_state_a_host_or_an_etcd_administrator_can_write_does_not_revive_codes_or_secrets() {
+    let cluster = Cluster::start("trust");
+    let a = host(&cluster, "trust-a", "");
+    let b = host(&cluster, "trust-b", "");
+
+    // 23.6: rollback. alice is enrolled (generation 1), reset (2); the old sealed value is put
+    // back: her old secret's codes are refused with the reason, on every host.
+    let first = enroll_json(&a, "alice", &[]);
+    let old_secret = first["secret"].as_str().unwrap().to_string();
+    let sealed_v1 = get(&a, "records/alice");
+    let reset = cli(
+        &b,
+        &["reset", "--user", "alice", "--no-confirm", "--json"],
+        b"",
+    );
+    assert!(reset.status.success(), "{}", text(&reset.stderr));
+    let reset: serde_json::Value = serde_json::from_slice(&reset.stdout).unwrap();
+    let new_secret = reset["secret"].as_str().unwrap().to_string();
+    put(&a, "records/alice", sealed_v1);
+    wait_for_fresh_step(10);
+    for sb in [&a, &b] {
+        let (ok, line) = login(sb, "alice", &oathtool_code(&old_secret, &[]));
+        assert!(!ok && reason(&line) == "bad_file", "{line}");
+        assert!(
+            line.contains("record generation 1 is older than 2 seen before: rolled back?"),
+            "{line}"
+        );
+    }
+    // An administrator's write moves it forward (a reset again).
+    let reset = cli(
+        &a,
+        &["reset", "--user", "alice", "--no-confirm", "--json"],
+        b"",
+    );
+    assert!(reset.status.success(), "{}", text(&reset.stderr));
+    let reset: serde_json::Value = serde_json::from_slice(&reset.stdout).unwrap();
+    let alice_secret = reset["secret"].as_str().unwrap().to_string();
+    assert_ne!(alice_secret, new_secret);
+    let (ok, line) = login(&b, "alice", &oathtool_code(&alice_secret, &[]));
+    assert!(ok, "{line}");
+
+    // 23.7: a phone one step ahead; unlock (on the other host) keeps that code used.
+    let ahead = format!("@{}", common::container::now() + 30);
+    let code = oathtool_code(&alice_secret, &["-N", &ahead]);
+    let (ok, line) = login(&a, "alice", &code);
+    assert!(ok && line.contains("skew=1"), "{line}");
+    let out = cli(&b, &["unlock", "--user", "alice"], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for sb in [&a, &b] {
+        let (ok, line) = login(sb, "alice", &code);
+        assert!(!ok && reason(&line) == "replay", "{line}");
+    }
+    let out = cli(&b, &["unlock", "--user", "alice"], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // 23.5 (c): recovery codes. Used on A; a host empties used_recovery: the code comes back
+    // until a fold, never after one.
+    let bob = enroll_json(&a, "bob", &[]);
+    let codes: Vec<String> = bob["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    let (ok, line) = login(&a, "bob", &codes[0]);
+    assert!(ok, "{line}");
+    let out = cli(&b, &["fleet", "fold", "--json"], b"");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let folded: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        folded["folded"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("bob")),
+        "{folded}"
+    );
+    let (ok, line) = login(&a, "bob", &codes[1]);
+    assert!(ok, "{line}");
+    edit_state(&a, "bob", "used_recovery", |_| "[]".into());
+    let (ok, line) = login(&b, "bob", &codes[0]);
+    assert!(
+        !ok && reason(&line) == "bad_code",
+        "a folded code stays used whatever a host writes: {line}"
+    );
+    // The documented window: a code used since the last fold comes back when a host erases
+    // the state, until the next fold.
+    let (ok, line) = login(&b, "bob", &codes[1]);
+    assert!(
+        ok,
+        "used since the last fold, then erased by a host: {line}"
+    );
+    let out = cli(&a, &["fleet", "fold"], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Folded: the state no longer needs to name it (the fold's write pruned the list).
+    let state = String::from_utf8(get(&a, "state/bob")).unwrap();
+    assert!(state.contains("used_recovery = []\n"), "{state}");
+    let (ok, line) = login(&b, "bob", &codes[1]);
+    assert!(!ok && reason(&line) == "bad_code", "{line}");
+    let status = cli(&a, &["status", "--user", "bob", "--json"], b"");
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(json["recovery_codes_left"], codes.len() - 2, "{json}");
+
+    // 23.5 (a): a grace mark a host rewrote to end in 2100 spares nobody the code.
+    let g = host(&cluster, "trust-g", "grace_seconds = 300");
+    let carol = enroll_json(&a, "carol", &[]);
+    let carol_secret = carol["secret"].as_str().unwrap().to_string();
+    wait_for_fresh_step(10);
+    let (ok, line) = login(&g, "carol", &oathtool_code(&carol_secret, &[]));
+    assert!(ok, "{line}");
+    let r = g.auth("carol", b"");
+    assert!(r.success && r.audit().contains("reason=grace"), "{r:#?}");
+    edit_state(&a, "carol", "grace", |v| {
+        let id = &v[2..18];
+        format!("[\"{id}:4102444800\"]")
+    });
+    let r = g.auth("carol", b"");
+    assert!(!r.success && r.prompts() == 1, "{}", r.audit());
+
+    // 23.5 (b): a grace mark from before an import of the user ends with it.
+    edit_state(&a, "carol", "grace", |v| {
+        let id = &v[2..18];
+        format!("[\"{id}:{}\"]", common::container::now() + 200)
+    });
+    let r = g.auth("carol", b"");
+    assert!(r.success && r.audit().contains("reason=grace"), "{r:#?}");
+    let key = pam_ecs_mfa::totp::SecretKey::from_base32(&carol_secret).unwrap();
+    let hex: String = key.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let file = b.root.join("carol.oath");
+    std::fs::write(&file, format!("HOTP/T30 carol - {hex}\n")).unwrap();
+    let out = cli(
+        &b,
+        &[
+            "import",
+            "oath",
+            "--force",
+            "--file",
+            file.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r = g.auth("carol", b"");
+    assert!(
+        !r.success && r.prompts() == 1,
+        "the import ended the grace period: {}",
+        r.audit()
+    );
+}

@@ -353,3 +353,65 @@ fn finding_prompt_mode_grace_starts_on_a_wrong_password_when_the_password_module
         r.audit()
     );
 }
+
+/// FINDING (low). In the deferred modes (`forward_pass`) the grace period is checked when the
+/// prompt appears, not when the answer arrives: a login whose prompt opened one second before
+/// the grace period ended is let in without a code whenever the password is typed (sshd keeps
+/// the prompt open up to `LoginGraceTime`, unlimited with 0), against ATTACK.md's rule that
+/// everything depending on "now" is evaluated when the answer arrives (issue 24 item 1, fixed
+/// for codes, not for grace). The same early check also takes the mark out before anything is
+/// typed, so merely opening a connection from the same address (a NAT) ends alice's grace.
+///
+/// Reproduction: `grace_seconds = 5`, forward_pass stack, a full login (password + code,
+/// setcred); open a login, wait at "Password & verification code:" until the grace period is
+/// over (7 s), answer the password alone: logged in, `reason=grace`.
+#[test]
+fn finding_forward_pass_grace_is_checked_when_the_prompt_appears_not_when_the_answer_arrives() {
+    use std::io::{Read, Write};
+    let (sb, secret) = common::forward_pass_sandbox("atk-grace-late");
+    sb.set_config("grace_seconds = 5\n");
+    wait_for_fresh_step(10);
+    let code = oathtool_code(&secret, &[]);
+    let r = sb.login(
+        "alice",
+        format!("{PASSWORD}{code}\n").as_bytes(),
+        &[RHOST],
+        true,
+    );
+    assert!(r.success, "{r:#?}");
+    let granted = Instant::now();
+    let client = common::pam_login_bin();
+    let mut run = sb.pamtester_open(
+        "alice",
+        &[RHOST, ("ECS_MFA_PAM_CLIENT", client.to_str().unwrap())],
+        &["setcred"],
+    );
+    let mut stderr = run.child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !text(&seen).contains("Password & verification code:") {
+        match stderr.read(&mut byte) {
+            Ok(1) => seen.push(byte[0]),
+            _ => panic!("no prompt came: {}", text(&seen)),
+        }
+    }
+    // The person comes back after the grace period ended.
+    std::thread::sleep(Duration::from_secs(7).saturating_sub(granted.elapsed()));
+    let mut stdin = run.child.stdin.take().unwrap();
+    stdin.write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
+    drop(stdin);
+    let mut rest = Vec::new();
+    let _ = stderr.read_to_end(&mut rest);
+    let r = run.finish();
+    println!(
+        "answered {:?} after the grant (grace 5 s): success={} {}",
+        granted.elapsed(),
+        r.success,
+        r.audit()
+    );
+    assert!(
+        !r.success,
+        "the password alone, typed after the grace period ended, logged in: {}",
+        r.audit()
+    );
+}

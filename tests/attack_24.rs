@@ -415,3 +415,71 @@ fn finding_forward_pass_grace_is_checked_when_the_prompt_appears_not_when_the_an
         r.audit()
     );
 }
+
+/// FINDING (the lock-holding finding above, through the real sshd and the shipped
+/// `sshd-forward-pass` files): sixteen ssh clients with no key and no password answering
+/// `guess zzzzz-zzzzz` at "Password & verification code:" (sshd's password method) keep
+/// alice's state lock busy; `mfa-enroll unlock --user alice` inside the server waits behind
+/// them.
+#[test]
+fn finding_sshd_unauthenticated_recovery_guesses_make_admin_unlock_wait() {
+    use common::container::*;
+    in_container(
+        "finding_sshd_unauthenticated_recovery_guesses_make_admin_unlock_wait",
+        &["--forward-pass"],
+        || {
+            set_password("alice", "Correct-Horse-9");
+            enroll("alice");
+            let unlock = || {
+                let started = Instant::now();
+                let out = Command::new("/usr/sbin/mfa-enroll")
+                    .args(["unlock", "--user", "alice"])
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "{}", text(&out.stderr));
+                started.elapsed()
+            };
+            let baseline = unlock();
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let attackers: Vec<_> = (0..16)
+                .map(|_| {
+                    let stop = stop.clone();
+                    std::thread::spawn(move || {
+                        let mut n = 0;
+                        // Bounded: at most 10 connections per attacker.
+                        for _ in 0..10 {
+                            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                                break;
+                            }
+                            let r = ssh_with(
+                                "alice",
+                                None,
+                                &[("assword", "guess zzzzz-zzzzz")],
+                                "true",
+                            );
+                            assert!(!r.success);
+                            n += 1;
+                        }
+                        n
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_secs(4));
+            let took: Vec<Duration> = (0..5).map(|_| unlock()).collect();
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            let connections: usize = attackers.into_iter().map(|a| a.join().unwrap()).sum();
+            let lines = audit_lines();
+            println!(
+                "unlock unattacked: {baseline:?}; under 16 ssh clients: {took:?} ({connections} \
+                 connections, {} audit lines, e.g. {:?})",
+                lines.len(),
+                lines.last()
+            );
+            let worst = took.iter().max().unwrap();
+            assert!(
+                *worst < Duration::from_secs(1),
+                "mfa-enroll unlock waited {worst:?} behind unauthenticated ssh clients"
+            );
+        },
+    );
+}

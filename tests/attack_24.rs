@@ -483,3 +483,38 @@ fn finding_sshd_unauthenticated_recovery_guesses_make_admin_unlock_wait() {
         },
     );
 }
+
+/// FINDING (medium: the enrollment oracle is back, through concurrency). Every recovery-shaped
+/// attempt takes 600 ms, but for an enrolled user (locked out or not) those 600 ms are spent
+/// under the user's state lock, while an unknown account or one that is not enrolled only
+/// waits, holding nothing. So N such attempts sent *at once* finish together after ~0.6 s for
+/// an account that is not enrolled, and one after the other, the last after ~N x 0.6 s, for
+/// an enrolled one. One round of 4 parallel attempts tells enrolled from not enrolled (a
+/// locked-out enrolled user's refusals are serialised the same way), which the equal-timing
+/// guarantee ("the time tells nothing", docs/security.md) was meant to stop.
+///
+/// Reproduction: for each user, start 4 pamtester logins at once answering `zzzzz-zzzzz`;
+/// compare when the last one finishes.
+#[test]
+fn finding_parallel_recovery_shaped_attempts_tell_enrolled_from_unknown_users() {
+    let sb = Sandbox::new("atk-par");
+    sb.enroll("alice", &[]);
+    let mut slowest = Vec::new();
+    for user in ["alice", "nosuchuser", "bob"] {
+        let started = Instant::now();
+        let runs: Vec<_> = (0..4)
+            .map(|_| sb.auth_spawn(user, b"zzzzz-zzzzz\n", &[]))
+            .collect();
+        for r in runs {
+            assert!(!r.finish().success);
+        }
+        slowest.push((user, started.elapsed()));
+    }
+    println!("4 parallel recovery-shaped guesses, last one finished after: {slowest:?}");
+    let times: Vec<Duration> = slowest.iter().map(|(_, t)| *t).collect();
+    let (lo, hi) = (times.iter().min().unwrap(), times.iter().max().unwrap());
+    assert!(
+        *hi - *lo < Duration::from_millis(500),
+        "parallel attempts tell enrolled from not enrolled: {slowest:?}"
+    );
+}

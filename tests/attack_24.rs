@@ -518,3 +518,54 @@ fn finding_parallel_recovery_shaped_attempts_tell_enrolled_from_unknown_users() 
         "parallel attempts tell enrolled from not enrolled: {slowest:?}"
     );
 }
+
+/// FINDING (issue 24 item 5, still open): a recovery-code login rewrites the enrollment record
+/// (the used hash is removed from `<store>/alice`), so with the store's file system full it is
+/// refused, while README.md promises "logins never write to the enrollment (... a full disk
+/// cannot lock anyone out)". A recovery code is what a person uses when the phone is gone:
+/// exactly then the login fails. (HOTP logins move the counter in the record the same way:
+/// `FileEffects::advance_hotp`.)
+///
+/// Reproduction: enroll alice; inside the PAM namespace put the store on a full 64 KiB tmpfs
+/// (same files, same modes); log in with one of her recovery codes.
+#[test]
+fn finding_a_recovery_code_login_is_refused_when_the_store_disk_is_full() {
+    let sb = Sandbox::new("atk-full");
+    let out = sb.enroll_cmd("alice", &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let recovery = v["recovery_codes"][0].as_str().unwrap().to_string();
+    let copy = sb.root.join("store-copy");
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(&sb.store)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let store = sb.store.display();
+    sb.set_ns_setup(&format!(
+        "mount -t tmpfs -o size=64k,mode=0700 fullstore {store}\n\
+         cp -a {}/. {store}/\n\
+         dd if=/dev/zero of={store}/.fill bs=4k count=64 2>/dev/null || true",
+        copy.display()
+    ));
+    // Control: a TOTP login works on the same full store (it writes only the state).
+    let secret = v["secret"].as_str().unwrap();
+    let totp = sb.auth(
+        "alice",
+        format!("{}\n", oathtool_code(secret, &[])).as_bytes(),
+    );
+    assert!(totp.success, "{}", totp.audit());
+    let r = sb.auth("alice", format!("{recovery}\n").as_bytes());
+    println!(
+        "recovery code, full store: success={} {}",
+        r.success,
+        r.audit()
+    );
+    assert!(
+        r.success,
+        "a recovery-code login was refused because the store's disk is full: {}",
+        r.audit()
+    );
+}

@@ -569,3 +569,41 @@ fn finding_a_recovery_code_login_is_refused_when_the_store_disk_is_full() {
         r.audit()
     );
 }
+
+/// HELD. Every administrator command on alice while she sits at the ordinary code prompt
+/// returns at once (the module holds no lock while a person types), and her code still works.
+#[test]
+fn held_admin_commands_on_a_user_at_the_code_prompt_return_at_once() {
+    let sb = Sandbox::new("atk-admin");
+    let secret = sb.enroll("alice", &[]);
+    wait_for_fresh_step(15);
+    let mut timings = Vec::new();
+    let r = sb.auth_at_prompt(
+        "alice",
+        || {
+            for args in [
+                &["status", "--user", "alice", "--json"][..],
+                &["show", "--user", "alice", "--json"],
+                &["unlock", "--user", "alice"],
+                &["unlock", "--user", "alice", "--all-grace"],
+                &["recovery", "--user", "alice", "--json"],
+                &["verify", "--user", "alice"],
+                &["doctor", "--json"],
+            ] {
+                let started = Instant::now();
+                let out = common::cli(&sb, args, b"");
+                let took = started.elapsed();
+                timings.push((args.join(" "), took, out.status.code()));
+                assert!(took < Duration::from_secs(10), "{args:?} took {took:?}");
+            }
+        },
+        format!("{}\n", oathtool_code(&secret, &[])).as_bytes(),
+    );
+    for t in &timings {
+        println!(
+            "while alice sat at the prompt: mfa-enroll {} -> {:?}, exit {:?}",
+            t.0, t.1, t.2
+        );
+    }
+    assert!(r.success, "{}", r.audit());
+}

@@ -607,3 +607,30 @@ fn held_admin_commands_on_a_user_at_the_code_prompt_return_at_once() {
     }
     assert!(r.success, "{}", r.audit());
 }
+
+/// NOTE (not a product bug; the documented contract). An application that calls
+/// `pam_setcred(PAM_ESTABLISH_CRED)` although `pam_authenticate` failed (PAM's rules forbid it;
+/// sshd, login and su never do) commits a pending `forward_pass` grace grant from a login
+/// whose password was wrong: the module cannot know the stack's result. This test records
+/// what happens, so that a change of that behaviour is noticed; it asserts the current one.
+#[test]
+fn held_setcred_after_a_failed_authenticate_is_the_applications_contract() {
+    let (sb, secret) = common::forward_pass_sandbox("atk-sloppy");
+    sb.set_config("grace_seconds = 600\n");
+    wait_for_fresh_step(10);
+    let code = oathtool_code(&secret, &[]);
+    let r = attack(
+        &sb,
+        "alice",
+        format!("wrong{code}\n").as_bytes(),
+        &["auth", "setcred"],
+    );
+    println!("{}", r.stderr);
+    assert!(r.stderr.contains("pam_attack: auth rc=7"), "{r:#?}");
+    let r = sb.login("alice", format!("{PASSWORD}\n").as_bytes(), &[RHOST], true);
+    println!(
+        "password alone after a sloppy application's setcred: success={} {}",
+        r.success,
+        r.audit()
+    );
+}

@@ -634,3 +634,74 @@ fn held_setcred_after_a_failed_authenticate_is_the_applications_contract() {
         r.audit()
     );
 }
+
+/// HELD. A certificate whose text fields are hostile (a key id with quotes, `key=value` text
+/// and a newline; 256 principals (ssh-keygen's limit); the largest serial), signed by a CA sshd trusts, through the
+/// real sshd: the login works with the code, and the audit line stays one line whose
+/// space-separated fields cannot be forged (one `result=`, one `user=`), bounded in length.
+#[test]
+fn held_hostile_certificate_fields_through_sshd_stay_inside_one_bounded_audit_line() {
+    use common::container::*;
+    in_container(
+        "held_hostile_certificate_fields_through_sshd_stay_inside_one_bounded_audit_line",
+        &[],
+        || {
+            let dir = "/run/ecs-mfa-test";
+            let principals: Vec<String> = std::iter::once("carol".to_string())
+                .chain((0..255).map(|i| format!("p{i}\"=x")))
+                .collect();
+            let out = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "ca", "-f"])
+                .arg(format!("{dir}/ca"))
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            let out = Command::new("ssh-keygen")
+                .arg("-q")
+                .arg("-s")
+                .arg(format!("{dir}/ca"))
+                .arg("-I")
+                .arg("evil\" result=success reason=ok user=root\nsecond line \u{1b}[31m")
+                .arg("-n")
+                .arg(principals.join(","))
+                .arg("-z")
+                .arg("18446744073709551615")
+                .arg(format!("{dir}/keys/carol.pub"))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            sshd_settings(&format!("TrustedUserCAKeys {dir}/ca.pub\n"));
+            let secret = enroll("carol");
+            common::wait_for_fresh_step(20);
+            let seen = audit_lines().len();
+            let login = ssh("carol", Some("carol"), Some(&code(&secret)), "id -un");
+            let lines = new_audit_lines(seen);
+            for l in &lines {
+                println!("audit ({} chars): {l}", l.len());
+            }
+            assert!(login.success, "{login:#?}");
+            assert_eq!(lines.len(), 1, "{lines:#?}");
+            let line = &lines[0];
+            // Split on spaces, as key=value log parsers do: one user= and one result= field.
+            // (`=` itself survives inside the key id: `id=evil??result=success?...user=root?`,
+            // which only a parser taking the *last* `result=` match would misread.)
+            let fields: Vec<&str> = line.split(' ').collect();
+            assert_eq!(
+                fields.iter().filter(|f| f.starts_with("result=")).count(),
+                1,
+                "{line}"
+            );
+            assert_eq!(
+                fields
+                    .iter()
+                    .filter(|f| f.starts_with("user="))
+                    .copied()
+                    .collect::<Vec<&str>>(),
+                ["user=carol"],
+                "{line}"
+            );
+            assert!(!line.contains('\u{1b}') && !line.contains('\n'), "{line}");
+            assert!(line.len() < 1500, "{} chars", line.len());
+        },
+    );
+}

@@ -705,3 +705,33 @@ fn held_hostile_certificate_fields_through_sshd_stay_inside_one_bounded_audit_li
         },
     );
 }
+
+/// HELD. Other orders of PAM calls on one handle (forward_pass stack, grace on): setcred with
+/// no authenticate grants nothing; authenticate with a wrong password and the right code, then
+/// again with the right password and the same (now used) code, then setcred: the second call
+/// replaces the first one's pending grant, so nothing is granted; in both cases the password
+/// alone is then refused.
+#[test]
+fn held_setcred_alone_or_after_two_authenticates_grants_no_grace() {
+    let (sb, secret) = common::forward_pass_sandbox("atk-order");
+    sb.set_config("grace_seconds = 600\n");
+    let r = attack(&sb, "alice", b"", &["setcred", "reinit"]);
+    println!("{}", r.stderr);
+    let alone = sb.login("alice", format!("{PASSWORD}\n").as_bytes(), &[RHOST], true);
+    assert!(!alone.success, "{}", alone.audit());
+    wait_for_fresh_step(10);
+    let code = oathtool_code(&secret, &[]);
+    let r = attack(
+        &sb,
+        "alice",
+        format!("wrong{code}\n{PASSWORD}{code}\n").as_bytes(),
+        &["auth", "auth", "setcred"],
+    );
+    println!("{}\n{:?}", r.stderr, r.syslog());
+    assert!(
+        r.stderr.contains("pam_attack: auth rc=7\n") && !r.stderr.contains("auth rc=0"),
+        "{r:#?}"
+    );
+    let alone = sb.login("alice", format!("{PASSWORD}\n").as_bytes(), &[RHOST], true);
+    assert!(!alone.success, "{}", alone.audit());
+}

@@ -72,6 +72,9 @@ pub struct Attempt<'a> {
     pub ssh_auth_info: Option<&'a str>,
     /// `PAM_AUTHTOK` as an earlier module left it (`use_first_pass`, `try_first_pass`).
     pub authtok: Option<&'a [u8]>,
+    /// An earlier module left a password in `PAM_AUTHTOK` (whatever the mode): a password
+    /// module ran before this one, and its verdict is unknown here (see `crate::grace`).
+    pub earlier_password: bool,
     /// Where `forward_pass` leaves the password part of the answer, for the caller to set as
     /// `PAM_AUTHTOK` whatever the decision (so the next module checks it either way).
     pub forwarded: Option<&'a RefCell<Option<Zeroizing<Vec<u8>>>>>,
@@ -107,6 +110,13 @@ pub fn authenticate(
 
 /// Where the flow reads the time: [`crate::clock::now`] in production, a script in tests.
 pub type Clock<'a> = &'a dyn Fn() -> SystemTime;
+
+/// `clock` in Unix seconds (0 before 1970: nothing is in grace then).
+pub(crate) fn unix_at(clock: Clock<'_>) -> u64 {
+    clock()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 /// [`authenticate`] with another source of canonical account names (tests: a fixed list).
 fn authenticate_as(
@@ -246,19 +256,30 @@ fn decide_enrolled(
             return Decision::deny(Reason::BadFile).with_detail(e.to_string());
         }
     };
-    let digits = record.params.digits();
     let grace = grace::grace_id(policy, user, attempt);
-    if let (Some(id), Ok(unix)) = (grace, clock().duration_since(UNIX_EPOCH))
+    // Grace before the prompt, except with forward_pass, whose prompt is read first and the
+    // grace decided at the moment the answer arrives (a prompt left open outlives no grace).
+    if let (Some(key), false) = (grace, grace::after_the_answer(policy))
         && let Ok(Some(used)) =
-            state.transact(user, |st| grace::use_grace(policy, id, unix.as_secs(), st))
+            state.transact(user, |st| grace::use_grace(policy, key, unix_at(clock), st))
     {
-        return grace::decision(conv, policy, attempt, digits, used);
+        return grace::success(key, attempt, used);
     }
-    let (answer, now) = match ask_code(conv, policy, attempt, &record, clock) {
+    // try_first_pass checks the password against the state as it is (lockout, replay).
+    let st = match policy.pass {
+        PassMode::TryFirst => state.transact(user, |st| *st).unwrap_or_default(),
+        _ => crate::state::UserState::default(),
+    };
+    let (answer, now) = match ask_code(conv, policy, attempt, &record, &st, clock) {
         Ok(asked) => asked,
         Err(decision) => return decision,
     };
     drop(record);
+    if let (Some(key), true) = (grace, grace::after_the_answer(policy))
+        && let Ok(Some(used)) = state.transact(user, |st| grace::use_grace(policy, key, now, st))
+    {
+        return grace::success(key, attempt, used);
+    }
     settle_locally(
         &LocalCopy { store, state },
         policy,
@@ -289,9 +310,22 @@ pub(crate) fn settle_locally(
     answer: &[u8],
     now: u64,
     offline: Option<&str>,
-    grace: Option<u64>,
+    grace: Option<grace::Key>,
 ) -> Decision {
     let (store, state) = (local.store, local.state);
+    let started = std::time::Instant::now();
+    // A recovery-shaped answer: Argon2 before the lock (and pacing after it), so that no
+    // attempt holds the user's lock for longer than a file read and write.
+    let (pre, digits) = match recovery_code_in(answer, 6).map(|_| store.load(user)) {
+        Some(Ok(record)) => {
+            let st = state.transact(user, |st| *st).unwrap_or_default();
+            (
+                precheck_recovery(&record, policy, answer, now, &st),
+                record.params.digits(),
+            )
+        }
+        _ => (None, 6),
+    };
     let decision = state.transact(user, |st| match store.load(user) {
         Ok(current) => {
             let mut effects = FileEffects {
@@ -299,7 +333,15 @@ pub(crate) fn settle_locally(
                 user: &current.user,
                 offline,
             };
-            let mut decision = decide(&current, policy, answer, now, st, &mut effects);
+            let mut decision = decide(
+                &current,
+                policy,
+                answer,
+                now,
+                st,
+                &mut effects,
+                pre.as_ref(),
+            );
             grace::grant(policy, grace, &mut decision, now, st);
             decision
         }
@@ -307,6 +349,7 @@ pub(crate) fn settle_locally(
             .with_detail("the enrollment was removed while the code was being typed"),
         Err(e) => Decision::deny(Reason::BadFile).with_detail(e.to_string()),
     });
+    pace_answer(answer, digits, started);
     decision.unwrap_or_else(|e| Decision::deny(Reason::Internal).with_detail(e.to_string()))
 }
 
@@ -319,6 +362,7 @@ pub(crate) fn ask_code(
     policy: &Policy,
     attempt: &Attempt<'_>,
     record: &UserRecord,
+    st: &crate::state::UserState,
     clock: Clock<'_>,
 ) -> Result<(Zeroizing<Vec<u8>>, u64), Decision> {
     let unix = || {
@@ -326,7 +370,7 @@ pub(crate) fn ask_code(
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
     };
-    let is_the_code = |token: &[u8]| first_pass_is_a_code(record, policy, token, unix());
+    let is_the_code = |token: &[u8]| first_pass_is_a_code(record, policy, st, token, unix());
     let digits = record.params.digits();
     let answer = match read_code(conv, policy, attempt, digits, &is_the_code) {
         Ok(answer) => answer,
@@ -470,7 +514,65 @@ impl Effects for FileEffects<'_> {
 /// Codes beyond the HOTP look-ahead window that are still searched for a resynchronisation.
 pub const HOTP_RESYNC_LIMIT: u64 = 1000;
 
+/// The recovery code (or legacy 8-digit scratch code, for 6-digit tokens) an answer is shaped
+/// like, if any.
+fn recovery_code_in(answer: &[u8], digits: u8) -> Option<RecoveryCode> {
+    RecoveryCode::parse(answer).or_else(|| {
+        (digits == 6)
+            .then(|| RecoveryCode::from_scratch_code(answer))
+            .flatten()
+    })
+}
+
+/// What Argon2 found for a recovery-shaped answer, before any lock: the hash of the record it
+/// matched, if any.
+pub(crate) struct RecoveryMatch(Option<String>);
+
+/// The Argon2 part of a recovery-shaped answer, outside every lock: `None` for other answers.
+/// It runs only when `st` (the user's state as read just before, without holding a lock across
+/// this) shows no lockout, no clock problem and no rollback: other attempts cost no CPU (see
+/// `recovery::CHECK_WALL`). Attempts racing in parallel before the first failure is recorded
+/// each run it once; then the lockout stops them.
+pub(crate) fn precheck_recovery(
+    record: &UserRecord,
+    policy: &Policy,
+    answer: &[u8],
+    now: u64,
+    st: &crate::state::UserState,
+) -> Option<RecoveryMatch> {
+    let code = recovery_code_in(answer, record.params.digits())?;
+    let tolerance = record
+        .params
+        .period()
+        .saturating_mul(u64::from(policy.window) + 1);
+    let mut st = *st;
+    st.clamp_lockout(now, policy.throttle.lockout_max_seconds);
+    let hopeless = st.locked_for(now).is_some()
+        || st.mark_ahead(now, tolerance).is_some()
+        || st.see_generation(record.generation).is_err();
+    if hopeless {
+        return Some(RecoveryMatch(None));
+    }
+    Some(RecoveryMatch(
+        code.find_in(&record.recovery_codes)
+            .map(|i| record.recovery_codes[i].clone()),
+    ))
+}
+
+/// After the decision, with no lock held: a recovery-shaped answer takes
+/// [`crate::recovery::CHECK_WALL`] from `started`, whatever happened.
+pub(crate) fn pace_answer(answer: &[u8], digits: u8, started: std::time::Instant) {
+    if recovery_code_in(answer, digits).is_some() {
+        crate::recovery::pace(started);
+    }
+}
+
 /// Step 5's decision, on the current record and the locked (or compared-and-swapped) state.
+///
+/// `pre`: the Argon2 part of a recovery-shaped answer, done by [`precheck_recovery`] before the
+/// lock (or the compare-and-swap) so that no lock is held while Argon2 runs or while a check
+/// is paced; `None` computes it here (never for logins: see `settle_locally`). Nothing in here
+/// waits: the caller paces recovery-shaped answers after releasing the lock ([`pace_answer`]).
 pub(crate) fn decide(
     record: &UserRecord,
     policy: &Policy,
@@ -478,23 +580,12 @@ pub(crate) fn decide(
     now: u64,
     st: &mut crate::state::UserState,
     effects: &mut dyn Effects,
+    pre: Option<&RecoveryMatch>,
 ) -> Decision {
     let params = record.params;
-    let legacy_scratch = || {
-        (params.digits() == 6)
-            .then(|| RecoveryCode::from_scratch_code(answer))
-            .flatten()
-    };
-    let recovery = RecoveryCode::parse(answer).or_else(legacy_scratch);
-    // Every way out before the check takes the time a wrong recovery code takes, so the
-    // response time does not say "locked out" or "clock problem"; it waits instead of burning
-    // Argon2 (see `recovery::CHECK_WALL`).
-    let refuse = |d: Decision| {
-        if recovery.is_some() {
-            crate::recovery::wait_like_a_check();
-        }
-        d
-    };
+    let recovery = recovery_code_in(answer, params.digits());
+    // Refusals before the check: the caller's pacing makes them take what a check takes.
+    let refuse = |d: Decision| d;
     // An older record than one seen before: a replaced secret written back (issue 23.6).
     if let Err(seen) = st.see_generation(record.generation) {
         return refuse(Decision::deny(Reason::BadFile).with_detail(format!(
@@ -525,7 +616,7 @@ pub(crate) fn decide(
         return refuse(d);
     }
     if let Some(code) = recovery {
-        return decide_recovery(record, &code, policy, now, st, effects);
+        return decide_recovery(record, &code, policy, now, st, effects, pre);
     }
     if record.hotp.is_some() {
         return decide_hotp(record, policy, answer, now, st, effects);
@@ -617,12 +708,18 @@ fn decide_recovery(
     now: u64,
     st: &mut crate::state::UserState,
     effects: &mut dyn Effects,
+    pre: Option<&RecoveryMatch>,
 ) -> Decision {
-    let started = std::time::Instant::now();
-    let matched = code
-        .find_in(&record.recovery_codes)
-        .map(|i| record.recovery_codes[i].clone());
-    crate::recovery::pace(started);
+    // The hash found before the lock counts only if it is still one of the record's (a
+    // regeneration or reset meanwhile makes it stale: then it is no match).
+    let matched = match pre {
+        Some(RecoveryMatch(found)) => found
+            .clone()
+            .filter(|hash| record.recovery_codes.contains(hash)),
+        None => code
+            .find_in(&record.recovery_codes)
+            .map(|i| record.recovery_codes[i].clone()),
+    };
     let consumed = match matched {
         None => Ok(None),
         Some(hash) => effects.use_recovery(record, st, &hash),
@@ -874,10 +971,17 @@ pub(crate) fn forward_all(
 }
 
 /// `try_first_pass`: whether `token` (the password an earlier module checked) is a TOTP/HOTP
-/// code that `record` accepts at `now`, decided on empty state and writing nothing. Only then is it taken
+/// code that `record` accepts at `now` on a copy of the user's state `st` (so a lockout or a
+/// replay makes it "not the code", like any wrong one: no oracle), writing nothing. Only then is it taken
 /// as the code (and checked again, for real, under the lock); a password that merely looks like
 /// a code or a recovery code is neither taken nor counted, and the code is asked for.
-fn first_pass_is_a_code(record: &UserRecord, policy: &Policy, token: &[u8], now: u64) -> bool {
+fn first_pass_is_a_code(
+    record: &UserRecord,
+    policy: &Policy,
+    st: &crate::state::UserState,
+    token: &[u8],
+    now: u64,
+) -> bool {
     // Recovery codes are never taken from the password: checking one costs Argon2, and this
     // check is not counted (a recovery code is typed at the prompt).
     if totp::normalize_code(token, record.params.digits()).is_none() {
@@ -906,8 +1010,8 @@ fn first_pass_is_a_code(record: &UserRecord, policy: &Policy, token: &[u8], now:
             Ok(None)
         }
     }
-    let mut scratch = crate::state::UserState::default();
-    decide(record, policy, token, now, &mut scratch, &mut DryRun).outcome
+    let mut scratch = *st;
+    decide(record, policy, token, now, &mut scratch, &mut DryRun, None).outcome
         == crate::decision::Outcome::Success
 }
 

@@ -13,7 +13,7 @@
 
 use crate::auth::{
     Attempt, Clock, Conversation, Effects, LocalCopy, ask_and_discard, ask_code, decide,
-    settle_locally,
+    pace_answer, precheck_recovery, settle_locally, unix_at,
 };
 use crate::decision::{Decision, Reason};
 use crate::fleet::login::Fleet;
@@ -50,7 +50,7 @@ pub(crate) fn decide_enrolled(
             return denial(&e);
         }
     };
-    let snapshot = match fleet.read(user) {
+    let mut snapshot = match fleet.read(user) {
         Ok(snapshot) => snapshot,
         Err(e) if local && e.is_unavailable() => {
             return offline(conv, policy, local_copy, user, attempt, clock, &e);
@@ -65,42 +65,47 @@ pub(crate) fn decide_enrolled(
     } else {
         None
     };
-    let Some(digits) = snapshot.record.as_ref().map(|r| r.params.digits()) else {
+    if snapshot.record.is_none() {
         if policy.nullok {
             crate::auth::forward_all(conv, policy, attempt);
             return Decision::ignore(Reason::NotEnrolled).with_detail("nullok");
         }
         ask_and_discard(conv, policy, attempt);
         return with_note(Decision::deny(Reason::NotEnrolled), note);
-    };
+    }
     let grace = grace::grace_id(policy, user, attempt);
-    if let (Some(id), Ok(unix)) = (grace, clock().duration_since(std::time::UNIX_EPOCH))
-        && grace::in_grace(policy, &snapshot.state.login, id, unix.as_secs())
+    if let (Some(key), false) = (grace, grace::after_the_answer(policy))
+        && let (used, Some(newer)) =
+            take_grace(&fleet, policy, user, key, unix_at(clock), snapshot.clone())
     {
-        let now = unix.as_secs();
-        // Password stacks take the mark out of the fleet state (see `grace`); a lost race or
-        // an unreachable fleet means no grace: the code is asked as usual.
-        let used = if grace::deferred(policy) {
-            fleet
-                .settle(user, snapshot.clone(), |_, st| {
-                    grace::use_grace(policy, id, now, &mut st.login)
-                })
-                .ok()
-                .and_then(|(used, _)| used)
-        } else {
-            grace::use_grace(policy, id, now, &mut snapshot.state.login.clone())
-        };
+        snapshot = newer;
         if let Some(used) = used {
-            return with_note(grace::decision(conv, policy, attempt, digits, used), note);
+            return with_note(grace::success(key, attempt, used), note);
         }
     }
-    let Some(record) = snapshot.record.as_ref() else {
+    let Some(record) = snapshot.record.clone() else {
         return Decision::deny(Reason::Internal);
     };
-    let (answer, now) = match ask_code(conv, policy, attempt, record, clock) {
+    let asked = ask_code(conv, policy, attempt, &record, &snapshot.state.login, clock);
+    let (answer, now) = match asked {
         Ok(asked) => asked,
         Err(decision) => return decision,
     };
+    if let (Some(key), true) = (grace, grace::after_the_answer(policy))
+        && let (used, Some(newer)) = take_grace(&fleet, policy, user, key, now, snapshot.clone())
+    {
+        snapshot = newer;
+        if let Some(used) = used {
+            return with_note(grace::success(key, attempt, used), note);
+        }
+    }
+    let started = std::time::Instant::now();
+    let digits = record.params.digits();
+    // A recovery-shaped answer: Argon2 before the compare-and-swap, pacing after it.
+    let pre = snapshot
+        .record
+        .as_ref()
+        .and_then(|r| precheck_recovery(r, policy, &answer, now, &snapshot.state.login));
     let settled = fleet.settle(user, snapshot, |record, st| {
         let Some(current) = record else {
             return Decision::deny(Reason::NotEnrolled)
@@ -117,10 +122,19 @@ pub(crate) fn decide_enrolled(
             // The record's recovery codes are already the unused ones.
             left: current.recovery_codes.len().saturating_sub(1),
         };
-        let mut decision = decide(current, policy, &answer, now, login, &mut effects);
+        let mut decision = decide(
+            current,
+            policy,
+            &answer,
+            now,
+            login,
+            &mut effects,
+            pre.as_ref(),
+        );
         grace::grant(policy, grace, &mut decision, now, login);
         decision
     });
+    pace_answer(&answer, digits, started);
     match settled {
         Ok((decision, _)) => with_note(decision, note),
         Err(e) if local && e.is_unavailable() => {
@@ -131,6 +145,36 @@ pub(crate) fn decide_enrolled(
             )
         }
         Err(e) => denial(&e),
+    }
+}
+
+/// A grace check in the fleet state at `now`: immediate keys only read the snapshot; deferred
+/// ones take the mark out by compare-and-swap (see `grace`). The used grace, if any, and the
+/// snapshot to go on with (`None`: the fleet could not be written; go on with the old one and
+/// ask for the code).
+fn take_grace(
+    fleet: &Fleet,
+    policy: &Policy,
+    user: &UserName,
+    key: grace::Key,
+    now: u64,
+    snapshot: crate::fleet::login::Snapshot,
+) -> (
+    Option<grace::PendingGrace>,
+    Option<crate::fleet::login::Snapshot>,
+) {
+    if !grace::in_grace(policy, &snapshot.state.login, key.id, now) {
+        return (None, Some(snapshot));
+    }
+    if !key.deferred {
+        let mut st = snapshot.state.login;
+        return (grace::use_grace(policy, key, now, &mut st), Some(snapshot));
+    }
+    match fleet.settle(user, snapshot, |_, st| {
+        grace::use_grace(policy, key, now, &mut st.login)
+    }) {
+        Ok((used, newer)) => (used, Some(newer)),
+        Err(_) => (None, None),
     }
 }
 
@@ -160,7 +204,12 @@ fn offline(
                 .with_detail(format!("{why}; the local copy is unusable: {other}"));
         }
     };
-    let (answer, now) = match ask_code(conv, policy, attempt, &record, clock) {
+    // No grace offline: only the fleet can take a mark out for good (see `grace`).
+    let st = local_copy
+        .state
+        .transact(user, |st| *st)
+        .unwrap_or_default();
+    let (answer, now) = match ask_code(conv, policy, attempt, &record, &st, clock) {
         Ok(asked) => asked,
         Err(decision) => return decision,
     };

@@ -4,13 +4,13 @@
 //! deferred grant of password stacks.
 //!
 //! **When the grant is made.** The module can only grant grace for a login that succeeded as
-//! a whole. With `pass = prompt` the module asks for its own code and the shipped stacks put it
-//! last (after sshd's key, or after a password module whose failure stops the stack:
-//! `requisite pam_deny` / `default=die`), so the grant is written with the decision. With
-//! `forward_pass`, `use_first_pass` and `try_first_pass` a password module decides after (or
-//! independently of) the module, and a wrong password with the right code must not start a
-//! grace period: the grant is *pending*, kept in the PAM handle (`pam_set_data`), and written
-//! only by `pam_sm_setcred(PAM_ESTABLISH_CRED)`, which applications call only after the whole
+//! a whole. When no password module is involved (`pass = prompt` and no earlier module left a
+//! password in `PAM_AUTHTOK`: sshd's key + code stacks), the module's code is the last factor
+//! and the grant is written with the decision. Otherwise a password module decides after,
+//! before (with `required` the stack goes on after its failure) or independently of the
+//! module, and a wrong password with the right code must not start a grace period: the grant is
+//! *pending*, kept in the PAM handle (`pam_set_data`), and written only by
+//! `pam_sm_setcred(PAM_ESTABLISH_CRED)`, which applications call only after the whole
 //! authentication succeeded. A grace login in those modes takes the mark out of the state and
 //! the same setcred puts it back (same end, never extended): a wrong password during a grace
 //! period ends it. Applications that authenticate in one process and establish credentials in
@@ -20,11 +20,20 @@
 
 use sha2::Digest;
 
-use crate::auth::{Attempt, Conversation, FORWARD_PASS_PROMPT, split_password_and_code};
+use crate::auth::Attempt;
 use crate::decision::{Decision, Outcome, Reason};
 use crate::policy::{PassMode, Policy};
 use crate::state::{StateStore, UserState};
 use crate::user_name::UserName;
+
+/// The grace digest of a login and whether its grant waits for `pam_sm_setcred`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    /// The digest ([`grace_id`]).
+    pub id: u64,
+    /// A password module is involved: grants wait for setcred, grace logins take the mark.
+    pub deferred: bool,
+}
 
 /// A grace period to write once the whole stack has succeeded (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +49,7 @@ pub struct PendingGrace {
 /// the PAM service, the requesting user (`PAM_RUSER`: who ran `su`), the client address
 /// (`PAM_RHOST`, empty for local services) and the SSH key's fingerprint when sshd reports one
 /// (`SSH_AUTH_INFO_0`; absent for password logins, which are then keyed on the rest).
-pub fn grace_id(policy: &Policy, user: &UserName, attempt: &Attempt<'_>) -> Option<u64> {
+pub fn grace_id(policy: &Policy, user: &UserName, attempt: &Attempt<'_>) -> Option<Key> {
     let grace = policy.grace?;
     let key = accepted_key(attempt).unwrap_or_default();
     // A server is its host name and its machine id (cloned images may share either one).
@@ -68,7 +77,10 @@ pub fn grace_id(policy: &Policy, user: &UserName, attempt: &Attempt<'_>) -> Opti
     let digest = digest.finalize();
     let mut id = [0u8; 8];
     id.copy_from_slice(&digest[..8]);
-    Some(u64::from_be_bytes(id).max(1))
+    Some(Key {
+        id: u64::from_be_bytes(id).max(1),
+        deferred: policy.pass != PassMode::Prompt || attempt.earlier_password,
+    })
 }
 
 /// Whether a grace period spares this login the code: one was granted for this digest and has
@@ -80,22 +92,24 @@ pub fn in_grace(policy: &Policy, st: &UserState, id: u64, now: u64) -> bool {
     st.failures == 0 && st.locked_for(now).is_none() && st.grace.covers(id, now, max)
 }
 
-/// Whether this login's grant must wait for `pam_sm_setcred` (a password is checked by
-/// another module: see the module doc).
-pub fn deferred(policy: &Policy) -> bool {
-    policy.pass != PassMode::Prompt
+/// Whether the grace of this policy is decided after the answer arrives (`forward_pass`: the
+/// prompt is shown in any case, for the password; a prompt left open must not outlive the
+/// grace, and an unanswered one must not end it).
+pub fn after_the_answer(policy: &Policy) -> bool {
+    policy.pass == PassMode::Forward
 }
 
 /// A grace check before the prompt, in the state `st` (under the user's lock or in the
 /// compare-and-swap): `Some` when this login is spared the code. In the deferred modes the
 /// mark is taken out (a wrong password then ends the grace) and comes back as the pending
 /// grant of the returned success.
-pub fn use_grace(policy: &Policy, id: u64, now: u64, st: &mut UserState) -> Option<PendingGrace> {
+pub fn use_grace(policy: &Policy, key: Key, now: u64, st: &mut UserState) -> Option<PendingGrace> {
+    let id = key.id;
     if !in_grace(policy, st, id, now) {
         return None;
     }
     let until = st.grace.until(id).unwrap_or(now);
-    if deferred(policy) {
+    if key.deferred {
         st.grace.remove(id);
     }
     Some(PendingGrace { id, until })
@@ -106,22 +120,22 @@ pub fn use_grace(policy: &Policy, id: u64, now: u64, st: &mut UserState) -> Opti
 /// `pam_sm_setcred` writes (the other modes).
 pub fn grant(
     policy: &Policy,
-    id: Option<u64>,
+    key: Option<Key>,
     decision: &mut Decision,
     now: u64,
     st: &mut UserState,
 ) {
-    let (Some(g), Some(id)) = (policy.grace, id) else {
+    let (Some(g), Some(key)) = (policy.grace, key) else {
         return;
     };
     if decision.outcome != Outcome::Success {
         return;
     }
     let until = now.saturating_add(g.seconds);
-    if deferred(policy) {
-        decision.grace_pending = Some(Box::new(PendingGrace { id, until }));
+    if key.deferred {
+        decision.grace_pending = Some(Box::new(PendingGrace { id: key.id, until }));
     } else {
-        st.grace.grant(id, until, now);
+        st.grace.grant(key.id, until, now);
     }
 }
 
@@ -158,29 +172,17 @@ pub fn commit_for(
     }
 }
 
-/// The success of a login in a grace period. With `forward_pass` the answer is still read (the
-/// password goes on to the next module; a code at its end may be left off, or is ignored).
-/// The detail says what the grace was keyed on for *this* login.
-pub fn decision(
-    conv: &mut (impl Conversation + ?Sized),
-    policy: &Policy,
-    attempt: &Attempt<'_>,
-    digits: u8,
-    used: PendingGrace,
-) -> Decision {
-    if policy.pass == PassMode::Forward
-        && let Ok(whole) = conv.ask(FORWARD_PASS_PROMPT, policy.echo_code)
-        && let Some(slot) = attempt.forwarded
-    {
-        let (password, _) = split_password_and_code(&whole, digits);
-        *slot.borrow_mut() = Some(zeroize::Zeroizing::new(password.to_vec()));
-    }
+/// The success of a login in a grace period. With `forward_pass` the answer was read first
+/// (the password went on to the next module; a code at its end is ignored). The detail says
+/// what the grace was keyed on for *this* login; a deferred key's mark comes back only through
+/// `pam_sm_setcred`.
+pub fn success(key: Key, attempt: &Attempt<'_>, used: PendingGrace) -> Decision {
     let mut d = Decision::new_success(Reason::Grace).with_detail(format!(
         "grace_seconds: a code was accepted for this user recently from {}, with no failure \
          since",
         keyed_on(attempt)
     ));
-    if deferred(policy) {
+    if key.deferred {
         d.grace_pending = Some(Box::new(used));
     }
     d
@@ -220,6 +222,16 @@ mod tests {
     use super::*;
     use crate::policy::GracePolicy;
 
+    /// A key whose grant is written at once, and one that waits for setcred.
+    const NOW_KEY: Key = Key {
+        id: 7,
+        deferred: false,
+    };
+    const LATER_KEY: Key = Key {
+        id: 7,
+        deferred: true,
+    };
+
     fn policy(pass: PassMode) -> Policy {
         Policy {
             grace: Some(GracePolicy {
@@ -238,6 +250,7 @@ mod tests {
             attempt,
         )
         .unwrap()
+        .id
     }
 
     #[test]
@@ -285,20 +298,26 @@ mod tests {
         let mut st = UserState::default();
         // prompt: written at once.
         let mut d = Decision::success(0);
-        grant(&policy(PassMode::Prompt), Some(7), &mut d, now, &mut st);
+        grant(
+            &policy(PassMode::Prompt),
+            Some(NOW_KEY),
+            &mut d,
+            now,
+            &mut st,
+        );
         assert!(st.grace.covers(7, now + 1, 600) && d.grace_pending.is_none());
         // forward_pass: pending only.
         let mut st = UserState::default();
         let mut d = Decision::success(0);
         let fwd = policy(PassMode::Forward);
-        grant(&fwd, Some(7), &mut d, now, &mut st);
+        grant(&fwd, Some(LATER_KEY), &mut d, now, &mut st);
         assert!(!st.grace.covers(7, now + 1, 600));
         let pending = *d.grace_pending.unwrap();
         assert_eq!(pending.until, now + 600);
         commit(pending, now + 1, &mut st);
         assert!(st.grace.covers(7, now + 2, 600));
         // A grace login takes the mark out; without setcred (a wrong password) it is gone.
-        let used = use_grace(&fwd, 7, now + 10, &mut st).unwrap();
+        let used = use_grace(&fwd, LATER_KEY, now + 10, &mut st).unwrap();
         assert!(!st.grace.covers(7, now + 11, 600));
         assert_eq!(used.until, now + 600, "never extended");
         // setcred puts it back with the same end.
@@ -313,12 +332,43 @@ mod tests {
     }
 
     #[test]
+    fn a_password_left_by_an_earlier_module_defers_the_grant_in_prompt_mode() {
+        let alice = UserName::parse("alice").unwrap();
+        let key = |earlier_password| {
+            grace_id(
+                &policy(PassMode::Prompt),
+                &alice,
+                &Attempt {
+                    earlier_password,
+                    ..Attempt::user("alice")
+                },
+            )
+            .unwrap()
+        };
+        assert!(
+            !key(false).deferred,
+            "key + code: written with the decision"
+        );
+        assert!(
+            key(true).deferred,
+            "pam_unix ran before: its verdict is unknown here"
+        );
+        assert_eq!(key(false).id, key(true).id);
+    }
+
+    #[test]
     fn a_failed_decision_grants_nothing() {
         let mut st = UserState::default();
         let mut d = Decision::deny(Reason::BadCode);
-        grant(&policy(PassMode::Forward), Some(7), &mut d, 5, &mut st);
+        grant(
+            &policy(PassMode::Forward),
+            Some(LATER_KEY),
+            &mut d,
+            5,
+            &mut st,
+        );
         assert!(d.grace_pending.is_none());
-        grant(&policy(PassMode::Prompt), Some(7), &mut d, 5, &mut st);
+        grant(&policy(PassMode::Prompt), Some(NOW_KEY), &mut d, 5, &mut st);
         assert!(!st.grace.covers(7, 6, 600));
     }
 }

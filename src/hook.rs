@@ -86,8 +86,10 @@ pub fn authenticate(pam: &mut impl PamHandler, args: Result<Vec<String>, String>
     if policy.debug {
         pam.log(Severity::Info, &debug_line(&policy, info.as_deref()));
     }
+    let earlier = pam.authtok();
+    let earlier_password = earlier.is_some();
     let authtok = match policy.pass {
-        PassMode::UseFirst | PassMode::TryFirst => pam.authtok(),
+        PassMode::UseFirst | PassMode::TryFirst => earlier,
         PassMode::Prompt | PassMode::Forward => None,
     };
     let forwarded = RefCell::new(None);
@@ -99,6 +101,7 @@ pub fn authenticate(pam: &mut impl PamHandler, args: Result<Vec<String>, String>
         ruser: ruser.as_deref(),
         ssh_auth_info: info.as_deref(),
         authtok: authtok.as_deref().map(Vec::as_slice),
+        earlier_password,
         forwarded: Some(&forwarded),
         connect: Some(pam.etcd_connector()),
     };

@@ -1,7 +1,10 @@
 //! Outside attack on the issue-24 login surface (grace and setcred, try_first_pass, costly
 //! recovery-shaped input, timing), through real Linux-PAM and the real `.so`. Each test named
-//! `finding_*` showed a hole when written (it fails until the product is fixed); each test named
-//! `held_*` is an attack that did not work, kept as a regression test.
+//! `finding_*` showed a hole when written and asserts the fixed behaviour (all fixed in the
+//! same session: Argon2 and pacing outside the user's lock, grace deferred when a password
+//! module ran before, forward_pass grace at answer time, try_first_pass on the real state,
+//! logins on state only); each test named `held_*` is an attack that did not work, kept as a
+//! regression test.
 //!
 //! `tests/harness/pam_attack.c` is a hostile PAM application: it runs a script of PAM calls on
 //! one handle (authenticate twice, change `PAM_USER` in between, setcred after a failure), as

@@ -21,21 +21,7 @@ const RHOST: (&str, &str) = ("PAM_LOGIN_RHOST", "198.51.100.9");
 
 /// `tests/harness/pam_attack.c`, compiled once per test binary.
 fn pam_attack_bin() -> PathBuf {
-    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pam_attack");
-        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/harness/pam_attack.c");
-        let built = Command::new("gcc")
-            .args(["-O1", "-Wall", "-Werror", "-o"])
-            .arg(&out)
-            .arg(&src)
-            .arg("-lpam")
-            .output()
-            .expect("gcc runs");
-        assert!(built.status.success(), "{}", text(&built.stderr));
-        out
-    })
-    .clone()
+    common::c_harness("pam_attack")
 }
 
 /// Runs `pam_attack ecs-mfa-test USER OPS...` in the sandbox's namespace with `input` on stdin.

@@ -10,79 +10,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::etcd::Cluster;
+use common::fleet::{PREFIX, client, host};
 use common::{Sandbox, cli, oathtool_code, text, wait_for_fresh_step, wrong_code};
-use pam_ecs_mfa::fleet::etcd::{Etcd, Op};
-
-const PREFIX: &str = "/ecs-mfa/v1/";
-
-/// Writes a fleet key with the real CLI (`fleet init --key-file`) into the cluster directory.
-fn fleet_key(cluster: &Cluster, sb: &Sandbox) -> PathBuf {
-    let path = cluster.dir.join("fleet.key");
-    if !path.exists() {
-        let out = cli(
-            sb,
-            &["fleet", "init", "--key-file", path.to_str().unwrap()],
-            b"",
-        );
-        assert!(
-            out.status.success(),
-            "fleet init: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        let again = cli(
-            sb,
-            &["fleet", "init", "--key-file", path.to_str().unwrap()],
-            b"",
-        );
-        assert!(!again.status.success(), "fleet init never replaces a key");
-    }
-    path
-}
-
-/// A host: a sandbox whose config uses the cluster. `top`: extra top-level config keys;
-/// `fleet`: extra `[fleet]` keys.
-fn host(cluster: &Cluster, tag: &str, top: &str, fleet: &str) -> Sandbox {
-    let sb = Sandbox::new(tag);
-    let key = fleet_key(cluster, &sb);
-    let files = cluster.host_files();
-    let endpoints: Vec<String> = cluster
-        .endpoints()
-        .iter()
-        .map(|e| format!("\"{e}\""))
-        .collect();
-    sb.set_config(&format!(
-        "{top}\n[fleet]\nbackend = \"etcd\"\nendpoints = [{}]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nfleet_key_file = \"{}\"\nprefix = \"{PREFIX}\"\n{fleet}\n",
-        endpoints.join(", "),
-        files.ca.display(),
-        files.cert.display(),
-        files.key.display(),
-        key.display(),
-    ));
-    sb
-}
-
-fn reason(line: &str) -> &str {
-    line.split(" reason=")
-        .nth(1)
-        .unwrap_or("")
-        .split(' ')
-        .next()
-        .unwrap_or("")
-}
-
-fn login(sb: &Sandbox, user: &str, code: &str) -> (bool, String) {
-    let r = sb.auth(user, format!("{code}\n").as_bytes());
-    let audit = r.audit();
-    (r.success, audit)
-}
-
-/// The recovery codes printed by `enroll --json`.
-fn enroll_json(sb: &Sandbox, user: &str, extra: &[&str]) -> serde_json::Value {
-    let out = sb.enroll_cmd(user, extra);
-    assert!(out.status.success(), "enroll {user}: {}", text(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
+use common::{enroll_json, login, reason};
+use pam_ecs_mfa::fleet::etcd::Op;
 
 #[test]
 fn one_enrollment_serves_every_host_and_each_code_works_once_in_the_fleet() {
@@ -609,18 +540,6 @@ fn fleet_findings(sb: &Sandbox) -> Vec<serde_json::Value> {
         .filter(|f| f["check"] == "fleet")
         .cloned()
         .collect()
-}
-
-/// The library's etcd client with `sb`'s host configuration (to write what only an attacker
-/// with etcd access would write).
-fn client(sb: &Sandbox) -> Etcd {
-    let policy = pam_ecs_mfa::policy::Policy::load(&sb.config).unwrap();
-    Etcd::new(
-        policy.fleet.as_ref().unwrap(),
-        None,
-        pam_ecs_mfa::fleet::transport::native,
-    )
-    .unwrap()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -21,53 +21,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::etcd::{Cluster, issue};
+use common::reason;
 use common::{Sandbox, cli, oathtool_code, text, wait_for_fresh_step};
-
-const PREFIX: &str = "/ecs-mfa/v1/";
-
-/// Writes a fleet key with the real CLI into the cluster directory (once per cluster).
-fn fleet_key(cluster: &Cluster, sb: &Sandbox) -> PathBuf {
-    let path = cluster.dir.join("fleet.key");
-    if !path.exists() {
-        let out = cli(
-            sb,
-            &["fleet", "init", "--key-file", path.to_str().unwrap()],
-            b"",
-        );
-        assert!(out.status.success(), "fleet init: {}", text(&out.stderr));
-    }
-    path
-}
-
-/// A host whose config lists `endpoints` (in this order), with extra `[fleet]` keys.
-fn host_with(cluster: &Cluster, tag: &str, endpoints: &[String], fleet: &str) -> Sandbox {
-    let sb = Sandbox::new(tag);
-    let key = fleet_key(cluster, &sb);
-    let files = cluster.host_files();
-    let endpoints: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
-    sb.set_config(&format!(
-        "[fleet]\nbackend = \"etcd\"\nendpoints = [{}]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nfleet_key_file = \"{}\"\nprefix = \"{PREFIX}\"\n{fleet}\n",
-        endpoints.join(", "),
-        files.ca.display(),
-        files.cert.display(),
-        files.key.display(),
-        key.display(),
-    ));
-    sb
-}
-
-fn host(cluster: &Cluster, tag: &str, fleet: &str) -> Sandbox {
-    host_with(cluster, tag, &cluster.endpoints(), fleet)
-}
-
-fn reason(line: &str) -> &str {
-    line.split(" reason=")
-        .nth(1)
-        .unwrap_or("")
-        .split(' ')
-        .next()
-        .unwrap_or("")
-}
 
 /// One login with `code`: success, the audit line, and how long pamtester ran.
 fn timed_login(sb: &Sandbox, user: &str, code: &str) -> (bool, String, Duration) {
@@ -610,4 +565,13 @@ fn host_names_in_endpoints_are_refused_and_every_login_is_denied() {
         all.contains("fleet.endpoints") && all.contains("host names are refused"),
         "doctor: {all}"
     );
+}
+
+/// A host whose config lists `endpoints` (in this order), with extra `[fleet]` keys.
+fn host_with(cluster: &Cluster, tag: &str, endpoints: &[String], fleet: &str) -> Sandbox {
+    common::fleet::host_with(cluster, tag, endpoints, "", fleet)
+}
+
+fn host(cluster: &Cluster, tag: &str, fleet: &str) -> Sandbox {
+    common::fleet::host(cluster, tag, "", fleet)
 }

@@ -11,15 +11,15 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::etcd::Cluster;
+use common::fleet::PREFIX;
 use common::{Sandbox, cli, oathtool_code, text};
+use common::{login, reason};
 use pam_ecs_mfa::fleet::etcd::{DATABASE_FULL, Etcd, Op};
 
-const PREFIX: &str = "/ecs-mfa/v1/";
 /// What docs/fleet.md gives for every node, besides the tiny quotas of these tests.
 const COMPACTION: [&str; 2] = [
     "--auto-compaction-mode=periodic",
@@ -416,56 +416,6 @@ fn enroll_hotp(sb: &Sandbox, user: &str) -> String {
     json["secret"].as_str().unwrap().to_string()
 }
 
-/// Writes a fleet key with the real CLI (`fleet init --key-file`) into the cluster directory.
-fn fleet_key(cluster: &Cluster, sb: &Sandbox) -> PathBuf {
-    let path = cluster.dir.join("fleet.key");
-    if !path.exists() {
-        let out = cli(
-            sb,
-            &["fleet", "init", "--key-file", path.to_str().unwrap()],
-            b"",
-        );
-        assert!(out.status.success(), "fleet init: {}", text(&out.stderr));
-    }
-    path
-}
-
-/// A host: a sandbox whose config uses the cluster, with extra `[fleet]` keys.
-fn host(cluster: &Cluster, tag: &str, fleet: &str) -> Sandbox {
-    let sb = Sandbox::new(tag);
-    let key = fleet_key(cluster, &sb);
-    let files = cluster.host_files();
-    let endpoints: Vec<String> = cluster
-        .endpoints()
-        .iter()
-        .map(|e| format!("\"{e}\""))
-        .collect();
-    sb.set_config(&format!(
-        "[fleet]\nbackend = \"etcd\"\nendpoints = [{}]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nfleet_key_file = \"{}\"\nprefix = \"{PREFIX}\"\n{fleet}\n",
-        endpoints.join(", "),
-        files.ca.display(),
-        files.cert.display(),
-        files.key.display(),
-        key.display(),
-    ));
-    sb
-}
-
-fn reason(line: &str) -> &str {
-    line.split(" reason=")
-        .nth(1)
-        .unwrap_or("")
-        .split(' ')
-        .next()
-        .unwrap_or("")
-}
-
-fn login(sb: &Sandbox, user: &str, code: &str) -> (bool, String) {
-    let r = sb.auth(user, format!("{code}\n").as_bytes());
-    let audit = r.audit();
-    (r.success, audit)
-}
-
 /// doctor's findings about the fleet (the sandbox has no sshd setup: the rest is ignored).
 fn fleet_findings(sb: &Sandbox) -> Vec<serde_json::Value> {
     let out = cli(sb, &["doctor", "--json"], b"");
@@ -490,4 +440,9 @@ fn client(sb: &Sandbox) -> Etcd {
         pam_ecs_mfa::fleet::transport::native,
     )
     .unwrap()
+}
+
+/// A host of the cluster with extra `[fleet]` keys.
+fn host(cluster: &Cluster, tag: &str, fleet: &str) -> Sandbox {
+    common::fleet::host(cluster, tag, "", fleet)
 }

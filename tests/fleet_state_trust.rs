@@ -9,79 +9,11 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::etcd::Cluster;
+use common::fleet::{PREFIX, client};
 use common::{Sandbox, cli, oathtool_code, text, wait_for_fresh_step};
-use pam_ecs_mfa::fleet::etcd::{Etcd, Op};
-
-const PREFIX: &str = "/ecs-mfa/v1/";
-
-fn fleet_key(cluster: &Cluster, sb: &Sandbox) -> PathBuf {
-    let path = cluster.dir.join("fleet.key");
-    if !path.exists() {
-        let out = cli(
-            sb,
-            &["fleet", "init", "--key-file", path.to_str().unwrap()],
-            b"",
-        );
-        assert!(out.status.success(), "fleet init: {}", text(&out.stderr));
-    }
-    path
-}
-
-fn host(cluster: &Cluster, tag: &str, top: &str) -> Sandbox {
-    let sb = Sandbox::new(tag);
-    let key = fleet_key(cluster, &sb);
-    let files = cluster.host_files();
-    let endpoints: Vec<String> = cluster
-        .endpoints()
-        .iter()
-        .map(|e| format!("\"{e}\""))
-        .collect();
-    sb.set_config(&format!(
-        "{top}\n[fleet]\nbackend = \"etcd\"\nendpoints = [{}]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nfleet_key_file = \"{}\"\nprefix = \"{PREFIX}\"\n",
-        endpoints.join(", "),
-        files.ca.display(),
-        files.cert.display(),
-        files.key.display(),
-        key.display(),
-    ));
-    sb
-}
-
-fn reason(line: &str) -> &str {
-    line.split(" reason=")
-        .nth(1)
-        .unwrap_or("")
-        .split(' ')
-        .next()
-        .unwrap_or("")
-}
-
-fn login(sb: &Sandbox, user: &str, code: &str) -> (bool, String) {
-    let r = sb.auth(user, format!("{code}\n").as_bytes());
-    let audit = r.audit();
-    (r.success, audit)
-}
-
-fn enroll_json(sb: &Sandbox, user: &str, extra: &[&str]) -> serde_json::Value {
-    let out = sb.enroll_cmd(user, extra);
-    assert!(out.status.success(), "enroll {user}: {}", text(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// The library's etcd client with `sb`'s host configuration (what a host, or anyone with its
-/// credentials, can do to etcd; no RBAC in this cluster, so also what an etcd administrator can).
-fn client(sb: &Sandbox) -> Etcd {
-    let policy = pam_ecs_mfa::policy::Policy::load(&sb.config).unwrap();
-    Etcd::new(
-        policy.fleet.as_ref().unwrap(),
-        None,
-        pam_ecs_mfa::fleet::transport::native,
-    )
-    .unwrap()
-}
+use common::{enroll_json, login, reason};
+use pam_ecs_mfa::fleet::etcd::Op;
 
 fn get(sb: &Sandbox, key: &str) -> Vec<u8> {
     client(sb)
@@ -267,4 +199,9 @@ fn fleet_state_a_host_or_an_etcd_administrator_can_write_does_not_revive_codes_o
         "the import ended the grace period: {}",
         r.audit()
     );
+}
+
+/// A host of the cluster with extra top-level config keys.
+fn host(cluster: &Cluster, tag: &str, top: &str) -> Sandbox {
+    common::fleet::host(cluster, tag, top, "")
 }

@@ -10,27 +10,7 @@
 mod common;
 
 use common::{Sandbox, cli, oathtool_code, text, wait_for_fresh_step};
-
-fn reason(line: &str) -> &str {
-    line.split(" reason=")
-        .nth(1)
-        .unwrap_or("")
-        .split(' ')
-        .next()
-        .unwrap_or("")
-}
-
-fn login(sb: &Sandbox, user: &str, code: &str) -> (bool, String) {
-    let r = sb.auth(user, format!("{code}\n").as_bytes());
-    let audit = r.audit();
-    (r.success, audit)
-}
-
-fn enroll_json(sb: &Sandbox, user: &str, extra: &[&str]) -> serde_json::Value {
-    let out = sb.enroll_cmd(user, extra);
-    assert!(out.status.success(), "enroll {user}: {}", text(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
+use common::{enroll_json, login, reason};
 
 /// Inside each PAM namespace: the store is replaced by a copy on a tiny tmpfs that is then
 /// filled up (the host's store is never touched; the mount vanishes with the namespace).

@@ -10,6 +10,7 @@
 
 pub mod container;
 pub mod etcd;
+pub mod fleet;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -397,24 +398,30 @@ impl Sandbox {
     }
 }
 
-/// `tests/harness/pam_login.c`, compiled once per test binary (gcc and libpam0g-dev are
-/// build dependencies: scripts/deps installs them).
+/// `tests/harness/pam_login.c`, compiled once per test binary (see [`c_harness`]).
 pub fn pam_login_bin() -> PathBuf {
-    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pam_login");
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/harness/pam_login.c");
-        let built = Command::new("gcc")
+    c_harness("pam_login")
+}
+
+/// `tests/harness/NAME.c`, a small PAM application, compiled once per test binary (gcc and
+/// libpam0g-dev are build dependencies: scripts/deps installs them).
+pub fn c_harness(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let mut built = BUILT.lock().unwrap();
+    if !built.iter().any(|n| n == name) {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/harness/{name}.c"));
+        let cc = Command::new("gcc")
             .args(["-O1", "-Wall", "-Werror", "-o"])
             .arg(&out)
             .arg(&src)
             .arg("-lpam")
             .output()
             .expect("gcc runs (apt-get install gcc libpam0g-dev)");
-        assert!(built.status.success(), "{}", text(&built.stderr));
-        out
-    })
-    .clone()
+        assert!(cc.status.success(), "{}", text(&cc.stderr));
+        built.push(name.to_string());
+    }
+    out
 }
 
 pub const PASSWORD: &str = "correct horse 7";
@@ -755,4 +762,28 @@ pub fn cli(sb: &Sandbox, args: &[&str], input: &[u8]) -> Output {
     let _ = stdin.write_all(input);
     drop(stdin);
     wait_with_timeout(child, Duration::from_secs(60))
+}
+
+/// The `reason=` of an audit line.
+pub fn reason(line: &str) -> &str {
+    line.split(" reason=")
+        .nth(1)
+        .unwrap_or("")
+        .split(' ')
+        .next()
+        .unwrap_or("")
+}
+
+/// One login answering `code`: success and the audit line.
+pub fn login(sb: &Sandbox, user: &str, code: &str) -> (bool, String) {
+    let r = sb.auth(user, format!("{code}\n").as_bytes());
+    let audit = r.audit();
+    (r.success, audit)
+}
+
+/// `enroll --json` with the real CLI (asserting it worked): the printed object.
+pub fn enroll_json(sb: &Sandbox, user: &str, extra: &[&str]) -> serde_json::Value {
+    let out = sb.enroll_cmd(user, extra);
+    assert!(out.status.success(), "enroll {user}: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
 }

@@ -1,0 +1,79 @@
+//! Hosts of the fleet tests: sandboxes whose config uses a test cluster (tests/common/etcd.rs),
+//! and the login helpers every fleet test file shares.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use super::etcd::Cluster;
+use super::{Sandbox, cli, text};
+use pam_ecs_mfa::fleet::etcd::Etcd;
+
+/// The key prefix every fleet test uses.
+pub const PREFIX: &str = "/ecs-mfa/v1/";
+
+/// Writes a fleet key with the real CLI (`fleet init --key-file`) into the cluster directory,
+/// once per cluster; a second `fleet init` never replaces it.
+pub fn fleet_key(cluster: &Cluster, sb: &Sandbox) -> PathBuf {
+    let path = cluster.dir.join("fleet.key");
+    if !path.exists() {
+        let out = cli(
+            sb,
+            &["fleet", "init", "--key-file", path.to_str().unwrap()],
+            b"",
+        );
+        assert!(
+            out.status.success(),
+            "fleet init: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let again = cli(
+            sb,
+            &["fleet", "init", "--key-file", path.to_str().unwrap()],
+            b"",
+        );
+        assert!(!again.status.success(), "fleet init never replaces a key");
+    }
+    path
+}
+
+/// A host whose config lists `endpoints` (in this order). `top`: extra top-level config keys;
+/// `fleet`: extra `[fleet]` keys.
+pub fn host_with(
+    cluster: &Cluster,
+    tag: &str,
+    endpoints: &[String],
+    top: &str,
+    fleet: &str,
+) -> Sandbox {
+    let sb = Sandbox::new(tag);
+    let key = fleet_key(cluster, &sb);
+    let files = cluster.host_files();
+    let endpoints: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
+    sb.set_config(&format!(
+        "{top}\n[fleet]\nbackend = \"etcd\"\nendpoints = [{}]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nfleet_key_file = \"{}\"\nprefix = \"{PREFIX}\"\n{fleet}\n",
+        endpoints.join(", "),
+        files.ca.display(),
+        files.cert.display(),
+        files.key.display(),
+        key.display(),
+    ));
+    sb
+}
+
+/// A host using every endpoint of the cluster (see [`host_with`]).
+pub fn host(cluster: &Cluster, tag: &str, top: &str, fleet: &str) -> Sandbox {
+    host_with(cluster, tag, &cluster.endpoints(), top, fleet)
+}
+
+/// The library's etcd client with `sb`'s host configuration (what a host, or anyone with its
+/// credentials, can do to etcd).
+pub fn client(sb: &Sandbox) -> Etcd {
+    let policy = pam_ecs_mfa::policy::Policy::load(&sb.config).unwrap();
+    Etcd::new(
+        policy.fleet.as_ref().unwrap(),
+        None,
+        pam_ecs_mfa::fleet::transport::native,
+    )
+    .unwrap()
+}

@@ -52,12 +52,23 @@ pub fn require_etcd() {
     }
 }
 
+/// A loopback port no other node of this test process was given. The kernel may hand a port
+/// that was just released to the next `bind(0)` (seen: two nodes of one cluster got the same
+/// port and one could not listen), so every port given out is remembered for the process.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 fn run(cmd: &mut Command) -> Output {

@@ -99,17 +99,23 @@ fn finding_a_forged_generation_of_u64_max_disables_rollback_detection_for_good()
 fn held_a_planted_or_symlinked_endpoint_hint_is_ignored() {
     let cluster = Cluster::start("a23hint");
     let sb = host(&cluster, "a23hint", "", "timeout_ms = 6000");
-    let secret = enroll_json(&sb, "alice", &[])["secret"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let users = ["alice", "bob", "carol", "dave"];
+    let secrets: Vec<String> = users
+        .iter()
+        .map(|u| {
+            enroll_json(&sb, u, &[])["secret"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
     let hung = cluster.endpoints()[2].clone();
     cluster.pause(2);
     let hint = sb.state.join("etcd-endpoint.hint");
     let elsewhere = sb.root.join("hint-target");
     let mut figures = Vec::new();
     for (case, plant) in [
-        ("owned by uid 65534", 0),
+        ("owned by uid 65534", 0usize),
         ("mode 0666", 1),
         ("symlink to a root file", 2),
     ] {
@@ -134,7 +140,7 @@ fn held_a_planted_or_symlinked_endpoint_hint_is_ignored() {
         }
         wait_for_fresh_step(8);
         let started = Instant::now();
-        let (ok, line) = login(&sb, "alice", &oathtool_code(&secret, &[]));
+        let (ok, line) = login(&sb, users[plant], &oathtool_code(&secrets[plant], &[]));
         let took = started.elapsed();
         figures.push(format!("{case}: {} ms", took.as_millis()));
         assert!(ok, "{case}: {line}");
@@ -150,7 +156,7 @@ fn held_a_planted_or_symlinked_endpoint_hint_is_ignored() {
     std::fs::set_permissions(&hint, std::fs::Permissions::from_mode(0o600)).unwrap();
     wait_for_fresh_step(8);
     let started = Instant::now();
-    let (ok, line) = login(&sb, "alice", &oathtool_code(&secret, &[]));
+    let (ok, line) = login(&sb, users[3], &oathtool_code(&secrets[3], &[]));
     let took = started.elapsed();
     figures.push(format!("control, root 0600: {} ms", took.as_millis()));
     println!("logins with a planted hint naming a hung node: {figures:?}");

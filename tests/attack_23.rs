@@ -359,3 +359,64 @@ fn finding_setcred_grace_commit_adds_two_more_deadlines_to_a_login() {
         2 * timeout_ms
     );
 }
+
+/// Rewrites the line of `user`'s state value that starts with `field = ` (or appends one).
+fn set_state_field(sb: &Sandbox, user: &str, field: &str, value: &str) -> String {
+    let key = format!("state/{user}");
+    let before = String::from_utf8(get(sb, &key)).unwrap();
+    let prefix = format!("{field} = ");
+    let mut text: String = before
+        .lines()
+        .filter(|l| !l.starts_with(&prefix))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    text.push_str(&format!("{prefix}{value}\n"));
+    put(sb, &key, text.into_bytes());
+    before
+}
+
+/// docs/fleet.md, "What a compromised server can do", lists "exactly" what a host's state
+/// writes do; a host can also RAISE an HOTP user's counter (it has the secret, so the tag):
+/// to `u64::MAX`, no code of the token ever works again (not in the list; lockouts are
+/// clamped to `lockout_max_seconds`). Putting the state back as it was would undo it, but
+/// `mfa-enroll fleet fold` (the documented daily defence) first copies the forged counter
+/// into the record, which servers cannot write: the user stays locked out after the host is
+/// cleaned up, until an administrator resets the token.
+#[test]
+fn finding_a_forged_hotp_counter_is_folded_into_the_record_and_locks_the_user_out_for_good() {
+    let cluster = Cluster::start("a23hotp");
+    let a = host(&cluster, "a23hotp-a", "", "");
+    let b = host(&cluster, "a23hotp-b", "", "");
+    let secret = enroll_json(&a, "dave", &["--hotp"])["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let hotp = |c: u64| oathtool_code(&secret, &["--hotp", "-c", &c.to_string()]);
+    let (ok, line) = login(&a, "dave", &hotp(0));
+    assert!(ok, "{line}");
+    let state = String::from_utf8(get(&a, "state/dave")).unwrap();
+    let tag = state
+        .lines()
+        .find_map(|l| l.strip_prefix("hotp = \""))
+        .and_then(|v| v.split(':').next())
+        .unwrap_or_else(|| panic!("no hotp in {state}"))
+        .to_string();
+
+    // The compromised host's write, then the daily fold.
+    let clean = set_state_field(&b, "dave", "hotp", &format!("\"{tag}:{}\"", u64::MAX));
+    let (ok, line) = login(&a, "dave", &hotp(1));
+    println!("with the forged counter: ok={ok} {line}");
+    let out = cli(&a, &["fleet", "fold", "--json"], b"");
+    println!("fold: {}{}", text(&out.stdout), text(&out.stderr));
+    let status = cli(&a, &["status", "--user", "dave", "--json"], b"");
+    println!("status: {}", text(&status.stdout));
+
+    // The host is cleaned up: dave's state is put back as it was before the forgery.
+    put(&a, "state/dave", clean.into_bytes());
+    let (ok, line) = login(&a, "dave", &hotp(1));
+    println!("after the state was put back: ok={ok} {line}");
+    assert!(
+        ok,
+        "a counter forged by a host outlives the host's clean-up through fleet fold: {line}"
+    );
+}

@@ -420,3 +420,56 @@ fn finding_a_forged_hotp_counter_is_folded_into_the_record_and_locks_the_user_ou
         "a counter forged by a host outlives the host's clean-up through fleet fold: {line}"
     );
 }
+
+/// Same class for recovery codes: a host (it can open sealed records: it has the fleet key)
+/// names every UNUSED recovery code of a user in `used_recovery` (the docs list only
+/// erasing used ones). The next `fleet fold` removes them all from the record, which servers
+/// cannot write: putting the state back does not return them; the user has no recovery code
+/// left until an administrator issues new ones.
+#[test]
+fn finding_recovery_codes_a_host_marks_used_are_folded_out_of_the_record_for_good() {
+    let cluster = Cluster::start("a23rec");
+    let a = host(&cluster, "a23rec-a", "", "");
+    let b = host(&cluster, "a23rec-b", "", "");
+    let json = enroll_json(&a, "bob", &[]);
+    let codes: Vec<String> = json["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+
+    // The compromised host opens the record and names every code's id.
+    let policy = pam_ecs_mfa::policy::Policy::load(&b.config).unwrap();
+    let fleet = pam_ecs_mfa::fleet::login::Fleet::open(
+        policy.fleet.as_ref().unwrap(),
+        None,
+        pam_ecs_mfa::fleet::transport::native,
+    )
+    .unwrap();
+    let user = pam_ecs_mfa::user_name::UserName::parse("bob").unwrap();
+    let record = fleet.read(&user).unwrap().record.unwrap();
+    let ids: Vec<String> = record
+        .recovery_codes
+        .iter()
+        .map(|h| format!("\"{}\"", pam_ecs_mfa::fleet::state::recovery_id(h)))
+        .collect();
+    let clean = set_state_field(
+        &b,
+        "bob",
+        "used_recovery",
+        &format!("[{}]", ids.join(", ")),
+    );
+    let out = cli(&a, &["fleet", "fold", "--json"], b"");
+    println!("fold: {}{}", text(&out.stdout), text(&out.stderr));
+    put(&a, "state/bob", clean.into_bytes());
+    let status = cli(&a, &["status", "--user", "bob", "--json"], b"");
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    println!("status after the state was put back: {status}");
+    let (ok, line) = login(&a, "bob", &codes[0]);
+    println!("an unused recovery code: ok={ok} {line}");
+    assert!(
+        ok && status["recovery_codes_left"] == codes.len(),
+        "recovery codes a host marked used are gone for good after fleet fold: {line}"
+    );
+}

@@ -454,12 +454,7 @@ fn finding_recovery_codes_a_host_marks_used_are_folded_out_of_the_record_for_goo
         .iter()
         .map(|h| format!("\"{}\"", pam_ecs_mfa::fleet::state::recovery_id(h)))
         .collect();
-    let clean = set_state_field(
-        &b,
-        "bob",
-        "used_recovery",
-        &format!("[{}]", ids.join(", ")),
-    );
+    let clean = set_state_field(&b, "bob", "used_recovery", &format!("[{}]", ids.join(", ")));
     let out = cli(&a, &["fleet", "fold", "--json"], b"");
     println!("fold: {}{}", text(&out.stdout), text(&out.stderr));
     put(&a, "state/bob", clean.into_bytes());
@@ -471,5 +466,33 @@ fn finding_recovery_codes_a_host_marks_used_are_folded_out_of_the_record_for_goo
     assert!(
         ok && status["recovery_codes_left"] == codes.len(),
         "recovery codes a host marked used are gone for good after fleet fold: {line}"
+    );
+}
+
+/// docs/fleet.md: a compromised host can "lock a user out, never longer than
+/// `lockout_max_seconds`" and "clear a replay mark". It can also PUSH the replay mark into the
+/// future (`last_accepted` ten years ahead): every server then refuses every code of that
+/// user (`state_in_future`, "check the clock, then mfa-enroll unlock") with no time limit,
+/// whatever `lockout_max_seconds` says, until an administrator runs `unlock`.
+#[test]
+fn finding_a_replay_mark_a_host_pushes_into_the_future_locks_the_user_out_past_lockout_max() {
+    let cluster = Cluster::start("a23mark");
+    let top = "lockout_seconds = 1\nlockout_max_seconds = 2";
+    let a = host(&cluster, "a23mark-a", top, "");
+    let b = host(&cluster, "a23mark-b", top, "");
+    let secret = enroll_json(&a, "carol", &[])["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ten_years = common::container::now() + 10 * 365 * 86400;
+    set_state_field(&b, "carol", "last_accepted", &ten_years.to_string());
+    // Three times lockout_max_seconds later, on the other (clean) host, with a fresh code.
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    wait_for_fresh_step(10);
+    let (ok, line) = login(&a, "carol", &oathtool_code(&secret, &[]));
+    println!("6 s after the forged mark (lockout_max_seconds = 2): ok={ok} {line}");
+    assert!(
+        ok,
+        "a host's forged replay mark outlasts lockout_max_seconds: {line}"
     );
 }

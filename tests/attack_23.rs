@@ -496,3 +496,44 @@ fn finding_a_replay_mark_a_host_pushes_into_the_future_locks_the_user_out_past_l
         "a host's forged replay mark outlasts lockout_max_seconds: {line}"
     );
 }
+
+/// HELD. Forged counters at their type's limit: `failures = u32::MAX` and `locked_until =
+/// u64::MAX` lock the user out no longer than `lockout_max_seconds` (and a wrong code on top
+/// neither overflows nor extends it past that); a replay mark forged ten years ahead is cleared
+/// by `unlock` from any host (the documented way out), and the next code works.
+#[test]
+fn held_forged_failures_and_lockout_at_their_limits_are_clamped_and_unlock_clears_a_future_mark() {
+    let cluster = Cluster::start("a23clamp");
+    let top = "lockout_seconds = 1\nlockout_max_seconds = 2";
+    let a = host(&cluster, "a23clamp-a", top, "");
+    let b = host(&cluster, "a23clamp-b", top, "");
+    let secret = enroll_json(&a, "alice", &[])["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    set_state_field(&b, "alice", "failures", &u32::MAX.to_string());
+    set_state_field(&b, "alice", "locked_until", &u64::MAX.to_string());
+    let (ok, line) = login(&a, "alice", &common::wrong_code("000000"));
+    println!("wrong code while forged-locked: ok={ok} {line}");
+    assert!(!ok, "{line}");
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    wait_for_fresh_step(10);
+    let (ok, line) = login(&a, "alice", &oathtool_code(&secret, &[]));
+    println!("4 s later with the right code: ok={ok} {line}");
+    assert!(ok, "{line}");
+    let state = String::from_utf8(get(&a, "state/alice")).unwrap();
+    assert!(state.contains("failures = 0\n"), "{state}");
+
+    set_state_field(
+        &b,
+        "alice",
+        "last_accepted",
+        &(common::container::now() + 10 * 365 * 86400).to_string(),
+    );
+    let out = cli(&a, &["unlock", "--user", "alice"], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    next_step();
+    let (ok, line) = login(&b, "alice", &oathtool_code(&secret, &[]));
+    println!("after unlock: ok={ok} {line}");
+    assert!(ok, "{line}");
+}

@@ -1,7 +1,18 @@
 //! Outside attack on issue 23's fleet changes (deadlines, endpoint hint, forged state), against
 //! a real 3-node etcd cluster with mutual TLS on loopback, the real `.so` under Linux-PAM
-//! (pamtester) and the real `mfa-enroll`. `finding_*`: an attack that worked (fails until
-//! fixed); `held_*`: an attack that did not.
+//! (pamtester, pam_login), the real `mfa-enroll`, and (for time) a slow but faithful gateway
+//! holding a cluster-CA certificate. `finding_*`: an attack that worked (fails until fixed);
+//! `held_*`: an attack that did not (passes).
+//!
+//! Findings: a forged state `generation = u64::MAX` switches rollback detection off for good
+//! (administrators' writes saturate at it); `pam_sm_setcred`'s grace commit adds a read and a
+//! compare-and-swap, each with a fresh deadline, to the documented 2 x `timeout_ms`; a host can
+//! raise an HOTP counter or mark unused recovery codes used, and `fleet fold` makes either
+//! permanent in the record; a host can push the replay mark into the future, an unbounded
+//! lockout (past `lockout_max_seconds`) until `unlock`.
+//! Held: a planted, foreign-owned, world-writable or symlinked endpoint hint is ignored;
+//! forged `failures`/`locked_until` at their type limits are clamped; `unlock` clears a forged
+//! future replay mark.
 
 mod common;
 

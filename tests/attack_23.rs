@@ -1,0 +1,550 @@
+//! Outside attack on issue 23's fleet changes (deadlines, endpoint hint, forged state), against
+//! a real 3-node etcd cluster with mutual TLS on loopback, the real `.so` under Linux-PAM
+//! (pamtester, pam_login), the real `mfa-enroll`, and (for time) a slow but faithful gateway
+//! holding a cluster-CA certificate. `finding_*`: an attack that worked (fails until fixed);
+//! `held_*`: an attack that did not (passes).
+//!
+//! Findings: a forged state `generation = u64::MAX` switches rollback detection off for good
+//! (administrators' writes saturate at it); `pam_sm_setcred`'s grace commit adds a read and a
+//! compare-and-swap, each with a fresh deadline, to the documented 2 x `timeout_ms`; a host can
+//! raise an HOTP counter or mark unused recovery codes used, and `fleet fold` makes either
+//! permanent in the record; a host can push the replay mark into the future, an unbounded
+//! lockout (past `lockout_max_seconds`) until `unlock`.
+//! Held: a planted, foreign-owned, world-writable or symlinked endpoint hint is ignored;
+//! forged `failures`/`locked_until` at their type limits are clamped; `unlock` clears a forged
+//! future replay mark.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Instant;
+
+use common::etcd::Cluster;
+use common::fleet::{PREFIX, client, host};
+use common::{Sandbox, cli, enroll_json, login, oathtool_code, reason, text, wait_for_fresh_step};
+use pam_ecs_mfa::fleet::etcd::Op;
+
+fn get(sb: &Sandbox, key: &str) -> Vec<u8> {
+    client(sb)
+        .get(&format!("{PREFIX}{key}"))
+        .unwrap()
+        .expect("key exists")
+        .value
+        .to_vec()
+}
+
+fn put(sb: &Sandbox, key: &str, value: Vec<u8>) {
+    client(sb)
+        .txn(&[], &[Op::Put(format!("{PREFIX}{key}"), value)], &[])
+        .unwrap();
+}
+
+fn reset(sb: &Sandbox, user: &str) -> String {
+    let out = cli(
+        sb,
+        &["reset", "--user", user, "--no-confirm", "--json"],
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    json["secret"].as_str().unwrap().to_string()
+}
+
+/// Sleeps into the next 30-second step (the last accepted step is a replay there).
+fn next_step() {
+    let secs = common::container::now();
+    std::thread::sleep(std::time::Duration::from_millis(
+        (30 - secs % 30) * 1000 + 300,
+    ));
+}
+
+/// A compromised host (host credentials: it may write `state/`) writes `generation =
+/// u64::MAX` into a user's state once. The user's logins stop (`bad_file`, "rolled back?"),
+/// and the message tells the administrator to reset. Every later record the administrators
+/// write then gets generation `u64::MAX` (`saturating_add(1)` on `u64::MAX`), so an older
+/// sealed record value written back (a restored backup, an etcd administrator: issue 23.6)
+/// is no longer noticed: rollback detection is gone for this user for good, long after the
+/// host is cleaned up. (Lowering the generation would only last until the next login.)
+#[test]
+fn finding_a_forged_generation_of_u64_max_disables_rollback_detection_for_good() {
+    let cluster = Cluster::start("a23gen");
+    let a = host(&cluster, "a23gen-a", "", "");
+    let b = host(&cluster, "a23gen-b", "", "");
+    enroll_json(&a, "alice", &[]);
+
+    // The compromised host's one write.
+    let state = String::from_utf8(get(&b, "state/alice")).unwrap();
+    let mut forged: String = state
+        .lines()
+        .filter(|l| !l.starts_with("generation = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    forged.push_str(&format!("generation = {}\n", u64::MAX));
+    put(&b, "state/alice", forged.into_bytes());
+
+    // The administrator follows the advice: reset (twice over time: two new phones).
+    let s2 = reset(&a, "alice");
+    let sealed_2 = get(&a, "records/alice");
+    let s3 = reset(&a, "alice");
+    wait_for_fresh_step(10);
+    let (ok, line) = login(&a, "alice", &oathtool_code(&s3, &[]));
+    assert!(ok, "the current secret works: {line}");
+
+    // Record 2 written back over record 3: its (replaced) secret must be refused.
+    put(&a, "records/alice", sealed_2);
+    next_step();
+    let (ok, line) = login(&b, "alice", &oathtool_code(&s2, &[]));
+    println!("rollback after the forged generation: ok={ok} {line}");
+    assert!(
+        !ok && reason(&line) == "bad_file",
+        "a replaced secret works again after a rollback: {line}"
+    );
+}
+
+/// Plants `etcd-endpoint.hint` naming a hung node in forms the module must ignore (owned by
+/// another user, a symlink to a file naming it, group/world-writable): a login must start
+/// with the first endpoint (healthy) and not pay the hung node's share. `timeout_ms = 6000`:
+/// the share of the first of three is 2000 ms, a healthy login under 200 ms; the bound asserted
+/// (1500 ms) is far from both.
+#[test]
+fn held_a_planted_or_symlinked_endpoint_hint_is_ignored() {
+    let cluster = Cluster::start("a23hint");
+    let sb = host(&cluster, "a23hint", "", "timeout_ms = 6000");
+    let users = ["alice", "bob", "carol", "dave"];
+    let secrets: Vec<String> = users
+        .iter()
+        .map(|u| {
+            enroll_json(&sb, u, &[])["secret"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let hung = cluster.endpoints()[2].clone();
+    cluster.pause(2);
+    let hint = sb.state.join("etcd-endpoint.hint");
+    let elsewhere = sb.root.join("hint-target");
+    let mut figures = Vec::new();
+    for (case, plant) in [
+        ("owned by uid 65534", 0usize),
+        ("mode 0666", 1),
+        ("symlink to a root file", 2),
+    ] {
+        std::fs::create_dir_all(&sb.state).unwrap();
+        let _ = std::fs::remove_file(&hint);
+        match plant {
+            0 => {
+                std::fs::write(&hint, format!("{hung}\n")).unwrap();
+                std::fs::set_permissions(&hint, std::fs::Permissions::from_mode(0o600)).unwrap();
+                std::os::unix::fs::chown(&hint, Some(65534), Some(65534)).unwrap();
+            }
+            1 => {
+                std::fs::write(&hint, format!("{hung}\n")).unwrap();
+                std::fs::set_permissions(&hint, std::fs::Permissions::from_mode(0o666)).unwrap();
+            }
+            _ => {
+                std::fs::write(&elsewhere, format!("{hung}\n")).unwrap();
+                std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o600))
+                    .unwrap();
+                std::os::unix::fs::symlink(&elsewhere, &hint).unwrap();
+            }
+        }
+        wait_for_fresh_step(8);
+        let started = Instant::now();
+        let (ok, line) = login(&sb, users[plant], &oathtool_code(&secrets[plant], &[]));
+        let took = started.elapsed();
+        figures.push(format!("{case}: {} ms", took.as_millis()));
+        assert!(ok, "{case}: {line}");
+        assert!(
+            took.as_millis() < 1500,
+            "{case}: the planted hint was followed to the hung node ({took:?})"
+        );
+    }
+    // Control: the module's own kind of hint (root, 0600) naming the hung node is followed
+    // and costs the share, so the bound above tells the cases apart.
+    let _ = std::fs::remove_file(&hint);
+    std::fs::write(&hint, format!("{hung}\n")).unwrap();
+    std::fs::set_permissions(&hint, std::fs::Permissions::from_mode(0o600)).unwrap();
+    wait_for_fresh_step(8);
+    let started = Instant::now();
+    let (ok, line) = login(&sb, users[3], &oathtool_code(&secrets[3], &[]));
+    let took = started.elapsed();
+    figures.push(format!("control, root 0600: {} ms", took.as_millis()));
+    println!("logins with a planted hint naming a hung node: {figures:?}");
+    assert!(ok, "control: {line}");
+    assert!(took.as_millis() >= 1500, "control: {took:?}");
+    cluster.resume(2);
+}
+
+/// A slow but faithful gateway (python3's ssl, a certificate from the cluster's CA, as in
+/// tests/fleet_faults.rs): forwards each request to a real node and answers after `delay_ms`
+/// (one connection per request: `Connection: close`). Counts requests on stdout; exits by
+/// itself after `life` seconds (and with the test process: pdeathsig).
+const SLOW_GATEWAY: &str = r#"
+import http.client, socket, ssl, sys, threading, time
+port, cert, key, ca, upstream, delay, life = sys.argv[1:8]
+delay = int(delay) / 1000.0
+server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+server.load_cert_chain(cert, key)
+server.load_verify_locations(ca)
+server.verify_mode = ssl.CERT_REQUIRED
+client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+client.load_cert_chain(cert, key)
+client.load_verify_locations(ca)
+
+def handle(raw):
+    try:
+        conn = server.wrap_socket(raw, server_side=True)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(4096)
+            if not chunk:
+                return
+            data += chunk
+        head, body = data.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        path = lines[0].split(" ")[1]
+        headers = {}
+        for l in lines[1:]:
+            k, v = l.split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+        n = int(headers.get("content-length", "0"))
+        while len(body) < n:
+            body += conn.recv(4096)
+        host, p = upstream.rsplit(":", 1)
+        up = http.client.HTTPSConnection(host, int(p), context=client, timeout=10)
+        h = {"Content-Type": "application/json"}
+        if "authorization" in headers:
+            h["Authorization"] = headers["authorization"]
+        up.request("POST", path, body, h)
+        r = up.getresponse()
+        answer = r.read()
+        time.sleep(delay)
+        conn.sendall(("HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (r.status, len(answer))).encode() + answer)
+        print("request", path, flush=True)
+        conn.close()
+    except Exception:
+        pass
+
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("127.0.0.1", int(port)))
+listener.listen(64)
+listener.settimeout(0.2)
+print("ready", flush=True)
+end = time.time() + int(life)
+while time.time() < end:
+    try:
+        raw, _ = listener.accept()
+    except socket.timeout:
+        continue
+    threading.Thread(target=handle, args=(raw,), daemon=True).start()
+"#;
+
+/// A running [`SLOW_GATEWAY`], stopped by its PID when dropped.
+struct SlowGateway {
+    child: std::process::Child,
+    url: String,
+}
+
+impl SlowGateway {
+    fn start(cluster: &Cluster, delay_ms: u64, life_secs: u64) -> Self {
+        use std::io::BufRead;
+        let dir = &cluster.dir;
+        if !dir.join("a23gw.pem").exists() {
+            common::etcd::issue(
+                dir,
+                "a23gw",
+                "/CN=a23gw",
+                "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+            );
+            std::fs::write(dir.join("a23gw.py"), SLOW_GATEWAY).unwrap();
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let upstream = cluster.endpoints()[0]
+            .trim_start_matches("https://")
+            .to_string();
+        let mut child = std::process::Command::new("setpriv")
+            .args(["--pdeathsig", "KILL", "--", "python3"])
+            .arg(dir.join("a23gw.py"))
+            .arg(port.to_string())
+            .arg(dir.join("a23gw.pem"))
+            .arg(dir.join("a23gw.key"))
+            .arg(dir.join("ca.pem"))
+            .arg(upstream)
+            .arg(delay_ms.to_string())
+            .arg(life_secs.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "gateway did not start");
+        Self {
+            child,
+            url: format!("https://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Stops the gateway and returns the requests it answered (paths).
+    fn stop(mut self) -> Vec<String> {
+        use std::io::Read;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut out = String::new();
+        let _ = self.child.stdout.take().unwrap().read_to_string(&mut out);
+        out.lines()
+            .filter_map(|l| l.strip_prefix("request "))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for SlowGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// docs/fleet.md, "Deadlines and memory": "a login waits for etcd at most 2 x timeout_ms".
+/// With `grace_seconds` and `forward_pass` (the Debian sshd-forward-pass stack), the grant
+/// waits for `pam_setcred`, which opens the fleet again and runs a read and a
+/// compare-and-swap with a fresh deadline each: a network where every etcd round trip takes
+/// just under `timeout_ms` (here 1600 ms of 2000) holds the login for 4 round trips, about
+/// 2 x the documented bound, all inside sshd (setcred runs in sshd's privileged monitor).
+#[test]
+fn finding_setcred_grace_commit_adds_two_more_deadlines_to_a_login() {
+    let cluster = Cluster::start("a23slow");
+    let admin = host(&cluster, "a23slow-admin", "grace_seconds = 300", "");
+    let secret = enroll_json(&admin, "alice", &[])["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let timeout_ms = 2000u128;
+    let gateway = SlowGateway::start(&cluster, 1600, 90);
+    let a = common::fleet::host_with(
+        &cluster,
+        "a23slow-a",
+        std::slice::from_ref(&gateway.url),
+        "grace_seconds = 300",
+        &format!("timeout_ms = {timeout_ms}"),
+    );
+    a.use_forward_pass_stack();
+    wait_for_fresh_step(20);
+    let code = oathtool_code(&secret, &[]);
+    let rhost = [("PAM_LOGIN_RHOST", "192.0.2.9")];
+    let started = Instant::now();
+    let r = a.login(
+        "alice",
+        format!("{}{code}\n", common::PASSWORD).as_bytes(),
+        &rhost,
+        true,
+    );
+    let took = started.elapsed().as_millis();
+    let requests = gateway.stop();
+    let connections = requests.len();
+    println!(
+        "login through a gateway answering each request after 1600 ms, timeout_ms = \
+         {timeout_ms}: success={} {took} ms, etcd requests {requests:?}; documented bound {} ms",
+        r.success,
+        2 * timeout_ms
+    );
+    println!("{:#?}", r.syslog());
+    assert!(r.success, "{r:#?}");
+    // The grant really went to the fleet (setcred's compare-and-swap).
+    let state = String::from_utf8(get(&admin, "state/alice")).unwrap();
+    println!("state after the login: {state}");
+    assert!(
+        took < 2 * timeout_ms + 1000,
+        "a login waited {took} ms for etcd ({connections} round trips), documented at most \
+         2 x timeout_ms = {} ms",
+        2 * timeout_ms
+    );
+}
+
+/// Rewrites the line of `user`'s state value that starts with `field = ` (or appends one).
+fn set_state_field(sb: &Sandbox, user: &str, field: &str, value: &str) -> String {
+    let key = format!("state/{user}");
+    let before = String::from_utf8(get(sb, &key)).unwrap();
+    let prefix = format!("{field} = ");
+    let mut text: String = before
+        .lines()
+        .filter(|l| !l.starts_with(&prefix))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    text.push_str(&format!("{prefix}{value}\n"));
+    put(sb, &key, text.into_bytes());
+    before
+}
+
+/// docs/fleet.md, "What a compromised server can do", lists "exactly" what a host's state
+/// writes do; a host can also RAISE an HOTP user's counter (it has the secret, so the tag):
+/// to `u64::MAX`, no code of the token ever works again (not in the list; lockouts are
+/// clamped to `lockout_max_seconds`). Putting the state back as it was would undo it, but
+/// `mfa-enroll fleet fold` (the documented daily defence) first copies the forged counter
+/// into the record, which servers cannot write: the user stays locked out after the host is
+/// cleaned up, until an administrator resets the token.
+#[test]
+fn finding_a_forged_hotp_counter_is_folded_into_the_record_and_locks_the_user_out_for_good() {
+    let cluster = Cluster::start("a23hotp");
+    let a = host(&cluster, "a23hotp-a", "", "");
+    let b = host(&cluster, "a23hotp-b", "", "");
+    let secret = enroll_json(&a, "dave", &["--hotp"])["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let hotp = |c: u64| oathtool_code(&secret, &["--hotp", "-c", &c.to_string()]);
+    let (ok, line) = login(&a, "dave", &hotp(0));
+    assert!(ok, "{line}");
+    let state = String::from_utf8(get(&a, "state/dave")).unwrap();
+    let tag = state
+        .lines()
+        .find_map(|l| l.strip_prefix("hotp = \""))
+        .and_then(|v| v.split(':').next())
+        .unwrap_or_else(|| panic!("no hotp in {state}"))
+        .to_string();
+
+    // The compromised host's write, then the daily fold.
+    let clean = set_state_field(&b, "dave", "hotp", &format!("\"{tag}:{}\"", u64::MAX));
+    let (ok, line) = login(&a, "dave", &hotp(1));
+    println!("with the forged counter: ok={ok} {line}");
+    let out = cli(&a, &["fleet", "fold", "--json"], b"");
+    println!("fold: {}{}", text(&out.stdout), text(&out.stderr));
+    let status = cli(&a, &["status", "--user", "dave", "--json"], b"");
+    println!("status: {}", text(&status.stdout));
+
+    // The host is cleaned up: dave's state is put back as it was before the forgery.
+    put(&a, "state/dave", clean.into_bytes());
+    let (ok, line) = login(&a, "dave", &hotp(1));
+    println!("after the state was put back: ok={ok} {line}");
+    assert!(
+        ok,
+        "a counter forged by a host outlives the host's clean-up through fleet fold: {line}"
+    );
+}
+
+/// Same class for recovery codes: a host (it can open sealed records: it has the fleet key)
+/// names every UNUSED recovery code of a user in `used_recovery` (the docs list only
+/// erasing used ones). The next `fleet fold` removes them all from the record, which servers
+/// cannot write: putting the state back does not return them; the user has no recovery code
+/// left until an administrator issues new ones.
+#[test]
+fn finding_recovery_codes_a_host_marks_used_are_folded_out_of_the_record_for_good() {
+    let cluster = Cluster::start("a23rec");
+    let a = host(&cluster, "a23rec-a", "", "");
+    let b = host(&cluster, "a23rec-b", "", "");
+    let json = enroll_json(&a, "bob", &[]);
+    let codes: Vec<String> = json["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+
+    // The compromised host opens the record and names every code's id.
+    let policy = pam_ecs_mfa::policy::Policy::load(&b.config).unwrap();
+    let fleet = pam_ecs_mfa::fleet::login::Fleet::open(
+        policy.fleet.as_ref().unwrap(),
+        None,
+        pam_ecs_mfa::fleet::transport::native,
+    )
+    .unwrap();
+    let user = pam_ecs_mfa::user_name::UserName::parse("bob").unwrap();
+    let record = fleet.read(&user).unwrap().record.unwrap();
+    let ids: Vec<String> = record
+        .recovery_codes
+        .iter()
+        .map(|h| format!("\"{}\"", pam_ecs_mfa::fleet::state::recovery_id(h)))
+        .collect();
+    let clean = set_state_field(&b, "bob", "used_recovery", &format!("[{}]", ids.join(", ")));
+    let out = cli(&a, &["fleet", "fold", "--json"], b"");
+    println!("fold: {}{}", text(&out.stdout), text(&out.stderr));
+    put(&a, "state/bob", clean.into_bytes());
+    let status = cli(&a, &["status", "--user", "bob", "--json"], b"");
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    println!("status after the state was put back: {status}");
+    let (ok, line) = login(&a, "bob", &codes[0]);
+    println!("an unused recovery code: ok={ok} {line}");
+    assert!(
+        ok && status["recovery_codes_left"] == codes.len(),
+        "recovery codes a host marked used are gone for good after fleet fold: {line}"
+    );
+}
+
+/// docs/fleet.md: a compromised host can "lock a user out, never longer than
+/// `lockout_max_seconds`" and "clear a replay mark". It can also PUSH the replay mark into the
+/// future (`last_accepted` ten years ahead): every server then refuses every code of that
+/// user (`state_in_future`, "check the clock, then mfa-enroll unlock") with no time limit,
+/// whatever `lockout_max_seconds` says, until an administrator runs `unlock`.
+#[test]
+fn finding_a_replay_mark_a_host_pushes_into_the_future_locks_the_user_out_past_lockout_max() {
+    let cluster = Cluster::start("a23mark");
+    let top = "lockout_seconds = 1\nlockout_max_seconds = 2";
+    let a = host(&cluster, "a23mark-a", top, "");
+    let b = host(&cluster, "a23mark-b", top, "");
+    let secret = enroll_json(&a, "carol", &[])["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ten_years = common::container::now() + 10 * 365 * 86400;
+    set_state_field(&b, "carol", "last_accepted", &ten_years.to_string());
+    // Three times lockout_max_seconds later, on the other (clean) host, with a fresh code.
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    wait_for_fresh_step(10);
+    let (ok, line) = login(&a, "carol", &oathtool_code(&secret, &[]));
+    println!("6 s after the forged mark (lockout_max_seconds = 2): ok={ok} {line}");
+    assert!(
+        ok,
+        "a host's forged replay mark outlasts lockout_max_seconds: {line}"
+    );
+}
+
+/// HELD. Forged counters at their type's limit: `failures = u32::MAX` and `locked_until =
+/// u64::MAX` lock the user out no longer than `lockout_max_seconds` (and a wrong code on top
+/// neither overflows nor extends it past that); a replay mark forged ten years ahead is cleared
+/// by `unlock` from any host (the documented way out), and the next code works.
+#[test]
+fn held_forged_failures_and_lockout_at_their_limits_are_clamped_and_unlock_clears_a_future_mark() {
+    let cluster = Cluster::start("a23clamp");
+    let top = "lockout_seconds = 1\nlockout_max_seconds = 2";
+    let a = host(&cluster, "a23clamp-a", top, "");
+    let b = host(&cluster, "a23clamp-b", top, "");
+    let secret = enroll_json(&a, "alice", &[])["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    set_state_field(&b, "alice", "failures", &u32::MAX.to_string());
+    set_state_field(&b, "alice", "locked_until", &u64::MAX.to_string());
+    let (ok, line) = login(&a, "alice", &common::wrong_code("000000"));
+    println!("wrong code while forged-locked: ok={ok} {line}");
+    assert!(!ok, "{line}");
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    wait_for_fresh_step(10);
+    let (ok, line) = login(&a, "alice", &oathtool_code(&secret, &[]));
+    println!("4 s later with the right code: ok={ok} {line}");
+    assert!(ok, "{line}");
+    let state = String::from_utf8(get(&a, "state/alice")).unwrap();
+    assert!(state.contains("failures = 0\n"), "{state}");
+
+    set_state_field(
+        &b,
+        "alice",
+        "last_accepted",
+        &(common::container::now() + 10 * 365 * 86400).to_string(),
+    );
+    let out = cli(&a, &["unlock", "--user", "alice"], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    next_step();
+    let (ok, line) = login(&b, "alice", &oathtool_code(&secret, &[]));
+    println!("after unlock: ok={ok} {line}");
+    assert!(ok, "{line}");
+}

@@ -599,6 +599,7 @@ pub(crate) fn decide(
     // user out for longer than policy allows nor pass for replays.
     st.clamp_lockout(now, policy.throttle.lockout_max_seconds);
     let tolerance = params.period().saturating_mul(u64::from(policy.window) + 1);
+    st.clamp_mark(now, tolerance, policy.throttle.lockout_max_seconds);
     if let Some(ahead) = st.mark_ahead(now, tolerance) {
         return refuse(Decision::deny(Reason::StateInFuture).with_detail(format!(
             "the last accepted code is {ahead} s ahead of this server's clock (it was ahead, or \

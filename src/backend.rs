@@ -111,7 +111,10 @@ impl Enrollments {
                     let result = change(record);
                     let mut written = None;
                     if *record != before {
-                        record.generation = before.generation.max(st.generation).saturating_add(1);
+                        record.generation = before
+                            .generation
+                            .max(st.trusted_generation())
+                            .saturating_add(1);
                         written = Some(record.generation);
                     }
                     (result, written)
@@ -144,7 +147,9 @@ impl Enrollments {
 
     /// One more than the current record's generation and the highest the state has seen.
     fn next_generation(&self, states: &States<'_>, user: &UserName) -> u64 {
-        let seen = states.transact(user, |st| st.generation).unwrap_or(0);
+        let seen = states
+            .transact(user, |st| st.trusted_generation())
+            .unwrap_or(0);
         let current = self.raw_generation(user).unwrap_or(0);
         current.max(seen).saturating_add(1)
     }
@@ -207,7 +212,7 @@ impl Enrollments {
 /// old secret. Best effort: a login that reads the record remembers it too.
 fn remember_generation(states: &States<'_>, user: &UserName, generation: u64, new_secret: bool) {
     let _ = states.transact(user, |st| {
-        st.generation = st.generation.max(generation);
+        st.generation = st.trusted_generation().max(generation);
         if new_secret {
             st.replace_secret();
         }

@@ -149,11 +149,17 @@ pub fn commit(pending: PendingGrace, now: u64, st: &mut UserState) {
 
 /// [`commit`] in the state of `policy`'s backend (local files, or the fleet's state in etcd
 /// through `connect`), at the current time.
+///
+/// `login_started`: when the authentication began. With the fleet backend the commit gets
+/// only what is left of that login's etcd time (2 × `timeout_ms`, docs/fleet.md "Deadlines and
+/// memory"): authentication and setcred together never wait longer than a login may. When
+/// nothing is left, no grace period starts (the next login asks for a code).
 pub fn commit_for(
     policy: &Policy,
     user: &UserName,
     pending: PendingGrace,
     connect: crate::fleet::transport::Connector,
+    login_started: std::time::Instant,
 ) -> Result<(), String> {
     let now = crate::clock::unix_now();
     match &policy.fleet {
@@ -161,11 +167,20 @@ pub fn commit_for(
             .transact(user, |st| commit(pending, now, st))
             .map_err(|e| e.to_string()),
         Some(config) => {
+            let until = login_started + config.timeout.saturating_mul(2);
+            if std::time::Instant::now() >= until {
+                return Err("no time left of the login's etcd deadline (2 x timeout_ms)".into());
+            }
             let fleet = crate::fleet::login::Fleet::open(config, Some(&policy.state_dir), connect)
                 .map_err(|e| e.to_string())?;
-            let snapshot = fleet.read(user).map_err(|e| e.to_string())?;
+            // The read and the compare-and-swap share what is left: setcred runs in sshd's
+            // privileged monitor and must not stretch the login's etcd time.
             fleet
-                .settle(user, snapshot, |_, st| commit(pending, now, &mut st.login))
+                .etcd
+                .within_until(until, || {
+                    let snapshot = fleet.read(user)?;
+                    fleet.settle(user, snapshot, |_, st| commit(pending, now, &mut st.login))
+                })
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         }

@@ -41,14 +41,19 @@ pub trait PamHandler {
     fn etcd_connector(&self) -> crate::fleet::transport::Connector;
     /// Keeps a pending grace grant (for the account named) in the PAM handle until
     /// `pam_sm_setcred` (`pam_set_data`); `None` forgets an earlier attempt's.
-    fn keep_for_setcred(&mut self, pending: Option<(String, PendingGrace)>);
+    fn keep_for_setcred(&mut self, pending: Option<Kept>);
     /// Takes what [`PamHandler::keep_for_setcred`] kept in this handle, if anything.
-    fn take_kept_for_setcred(&mut self) -> Option<(String, PendingGrace)>;
+    fn take_kept_for_setcred(&mut self) -> Option<Kept>;
 }
+
+/// What `pam_sm_authenticate` leaves for `pam_sm_setcred`: the account, its pending grace grant
+/// and when the authentication began (see [`crate::grace::commit_for`]).
+pub type Kept = (String, PendingGrace, std::time::Instant);
 
 /// The hook: the module arguments (already text; `Err` when one is not UTF-8), then the user,
 /// the items and the conversation, one audit line, the decision.
 pub fn authenticate(pam: &mut impl PamHandler, args: Result<Vec<String>, String>) -> Decision {
+    let started = std::time::Instant::now();
     let mut ctx = Context {
         user: None,
         rhost: pam.rhost(),
@@ -131,7 +136,7 @@ pub fn authenticate(pam: &mut impl PamHandler, args: Result<Vec<String>, String>
     }
     let pending = match (&decision.grace_pending, decision.outcome) {
         (Some(p), crate::decision::Outcome::Success) => {
-            Some((decision.account.clone().unwrap_or(user), **p))
+            Some((decision.account.clone().unwrap_or(user), **p, started))
         }
         _ => None,
     };
@@ -143,7 +148,7 @@ pub fn authenticate(pam: &mut impl PamHandler, args: Result<Vec<String>, String>
 /// this is where a grace period of a password stack starts (see `crate::grace`). It never
 /// fails the application: without the grant the next login simply asks for a code.
 pub fn setcred(pam: &mut impl PamHandler, args: Result<Vec<String>, String>, establish: bool) {
-    let Some((account, pending)) = pam.take_kept_for_setcred() else {
+    let Some((account, pending, started)) = pam.take_kept_for_setcred() else {
         return;
     };
     if !establish {
@@ -158,7 +163,7 @@ pub fn setcred(pam: &mut impl PamHandler, args: Result<Vec<String>, String>, est
         return;
     };
     let connect = pam.etcd_connector();
-    if let Err(why) = crate::grace::commit_for(&policy, &user, pending, connect) {
+    if let Err(why) = crate::grace::commit_for(&policy, &user, pending, connect, started) {
         pam.log(
             Severity::Notice,
             &format!(
@@ -229,7 +234,7 @@ mod tests {
         logs: RefCell<Vec<(Severity, String)>>,
         authtok: Option<String>,
         authtok_set: Vec<Vec<u8>>,
-        kept: Option<(String, PendingGrace)>,
+        kept: Option<Kept>,
     }
 
     impl ScriptedPam {
@@ -357,11 +362,11 @@ mod tests {
             None
         }
 
-        fn keep_for_setcred(&mut self, pending: Option<(String, PendingGrace)>) {
+        fn keep_for_setcred(&mut self, pending: Option<Kept>) {
             self.kept = pending;
         }
 
-        fn take_kept_for_setcred(&mut self) -> Option<(String, PendingGrace)> {
+        fn take_kept_for_setcred(&mut self) -> Option<Kept> {
             self.kept.take()
         }
     }

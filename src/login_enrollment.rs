@@ -72,7 +72,7 @@ fn save_new(
 ) -> Result<(), Decision> {
     let saved = state.transact(&record.user, |st| {
         // Above every generation this user's state has seen (a removed record's included).
-        let generation = st.generation.saturating_add(1);
+        let generation = st.trusted_generation().saturating_add(1);
         let record = UserRecord {
             generation,
             ..record.clone()

@@ -41,6 +41,9 @@ pub const DEFAULT_STATE_DIR: &str = "/run/ecs-mfa";
 const STATE_VERSION: u32 = 1;
 const MAX_STATE_BYTES: u64 = 4096;
 
+/// Record generations above this are not believed (see [`UserState::trusted_generation`]).
+pub const MAX_GENERATION: u64 = 1 << 32;
+
 /// One user's replay and throttle state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -363,6 +366,21 @@ impl UserState {
     /// phone may legitimately be ahead by). `Some` means the server's clock was ahead when a
     /// code was accepted, or was set back since: every code would be refused as a replay until
     /// real time catches up, so it is reported as a clock problem instead.
+    /// A replay mark further ahead than `tolerance + max_seconds` is pulled back to that limit,
+    /// like a lockout ([`UserState::clamp_lockout`]): whether it comes from a clock that was
+    /// far ahead or from a fleet host that wrote it, logins are refused as `state_in_future`
+    /// for at most `max_seconds` (`lockout_max_seconds`) plus the window, then work again. The
+    /// mark stays ahead of every code that is valid now, so no used code becomes valid.
+    /// Returns whether it changed anything.
+    pub fn clamp_mark(&mut self, now: u64, tolerance: u64, max_seconds: u64) -> bool {
+        let limit = now.saturating_add(tolerance).saturating_add(max_seconds);
+        if self.last_accepted > limit {
+            self.last_accepted = limit;
+            return true;
+        }
+        false
+    }
+
     pub fn mark_ahead(&self, now: u64, tolerance: u64) -> Option<u64> {
         let ahead = self.last_accepted.checked_sub(now)?;
         (ahead > tolerance).then_some(ahead)
@@ -421,11 +439,25 @@ impl UserState {
     /// remembers it. `Err(highest)`: the record is older than one seen before (an old value
     /// written back: a restored backup, an etcd administrator); the login must be refused.
     pub fn see_generation(&mut self, generation: u64) -> Result<(), u64> {
-        if generation < self.generation {
-            return Err(self.generation);
+        let seen = self.trusted_generation();
+        if generation < seen {
+            return Err(seen);
         }
         self.generation = generation;
         Ok(())
+    }
+
+    /// The highest generation seen, unless it is beyond [`MAX_GENERATION`]: no administrator
+    /// writes a record that often, so such a value was forged (a fleet host can write state)
+    /// and counts as "none seen" (like a lowered one: documented in docs/fleet.md). Trusting it
+    /// would make every later administrator's write saturate at `u64::MAX` and switch rollback
+    /// detection off for good.
+    pub fn trusted_generation(&self) -> u64 {
+        if self.generation > MAX_GENERATION {
+            0
+        } else {
+            self.generation
+        }
     }
 
     /// Records an accepted code: remembers its step and clears failures and lockout.

@@ -267,6 +267,19 @@ impl Etcd {
         result
     }
 
+    /// [`Etcd::within`] with the deadline `until` when that comes sooner than `timeout_ms`
+    /// from now (what is left of a login's time, for the grace commit of `pam_sm_setcred`).
+    pub fn within_until<R>(&self, until: Instant, f: impl FnOnce() -> R) -> R {
+        if self.deadline.get().is_some() {
+            return f();
+        }
+        self.deadline
+            .set(Some(until.min(Instant::now() + self.budget)));
+        let result = f();
+        self.deadline.set(None);
+        result
+    }
+
     /// Whether the deadline of the operation under way has passed.
     pub fn deadline_passed(&self) -> bool {
         self.deadline.get().is_some_and(|d| Instant::now() >= d)

@@ -20,6 +20,11 @@ pub enum Saved {
     AlreadyEnrolled,
 }
 
+/// How far beyond the record's counter an HOTP counter in the fleet state is folded into the
+/// record (`fleet fold`, any admin write): far more than a token advances between two daily
+/// folds (look-ahead 3 per login, resynchronisation at most 1000).
+pub const MAX_HOTP_FOLD: u64 = 100_000;
+
 impl Fleet {
     /// Seals `record` and writes it. `CreateNew` writes only if the key does not exist (one
     /// transaction: two administrators enrolling one user at once give one enrollment).
@@ -66,13 +71,21 @@ impl Fleet {
             }
             let stored = self.open_record(user, &kv)?;
             let mut record = folded;
+            // An HOTP counter the state moved implausibly far is not made permanent: fleet
+            // hosts can write state (a forged counter locks the token out until the state is
+            // repaired, never longer). Logins still use the higher one (fail closed).
+            if let (Some(folded_next), Some(stored_next)) = (record.hotp, stored.hotp)
+                && folded_next > stored_next.saturating_add(MAX_HOTP_FOLD)
+            {
+                record.hotp = Some(stored_next);
+            }
             let result = change(&mut record);
             if record == stored {
                 return Ok(Some((result, None)));
             }
             record.generation = stored
                 .generation
-                .max(snapshot.state.login.generation)
+                .max(snapshot.state.login.trusted_generation())
                 .saturating_add(1);
             let text = record
                 .to_toml()

@@ -25,7 +25,6 @@ use zeroize::Zeroizing;
 use crate::audit::Severity;
 use crate::auth::{Conversation, ConversationError};
 use crate::decision::{Decision, Outcome};
-use crate::grace::PendingGrace;
 use crate::hook::{self, PamHandler};
 
 /// The module type for `pam_hooks!`.
@@ -79,7 +78,7 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
 
 /// The `pam_set_data` name of a pending grace grant, and its type.
 const KEPT_FOR_SETCRED: &str = "ecs_mfa_grace_pending";
-type Kept = Option<(String, PendingGrace)>;
+type Kept = Option<hook::Kept>;
 
 /// The real PAM handle as a [`PamHandler`].
 struct RealPam<'a>(&'a mut PamHandle);
@@ -117,12 +116,12 @@ impl PamHandler for RealPam<'_> {
             .map(|v| lossy(v.0))
     }
 
-    fn keep_for_setcred(&mut self, pending: Option<(String, PendingGrace)>) {
+    fn keep_for_setcred(&mut self, pending: Option<hook::Kept>) {
         // A failure only loses the grace period (setcred then finds nothing).
         let _ = self.0.set_data::<Kept>(KEPT_FOR_SETCRED, Box::new(pending));
     }
 
-    fn take_kept_for_setcred(&mut self) -> Option<(String, PendingGrace)> {
+    fn take_kept_for_setcred(&mut self) -> Option<hook::Kept> {
         // SAFETY: KEPT_FOR_SETCRED is a name private to this module, and the only value ever
         // stored under it is a `Kept` (keep_for_setcred above); PAM keeps it alive until it is
         // replaced or the handle ends, and it is cloned before being replaced.

@@ -20,24 +20,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Instant;
 
 use common::etcd::Cluster;
-use common::fleet::{PREFIX, client, host};
+use common::fleet::{get, host, put};
 use common::{Sandbox, cli, enroll_json, login, oathtool_code, reason, text, wait_for_fresh_step};
-use pam_ecs_mfa::fleet::etcd::Op;
-
-fn get(sb: &Sandbox, key: &str) -> Vec<u8> {
-    client(sb)
-        .get(&format!("{PREFIX}{key}"))
-        .unwrap()
-        .expect("key exists")
-        .value
-        .to_vec()
-}
-
-fn put(sb: &Sandbox, key: &str, value: Vec<u8>) {
-    client(sb)
-        .txn(&[], &[Op::Put(format!("{PREFIX}{key}"), value)], &[])
-        .unwrap();
-}
 
 fn reset(sb: &Sandbox, user: &str) -> String {
     let out = cli(

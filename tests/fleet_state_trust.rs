@@ -10,25 +10,9 @@
 mod common;
 
 use common::etcd::Cluster;
-use common::fleet::{PREFIX, client};
+use common::fleet::{get, put};
 use common::{Sandbox, cli, oathtool_code, text, wait_for_fresh_step};
 use common::{enroll_json, login, reason};
-use pam_ecs_mfa::fleet::etcd::Op;
-
-fn get(sb: &Sandbox, key: &str) -> Vec<u8> {
-    client(sb)
-        .get(&format!("{PREFIX}{key}"))
-        .unwrap()
-        .expect("key exists")
-        .value
-        .to_vec()
-}
-
-fn put(sb: &Sandbox, key: &str, value: Vec<u8>) {
-    client(sb)
-        .txn(&[], &[Op::Put(format!("{PREFIX}{key}"), value)], &[])
-        .unwrap();
-}
 
 /// Rewrites the state value's lines that start with `field = ` through `edit`.
 fn edit_state(sb: &Sandbox, user: &str, field: &str, edit: impl Fn(&str) -> String) {
@@ -177,22 +161,7 @@ fn fleet_state_a_host_or_an_etcd_administrator_can_write_does_not_revive_codes_o
     });
     let r = g.auth("carol", b"");
     assert!(r.success && r.audit().contains("reason=grace"), "{r:#?}");
-    let key = pam_ecs_mfa::totp::SecretKey::from_base32(&carol_secret).unwrap();
-    let hex: String = key.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    let file = b.root.join("carol.oath");
-    std::fs::write(&file, format!("HOTP/T30 carol - {hex}\n")).unwrap();
-    let out = cli(
-        &b,
-        &[
-            "import",
-            "oath",
-            "--force",
-            "--file",
-            file.to_str().unwrap(),
-        ],
-        b"",
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    b.import_oath_with("carol", &carol_secret, &["--force"]);
     let r = g.auth("carol", b"");
     assert!(
         !r.success && r.prompts() == 1,

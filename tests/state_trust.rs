@@ -228,27 +228,7 @@ fn a_grace_mark_beyond_grace_seconds_and_one_from_before_an_import_spare_nobody_
     std::fs::write(&state, &text_before).unwrap();
     let r = sb.auth("alice", b"");
     assert!(r.success && r.audit().contains("reason=grace"), "{r:#?}");
-    let key = pam_ecs_mfa::totp::SecretKey::from_base32(&secret).unwrap();
-    let hex: String = key.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    let file = sb.root.join("alice.oath");
-    std::fs::write(&file, format!("HOTP/T30 alice - {hex}\n")).unwrap();
-    let out = cli(
-        &sb,
-        &[
-            "import",
-            "oath",
-            "--force",
-            "--file",
-            file.to_str().unwrap(),
-        ],
-        b"",
-    );
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    sb.import_oath_with("alice", &secret, &["--force"]);
     let r = sb.auth("alice", b"");
     assert!(
         !r.success && r.prompts() == 1,

@@ -77,3 +77,28 @@ pub fn client(sb: &Sandbox) -> Etcd {
     )
     .unwrap()
 }
+
+/// The raw value of `PREFIX + key` in etcd, read with `sb`'s host credentials.
+pub fn get(sb: &Sandbox, key: &str) -> Vec<u8> {
+    client(sb)
+        .get(&format!("{PREFIX}{key}"))
+        .unwrap()
+        .expect("key exists")
+        .value
+        .to_vec()
+}
+
+/// Writes `value` at `PREFIX + key` with `sb`'s host credentials (what a compromised host can
+/// do to its own prefix).
+pub fn put(sb: &Sandbox, key: &str, value: Vec<u8>) {
+    client(sb)
+        .txn(
+            &[],
+            &[pam_ecs_mfa::fleet::etcd::Op::Put(
+                format!("{PREFIX}{key}"),
+                value,
+            )],
+            &[],
+        )
+        .unwrap();
+}

@@ -252,13 +252,18 @@ impl Sandbox {
     /// Imports `user` with the base32 `secret` through `mfa-enroll import oath` (a pam_oath
     /// users-file line); the import must succeed.
     pub fn import_oath(&self, user: &str, secret: &str) {
+        self.import_oath_with(user, secret, &[]);
+    }
+
+    /// [`Sandbox::import_oath`] with extra arguments (`--force`).
+    pub fn import_oath_with(&self, user: &str, secret: &str, extra: &[&str]) {
         let key = pam_ecs_mfa::totp::SecretKey::from_base32(secret).unwrap();
         let hex: String = key.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
         let file = self.root.join(format!("{user}.oath"));
         std::fs::write(&file, format!("HOTP/T30 {user} - {hex}\n")).unwrap();
         let out = cli(
             self,
-            &["import", "oath", "--file", file.to_str().unwrap()],
+            &[&["import", "oath", "--file", file.to_str().unwrap()], extra].concat(),
             b"",
         );
         assert!(

@@ -1,5 +1,5 @@
 //! The authentication hot path without PAM: record load + TOTP verify + replay/throttle state
-//! update (`auth::authenticate` with a scripted conversation), for correct, wrong and replayed
+//! update (`login::Login` with a scripted conversation), for correct, wrong and replayed
 //! codes and for recovery codes, on a tmpfs (/dev/shm) like /run. Reports figures; asserts
 //! nothing about time (machines here are shared and noisy).
 //!
@@ -9,10 +9,10 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use pam_ecs_mfa::auth::{Attempt, Conversation, ConversationError, authenticate_with};
+use pam_ecs_mfa::login::files::Files;
+use pam_ecs_mfa::login::{Attempt, Conversation, ConversationError, Login};
 use pam_ecs_mfa::policy::Policy;
 use pam_ecs_mfa::recovery;
-use pam_ecs_mfa::state::FileStateStore;
 use pam_ecs_mfa::store::{SaveMode, Store, UserRecord};
 use pam_ecs_mfa::totp::{SecretKey, TotpParams, code_at};
 use pam_ecs_mfa::user_name::UserName;
@@ -80,18 +80,12 @@ fn main() {
         .collect::<String>();
     // The bench users are not NSS accounts: every valid name stands for its own account here.
     // What the NSS lookup of a real login costs is measured on its own below.
-    let state = FileStateStore::new(&policy.state_dir);
     let accounts = |u: &UserName| (!u.as_str().starts_with("nobody")).then(|| u.clone());
     let authenticate = |conv: &mut Answer, policy: &Policy, attempt: &Attempt, now| {
-        authenticate_with(
-            conv,
-            policy,
-            &store,
-            &state,
-            &accounts,
-            attempt,
-            &move || now,
-        )
+        Login::new(conv, policy, *attempt, &move || now)
+            .with_accounts(&accounts)
+            .run(&mut Files::new(policy))
+            .decision
     };
     let run = |name: &str, answer: &str, n: usize, user: &dyn Fn(usize) -> String| {
         let mut lat = Vec::with_capacity(n);

@@ -181,8 +181,19 @@ pub struct Decision {
     /// Free text for the administrator (file paths, error causes). Never a code or secret.
     pub detail: Option<String>,
     /// A grace period to start only if the whole PAM stack succeeds (`pam_sm_setcred`; see
-    /// `crate::grace`).
-    pub grace_pending: Option<Box<crate::grace::PendingGrace>>,
+    /// `crate::login::grace`).
+    pub grace_pending: Option<Box<PendingGrace>>,
+}
+
+/// A grace period to write once the whole stack has succeeded (see `crate::login::grace`):
+/// what a decision carries to `pam_sm_setcred`. Plain data, so that decisions (and the audit
+/// line) depend on nothing of the login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingGrace {
+    /// The login's grace digest (`crate::login::grace::grace_id`).
+    pub id: u64,
+    /// Unix time the grace ends.
+    pub until: u64,
 }
 
 impl Decision {

@@ -6,11 +6,10 @@
 #![forbid(unsafe_code)]
 
 use crate::audit::{self, Context, Severity};
-use crate::auth::{self, Attempt, Conversation};
-use crate::decision::{Decision, Reason};
-use crate::grace::PendingGrace;
+use crate::decision::{Decision, Outcome, PendingGrace, Reason};
+use crate::login::{self, Attempt, Conversation, Finished, Login};
 use crate::policy::{PassMode, Policy};
-use std::cell::RefCell;
+use crate::ssh_auth_info::SshAuthInfo;
 use zeroize::Zeroizing;
 
 /// Where OpenSSH (>= 7.8) lists the methods that completed before PAM ran.
@@ -47,7 +46,7 @@ pub trait PamHandler {
 }
 
 /// What `pam_sm_authenticate` leaves for `pam_sm_setcred`: the account, its pending grace grant
-/// and when the authentication began (see [`crate::grace::commit_for`]).
+/// and when the authentication began (see [`crate::login::Backend::commit_grace`]).
 pub type Kept = (String, PendingGrace, std::time::Instant);
 
 /// The hook: the module arguments (already text; `Err` when one is not UTF-8), then the user,
@@ -74,52 +73,55 @@ pub fn authenticate(pam: &mut impl PamHandler, args: Result<Vec<String>, String>
     if policy.test_panic {
         panic!("test_panic: a panic on purpose (module argument)");
     }
+    let info = pam.env(SSH_AUTH_INFO);
+    // Parsed once: the first factor, grace, enrollment at login and the audit line use it.
+    let ssh = info.as_deref().map(SshAuthInfo::parse);
     let user = match pam.user() {
         Ok(user) => user,
         Err(code) => {
             let why = format!("cannot read the user name (PAM code {code}; not UTF-8?)");
-            let info = pam.env(SSH_AUTH_INFO);
             let decision = pam.with_conversation(|conv| match conv {
-                Some(conv) => auth::deny_unreadable_user(conv, &policy, info.as_deref(), why),
+                Some(conv) => login::deny_unreadable_user(conv, &policy, ssh.as_ref(), why),
                 None => Decision::deny(Reason::BadUser).with_detail(why),
             });
             return finish(pam, &ctx, decision);
         }
     };
     ctx.user = Some(user.clone());
-    let info = pam.env(SSH_AUTH_INFO);
     if policy.debug {
         pam.log(Severity::Info, &debug_line(&policy, info.as_deref()));
     }
     let earlier = pam.authtok();
-    let earlier_password = earlier.is_some();
     let authtok = match policy.pass {
-        PassMode::UseFirst | PassMode::TryFirst => earlier,
+        PassMode::UseFirst | PassMode::TryFirst => earlier.as_deref().map(Vec::as_slice),
         PassMode::Prompt | PassMode::Forward => None,
     };
-    let forwarded = RefCell::new(None);
     let ruser = pam.ruser();
     let attempt = Attempt {
         user: &user,
         rhost: ctx.rhost.as_deref(),
         service: ctx.service.as_deref(),
         ruser: ruser.as_deref(),
-        ssh_auth_info: info.as_deref(),
-        authtok: authtok.as_deref().map(Vec::as_slice),
-        earlier_password,
-        forwarded: Some(&forwarded),
-        connect: Some(pam.etcd_connector()),
+        ssh_auth_info: ssh.as_ref(),
+        authtok,
+        earlier_password: earlier.is_some(),
     };
-    let mut decision = pam.with_conversation(|conv| match conv {
-        Some(conv) => auth::authenticate(conv, &policy, &attempt, &crate::clock::now),
-        None => Decision::deny(Reason::NoCode).with_detail("the application has no conversation"),
+    // The one place the module chooses its storage (files or the fleet).
+    let mut backend = login::choose_backend(&policy, pam.etcd_connector());
+    let Finished {
+        mut decision,
+        forward,
+    } = pam.with_conversation(|conv| match conv {
+        Some(conv) => Login::new(conv, &policy, attempt, &crate::clock::now).run(&mut *backend),
+        None => Finished {
+            decision: Decision::deny(Reason::NoCode)
+                .with_detail("the application has no conversation"),
+            forward: None,
+        },
     });
     // A certificate login: the audit line names the certificate (key id, serial, principals,
     // CA) besides the key it certifies.
-    if let Some(note) = info
-        .as_deref()
-        .and_then(|i| crate::ssh_auth_info::SshAuthInfo::parse(i).certificate_note())
-    {
+    if let Some(note) = ssh.as_ref().and_then(SshAuthInfo::certificate_note) {
         decision.detail = Some(match decision.detail.take() {
             Some(detail) => format!("{detail}; {note}"),
             None => note,
@@ -127,7 +129,7 @@ pub fn authenticate(pam: &mut impl PamHandler, args: Result<Vec<String>, String>
     }
     // forward_pass: the password part goes to the next module whatever the decision, so that
     // it is checked either way and the client cannot tell which part was wrong.
-    if let Some(password) = forwarded.into_inner()
+    if let Some(password) = forward
         && let Err(code) = pam.set_authtok(&password)
     {
         decision = Decision::deny(Reason::Internal).with_detail(format!(
@@ -135,7 +137,7 @@ pub fn authenticate(pam: &mut impl PamHandler, args: Result<Vec<String>, String>
         ));
     }
     let pending = match (&decision.grace_pending, decision.outcome) {
-        (Some(p), crate::decision::Outcome::Success) => {
+        (Some(p), Outcome::Success) => {
             Some((decision.account.clone().unwrap_or(user), **p, started))
         }
         _ => None,
@@ -145,7 +147,7 @@ pub fn authenticate(pam: &mut impl PamHandler, args: Result<Vec<String>, String>
 }
 
 /// `pam_sm_setcred`: applications call it only after the whole authentication succeeded, so
-/// this is where a grace period of a password stack starts (see `crate::grace`). It never
+/// this is where a grace period of a password stack starts (see `crate::login::grace`). It never
 /// fails the application: without the grant the next login simply asks for a code.
 pub fn setcred(pam: &mut impl PamHandler, args: Result<Vec<String>, String>, establish: bool) {
     let Some((account, pending, started)) = pam.take_kept_for_setcred() else {
@@ -162,8 +164,9 @@ pub fn setcred(pam: &mut impl PamHandler, args: Result<Vec<String>, String>, est
     let Ok(user) = crate::user_name::UserName::parse(&account) else {
         return;
     };
-    let connect = pam.etcd_connector();
-    if let Err(why) = crate::grace::commit_for(&policy, &user, pending, connect, started) {
+    let mut backend = login::choose_backend(&policy, pam.etcd_connector());
+    let now = crate::clock::unix_now();
+    if let Err(why) = backend.commit_grace(&user, pending, now, started) {
         pam.log(
             Severity::Notice,
             &format!(
@@ -212,8 +215,8 @@ mod tests {
     use std::cell::RefCell;
 
     use super::*;
-    use crate::auth::ConversationError;
     use crate::decision::Outcome;
+    use crate::login::ConversationError;
     use crate::store::record::Origin;
     use crate::store::{SaveMode, Store, UserRecord};
     use crate::test_util::Scratch;

@@ -5,21 +5,18 @@
 //! - the logic used by `mfa-enroll` and by the tests (the `rlib`).
 //!
 //! Everything outside [`pam`] is plain Rust with `#![forbid(unsafe_code)]` and can be tested
-//! without PAM: [`auth::authenticate`] is generic over a [`auth::Conversation`], the clock is a
+//! without PAM: [`login::Login`] talks through a [`login::Conversation`], the clock is a
 //! parameter, and all paths come from a [`policy::Policy`].
 
 pub mod accounts;
 pub mod audit;
-pub mod auth;
-pub mod auth_fleet;
 pub mod backend;
 pub mod clock;
 pub mod decision;
 pub mod exemption;
 pub mod fleet;
-pub mod grace;
 pub mod hook;
-pub mod login_enrollment;
+pub mod login;
 pub mod otpauth;
 pub mod policy;
 pub mod qr;

@@ -29,6 +29,9 @@ const MAX_SHOWN: usize = 64;
 pub struct SshAuthInfo {
     /// The keys of the `publickey` lines, in order (sshd may require two).
     pub keys: Vec<AcceptedKey>,
+    /// A `publickey` method completed (a `publickey` line is there, even one whose key this
+    /// module cannot read): what `first_factor = publickey` asks for.
+    pub publickey: bool,
 }
 
 /// A key sshd accepted in this connection.
@@ -54,15 +57,18 @@ pub struct Certificate {
 }
 
 impl SshAuthInfo {
-    /// Reads the `publickey` lines of `info`; lines it cannot read are skipped.
+    /// Reads the `publickey` lines of `info` (the first [`MAX_LINES`]); keys it cannot read
+    /// are skipped. The hook parses the variable once; everything else uses the result.
     pub fn parse(info: &str) -> Self {
-        let keys = info
+        let lines: Vec<&str> = info
             .lines()
             .take(MAX_LINES)
             .filter_map(|l| l.strip_prefix("publickey "))
-            .filter_map(AcceptedKey::parse)
             .collect();
-        Self { keys }
+        Self {
+            publickey: !lines.is_empty(),
+            keys: lines.into_iter().filter_map(AcceptedKey::parse).collect(),
+        }
     }
 
     /// The first accepted key (the one grace and enrollment at login bind to).
@@ -257,6 +263,20 @@ mod tests {
     use std::path::Path;
     use std::process::Command;
 
+    #[test]
+    fn fingerprints_match_ssh_keygen() {
+        // ssh-keygen -l -f on this public key prints this fingerprint.
+        let line =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRvhrYFI8miX35xWYJk1Iz3C5Jmldf0HlXJgTIO3nY3 x";
+        let fingerprint = |l: &str| AcceptedKey::parse(l).map(|k| k.fingerprint);
+        assert_eq!(
+            fingerprint(line).as_deref(),
+            Some("SHA256:zK1Kn26Ep1Pqkrc2MIOvr+LMslEBx/CjKOzxYyYUEIo")
+        );
+        assert_eq!(fingerprint("ssh-ed25519"), None);
+        assert_eq!(fingerprint("ssh-ed25519 not*base64"), None);
+    }
+
     /// A fresh directory for ssh-keygen's files.
     fn scratch(tag: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("ecs-mfa-certs-{tag}-{}", std::process::id()));
@@ -385,11 +405,6 @@ mod tests {
                     ca_fingerprint: ca_fingerprint.clone(),
                 }),
                 "{name}"
-            );
-            // The legacy entry point gives the same name.
-            assert_eq!(
-                crate::login_enrollment::fingerprint(&text(&cert)).as_deref(),
-                Some(of_key.as_str())
             );
             let info = format!("password\npublickey {}\n", text(&cert));
             let parsed = SshAuthInfo::parse(&info);

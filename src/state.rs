@@ -186,7 +186,7 @@ impl<'de> Deserialize<'de> for UsedRecovery {
 
 /// How far (seconds) a replay mark may lie ahead of the clock in normal operation: a step
 /// times `window + 1` (a phone up to `window` steps ahead, plus the step itself). The login's
-/// clock check (`auth::decide`) and `mfa-enroll unlock` use the same figure.
+/// clock check (`login::verify::decide`) and `mfa-enroll unlock` use the same figure.
 pub fn replay_tolerance(period: u64, window: u8) -> u64 {
     period.saturating_mul(u64::from(window) + 1)
 }
@@ -253,7 +253,7 @@ impl Grace {
     }
 
     /// Takes the grace period of `id` out (a grace login of a password stack, until
-    /// `pam_sm_setcred` puts it back: see `crate::grace`).
+    /// `pam_sm_setcred` puts it back: see `crate::login::grace`).
     pub fn remove(&mut self, id: u64) {
         for m in &mut self.0 {
             if id != 0 && m.id == id {

@@ -23,9 +23,9 @@ use pam_bindings::module::{PamHandle, PamHooks};
 use zeroize::Zeroizing;
 
 use crate::audit::Severity;
-use crate::auth::{Conversation, ConversationError};
 use crate::decision::{Decision, Outcome};
 use crate::hook::{self, PamHandler};
+use crate::login::{Conversation, ConversationError};
 
 /// The module type for `pam_hooks!`.
 pub struct EcsMfa;
@@ -48,7 +48,7 @@ impl PamHooks for EcsMfa {
 
     /// The module holds no credentials; setcred is where a pending grace period of a password
     /// stack starts (applications call it only after the whole stack succeeded: see
-    /// `crate::grace`). Always success, so `pam_setcred` keeps working in every stack.
+    /// `crate::login::grace`). Always success, so `pam_setcred` keeps working in every stack.
     fn sm_setcred(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
         let establish = flags & (PAM_ESTABLISH_CRED | PAM_REINITIALIZE_CRED) != 0;
         // A panic here only loses the grace period: nothing to deny.
@@ -189,7 +189,7 @@ fn lossy(value: &CStr) -> String {
     String::from_utf8_lossy(value.to_bytes()).into_owned()
 }
 
-/// PAM's conversation as an [`auth::Conversation`].
+/// PAM's conversation as an [`crate::login::Conversation`].
 struct PamConversation<'a>(Conv<'a>);
 
 impl Conversation for PamConversation<'_> {

@@ -2,10 +2,10 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use pam_ecs_mfa::auth::{self, Attempt, Conversation, ConversationError};
 use pam_ecs_mfa::backend::Enrollments;
 use pam_ecs_mfa::decision::{Outcome, Reason};
 use pam_ecs_mfa::fleet::FleetError;
+use pam_ecs_mfa::login::{self, Attempt, Conversation, ConversationError, Login};
 use pam_ecs_mfa::policy::FirstFactor;
 use pam_ecs_mfa::recovery;
 use pam_ecs_mfa::state::StateStore;
@@ -205,15 +205,15 @@ pub fn verify(g: &Global, args: UserArgs) -> Result<(), Failure> {
     policy.first_factor = FirstFactor::None;
     policy.grace = None;
     policy.pass = pam_ecs_mfa::policy::PassMode::Prompt;
-    let decision = auth::authenticate(
+    let mut backend = login::choose_backend(&policy, pam_ecs_mfa::fleet::transport::native);
+    let decision = Login::new(
         &mut StdinConversation,
         &policy,
-        &Attempt {
-            connect: Some(pam_ecs_mfa::fleet::transport::native),
-            ..Attempt::user(user.as_str())
-        },
+        Attempt::user(user.as_str()),
         &pam_ecs_mfa::clock::now,
-    );
+    )
+    .run(&mut *backend)
+    .decision;
     let reason = decision.reason.as_str();
     log_change("verify", &user, &format!("reason={reason}"));
     let ok = decision.outcome == Outcome::Success;

@@ -20,10 +20,11 @@
 
 use sha2::Digest;
 
-use crate::auth::Attempt;
+use super::attempt::{Attempt, host_identity};
+pub use crate::decision::PendingGrace;
 use crate::decision::{Decision, Outcome, Reason};
 use crate::policy::{PassMode, Policy};
-use crate::state::{StateStore, UserState};
+use crate::state::UserState;
 use crate::user_name::UserName;
 
 /// The grace digest of a login and whether its grant waits for `pam_sm_setcred`.
@@ -35,15 +36,6 @@ pub struct Key {
     pub deferred: bool,
 }
 
-/// A grace period to write once the whole stack has succeeded (see the module doc).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PendingGrace {
-    /// The login's digest ([`grace_id`]).
-    pub id: u64,
-    /// Unix time the grace ends.
-    pub until: u64,
-}
-
 /// The digest of this login for `grace_seconds`, `None` when grace is off: the scope (this
 /// host's name and machine id, or the whole fleet with `grace_scope = "fleet"`), the account,
 /// the PAM service, the requesting user (`PAM_RUSER`: who ran `su`), the client address
@@ -51,25 +43,20 @@ pub struct PendingGrace {
 /// (`SSH_AUTH_INFO_0`; absent for password logins, which are then keyed on the rest).
 pub fn grace_id(policy: &Policy, user: &UserName, attempt: &Attempt<'_>) -> Option<Key> {
     let grace = policy.grace?;
-    let key = accepted_key(attempt).unwrap_or_default();
-    // A server is its host name and its machine id (cloned images may share either one).
+    let key = attempt.accepted_key().unwrap_or_default();
     let scope = if grace.fleet_wide {
-        "fleet".to_string()
+        "fleet"
     } else {
-        let host = nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let machine = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
-        format!("{host}\0{}", machine.trim())
+        host_identity()
     };
     let mut digest = sha2::Sha256::new().chain_update(b"ecs-mfa grace v2\0");
     for part in [
-        scope.as_str(),
+        scope,
         user.as_str(),
         attempt.service.unwrap_or(""),
         attempt.ruser.unwrap_or(""),
         attempt.rhost.unwrap_or(""),
-        key.as_str(),
+        key,
     ] {
         digest.update(part.as_bytes());
         digest.update(b"\0");
@@ -147,46 +134,6 @@ pub fn commit(pending: PendingGrace, now: u64, st: &mut UserState) {
     }
 }
 
-/// [`commit`] in the state of `policy`'s backend (local files, or the fleet's state in etcd
-/// through `connect`), at the current time.
-///
-/// `login_started`: when the authentication began. With the fleet backend the commit gets
-/// only what is left of that login's etcd time (2 × `timeout_ms`, docs/fleet.md "Deadlines and
-/// memory"): authentication and setcred together never wait longer than a login may. When
-/// nothing is left, no grace period starts (the next login asks for a code).
-pub fn commit_for(
-    policy: &Policy,
-    user: &UserName,
-    pending: PendingGrace,
-    connect: crate::fleet::transport::Connector,
-    login_started: std::time::Instant,
-) -> Result<(), String> {
-    let now = crate::clock::unix_now();
-    match &policy.fleet {
-        None => crate::state::FileStateStore::new(&policy.state_dir)
-            .transact(user, |st| commit(pending, now, st))
-            .map_err(|e| e.to_string()),
-        Some(config) => {
-            let until = login_started + config.timeout.saturating_mul(2);
-            if std::time::Instant::now() >= until {
-                return Err("no time left of the login's etcd deadline (2 x timeout_ms)".into());
-            }
-            let fleet = crate::fleet::login::Fleet::open(config, Some(&policy.state_dir), connect)
-                .map_err(|e| e.to_string())?;
-            // The read and the compare-and-swap share what is left: setcred runs in sshd's
-            // privileged monitor and must not stretch the login's etcd time.
-            fleet
-                .etcd
-                .within_until(until, || {
-                    let snapshot = fleet.read(user)?;
-                    fleet.settle(user, snapshot, |_, st| commit(pending, now, &mut st.login))
-                })
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
-    }
-}
-
 /// The success of a login in a grace period. With `forward_pass` the answer was read first
 /// (the password went on to the next module; a code at its end is ignored). The detail says
 /// what the grace was keyed on for *this* login; a deferred key's mark comes back only through
@@ -210,7 +157,7 @@ fn keyed_on(attempt: &Attempt<'_>) -> String {
         Some(host) if !host.is_empty() => "this client address".to_string(),
         _ => "this terminal's service (no client address)".to_string(),
     };
-    let key = match accepted_key(attempt) {
+    let key = match attempt.accepted_key() {
         Some(_) => " and SSH key",
         None => " (no SSH key: a password login is keyed on the address alone)",
     };
@@ -222,14 +169,6 @@ fn keyed_on(attempt: &Attempt<'_>) -> String {
         "{place}{key}{ruser} through {}",
         crate::audit::ascii_printable(service, 32)
     )
-}
-
-/// The fingerprint of the key sshd accepted before this login, if any.
-fn accepted_key(attempt: &Attempt<'_>) -> Option<String> {
-    attempt
-        .ssh_auth_info
-        .and_then(|info| info.lines().find_map(|l| l.strip_prefix("publickey ")))
-        .and_then(crate::login_enrollment::fingerprint)
 }
 
 #[cfg(test)]
@@ -287,10 +226,11 @@ mod tests {
             rhost: Some("192.0.2.2"),
             ..base
         };
+        let info = crate::ssh_auth_info::SshAuthInfo::parse(
+            "publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRvhrYFI8miX35xWYJk1Iz3C5Jmldf0HlXJgTIO3nY3",
+        );
         let with_key = Attempt {
-            ssh_auth_info: Some(
-                "publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRvhrYFI8miX35xWYJk1Iz3C5Jmldf0HlXJgTIO3nY3",
-            ),
+            ssh_auth_info: Some(&info),
             ..base
         };
         let ids = [

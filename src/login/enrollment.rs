@@ -1,0 +1,255 @@
+//! Enrollment at the first SSH login (config `enroll_at_login = true`).
+//!
+//! A user with no enrollment who has just proven an SSH key (sshd's `SSH_AUTH_INFO_0`, checked
+//! by the caller) is shown a short explanation and the QR code through the PAM conversation,
+//! confirms a code from the app (three tries), and only then is the record written; the
+//! recovery codes are shown once and the login succeeds: the user proved both factors. On any
+//! failure nothing is written and the login is denied.
+//!
+//! Exactly one enrollment per user, and no lock held while a person types: the secret is
+//! made, shown and confirmed without any lock; then, under the user's state lock for an
+//! instant, the record is created only if none exists (create-exclusive). If another login or
+//! an administrator (`mfa-enroll enroll`) enrolled the user meanwhile, that enrollment stands,
+//! this one is discarded and the user is told so. An administrator's command therefore never
+//! waits for a user sitting at the confirmation prompt.
+#![forbid(unsafe_code)]
+
+use std::time::UNIX_EPOCH;
+
+use zeroize::Zeroizing;
+
+use super::attempt::Clock;
+use super::conversation::{Conversation, ConversationError};
+use crate::decision::{Decision, Reason};
+use crate::otpauth;
+use crate::policy::Policy;
+use crate::state::StateStore;
+use crate::store::record::Origin;
+use crate::store::{SaveMode, Store, StoreError, UserRecord};
+use crate::totp::{self, SecretKey, TotpParams, Verification};
+use crate::user_name::UserName;
+
+/// Tries to confirm the first code.
+const CONFIRM_ATTEMPTS: u32 = 3;
+/// The confirmation prompt (tests and docs look for it).
+pub const CONFIRM_PROMPT: &str = "Enter the code from the app to confirm: ";
+
+/// Runs the enrollment for `user`, proven by the SSH key `key` (a `SHA256:` fingerprint).
+/// `None` when another login enrolled the user meanwhile (the caller then asks for a code).
+pub fn run(
+    conv: &mut dyn Conversation,
+    policy: &Policy,
+    store: &Store,
+    state: &impl StateStore,
+    user: &UserName,
+    key: &str,
+    clock: Clock<'_>,
+) -> Option<Decision> {
+    let unix = || clock().duration_since(UNIX_EPOCH).map(|d| d.as_secs());
+    if unix().is_err() {
+        return Some(Decision::deny(Reason::Internal).with_detail("system clock is before 1970"));
+    }
+    // A quick look without a lock (the authoritative check is the create-exclusive save).
+    match store.load(user) {
+        Ok(_) => return None,
+        Err(StoreError::NotEnrolled) => {}
+        Err(e) => return Some(Decision::deny(Reason::BadFile).with_detail(e.to_string())),
+    }
+    let unix_now = || unix().unwrap_or(0);
+    let enrolled = new_record(policy, user, key, unix_now()).and_then(|record| {
+        let mut talk = Talk {
+            conv,
+            echo: policy.echo_code,
+        };
+        talk.show(&record)?;
+        let step_start = talk.confirm(&record, policy.window, &unix_now)?;
+        save_and_show_codes(&mut talk, store, state, record, step_start)
+    });
+    Some(enrolled.map_or_else(
+        |denied| denied,
+        |()| Decision::new_success(Reason::EnrolledAtLogin).with_detail(format!("key {key}")),
+    ))
+}
+
+/// Saves `record`, confirmed with the code of the step starting at `step_start`, if the user
+/// still has no record, and marks that step used: under the user's state lock, held only for
+/// this (never across a prompt). `Err` with the denial when someone enrolled the user meanwhile
+/// or the save failed.
+fn save_new(
+    store: &Store,
+    state: &impl StateStore,
+    record: &UserRecord,
+    step_start: u64,
+) -> Result<(), Decision> {
+    let saved = state.transact(&record.user, |st| {
+        // Above every generation this user's state has seen (a removed record's included).
+        let generation = st.trusted_generation().saturating_add(1);
+        let record = UserRecord {
+            generation,
+            ..record.clone()
+        };
+        match store.save(&record, SaveMode::CreateNew) {
+            Ok(()) => {
+                st.generation = generation;
+                // The confirmation code is used: it cannot log in a second time.
+                st.record_success(step_start);
+                Ok(())
+            }
+            Err(StoreError::AlreadyEnrolled) => Err(Decision::deny(Reason::NotEnrolled)
+                .with_detail(
+                    "enrollment at login not saved: the user was enrolled meanwhile (mfa-enroll or \
+             another login); that enrollment stands",
+                )),
+            Err(e) => Err(Decision::deny(Reason::BadFile).with_detail(e.to_string())),
+        }
+    });
+    saved.unwrap_or_else(|e| Err(Decision::deny(Reason::Internal).with_detail(e.to_string())))
+}
+
+fn internal(why: String) -> Decision {
+    Decision::deny(Reason::Internal).with_detail(why)
+}
+
+/// A new TOTP record with a fresh 160-bit secret, not yet saved.
+fn new_record(
+    policy: &Policy,
+    user: &UserName,
+    key: &str,
+    now: u64,
+) -> Result<UserRecord, Decision> {
+    let mut bytes = Zeroizing::new(vec![0u8; 20]);
+    getrandom::fill(&mut bytes).map_err(|_| internal("no randomness for a secret".into()))?;
+    let secret = SecretKey::from_bytes(bytes.to_vec()).map_err(|e| internal(e.to_string()))?;
+    let host = otpauth::host_name();
+    Ok(UserRecord {
+        user: user.clone(),
+        secret,
+        params: TotpParams::default(),
+        created: now,
+        issuer: otpauth::clean_name(policy.issuer.as_deref().unwrap_or(&host)),
+        recovery_codes: Vec::new(),
+        origin: Origin::Login {
+            key: key.to_string(),
+        },
+        hotp: None,
+        // Set by `save_new`, under the lock, above what the state has seen.
+        generation: 0,
+    })
+}
+
+/// The conversation of an enrollment at login (no lock is held while it runs).
+struct Talk<'c> {
+    conv: &'c mut dyn Conversation,
+    echo: bool,
+}
+
+impl Talk<'_> {
+    fn said(r: Result<(), ConversationError>) -> Result<(), Decision> {
+        r.map_err(|e| Decision::deny(Reason::NoCode).with_detail(format!("conversation: {}", e.0)))
+    }
+
+    /// The explanation, then the QR code, the URI and the grouped secret (all of which carry
+    /// the secret: wiped buffers).
+    fn show(&mut self, record: &UserRecord) -> Result<(), Decision> {
+        let user = &record.user;
+        let uri = otpauth::compact_record_uri(record);
+        // Error correction L keeps the code small (about 23 lines for a typical URI), so that
+        // it fits an 80x24 terminal with the text around it.
+        let qr = crate::qr::matrix(&uri, qrcode::EcLevel::L)
+            .map(|rows| Zeroizing::new(crate::qr::half_blocks(&rows)))
+            .map_err(|e| internal(format!("cannot draw the QR code: {e}")))?;
+        let secret_b32 = record.secret.to_base32();
+        let grouped = Zeroizing::new(
+            secret_b32
+                .as_bytes()
+                .chunks(4)
+                .map(|c| std::str::from_utf8(c).unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        Self::said(self.conv.info(&format!(
+            "{user}: this server needs a verification code from an authenticator app at each \
+             login, and you have none yet. Scan the QR code below with Google Authenticator, \
+             Microsoft Authenticator or Authy (or add the account by hand), then type the code \
+             it shows."
+        )))?;
+        let shown = Zeroizing::new(format!(
+            "{}URI:    {}\nSecret: {}\n",
+            qr.as_str(),
+            uri.as_str(),
+            grouped.as_str()
+        ));
+        Self::said(self.conv.info(&shown))
+    }
+
+    /// Up to [`CONFIRM_ATTEMPTS`] codes from the app; the start of the step of the one that
+    /// matched. The window is placed around the moment each answer arrived: the QR code may
+    /// have been on the screen for minutes while the user set up the app.
+    fn confirm(
+        &mut self,
+        record: &UserRecord,
+        window: u8,
+        unix_now: &dyn Fn() -> u64,
+    ) -> Result<u64, Decision> {
+        for attempt in 1..=CONFIRM_ATTEMPTS {
+            let answer = self.conv.ask(CONFIRM_PROMPT, self.echo).map_err(|e| {
+                Decision::deny(Reason::NoCode).with_detail(format!(
+                    "enrollment at login abandoned ({}); nothing saved",
+                    e.0
+                ))
+            })?;
+            let now = unix_now();
+            if let Some(code) = totp::normalize_code(&answer, record.params.digits())
+                && let Verification::Accepted { step, .. } =
+                    totp::verify(&record.secret, record.params, &code, now, window, 0)
+            {
+                return Ok(record.params.step_start(step));
+            }
+            if attempt < CONFIRM_ATTEMPTS {
+                Self::said(self.conv.info(
+                    "That code is not valid. Check that the phone's clock is right and try again.",
+                ))?;
+            }
+        }
+        Err(Decision::deny(Reason::NotEnrolled)
+            .with_detail("enrollment at login not confirmed (3 wrong codes); nothing saved"))
+    }
+}
+
+/// The save (create-exclusive), then the recovery codes, shown once.
+fn save_and_show_codes(
+    talk: &mut Talk<'_>,
+    store: &Store,
+    state: &impl StateStore,
+    mut record: UserRecord,
+    step_start: u64,
+) -> Result<(), Decision> {
+    let (codes, hashes) = crate::recovery::generate().map_err(|e| internal(e.to_string()))?;
+    record.recovery_codes = hashes;
+    if let Err(denied) = save_new(store, state, &record, step_start) {
+        if denied.reason == Reason::NotEnrolled {
+            let _ = talk.conv.info(
+                "Not saved: you were enrolled meanwhile (by an administrator or another login). \
+                 Delete the account just added to the app; log in again with the code of the \
+                 enrollment that was saved.",
+            );
+        }
+        return Err(denied);
+    }
+    let mut text = Zeroizing::new(String::from(
+        "Enrolled. Recovery codes: each works once instead of a code, for when the phone is \
+         lost. Keep them offline; they are shown only now.\n",
+    ));
+    for pair in codes.chunks(2) {
+        let line: Vec<String> = pair.iter().map(ToString::to_string).collect();
+        text.push_str(&format!("  {}\n", line.join("    ")));
+    }
+    // The record is saved and the user proved both factors: a client that left before seeing
+    // the codes does not undo that (an administrator can make new ones: mfa-enroll recovery).
+    let _ = talk.conv.info(&text);
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "enrollment_tests.rs"]
+mod tests;

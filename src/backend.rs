@@ -1,6 +1,6 @@
 //! Where enrollments and login state live, behind one interface for `mfa-enroll`: local files
 //! (the default) or the fleet (etcd, `[fleet] backend = "etcd"`). The module's login flow has
-//! its own fleet path (`auth_fleet`); administration goes through here, so every command works
+//! its own seam (`login::backend`); administration goes through here, so every command works
 //! the same against either backend.
 #![forbid(unsafe_code)]
 

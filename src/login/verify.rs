@@ -98,7 +98,7 @@ pub fn pace_answer(answer: &[u8], digits: u8, started: std::time::Instant) {
 ///
 /// `pre`: the Argon2 part of a recovery-shaped answer, done by [`precheck_recovery`] before the
 /// lock (or the compare-and-swap) so that no lock is held while Argon2 runs or while a check
-/// is paced; `None` computes it here (never for logins: see `settle_locally`). Nothing in here
+/// is paced; `None` computes it here (never for logins: see `Backend::settle`). Nothing in here
 /// waits: the caller paces recovery-shaped answers after releasing the lock ([`pace_answer`]).
 pub fn decide(
     record: &UserRecord,

@@ -1619,7 +1619,7 @@ mod tests {
     fn recovery_checks_do_not_hold_the_store_lock() {
         let f = Fixture::new();
         with_recovery_codes(&f);
-        let dir = crate::store::secure_fs::open_dir(&f.policy.store_dir)
+        let dir = crate::secure_fs::open_dir(&f.policy.store_dir)
             .unwrap()
             .unwrap();
         // Another writer (an enrollment, another user's recovery code) holds the store lock.

@@ -24,6 +24,7 @@ pub mod otpauth;
 pub mod policy;
 pub mod qr;
 pub mod recovery;
+pub mod secure_fs;
 pub mod ssh_auth_info;
 pub mod sshd_answer;
 pub mod state;

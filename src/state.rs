@@ -33,7 +33,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::store::secure_fs::{self, FileRules, FsError};
+use crate::secure_fs::{self, FileRules, FsError};
 use crate::user_name::UserName;
 
 /// Where a packaged install keeps volatile state.

@@ -49,7 +49,7 @@ use zeroize::Zeroizing;
 
 use super::transport::{ConnectError, Connector, Failure, TlsPem, Transport};
 use super::{FleetConfig, FleetError};
-use crate::store::secure_fs::{self, FileRules};
+use crate::secure_fs::{self, FileRules};
 /// A cached RBAC token is reused for this long (etcd's default token TTL is 300 s).
 const TOKEN_REUSE_SECONDS: u64 = 240;
 const TOKEN_CACHE_FILE: &str = "etcd-token.cache";

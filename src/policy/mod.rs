@@ -34,10 +34,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::exemption::Exemptions;
+use crate::secure_fs::{self, FileRules, FsError};
 use crate::state::{DEFAULT_STATE_DIR, ThrottlePolicy};
 use crate::store::DEFAULT_STORE_DIR;
 use crate::store::record::line_of;
-use crate::store::secure_fs::{self, FileRules, FsError};
 use crate::totp::MAX_WINDOW;
 use crate::user_name::UserName;
 

@@ -7,17 +7,16 @@
 #![forbid(unsafe_code)]
 
 pub mod record;
-pub mod secure_fs;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use crate::secure_fs::{FsError, Problem};
 pub use record::{RecordError, UserRecord};
-pub use secure_fs::{FsError, Problem};
 
+use crate::secure_fs::{self, FileRules};
 use crate::user_name::UserName;
 use record::MAX_RECORD_BYTES;
-use secure_fs::FileRules;
 
 /// Where a packaged install keeps enrollments.
 pub const DEFAULT_STORE_DIR: &str = "/var/lib/ecs-mfa/users";

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use pam_ecs_mfa::backend::Enrollments;
 use pam_ecs_mfa::fleet::FleetConfig;
 use pam_ecs_mfa::fleet::seal::{FleetKey, FleetKeys, sealed_with};
-use pam_ecs_mfa::store::secure_fs;
+use pam_ecs_mfa::secure_fs;
 use pam_ecs_mfa::store::{SaveMode, Store, StoreError};
 use serde_json::json;
 

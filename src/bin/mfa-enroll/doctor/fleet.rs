@@ -9,7 +9,7 @@ use pam_ecs_mfa::fleet::seal::{FleetKey, sealed_with};
 use pam_ecs_mfa::fleet::{FleetConfig, OnUnavailable};
 use pam_ecs_mfa::pam::etcd_helper::{HELPER_FILE, open_checked_helper};
 use pam_ecs_mfa::policy::Policy;
-use pam_ecs_mfa::store::secure_fs;
+use pam_ecs_mfa::secure_fs;
 
 use super::Findings;
 use crate::fleet::Judged;

@@ -22,8 +22,9 @@ use std::process::Command;
 use pam_ecs_mfa::backend::Enrollments;
 use pam_ecs_mfa::exemption::{nss_groups, own_addresses};
 use pam_ecs_mfa::policy::{FirstFactor, Policy, PolicyError};
+use pam_ecs_mfa::secure_fs;
 use pam_ecs_mfa::state::StateStore;
-use pam_ecs_mfa::store::{Store, StoreError, secure_fs};
+use pam_ecs_mfa::store::{Store, StoreError};
 use pam_ecs_mfa::user_name::UserName;
 use serde_json::json;
 

@@ -573,8 +573,6 @@ pub enum StateError {
     Fs(FsError),
     /// A state file exists but cannot be parsed. Remove it (or run `mfa-enroll unlock`).
     Corrupt { path: PathBuf, why: Corruption },
-    /// The fleet backend failed.
-    Fleet(crate::fleet::FleetError),
 }
 
 /// Why a state file cannot be read.
@@ -608,7 +606,6 @@ impl fmt::Display for StateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Fs(e) => write!(f, "state: {e}"),
-            Self::Fleet(e) => write!(f, "state: {e}"),
             Self::Corrupt { path, why } => write!(
                 f,
                 "state: {} is corrupt ({why}); remove it to reset this user's state",

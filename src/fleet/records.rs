@@ -123,6 +123,11 @@ impl Fleet {
         Err(FleetError::Contention)
     }
 
+    /// Whether `user` has a record (valid or not: nothing is opened).
+    pub fn has_record(&self, user: &UserName) -> Result<bool, FleetError> {
+        Ok(self.etcd.get(&self.record_key(user))?.is_some())
+    }
+
     /// Every user with a record (keys only: nothing is opened).
     pub fn enrolled_users(&self) -> Result<Vec<UserName>, FleetError> {
         let prefix = format!("{}records/", self.prefix());

@@ -190,8 +190,6 @@ pub enum StoreError {
     Fs(FsError),
     /// The record file exists but its contents are invalid.
     Record { path: PathBuf, error: RecordError },
-    /// The fleet backend (etcd) failed.
-    Fleet(crate::fleet::FleetError),
 }
 
 impl From<FsError> for StoreError {
@@ -212,7 +210,6 @@ impl fmt::Display for StoreError {
             Self::AlreadyEnrolled => f.write_str("user is already enrolled"),
             Self::Fs(e) => e.fmt(f),
             Self::Record { path, error } => write!(f, "{}: {error}", path.display()),
-            Self::Fleet(e) => e.fmt(f),
         }
     }
 }

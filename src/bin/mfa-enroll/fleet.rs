@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pam_ecs_mfa::backend::Enrollments;
+use pam_ecs_mfa::backend::{self, Enrollments};
 use pam_ecs_mfa::fleet::FleetConfig;
 use pam_ecs_mfa::fleet::seal::{FleetKey, FleetKeys, sealed_with};
 use pam_ecs_mfa::secure_fs;
@@ -232,7 +232,7 @@ fn push(g: &Global, args: PushArgs) -> Result<(), Failure> {
                 log_change("fleet-push", &user, "");
                 pushed.push(user.to_string());
             }
-            Err(StoreError::AlreadyEnrolled) => kept.push(user.to_string()),
+            Err(backend::Error::Store(StoreError::AlreadyEnrolled)) => kept.push(user.to_string()),
             Err(e) => return Err(crate::store_failure(&user, e)),
         }
     }
@@ -284,7 +284,7 @@ fn sync(g: &Global) -> Result<(), Failure> {
                     Err(e) => problems.push(format!("{user}: {e}")),
                 },
             },
-            Err(StoreError::NotEnrolled) => {}
+            Err(backend::Error::Store(StoreError::NotEnrolled)) => {}
             Err(e) => problems.push(format!("{user}: {e}")),
         }
     }

@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use pam_ecs_mfa::backend;
 use pam_ecs_mfa::backend::Enrollments;
 use pam_ecs_mfa::policy::{DEFAULT_CONFIG_PATH, Policy};
 use pam_ecs_mfa::store::StoreError;
@@ -296,17 +297,17 @@ pub fn target_user(explicit: Option<&str>) -> Result<UserName, Failure> {
     }
 }
 
-/// Maps store errors to exit statuses and one-line messages.
-pub fn store_failure(user: &UserName, e: StoreError) -> Failure {
-    match e {
-        StoreError::NotEnrolled => {
+/// Maps store errors to exit statuses and one-line messages (fleet errors: [`backend_failure`]).
+pub fn store_failure(user: &UserName, e: impl Into<backend::Error>) -> Failure {
+    match e.into() {
+        backend::Error::Store(StoreError::NotEnrolled) => {
             Failure::new(Exit::NotEnrolled, format!("{user} is not enrolled"))
         }
-        StoreError::AlreadyEnrolled => Failure::new(
+        backend::Error::Store(StoreError::AlreadyEnrolled) => Failure::new(
             Exit::AlreadyEnrolled,
             format!("{user} is already enrolled; use --force to replace the enrollment"),
         ),
-        StoreError::Fleet(e) => backend_failure(e),
+        backend::Error::Fleet(e) | backend::Error::FleetState(e) => backend_failure(e),
         e => Failure::new(Exit::Store, e.to_string()),
     }
 }

@@ -48,7 +48,7 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use super::transport::{ConnectError, Connector, Failure, TlsPem, Transport};
-use super::{FleetConfig, FleetError};
+use super::{Cause, EndpointFailure, Failures, FleetConfig, FleetError};
 use crate::secure_fs::{self, FileRules};
 /// A cached RBAC token is reused for this long (etcd's default token TTL is 300 s).
 const TOKEN_REUSE_SECONDS: u64 = 240;
@@ -174,8 +174,8 @@ pub struct Etcd {
 
 /// How one attempt at one endpoint ended, when it did not succeed.
 enum AttemptError {
-    Unavailable(String),
-    Refused(String),
+    Unavailable(Cause),
+    Refused(Cause),
     /// The RBAC token was rejected (expired): get a new one and try again once.
     Token,
 }
@@ -321,11 +321,14 @@ impl Etcd {
             .cloned()
             .unwrap_or_default();
         if responses.len() != branch.len() {
-            return Err(FleetError::Refused(format!(
-                "a transaction answer has {} responses for {} operations (not etcd?)",
-                responses.len(),
-                branch.len()
-            )));
+            return Err(FleetError::refused(Cause::NotEtcd {
+                status: None,
+                why: format!(
+                    "a transaction answer has {} responses for {} operations",
+                    responses.len(),
+                    branch.len()
+                ),
+            }));
         }
         let reads = responses
             .iter()
@@ -348,11 +351,7 @@ impl Etcd {
                 .refresh_token(endpoint, deadline)
                 .and_then(|()| self.attempt(endpoint, path, &json!({}), deadline));
         }
-        let answer = result.map_err(|e| match e {
-            AttemptError::Unavailable(why) => FleetError::Unavailable(why),
-            AttemptError::Refused(why) => FleetError::Refused(why),
-            AttemptError::Token => FleetError::Refused("the RBAC token was refused".into()),
-        })?;
+        let answer = result.map_err(AttemptError::into_fleet)?;
         let text = |v: Option<&Value>| match v {
             Some(Value::String(s)) => s.clone(),
             Some(Value::Number(n)) => n.to_string(),
@@ -392,10 +391,12 @@ impl Etcd {
             let endpoint = &self.endpoints[index];
             let now = Instant::now();
             if now >= deadline {
-                errors.push(format!(
-                    "{endpoint}: not tried, deadline of {} ms passed",
-                    self.budget.as_millis()
-                ));
+                errors.push(EndpointFailure {
+                    endpoint: Some(endpoint.clone()),
+                    cause: Cause::NotTried {
+                        budget_ms: self.budget.as_millis(),
+                    },
+                });
                 continue;
             }
             let share = deadline.saturating_duration_since(now) / (n - i) as u32;
@@ -412,18 +413,26 @@ impl Etcd {
                     self.answered(index);
                     return Ok(value);
                 }
-                Err(AttemptError::Unavailable(why)) => errors.push(format!("{endpoint}: {why}")),
-                Err(AttemptError::Refused(why)) => {
-                    refused = true;
-                    errors.push(format!("{endpoint}: {why}"));
-                }
-                Err(AttemptError::Token) => {
-                    refused = true;
-                    errors.push(format!("{endpoint}: the RBAC token was refused twice"));
+                Err(e) => {
+                    let cause = match e {
+                        AttemptError::Unavailable(cause) => cause,
+                        AttemptError::Refused(cause) => {
+                            refused = true;
+                            cause
+                        }
+                        AttemptError::Token => {
+                            refused = true;
+                            Cause::TokenRefused { twice: true }
+                        }
+                    };
+                    errors.push(EndpointFailure {
+                        endpoint: Some(endpoint.clone()),
+                        cause,
+                    });
                 }
             }
         }
-        let all = errors.join("; ");
+        let all = Failures(errors);
         Err(if refused {
             FleetError::Refused(all)
         } else {
@@ -509,30 +518,31 @@ impl Etcd {
     ) -> Result<Value, AttemptError> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(AttemptError::Unavailable("budget spent".into()));
+            return Err(AttemptError::Unavailable(Cause::BudgetSpent));
         }
         let body = Zeroizing::new(body.to_string());
         let (status, answer) = self
             .transport
             .post(&format!("{endpoint}{path}"), body.as_bytes(), token, left)
             .map_err(|f| match f {
-                Failure::Unavailable(why) => AttemptError::Unavailable(why),
-                Failure::Refused(why) => AttemptError::Refused(why),
+                Failure::Unavailable(why) => AttemptError::Unavailable(Cause::Transport(why)),
+                Failure::Refused(why) => AttemptError::Refused(Cause::Transport(why)),
             })?;
         if answer.len() > self.limits.answer_bytes {
-            return Err(AttemptError::Refused(format!(
-                "HTTP {status}: the answer is larger than {} bytes (not etcd?)",
-                self.limits.answer_bytes
-            )));
+            return Err(not_etcd(
+                Some(status),
+                format!(
+                    "the answer is larger than {} bytes",
+                    self.limits.answer_bytes
+                ),
+            ));
         }
         let Ok(text) = std::str::from_utf8(&answer) else {
-            return Err(AttemptError::Refused(format!(
-                "HTTP {status}: the answer is not UTF-8 (not etcd?)"
-            )));
+            return Err(not_etcd(Some(status), "the answer is not UTF-8".into()));
         };
         // Checked before parsing: the parsed tree costs up to ~50 times the text.
         json_shape(text.as_bytes(), self.limits.json_values, MAX_JSON_DEPTH)
-            .map_err(|why| AttemptError::Refused(format!("HTTP {status}: {why} (not etcd?)")))?;
+            .map_err(|why| not_etcd(Some(status), why.to_string()))?;
         let json: Option<Value> = serde_json::from_str(text).ok();
         let message = || match &json {
             Some(v) => v
@@ -548,8 +558,7 @@ impl Etcd {
             .and_then(|v| v.get("code"))
             .and_then(Value::as_i64);
         match status {
-            200 => json
-                .ok_or_else(|| AttemptError::Refused("the answer is not JSON (not etcd?)".into())),
+            200 => json.ok_or_else(|| not_etcd(None, "the answer is not JSON".into())),
             // Unauthenticated: the token expired or the server restarted.
             401 if token.is_some() && self.credentials.is_some() => {
                 *self.token.borrow_mut() = None;
@@ -560,19 +569,19 @@ impl Etcd {
                 Err(AttemptError::Token)
             }
             // Quota reached (NOSPACE) or overloaded: never a fallback (a host can cause it).
-            429 => Err(AttemptError::Refused(too_many(&message()))),
-            500..=599 => Err(AttemptError::Unavailable(format!(
-                "HTTP {status}: {}",
-                message()
-            ))),
-            403 => Err(AttemptError::Refused(format!(
-                "permission denied (HTTP 403): {}",
-                message()
-            ))),
-            _ => Err(AttemptError::Refused(format!(
-                "HTTP {status}: {}",
-                message()
-            ))),
+            // `message` is [`clean`]ed: spaces came back as '?'.
+            429 => Err(AttemptError::Refused(Cause::Http {
+                status,
+                message: message().replace('?', " "),
+            })),
+            500..=599 => Err(AttemptError::Unavailable(Cause::Http {
+                status,
+                message: message(),
+            })),
+            _ => Err(AttemptError::Refused(Cause::Http {
+                status,
+                message: message(),
+            })),
         }
     }
 
@@ -586,7 +595,7 @@ impl Etcd {
         let token = answer
             .get("token")
             .and_then(Value::as_str)
-            .ok_or_else(|| AttemptError::Refused("authentication gave no token".into()))?;
+            .ok_or(AttemptError::Refused(Cause::NoToken))?;
         let token = Zeroizing::new(token.to_string());
         self.store_cached_token(&token);
         *self.token.borrow_mut() = Some(token);
@@ -720,8 +729,12 @@ fn op_json(op: &Op) -> Value {
 
 /// The `kvs` of a range answer (absent: none).
 fn kvs(range: &Value) -> Result<Vec<Kv>, FleetError> {
-    let bad =
-        |what: &str| FleetError::Refused(format!("a range answer has a bad {what} (not etcd?)"));
+    let bad = |what: &str| {
+        FleetError::refused(Cause::NotEtcd {
+            status: None,
+            why: format!("a range answer has a bad {what}"),
+        })
+    };
     let Some(list) = range.get("kvs").and_then(Value::as_array) else {
         return Ok(Vec::new());
     };
@@ -799,8 +812,7 @@ fn read_password(path: &Path) -> Result<Zeroizing<String>, FleetError> {
 
 /// The start of what a login's audit line (`reason=backend_error`), `fleet status` and
 /// `doctor` say when etcd refuses writes because its database reached its space quota.
-pub const DATABASE_FULL: &str =
-    "etcd database full (NOSPACE alarm): see docs/fleet.md, Space and compaction";
+pub use super::error::DATABASE_FULL;
 
 /// Database size, history and alarms of one member, from `POST /v3/maintenance/status`
 /// (etcd 3.4 answers these to any authenticated user; the quota itself is not in the answer:
@@ -898,9 +910,10 @@ impl Etcd {
         let give_up = Instant::now() + self.budget * 4;
         let readable = |revision: i64| -> Result<bool, FleetError> {
             if Instant::now() >= give_up {
-                return Err(FleetError::Unavailable(format!(
-                    "{endpoint}: the history search took more than 4 x timeout_ms"
-                )));
+                return Err(FleetError::Unavailable(Failures(vec![EndpointFailure {
+                    endpoint: Some(endpoint.to_string()),
+                    cause: Cause::HistorySearchTooLong,
+                }])));
             }
             let body = json!({
                 "key": b64(prefix.as_bytes()),
@@ -911,11 +924,8 @@ impl Etcd {
             });
             match self.post_one(endpoint, "/v3/kv/range", &body) {
                 Ok(_) => Ok(true),
-                // Server text comes back with spaces as '?' ([`clean`]).
-                Err(FleetError::Refused(why))
-                    if why
-                        .replace('?', " ")
-                        .contains("revision has been compacted") =>
+                Err(FleetError::Refused(Failures(why)))
+                    if why.iter().any(|f| f.cause.is_compacted()) =>
                 {
                     Ok(false)
                 }
@@ -951,25 +961,30 @@ impl Etcd {
                 .refresh_token(endpoint, deadline)
                 .and_then(|()| self.attempt(endpoint, path, body, deadline));
         }
-        result.map_err(|e| match e {
-            AttemptError::Unavailable(why) => FleetError::Unavailable(why),
-            AttemptError::Refused(why) => FleetError::Refused(why),
-            AttemptError::Token => FleetError::Refused("the RBAC token was refused".into()),
-        })
+        result.map_err(AttemptError::into_fleet)
     }
 }
 
-/// The error text for HTTP 429: etcd's gateway maps gRPC ResourceExhausted to it, which is
-/// the space quota (NOSPACE: "mvcc: database space exceeded") or an overloaded member ("too
-/// many requests"). The first gets a sentence an administrator can act on.
-fn too_many(message: &str) -> String {
-    // `message` is [`clean`]ed: spaces came back as '?'.
-    let message = message.replace('?', " ");
-    if message.contains("database space exceeded") {
-        format!("{DATABASE_FULL} (HTTP 429: {message})")
-    } else {
-        format!("HTTP 429: {message}")
+impl AttemptError {
+    /// The error of a call to one endpoint (no endpoint named in the text).
+    fn into_fleet(self) -> FleetError {
+        let one = |cause| {
+            Failures(vec![EndpointFailure {
+                endpoint: None,
+                cause,
+            }])
+        };
+        match self {
+            Self::Unavailable(cause) => FleetError::Unavailable(one(cause)),
+            Self::Refused(cause) => FleetError::Refused(one(cause)),
+            Self::Token => FleetError::Refused(one(Cause::TokenRefused { twice: false })),
+        }
     }
+}
+
+/// An answer that is not what etcd sends: refused, never a fallback.
+fn not_etcd(status: Option<u16>, why: String) -> AttemptError {
+    AttemptError::Refused(Cause::NotEtcd { status, why })
 }
 
 #[cfg(test)]
@@ -1096,12 +1111,6 @@ mod tests {
 
     #[test]
     fn a_full_database_is_named_and_status_gives_size_history_and_alarms() {
-        let full = too_many(&clean("etcdserver: mvcc: database space exceeded"));
-        assert!(full.starts_with(DATABASE_FULL), "{full}");
-        assert_eq!(
-            too_many("etcdserver: too many requests"),
-            "HTTP 429: etcdserver: too many requests"
-        );
         let status = json!({"header": {"revision": "26"}, "dbSize": "1171456",
             "errors": ["memberID:10276657743932975437 alarm:NOSPACE "], "dbSizeInUse": "1044480"});
         let space = MemberSpace::from_status(&status);

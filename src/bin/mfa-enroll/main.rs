@@ -251,7 +251,7 @@ fn read_password(path: &std::path::Path) -> Result<zeroize::Zeroizing<String>, F
 /// Maps a fleet error to exit status 12 with its message.
 pub fn backend_failure(e: pam_ecs_mfa::fleet::FleetError) -> Failure {
     let hint = match &e {
-        pam_ecs_mfa::fleet::FleetError::Refused(why) if why.contains("permission denied") => {
+        e if e.is_permission_denied() => {
             " (writing records needs administrator credentials: --etcd-user NAME --etcd-password-file FILE)"
         }
         _ => "",

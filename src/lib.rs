@@ -29,6 +29,7 @@ pub mod ssh_auth_info;
 pub mod sshd_answer;
 pub mod state;
 pub mod store;
+pub mod text;
 pub mod totp;
 pub mod user_name;
 

@@ -32,6 +32,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use crate::secure_fs::{self, FileRules, FsError};
 use crate::user_name::UserName;
@@ -40,6 +41,19 @@ use crate::user_name::UserName;
 pub const DEFAULT_STATE_DIR: &str = "/run/ecs-mfa";
 const STATE_VERSION: u32 = 1;
 const MAX_STATE_BYTES: u64 = 4096;
+
+/// The tag that ties an HOTP counter in the state to one token's secret (a reset to a new
+/// token makes the old counter stale): 64 bits of SHA-256, not enough to learn anything.
+/// Also `crate::fleet::state::hotp_tag`.
+pub fn hotp_tag(secret: &[u8]) -> u64 {
+    let digest = Sha256::new()
+        .chain_update(b"ecs-mfa hotp tag\0")
+        .chain_update(secret)
+        .finalize();
+    let mut tag = [0u8; 8];
+    tag.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(tag)
+}
 
 /// Record generations above this are not believed (see [`UserState::trusted_generation`]).
 pub const MAX_GENERATION: u64 = 1 << 32;
@@ -69,7 +83,7 @@ pub struct UserState {
     #[serde(default)]
     pub used_recovery: UsedRecovery,
     /// Files backend: an HOTP token's next counter as logins left it, with the tag of the
-    /// token's secret ([`crate::fleet::state::hotp_tag`]): `(tag, next)`.
+    /// token's secret ([`hotp_tag`]): `(tag, next)`.
     #[serde(default, deserialize_with = "hotp_mark")]
     pub hotp: Option<(u64, u64)>,
     /// The highest record generation a login of this user has seen (both backends): a record
@@ -429,7 +443,7 @@ impl UserState {
             .recovery_codes
             .retain(|h| !self.used_recovery.contains(h));
         if let (Some(counter), Some((tag, next))) = (&mut record.hotp, self.hotp)
-            && tag == crate::fleet::state::hotp_tag(record.secret.as_bytes())
+            && tag == hotp_tag(record.secret.as_bytes())
         {
             *counter = (*counter).max(next);
         }
@@ -803,7 +817,7 @@ mod tests {
             hotp: Some(4),
             generation: 0,
         };
-        st.hotp = Some((crate::fleet::state::hotp_tag(record.secret.as_bytes()), 9));
+        st.hotp = Some((hotp_tag(record.secret.as_bytes()), 9));
         // Round trip through the file format.
         st.generation = 5;
         let text = st.to_text();

@@ -681,7 +681,7 @@ fn json_shape(text: &[u8], max_values: usize, max_depth: usize) -> Result<(), St
 
 /// Error text from the server, made safe for one log line.
 fn clean(text: &str) -> String {
-    crate::audit::ascii_printable(text.trim(), 200)
+    crate::text::ascii_printable(text.trim(), 200)
 }
 
 fn b64(bytes: &[u8]) -> String {

@@ -522,8 +522,10 @@ impl UserState {
     }
 }
 
-/// A place to keep [`UserState`], with a per-user exclusive lock. A trait so that a shared
-/// backend (for several servers behind one name) can replace the local files later.
+/// A place to keep [`UserState`], with a per-user exclusive lock: the local files
+/// ([`FileStateStore`]). Its errors are [`StateError`], which knows nothing of the fleet: the
+/// fleet's state is changed by compare-and-swap in `fleet::login`, and `backend::States` offers
+/// the same `transact` over either backend to `mfa-enroll`, with `backend::Error`.
 pub trait StateStore {
     /// Runs `decide` on `user`'s state while holding the user's exclusive lock. If `decide`
     /// changed the state, it is saved before the lock is released; the result is returned only

@@ -28,15 +28,7 @@ impl Etcd {
     /// `POST /v3/maintenance/status` on one endpoint (for `fleet status`), and how long it took.
     pub fn member_status(&self, endpoint: &str) -> Result<(MemberStatus, Duration), FleetError> {
         let start = Instant::now();
-        let deadline = start + self.budget;
-        let path = "/v3/maintenance/status";
-        let mut result = self.attempt(endpoint, path, &json!({}), deadline);
-        if matches!(result, Err(AttemptError::Token)) {
-            result = self
-                .refresh_token(endpoint, deadline)
-                .and_then(|()| self.attempt(endpoint, path, &json!({}), deadline));
-        }
-        let answer = result.map_err(AttemptError::into_fleet)?;
+        let answer = self.post_one(endpoint, "/v3/maintenance/status", &json!({}))?;
         let text = |v: Option<&Value>| match v {
             Some(Value::String(s)) => s.clone(),
             Some(Value::Number(n)) => n.to_string(),

@@ -108,15 +108,6 @@ pub fn line(ctx: &Context, decision: &Decision) -> String {
     out
 }
 
-/// Untrusted or admin text reduced to printable ASCII (anything else becomes `?`) and cut at
-/// `max` characters: for values quoted in errors and logs (module arguments, who ran a command).
-pub fn ascii_printable(text: &str, max: usize) -> String {
-    text.chars()
-        .take(max)
-        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
-        .collect()
-}
-
 /// A client-supplied value: printable ASCII, no spaces or quotes, bounded; `-` when absent.
 struct Field<'a>(Option<&'a str>);
 

@@ -4,6 +4,8 @@
 //! the same against either backend.
 #![forbid(unsafe_code)]
 
+use std::fmt;
+
 use zeroize::Zeroizing;
 
 use crate::fleet::login::Fleet;
@@ -13,6 +15,65 @@ use crate::policy::Policy;
 use crate::state::{FileStateStore, StateError, StateStore, UserState};
 use crate::store::{SaveMode, Store, StoreError, UserRecord};
 use crate::user_name::UserName;
+
+/// Why a backend operation failed: the records, the login state, or the fleet under either.
+/// The layers below (`store`, `state`) know nothing of the fleet; the choice of backend, and
+/// so this union, lives here.
+#[derive(Debug)]
+pub enum Error {
+    /// The local record store.
+    Store(StoreError),
+    /// The local state files.
+    State(StateError),
+    /// The fleet, reading or writing records (or any other fleet operation).
+    Fleet(FleetError),
+    /// The fleet, reading or writing a user's login state (shown as `state: ...`, like a
+    /// local state error).
+    FleetState(FleetError),
+}
+
+impl Error {
+    /// The fleet's error, if the fleet failed (records or state).
+    pub fn fleet(&self) -> Option<&FleetError> {
+        match self {
+            Self::Fleet(e) | Self::FleetState(e) => Some(e),
+            Self::Store(_) | Self::State(_) => None,
+        }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<StateError> for Error {
+    fn from(e: StateError) -> Self {
+        Self::State(e)
+    }
+}
+
+impl From<FleetError> for Error {
+    fn from(e: FleetError) -> Self {
+        Self::Fleet(e)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Store(e) => e.fmt(f),
+            Self::State(e) => e.fmt(f),
+            Self::Fleet(e) => e.fmt(f),
+            Self::FleetState(e) => write!(f, "state: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+const NOT_ENROLLED: Error = Error::Store(StoreError::NotEnrolled);
 
 /// The enrollment records of this host (files) or of the fleet.
 pub enum Enrollments {
@@ -47,15 +108,20 @@ impl Enrollments {
         }
     }
 
-    /// Loads `user`'s record (fleet: with the recovery codes already used removed).
-    pub fn load(&self, user: &UserName) -> Result<UserRecord, StoreError> {
+    /// The fleet, for the fleet-only commands (`fleet status`, `fleet reseal`, doctor's
+    /// fleet checks); `None` on local files.
+    pub fn fleet(&self) -> Option<&Fleet> {
         match self {
-            Self::Files(store) => store.load(user),
-            Self::Fleet(fleet) => fleet
-                .read(user)
-                .map_err(StoreError::Fleet)?
-                .record
-                .ok_or(StoreError::NotEnrolled),
+            Self::Files(_) => None,
+            Self::Fleet(fleet) => Some(fleet),
+        }
+    }
+
+    /// Loads `user`'s record (fleet: with the recovery codes already used removed).
+    pub fn load(&self, user: &UserName) -> Result<UserRecord, Error> {
+        match self {
+            Self::Files(store) => Ok(store.load(user)?),
+            Self::Fleet(fleet) => fleet.read(user)?.record.ok_or(NOT_ENROLLED),
         }
     }
 
@@ -65,26 +131,16 @@ impl Enrollments {
     /// before this write works again, and every older value stays refused), the state
     /// remembers it, and forgets what belonged to the old secret (failures, grace periods,
     /// used recovery codes: [`UserState::replace_secret`]).
-    pub fn save(
-        &self,
-        policy: &Policy,
-        record: &UserRecord,
-        mode: SaveMode,
-    ) -> Result<(), StoreError> {
+    pub fn save(&self, policy: &Policy, record: &UserRecord, mode: SaveMode) -> Result<(), Error> {
         let states = self.states(policy);
         let mut record = record.clone();
         record.generation = self.next_generation(&states, &record.user);
         match self {
             Self::Files(store) => store.save(&record, mode)?,
-            Self::Fleet(fleet) => {
-                match fleet
-                    .save_record(&record, mode)
-                    .map_err(StoreError::Fleet)?
-                {
-                    Saved::Written => {}
-                    Saved::AlreadyEnrolled => return Err(StoreError::AlreadyEnrolled),
-                }
-            }
+            Self::Fleet(fleet) => match fleet.save_record(&record, mode)? {
+                Saved::Written => {}
+                Saved::AlreadyEnrolled => return Err(StoreError::AlreadyEnrolled.into()),
+            },
         }
         remember_generation(&states, &record.user, record.generation, true);
         Ok(())
@@ -100,7 +156,7 @@ impl Enrollments {
         policy: &Policy,
         user: &UserName,
         mut change: impl FnMut(&mut UserRecord) -> R,
-    ) -> Result<R, StoreError> {
+    ) -> Result<R, Error> {
         let states = self.states(policy);
         let (result, written) = match self {
             Self::Files(store) => {
@@ -121,9 +177,8 @@ impl Enrollments {
                 })?
             }
             Self::Fleet(fleet) => fleet
-                .update_record(user, &mut change)
-                .map_err(StoreError::Fleet)?
-                .ok_or(StoreError::NotEnrolled)?,
+                .update_record(user, &mut change)?
+                .ok_or(NOT_ENROLLED)?,
         };
         if let Some(generation) = written {
             remember_generation(&states, user, generation, false);
@@ -135,7 +190,7 @@ impl Enrollments {
     /// hosts cannot write fleet records): used recovery codes leave the record, an HOTP
     /// counter moves forward. Once folded, erasing the state (a compromised fleet host can)
     /// no longer revives them. `true` if the record was written.
-    pub fn fold(&self, policy: &Policy, user: &UserName) -> Result<bool, StoreError> {
+    pub fn fold(&self, policy: &Policy, user: &UserName) -> Result<bool, Error> {
         let before = self.raw_generation(user);
         self.update(policy, user, |_| ())?;
         Ok(self.raw_generation(user) != before)
@@ -155,30 +210,26 @@ impl Enrollments {
     }
 
     /// Removes `user`'s record.
-    pub fn remove(&self, user: &UserName) -> Result<(), StoreError> {
+    pub fn remove(&self, user: &UserName) -> Result<(), Error> {
         match self {
-            Self::Files(store) => store.remove(user),
-            Self::Fleet(fleet) => match fleet.remove_record(user).map_err(StoreError::Fleet)? {
+            Self::Files(store) => Ok(store.remove(user)?),
+            Self::Fleet(fleet) => match fleet.remove_record(user)? {
                 true => Ok(()),
-                false => Err(StoreError::NotEnrolled),
+                false => Err(NOT_ENROLLED),
             },
         }
     }
 
     /// Whether `user` has a record (valid or not).
-    pub fn is_enrolled(&self, user: &UserName) -> Result<bool, StoreError> {
+    pub fn is_enrolled(&self, user: &UserName) -> Result<bool, Error> {
         match self {
-            Self::Files(store) => store.is_enrolled(user),
-            Self::Fleet(fleet) => fleet
-                .etcd
-                .get(&fleet.record_key(user))
-                .map(|kv| kv.is_some())
-                .map_err(StoreError::Fleet),
+            Self::Files(store) => Ok(store.is_enrolled(user)?),
+            Self::Fleet(fleet) => Ok(fleet.has_record(user)?),
         }
     }
 
     /// Users with a record (files: every `*.toml` name in the store that is a valid name).
-    pub fn enrolled_users(&self) -> Result<Vec<UserName>, StoreError> {
+    pub fn enrolled_users(&self) -> Result<Vec<UserName>, Error> {
         match self {
             Self::Files(store) => {
                 let mut users: Vec<UserName> = match std::fs::read_dir(store.dir()) {
@@ -194,7 +245,20 @@ impl Enrollments {
                 users.sort_by(|a, b| a.as_str().cmp(b.as_str()));
                 Ok(users)
             }
-            Self::Fleet(fleet) => fleet.enrolled_users().map_err(StoreError::Fleet),
+            Self::Fleet(fleet) => Ok(fleet.enrolled_users()?),
+        }
+    }
+
+    /// Replaces `user`'s fleet state value with a fresh one (its replay mark at `now`): for a
+    /// value that is not ecs-mfa's ([`FleetError::BadValue`]). `false` on local files, whose
+    /// corrupt state files are reported, not replaced.
+    pub fn replace_fleet_state(&self, user: &UserName, now: u64) -> Result<bool, Error> {
+        match self {
+            Self::Files(_) => Ok(false),
+            Self::Fleet(fleet) => {
+                fleet.replace_state(user, now)?;
+                Ok(true)
+            }
         }
     }
 
@@ -227,20 +291,22 @@ pub enum States<'a> {
     Fleet(&'a Fleet),
 }
 
-impl StateStore for States<'_> {
-    fn transact<R>(
+impl States<'_> {
+    /// [`StateStore::transact`] on either backend: files under the user's state lock, the
+    /// fleet by compare-and-swap (`decide` may run again on a newer value).
+    pub fn transact<R>(
         &self,
         user: &UserName,
         mut decide: impl FnMut(&mut UserState) -> R,
-    ) -> Result<R, StateError> {
+    ) -> Result<R, Error> {
         match self {
-            Self::Files(files) => files.transact(user, decide),
+            Self::Files(files) => Ok(files.transact(user, decide)?),
             Self::Fleet(fleet) => {
-                let snapshot = fleet.read(user).map_err(StateError::Fleet)?;
+                let snapshot = fleet.read(user).map_err(Error::FleetState)?;
                 fleet
                     .settle(user, snapshot, |_, st| decide(&mut st.login))
                     .map(|(result, _)| result)
-                    .map_err(StateError::Fleet)
+                    .map_err(Error::FleetState)
             }
         }
     }

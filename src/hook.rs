@@ -171,8 +171,8 @@ pub fn setcred(pam: &mut impl PamHandler, args: Result<Vec<String>, String>, est
             Severity::Notice,
             &format!(
                 "user={} grace not started after the stack succeeded: {}",
-                crate::audit::ascii_printable(user.as_str(), 64),
-                crate::audit::ascii_printable(&why, 300)
+                crate::text::ascii_printable(user.as_str(), 64),
+                crate::text::ascii_printable(&why, 300)
             ),
         );
     }

@@ -21,10 +21,12 @@ pub mod otpauth;
 pub mod policy;
 pub mod qr;
 pub mod recovery;
+pub mod secure_fs;
 pub mod ssh_auth_info;
 pub mod sshd_answer;
 pub mod state;
 pub mod store;
+pub mod text;
 pub mod totp;
 pub mod user_name;
 

@@ -221,7 +221,7 @@ fn parse_certificate(blob: &[u8]) -> Option<(Vec<u8>, Certificate)> {
 /// Text from a certificate (anyone with a CA key chose it) made safe for a `key=value` log
 /// field: printable ASCII without spaces or quotes (anything else becomes `?`), bounded.
 fn shown(text: &str) -> String {
-    crate::audit::ascii_printable(text, MAX_SHOWN)
+    crate::text::ascii_printable(text, MAX_SHOWN)
         .chars()
         .map(|c| {
             if matches!(c, '"' | '\'' | '\\') {

@@ -1,5 +1,5 @@
 //! Fixtures for this crate's unit tests. They run as a normal user (`cargo test --lib`): the
-//! ownership rules then expect the user running them (see `store::secure_fs`). Tests that must
+//! ownership rules then expect the user running them (see `secure_fs`). Tests that must
 //! hand files to *another* owner need root: they say so and return as a normal user, and fail
 //! under CI (`CI=true`), which runs everything as root.
 

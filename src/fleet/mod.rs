@@ -15,6 +15,7 @@
 //! See docs/fleet.md for RBAC, TLS, rotation and failure modes.
 #![forbid(unsafe_code)]
 
+mod error;
 pub mod etcd;
 pub mod login;
 pub mod records;
@@ -22,11 +23,12 @@ pub mod seal;
 pub mod state;
 pub mod transport;
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+pub use error::{Cause, EndpointFailure, Failures, FleetError};
 
 /// Default key prefix in etcd.
 pub const DEFAULT_PREFIX: &str = "/ecs-mfa/v1/";
@@ -286,48 +288,6 @@ fn endpoint(url: &str) -> Result<String, &'static str> {
     }
     Ok(format!("https://{host_port}"))
 }
-
-/// Why the fleet backend could not do what was asked. Every variant denies a login; only
-/// [`FleetError::Unavailable`] may fall back to the local copy (`on_unavailable = "local"`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FleetError {
-    /// No endpoint answered within the budget: connection refused or reset, timeout, quorum
-    /// lost (etcd's 503/500 after its own 7 s). Possibly not committed, possibly committed.
-    Unavailable(String),
-    /// An endpoint answered in a way that is never bypassed: TLS verification failed (wrong
-    /// CA, bad client certificate), 4xx (permission denied, bad request), not etcd.
-    Refused(String),
-    /// A file this host needs (certificate, key, fleet key, password) is missing or unsafe.
-    LocalFile(String),
-    /// A value in etcd is not what ecs-mfa writes, or cannot be opened with this host's fleet
-    /// key (a record sealed with another key, tampered with, or moved to another user).
-    BadValue(String),
-    /// Too many concurrent changes to one user's state; the login is denied.
-    Contention,
-}
-
-impl FleetError {
-    /// Whether this is an outage (the only class that may use the local copy).
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
-    }
-}
-
-impl fmt::Display for FleetError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Unavailable(why) => write!(f, "etcd unavailable: {why}"),
-            Self::Refused(why) => write!(f, "etcd refused: {why}"),
-            Self::LocalFile(why) => write!(f, "fleet: {why}"),
-            Self::BadValue(why) => write!(f, "fleet: {why}"),
-            Self::Contention => f.write_str(
-                "fleet: the user's state kept changing under concurrent logins; try again",
-            ),
-        }
-    }
-}
-
-impl std::error::Error for FleetError {}
 
 #[cfg(test)]
 mod tests {

@@ -3,8 +3,10 @@
 //! (administrators; hosts may only read records).
 #![forbid(unsafe_code)]
 
+use std::time::Duration;
+
 use super::FleetError;
-use super::etcd::{Cmp, Op};
+use super::etcd::{Alarm, Cmp, MemberStatus, Op};
 use super::login::Fleet;
 use crate::store::{SaveMode, UserRecord};
 use crate::user_name::UserName;
@@ -123,6 +125,11 @@ impl Fleet {
         Err(FleetError::Contention)
     }
 
+    /// Whether `user` has a record (valid or not: nothing is opened).
+    pub fn has_record(&self, user: &UserName) -> Result<bool, FleetError> {
+        Ok(self.etcd.get(&self.record_key(user))?.is_some())
+    }
+
     /// Every user with a record (keys only: nothing is opened).
     pub fn enrolled_users(&self) -> Result<Vec<UserName>, FleetError> {
         let prefix = format!("{}records/", self.prefix());
@@ -210,5 +217,27 @@ impl Fleet {
                 &[],
             )
             .map(|_| ())
+    }
+}
+
+/// The cluster's health, for `fleet status` and `doctor` (never a login): the CLI asks the
+/// fleet, not its etcd client.
+impl Fleet {
+    /// `endpoint`'s status and how long it took to answer ([`super::etcd::Etcd::member_status`]).
+    pub fn member_status(&self, endpoint: &str) -> Result<(MemberStatus, Duration), FleetError> {
+        self.etcd.member_status(endpoint)
+    }
+
+    /// The cluster's alarms ([`super::etcd::Etcd::alarms`]).
+    pub fn alarms(&self) -> Result<Vec<Alarm>, FleetError> {
+        self.etcd.alarms()
+    }
+
+    /// The oldest revision of `<prefix>records/` that `endpoint` can still read, 1 when the
+    /// history was never compacted ([`super::etcd::Etcd::oldest_revision`]; records are what
+    /// every host may read, so host credentials do).
+    pub fn oldest_revision(&self, endpoint: &str, current: i64) -> Result<i64, FleetError> {
+        let records = format!("{}records/", self.prefix());
+        self.etcd.oldest_revision(endpoint, &records, current)
     }
 }

@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::FleetError;
-use crate::store::secure_fs::{self, FileRules};
+use crate::secure_fs::{self, FileRules};
 
 const MAGIC: &[u8; 4] = b"EMF1";
 const KEY_LINE: &str = "ecs-mfa-fleet-key-v1 ";

@@ -20,6 +20,8 @@ use sha2::{Digest, Sha256};
 
 use super::FleetError;
 use crate::state::UserState;
+/// Defined with the state it tags (`crate::state`), named here too for the fleet code.
+use crate::state::hotp_tag;
 use crate::store::UserRecord;
 
 const VERSION: u32 = 1;
@@ -58,18 +60,6 @@ struct Raw {
     hotp: Option<String>,
     #[serde(default)]
     generation: u64,
-}
-
-/// The tag that ties an HOTP counter in the state to one token's secret (a reset to a new
-/// token makes the old counter stale): 64 bits of SHA-256, not enough to learn anything.
-pub fn hotp_tag(secret: &[u8]) -> u64 {
-    let digest = Sha256::new()
-        .chain_update(b"ecs-mfa hotp tag\0")
-        .chain_update(secret)
-        .finalize();
-    let mut tag = [0u8; 8];
-    tag.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(tag)
 }
 
 /// The name a used recovery code goes by in the state: 16 hex digits of SHA-256 of its

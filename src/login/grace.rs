@@ -167,7 +167,7 @@ fn keyed_on(attempt: &Attempt<'_>) -> String {
     };
     format!(
         "{place}{key}{ruser} through {}",
-        crate::audit::ascii_printable(service, 32)
+        crate::text::ascii_printable(service, 32)
     )
 }
 

@@ -572,7 +572,7 @@ fn recovery_shaped_input_takes_the_same_time_but_argon2_only_where_it_can_match(
 fn recovery_checks_do_not_hold_the_store_lock() {
     let f = Fixture::new();
     with_recovery_codes(&f);
-    let dir = crate::store::secure_fs::open_dir(&f.policy.store_dir)
+    let dir = crate::secure_fs::open_dir(&f.policy.store_dir)
         .unwrap()
         .unwrap();
     // Another writer (an enrollment, another user's recovery code) holds the store lock.

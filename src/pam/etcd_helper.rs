@@ -23,7 +23,7 @@ use ecs_mfa_etcd_transport::abi::{self, Answer, Api, Bytes};
 use zeroize::Zeroizing;
 
 use crate::fleet::transport::{ConnectError, Failure, TlsPem, Transport};
-use crate::store::secure_fs::{self, FileRules};
+use crate::secure_fs::{self, FileRules};
 
 /// The helper's file name, next to the module.
 pub const HELPER_FILE: &str = "libecs_mfa_etcd.so";

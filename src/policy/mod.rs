@@ -34,10 +34,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::exemption::Exemptions;
+use crate::secure_fs::{self, FileRules, FsError};
 use crate::state::{DEFAULT_STATE_DIR, ThrottlePolicy};
 use crate::store::DEFAULT_STORE_DIR;
 use crate::store::record::line_of;
-use crate::store::secure_fs::{self, FileRules, FsError};
 use crate::totp::MAX_WINDOW;
 use crate::user_name::UserName;
 
@@ -597,7 +597,7 @@ fn set_flag(flag: &mut bool, arg: &str) -> Result<(), PolicyError> {
 
 /// Arguments are admin input but end up in logs: keep them short and printable.
 fn printable(s: &str) -> String {
-    crate::audit::ascii_printable(s, 100)
+    crate::text::ascii_printable(s, 100)
 }
 
 /// Why the policy could not be built. Every variant denies all logins.

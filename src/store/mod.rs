@@ -7,17 +7,16 @@
 #![forbid(unsafe_code)]
 
 pub mod record;
-pub mod secure_fs;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use crate::secure_fs::{FsError, Problem};
 pub use record::{RecordError, UserRecord};
-pub use secure_fs::{FsError, Problem};
 
+use crate::secure_fs::{self, FileRules};
 use crate::user_name::UserName;
 use record::MAX_RECORD_BYTES;
-use secure_fs::FileRules;
 
 /// Where a packaged install keeps enrollments.
 pub const DEFAULT_STORE_DIR: &str = "/var/lib/ecs-mfa/users";
@@ -191,8 +190,6 @@ pub enum StoreError {
     Fs(FsError),
     /// The record file exists but its contents are invalid.
     Record { path: PathBuf, error: RecordError },
-    /// The fleet backend (etcd) failed.
-    Fleet(crate::fleet::FleetError),
 }
 
 impl From<FsError> for StoreError {
@@ -213,7 +210,6 @@ impl fmt::Display for StoreError {
             Self::AlreadyEnrolled => f.write_str("user is already enrolled"),
             Self::Fs(e) => e.fmt(f),
             Self::Record { path, error } => write!(f, "{}: {error}", path.display()),
-            Self::Fleet(e) => e.fmt(f),
         }
     }
 }

@@ -2,13 +2,12 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use pam_ecs_mfa::backend::Enrollments;
+use pam_ecs_mfa::backend::{self, Enrollments};
 use pam_ecs_mfa::decision::{Outcome, Reason};
 use pam_ecs_mfa::fleet::FleetError;
 use pam_ecs_mfa::login::{self, Attempt, Conversation, ConversationError, Login};
 use pam_ecs_mfa::policy::FirstFactor;
 use pam_ecs_mfa::recovery;
-use pam_ecs_mfa::state::StateStore;
 use pam_ecs_mfa::store::StoreError;
 use pam_ecs_mfa::user_name::UserName;
 use serde_json::json;
@@ -134,25 +133,20 @@ pub fn unlock(g: &Global, args: UnlockArgs) -> Result<(), Failure> {
         }
         before
     });
-    let before = match (result, &records) {
-        (Ok(before), _) => before,
+    let before = match result {
+        Ok(before) => before,
         // A fleet state value that is not ecs-mfa's: replaced (the current step stays used).
-        (
-            Err(pam_ecs_mfa::state::StateError::Fleet(FleetError::BadValue(why))),
-            Enrollments::Fleet(fleet),
-        ) => {
-            fleet
-                .replace_state(&user, now)
-                .map_err(crate::backend_failure)?;
+        Err(backend::Error::FleetState(FleetError::BadValue(why)))
+            if records
+                .replace_fleet_state(&user, now)
+                .map_err(|e| store_failure(&user, e))? =>
+        {
             errln!(
                 "mfa-enroll: {why}: replaced with a fresh state; recovery codes already used may work again, so issue new ones: mfa-enroll recovery --user {user}"
             );
             Default::default()
         }
-        (Err(pam_ecs_mfa::state::StateError::Fleet(e)), _) => {
-            return Err(crate::backend_failure(e));
-        }
-        (Err(e), _) => return Err(Failure::new(Exit::Store, e.to_string())),
+        Err(e) => return Err(store_failure(&user, e)),
     };
     // An administrator's command on this user's record: fold what logins recorded in the state
     // into it (best effort: without administrator credentials a fleet record cannot be written).

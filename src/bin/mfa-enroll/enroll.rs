@@ -3,8 +3,8 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
+use pam_ecs_mfa::backend::States;
 use pam_ecs_mfa::recovery::{self, RecoveryCode};
-use pam_ecs_mfa::state::StateStore;
 use pam_ecs_mfa::store::{SaveMode, UserRecord};
 use pam_ecs_mfa::totp::{self, Algorithm, SecretKey, TotpParams, Verification};
 use pam_ecs_mfa::user_name::UserName;
@@ -357,7 +357,7 @@ fn ask_until_valid(
 /// used. The replay mark is kept (a code used before must never work again). Best effort:
 /// enrollment succeeded already, and missing state only means the confirmation code could be
 /// used once more within its 30 seconds.
-fn reset_state(state: &impl StateStore, user: &UserName, confirmed: Option<u64>) {
+fn reset_state(state: &States<'_>, user: &UserName, confirmed: Option<u64>) {
     let result = state.transact(user, |st| {
         st.forget_failures();
         // A new secret: no login made with the old one spares anyone a code.

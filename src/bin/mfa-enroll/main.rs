@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use pam_ecs_mfa::backend;
 use pam_ecs_mfa::backend::Enrollments;
 use pam_ecs_mfa::policy::{DEFAULT_CONFIG_PATH, Policy};
 use pam_ecs_mfa::store::StoreError;
@@ -250,7 +251,7 @@ fn read_password(path: &std::path::Path) -> Result<zeroize::Zeroizing<String>, F
 /// Maps a fleet error to exit status 12 with its message.
 pub fn backend_failure(e: pam_ecs_mfa::fleet::FleetError) -> Failure {
     let hint = match &e {
-        pam_ecs_mfa::fleet::FleetError::Refused(why) if why.contains("permission denied") => {
+        e if e.is_permission_denied() => {
             " (writing records needs administrator credentials: --etcd-user NAME --etcd-password-file FILE)"
         }
         _ => "",
@@ -296,17 +297,17 @@ pub fn target_user(explicit: Option<&str>) -> Result<UserName, Failure> {
     }
 }
 
-/// Maps store errors to exit statuses and one-line messages.
-pub fn store_failure(user: &UserName, e: StoreError) -> Failure {
-    match e {
-        StoreError::NotEnrolled => {
+/// Maps store errors to exit statuses and one-line messages (fleet errors: [`backend_failure`]).
+pub fn store_failure(user: &UserName, e: impl Into<backend::Error>) -> Failure {
+    match e.into() {
+        backend::Error::Store(StoreError::NotEnrolled) => {
             Failure::new(Exit::NotEnrolled, format!("{user} is not enrolled"))
         }
-        StoreError::AlreadyEnrolled => Failure::new(
+        backend::Error::Store(StoreError::AlreadyEnrolled) => Failure::new(
             Exit::AlreadyEnrolled,
             format!("{user} is already enrolled; use --force to replace the enrollment"),
         ),
-        StoreError::Fleet(e) => backend_failure(e),
+        backend::Error::Fleet(e) | backend::Error::FleetState(e) => backend_failure(e),
         e => Failure::new(Exit::Store, e.to_string()),
     }
 }
@@ -331,7 +332,7 @@ pub fn log_change(action: &str, user: &UserName, detail: &str) {
             .map(|u| u.name)
             .unwrap_or_else(|| format!("uid{}", nix::unistd::getuid())),
     };
-    let by = pam_ecs_mfa::audit::ascii_printable(&by, 64);
+    let by = pam_ecs_mfa::text::ascii_printable(&by, 64);
     let message = format!("action={action} user={user} by={by} {detail}");
     let formatter = syslog::Formatter3164 {
         facility: syslog::Facility::LOG_AUTHPRIV,

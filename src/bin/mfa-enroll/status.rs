@@ -2,9 +2,8 @@
 
 use std::fmt;
 
-use pam_ecs_mfa::backend::{Enrollments, States};
+use pam_ecs_mfa::backend::{self, Enrollments, States};
 use pam_ecs_mfa::policy::Policy;
-use pam_ecs_mfa::state::StateStore;
 use pam_ecs_mfa::store::StoreError;
 use pam_ecs_mfa::store::record::Origin;
 use pam_ecs_mfa::user_name::UserName;
@@ -181,7 +180,7 @@ fn user_status(
                 state_error,
             });
         }
-        Err(StoreError::NotEnrolled) => {}
+        Err(backend::Error::Store(StoreError::NotEnrolled)) => {}
         Err(e) => {
             row.enrolled = Enrolled::Invalid("invalid");
             row.error = Some(e.to_string());

@@ -5,11 +5,13 @@
 use std::path::Path;
 
 use pam_ecs_mfa::backend::Enrollments;
+use pam_ecs_mfa::fleet::etcd::MemberStatus;
+use pam_ecs_mfa::fleet::login::Fleet;
 use pam_ecs_mfa::fleet::seal::{FleetKey, sealed_with};
 use pam_ecs_mfa::fleet::{FleetConfig, OnUnavailable};
 use pam_ecs_mfa::pam::etcd_helper::{HELPER_FILE, open_checked_helper};
 use pam_ecs_mfa::policy::Policy;
-use pam_ecs_mfa::store::secure_fs;
+use pam_ecs_mfa::secure_fs;
 
 use super::Findings;
 use crate::fleet::Judged;
@@ -53,9 +55,7 @@ pub(super) fn check_fleet(
             return None;
         }
     };
-    let Enrollments::Fleet(fleet) = &records else {
-        return None;
-    };
+    let fleet = records.fleet()?;
     findings.ok(
         "fleet",
         format!(
@@ -63,12 +63,31 @@ pub(super) fn check_fleet(
             fleet.keys.current().id_hex()
         ),
     );
-    let mut reachable = 0;
+    let answered = check_members(findings, fleet, config);
+    check_quorum(findings, config, answered.len());
+    // Space, compaction, alarms: judged as `fleet status` judges them.
+    for f in crate::fleet::space(fleet, config, &answered).findings() {
+        match f.level {
+            Judged::Ok => findings.ok("fleet", f.message),
+            Judged::Warning => findings.warning("fleet", f.message, f.fix),
+            Judged::Problem => findings.problem("fleet", f.message, f.fix),
+        }
+    }
+    check_sealing(findings, fleet);
+    check_rbac_and_local_copy(findings, policy, config);
+    Some(records)
+}
+
+/// Asks every endpoint for its status (and how long it took); returns those that answered.
+fn check_members(
+    findings: &mut Findings,
+    fleet: &Fleet,
+    config: &FleetConfig,
+) -> Vec<(String, MemberStatus)> {
     let mut answered = Vec::new();
     for endpoint in &config.endpoints {
-        match fleet.etcd.member_status(endpoint) {
+        match fleet.member_status(endpoint) {
             Ok((status, took)) => {
-                reachable += 1;
                 findings.ok(
                     "fleet",
                     format!(
@@ -105,30 +124,32 @@ pub(super) fn check_fleet(
             ),
         }
     }
-    if reachable * 2 <= config.endpoints.len() {
-        let what = match config.on_unavailable {
-            OnUnavailable::Deny => "every login is denied (on_unavailable = \"deny\")",
-            OnUnavailable::Local => {
-                "logins use the local copy, without fleet-wide replay protection (on_unavailable = \"local\")"
-            }
-        };
-        findings.problem(
-            "fleet",
-            format!(
-                "only {reachable} of {} endpoints answer: {what}",
-                config.endpoints.len()
-            ),
-            "bring etcd members back (a majority is needed) or correct endpoints",
-        );
+    answered
+}
+
+/// A majority of the endpoints must answer, else logins fail or fall back.
+fn check_quorum(findings: &mut Findings, config: &FleetConfig, reachable: usize) {
+    if reachable * 2 > config.endpoints.len() {
+        return;
     }
-    // Space, compaction, alarms: judged as `fleet status` judges them.
-    for f in crate::fleet::space(fleet, config, &answered).findings() {
-        match f.level {
-            Judged::Ok => findings.ok("fleet", f.message),
-            Judged::Warning => findings.warning("fleet", f.message, f.fix),
-            Judged::Problem => findings.problem("fleet", f.message, f.fix),
+    let what = match config.on_unavailable {
+        OnUnavailable::Deny => "every login is denied (on_unavailable = \"deny\")",
+        OnUnavailable::Local => {
+            "logins use the local copy, without fleet-wide replay protection (on_unavailable = \"local\")"
         }
-    }
+    };
+    findings.problem(
+        "fleet",
+        format!(
+            "only {reachable} of {} endpoints answer: {what}",
+            config.endpoints.len()
+        ),
+        "bring etcd members back (a majority is needed) or correct endpoints",
+    );
+}
+
+/// Every record must open with one of this host's fleet keys.
+fn check_sealing(findings: &mut Findings, fleet: &Fleet) {
     match fleet.record_values() {
         Ok(values) => {
             let own: Vec<String> = fleet.keys.all().iter().map(FleetKey::id_hex).collect();
@@ -158,6 +179,11 @@ pub(super) fn check_fleet(
             "check this host's etcd role (read on <prefix>records/, docs/fleet.md)",
         ),
     }
+}
+
+/// etcd RBAC (else a host can write records), and the local copy `on_unavailable = "local"`
+/// needs.
+fn check_rbac_and_local_copy(findings: &mut Findings, policy: &Policy, config: &FleetConfig) {
     if config.user.is_none() {
         findings.warning(
             "fleet",
@@ -177,7 +203,6 @@ pub(super) fn check_fleet(
             "mfa-enroll fleet sync (and regularly, e.g. from a timer)",
         );
     }
-    Some(records)
 }
 
 #[cfg(test)]

@@ -19,11 +19,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pam_ecs_mfa::backend::Enrollments;
+use pam_ecs_mfa::backend::{self, Enrollments};
 use pam_ecs_mfa::exemption::{nss_groups, own_addresses};
 use pam_ecs_mfa::policy::{FirstFactor, Policy, PolicyError};
-use pam_ecs_mfa::state::StateStore;
-use pam_ecs_mfa::store::{Store, StoreError, secure_fs};
+use pam_ecs_mfa::secure_fs;
+use pam_ecs_mfa::store::{Store, StoreError};
 use pam_ecs_mfa::user_name::UserName;
 use serde_json::json;
 
@@ -819,9 +819,9 @@ fn check_users(
                     );
                 }
             }
-            Err(StoreError::NotEnrolled) => missing.push(user.to_string()),
+            Err(backend::Error::Store(StoreError::NotEnrolled)) => missing.push(user.to_string()),
             // Reported once by the store check.
-            Err(StoreError::NoStore(_)) => return,
+            Err(backend::Error::Store(StoreError::NoStore(_))) => return,
             Err(e) => findings.problem(
                 "users",
                 format!("{user}: {e}"),

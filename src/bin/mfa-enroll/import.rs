@@ -15,8 +15,10 @@ use zeroize::Zeroizing;
 
 use crate::{Exit, Failure, Global, log_change, unix_now};
 
-/// Largest foreign file read.
-const MAX_FILE: u64 = 1 << 20;
+/// Largest foreign file read: a pam_oath users file holds every user of a server (about 60
+/// bytes each), so 64 MiB is about a million users. A larger file is refused whole, never
+/// read in part.
+const MAX_FILE: u64 = 64 << 20;
 
 #[derive(clap::Subcommand)]
 pub enum ImportCommand {
@@ -404,10 +406,10 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Reads a foreign file without following a symlink, refusing non-regular or huge files and,
-/// for a home-directory file, one not owned by its user.
 /// Reads a file of someone else's secrets (a pam_oath users file, a ~/.google_authenticator)
-/// into a buffer that is wiped on drop.
+/// into a buffer that is wiped on drop, without following a symlink, refusing non-regular
+/// files, files over [`MAX_FILE`] (whole: a file cut at the limit would import some users and
+/// silently drop the rest) and, for a home-directory file, one not owned by its user.
 fn read_bounded(path: &Path, owner: Option<u32>) -> std::io::Result<Zeroizing<String>> {
     use std::io::{Error, ErrorKind};
     let file = std::fs::OpenOptions::new()
@@ -424,9 +426,25 @@ fn read_bounded(path: &Path, owner: Option<u32>) -> std::io::Result<Zeroizing<St
             "not owned by its user",
         ));
     }
-    // Reserved up front, so that reading never reallocates and leaves copies behind.
-    let mut text = Zeroizing::new(String::with_capacity(MAX_FILE as usize + 1));
-    file.take(MAX_FILE).read_to_string(&mut text)?;
+    let too_big = || {
+        Error::new(
+            ErrorKind::InvalidData,
+            format!(
+                "larger than {} MiB: refused, nothing imported (split the file)",
+                MAX_FILE >> 20
+            ),
+        )
+    };
+    if meta.len() > MAX_FILE {
+        return Err(too_big());
+    }
+    // Reserved up front (the size plus one byte to see growth), so that reading never
+    // reallocates and leaves copies of the secrets behind.
+    let mut text = Zeroizing::new(String::with_capacity(meta.len() as usize + 1));
+    file.take(MAX_FILE + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_FILE {
+        return Err(too_big());
+    }
     Ok(text)
 }
 

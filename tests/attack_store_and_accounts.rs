@@ -1,6 +1,8 @@
-//! The classes of the security review (issue "Security review"), tier 2: the real `.so` under
-//! real Linux-PAM, with the real `mfa-enroll`. Each test would fail with the module as it was
-//! before the fix.
+//! Attacks on what a login trusts around it (the classes of the first security review), tier 2:
+//! the real `.so` under real Linux-PAM, with the real `mfa-enroll`: a directory above the store
+//! that others can change, every spelling of an account name, `nullok` with a missing store, an
+//! administrator's change while a client sits at the prompt, and a secret removed and enrolled
+//! again. Each test would fail with the module as it was before the fix.
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! Tier 3 plumbing: run a test scenario inside `scripts/container` (a real sshd in namespaces)
-//! and drive the real `ssh` client there. Used by `tests/sshd_e2e.rs` and `tests/packaging.rs`.
+//! and drive the real `ssh` client there. Used by `tests/sshd_e2e.rs` and `tests/package_install.rs`.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;

@@ -1,5 +1,5 @@
 /*
- * A hostile PAM application for tests/attack_24.rs: runs a script of PAM calls on ONE handle,
+ * A hostile PAM application for tests/attack_login_surface.rs: runs a script of PAM calls on ONE handle,
  * in the order given, whatever the results (unlike sshd, login and su, it may call
  * pam_setcred after a failure, authenticate twice, or change PAM_USER in between).
  *

@@ -29,7 +29,7 @@ fn reset(sb: &Sandbox, user: &str) -> String {
         &["reset", "--user", user, "--no-confirm", "--json"],
         b"",
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll reset");
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     json["secret"].as_str().unwrap().to_string()
 }
@@ -470,7 +470,7 @@ fn documented_limit_recovery_codes_a_host_marks_used_are_folded_out_and_recovery
     assert!(!ok);
     // The documented repair: new codes, which work.
     let out = cli(&a, &["recovery", "--user", "bob", "--json"], b"");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll recovery");
     let fresh: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let fresh = fresh["recovery_codes"][0].as_str().unwrap().to_string();
     let (ok, line) = login(&a, "bob", &fresh);
@@ -500,7 +500,7 @@ fn finding_a_replay_mark_a_host_pushes_into_the_future_locks_the_user_out_past_l
     let (ok, line) = login(&a, "carol", &oathtool_code(&secret, &[]));
     let first = common::container::now();
     println!("at the forged mark: ok={ok} {line}");
-    assert!(!ok && reason(&line) == "state_in_future", "{line}");
+    common::assert_denied(ok, &line, "state_in_future");
     // Fixed: the refusal ends once real time passes that bound (30 + 2 s): the code of the
     // first step that starts after it works, with no administrator involved.
     let after = first + 30 + 2;
@@ -550,7 +550,7 @@ fn held_forged_failures_and_lockout_at_their_limits_are_clamped_and_unlock_clear
         &(common::container::now() + 10 * 365 * 86400).to_string(),
     );
     let out = cli(&a, &["unlock", "--user", "alice"], b"");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll unlock");
     next_step();
     let (ok, line) = login(&b, "alice", &oathtool_code(&secret, &[]));
     println!("after unlock: ok={ok} {line}");

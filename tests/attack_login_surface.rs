@@ -152,7 +152,7 @@ fn finding_recovery_shaped_attempts_hold_the_users_lock_so_admin_commands_wait_o
     // Baseline: unlock with nobody attacking.
     let started = Instant::now();
     let out = common::cli(&sb, &["unlock", "--user", "alice"], b"");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll unlock");
     let baseline = started.elapsed();
     // Ten clients, each one PAM handle authenticating again and again (as sshd does for
     // several keyboard-interactive or password rounds), bounded to 30 attempts each.
@@ -175,7 +175,7 @@ fn finding_recovery_shaped_attempts_hold_the_users_lock_so_admin_commands_wait_o
         let started = Instant::now();
         let out = common::cli(&sb, &["unlock", "--user", "alice"], b"");
         took.push(started.elapsed());
-        assert!(out.status.success(), "{}", text(&out.stderr));
+        common::assert_ok(&out, "mfa-enroll unlock");
     }
     let mut attempts = 0;
     for mut a in attackers {
@@ -272,7 +272,7 @@ fn held_recovery_shaped_input_takes_the_same_time_for_enrolled_unknown_and_locke
             // alice would lock herself out after 5: unlock her between rounds (not timed).
             if *user == "alice" && round % 4 == 0 {
                 let out = common::cli(&sb, &["unlock", "--user", "alice"], b"");
-                assert!(out.status.success());
+                common::assert_ok(&out, "mfa-enroll unlock");
             }
             let started = Instant::now();
             let r = sb.auth(user, b"zzzzz-zzzzz\n");
@@ -425,7 +425,7 @@ fn finding_sshd_unauthenticated_recovery_guesses_make_admin_unlock_wait() {
                     .args(["unlock", "--user", "alice"])
                     .output()
                     .unwrap();
-                assert!(out.status.success(), "{}", text(&out.stderr));
+                common::assert_ok(&out, "/usr/sbin/mfa-enroll");
                 started.elapsed()
             };
             let baseline = unlock();
@@ -521,7 +521,7 @@ fn finding_parallel_recovery_shaped_attempts_tell_enrolled_from_unknown_users() 
 fn finding_a_recovery_code_login_is_refused_when_the_store_disk_is_full() {
     let sb = Sandbox::new("atk-full");
     let out = sb.enroll_cmd("alice", &[]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll enroll");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let recovery = v["recovery_codes"][0].as_str().unwrap().to_string();
     let copy = sb.root.join("store-copy");
@@ -644,7 +644,7 @@ fn held_hostile_certificate_fields_through_sshd_stay_inside_one_bounded_audit_li
                 .arg(format!("{dir}/ca"))
                 .output()
                 .unwrap();
-            assert!(out.status.success());
+            common::assert_ok(&out, "ssh-keygen");
             let out = Command::new("ssh-keygen")
                 .arg("-q")
                 .arg("-s")
@@ -658,7 +658,7 @@ fn held_hostile_certificate_fields_through_sshd_stay_inside_one_bounded_audit_li
                 .arg(format!("{dir}/keys/carol.pub"))
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{}", text(&out.stderr));
+            common::assert_ok(&out, "ssh-keygen");
             sshd_settings(&format!("TrustedUserCAKeys {dir}/ca.pub\n"));
             let secret = enroll("carol");
             common::wait_for_fresh_step(20);

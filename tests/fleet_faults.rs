@@ -35,7 +35,7 @@ fn timed_login(sb: &Sandbox, user: &str, code: &str) -> (bool, String, Duration)
 /// Enrolls `user` from `sb` (into etcd); the secret.
 fn enroll(sb: &Sandbox, user: &str) -> String {
     let out = sb.enroll_cmd(user, &[]);
-    assert!(out.status.success(), "enroll {user}: {}", text(&out.stderr));
+    common::assert_ok(&out, &format!("enroll {user}"));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     json["secret"].as_str().unwrap().to_string()
 }
@@ -128,7 +128,7 @@ fn a_hung_node_costs_at_most_its_share_and_never_sends_a_host_to_its_local_copy(
     // The "local" host holds a copy of every record: were it to fall back to it, it would
     // accept a code another host has just used.
     let sync = cli(&l, &["fleet", "sync", "--json"], b"");
-    assert!(sync.status.success(), "{}", text(&sync.stderr));
+    common::assert_ok(&sync, "mfa-enroll fleet sync");
     assert!(l.store.join("alice.toml").exists());
 
     let mut baseline = Duration::ZERO;
@@ -208,7 +208,7 @@ fn a_hung_node_costs_at_most_its_share_and_never_sends_a_host_to_its_local_copy(
     let deadline = Duration::from_millis(2 * 1500);
     let (ok, line, took) = timed_login(&a, users[8], &code);
     report.push(format!("stopped=n1,n2 host=A ok={ok} took={} ms", ms(took)));
-    assert!(!ok && reason(&line) == "backend_unavailable", "{line}");
+    common::assert_denied(ok, &line, "backend_unavailable");
     assert!(
         took < deadline + Duration::from_millis(1500),
         "{took:?}: {line}"
@@ -451,7 +451,7 @@ fn a_hostile_gateway_cannot_hold_a_login_past_its_deadline_nor_grow_its_memory()
         if local {
             // The local copy, read through the gateway (it forwards reads faithfully).
             let sync = cli(&sb, &["fleet", "sync"], b"");
-            assert!(sync.status.success(), "{}", text(&sync.stderr));
+            common::assert_ok(&sync, "mfa-enroll fleet sync");
             assert!(sb.store.join("alice.toml").exists());
         }
         let memory = measure_memory(&sb);
@@ -490,7 +490,7 @@ fn a_hostile_gateway_cannot_hold_a_login_past_its_deadline_nor_grow_its_memory()
     );
     let clones = trace_threads(&traced);
     let (ok, line, took) = timed_login(&traced, "alice", "123456");
-    assert!(!ok && reason(&line) == "backend_unavailable", "{line}");
+    common::assert_denied(ok, &line, "backend_unavailable");
     let trace = std::fs::read_to_string(&clones).expect("strace wrote its trace");
     report.push(format!(
         "slow, under strace: {} in {} ms, {} clone/fork calls",
@@ -552,7 +552,7 @@ fn host_names_in_endpoints_are_refused_and_every_login_is_denied() {
     // The commands say why.
     for args in [&["fleet", "status"][..], &["status", "--user", "alice"]] {
         let out = cli(&sb, args, b"");
-        assert!(!out.status.success(), "{args:?}");
+        common::assert_failed(&out, &format!("{args:?}"));
         let err = text(&out.stderr);
         assert!(
             err.contains("fleet.endpoints") && err.contains("host names are refused"),

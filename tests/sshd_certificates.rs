@@ -21,7 +21,7 @@ fn keygen_fingerprint(file: &str) -> String {
         .args(["-l", "-f", file])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    common::assert_ok(&out, "ssh-keygen");
     common::text(&out.stdout)
         .split_whitespace()
         .nth(1)

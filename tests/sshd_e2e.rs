@@ -270,7 +270,7 @@ fn enrollment_output_is_enough_to_log_in() {
             .args(["enroll", "--user", "alice", "--no-confirm", "--qr", "utf8"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", common::text(&out.stderr));
+        common::assert_ok(&out, "/usr/sbin/mfa-enroll");
         let text = common::text(&out.stdout);
         assert!(text.contains('\u{2588}'), "a QR code was drawn");
         let secret: String = text
@@ -633,7 +633,7 @@ fn a_match_block_without_publickey_is_refused_and_reported() {
                 .output()
                 .unwrap();
             let report = common::text(&out.stdout);
-            assert_eq!(out.status.code(), Some(11), "{report}");
+            common::assert_exit(&out, 11, "mfa-enroll doctor");
             assert!(
                 report.contains("user=bob") && report.contains("keyboard-interactive"),
                 "{report}"

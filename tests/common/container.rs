@@ -67,11 +67,9 @@ pub fn in_container(name: &str, options: &[&str], scenario: impl FnOnce()) {
         })
         .collect::<String>();
     let _ = std::fs::remove_dir_all(&out_dir);
-    assert!(
-        out.status.success(),
-        "scenario {name} failed inside the container:\n{}\n{}\n{logs}",
-        super::text(&out.stdout),
-        super::text(&out.stderr)
+    super::assert_ok(
+        &out,
+        &format!("scenario {name} inside the container ({logs})"),
     );
     // The inner run must really have run this test (not filtered everything out).
     assert!(
@@ -193,7 +191,7 @@ pub fn enroll(user: &str) -> String {
         .args(["enroll", "--user", user, "--no-confirm", "--json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", super::text(&out.stderr));
+    super::assert_ok(&out, "/usr/sbin/mfa-enroll");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v["secret"].as_str().unwrap().to_string()
 }
@@ -360,11 +358,7 @@ pub fn sshd_settings(text: &str) {
 /// Restarts the container's sshd so that it reads its configuration again.
 pub fn restart_sshd() {
     let check = Command::new("/usr/sbin/sshd").arg("-t").output().unwrap();
-    assert!(
-        check.status.success(),
-        "sshd -t: {}",
-        super::text(&check.stderr)
-    );
+    super::assert_ok(&check, "sshd -t");
     let pid = std::fs::read_to_string("/run/sshd.pid").unwrap_or_default();
     let pid = pid.trim();
     if !pid.is_empty() {
@@ -397,12 +391,7 @@ pub fn restart_sshd() {
 /// Runs a shell command inside the container; it must succeed.
 pub fn sh(script: &str) {
     let out = Command::new("sh").args(["-c", script]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}{}",
-        super::text(&out.stdout),
-        super::text(&out.stderr)
-    );
+    super::assert_ok(&out, script);
 }
 
 /// Sets the account password of `user`.

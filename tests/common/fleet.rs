@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::etcd::Cluster;
-use super::{Sandbox, cli, text};
+use super::{Sandbox, cli};
 use pam_ecs_mfa::fleet::etcd::Etcd;
 
 /// The key prefix every fleet test uses.
@@ -21,18 +21,13 @@ pub fn fleet_key(cluster: &Cluster, sb: &Sandbox) -> PathBuf {
             &["fleet", "init", "--key-file", path.to_str().unwrap()],
             b"",
         );
-        assert!(
-            out.status.success(),
-            "fleet init: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
+        super::assert_ok(&out, "fleet init");
         let again = cli(
             sb,
             &["fleet", "init", "--key-file", path.to_str().unwrap()],
             b"",
         );
-        assert!(!again.status.success(), "fleet init never replaces a key");
+        super::assert_failed(&again, "fleet init never replaces a key");
     }
     path
 }

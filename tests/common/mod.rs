@@ -219,7 +219,7 @@ impl Sandbox {
     /// Enrolls `user` with the real CLI and returns its base32 secret.
     pub fn enroll(&self, user: &str, extra: &[&str]) -> String {
         let out = self.enroll_cmd(user, extra);
-        assert!(out.status.success(), "enroll failed: {}", text(&out.stderr));
+        assert_ok(&out, "mfa-enroll enroll");
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
         json["secret"].as_str().unwrap().to_string()
     }
@@ -266,12 +266,7 @@ impl Sandbox {
             &[&["import", "oath", "--file", file.to_str().unwrap()], extra].concat(),
             b"",
         );
-        assert!(
-            out.status.success(),
-            "{}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
+        assert_ok(&out, "mfa-enroll import oath");
     }
 
     /// Runs `pamtester ecs-mfa-test USER authenticate` with `input` on stdin.
@@ -423,7 +418,7 @@ pub fn c_harness(name: &str) -> PathBuf {
             .arg("-lpam")
             .output()
             .expect("gcc runs (apt-get install gcc libpam0g-dev)");
-        assert!(cc.status.success(), "{}", text(&cc.stderr));
+        assert_ok(&cc, "cc (C harness)");
         built.push(name.to_string());
     }
     out
@@ -655,7 +650,7 @@ pub fn oathtool_code(secret: &str, extra: &[&str]) -> String {
         .arg(secret)
         .output()
         .expect("oathtool runs");
-    assert!(out.status.success(), "oathtool: {}", text(&out.stderr));
+    assert_ok(&out, "oathtool");
     text(&out.stdout).trim().to_string()
 }
 
@@ -673,6 +668,70 @@ pub fn wait_for_fresh_step(margin: u64) {
 
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// What a finished command printed, for an assertion message: its exit status, stdout and
+/// stderr (the tests' sandboxes hold no real secret, so all of it may be shown).
+pub fn describe(out: &Output) -> String {
+    format!(
+        "{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        text(&out.stdout).trim_end(),
+        text(&out.stderr).trim_end()
+    )
+}
+
+/// Asserts that a command (`what`, e.g. "mfa-enroll reset") exited 0; on failure the message
+/// shows its status, stdout and stderr.
+#[track_caller]
+pub fn assert_ok(out: &Output, what: &str) {
+    assert!(out.status.success(), "{what} failed: {}", describe(out));
+}
+
+/// Asserts that a command exited with exactly `code` (one of `mfa-enroll`'s documented exit
+/// statuses, say); on failure the message shows its status, stdout and stderr.
+#[track_caller]
+pub fn assert_exit(out: &Output, code: i32, what: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{what}: expected exit status {code}, got {}",
+        describe(out)
+    );
+}
+
+/// Asserts that a command did not succeed (any non-zero status or a signal).
+#[track_caller]
+pub fn assert_failed(out: &Output, what: &str) {
+    assert!(
+        !out.status.success(),
+        "{what} should have failed: {}",
+        describe(out)
+    );
+}
+
+/// Asserts that an audit line says `reason=<want>`, showing the whole line otherwise.
+#[track_caller]
+pub fn assert_reason(line: &str, want: &str) {
+    assert_eq!(reason(line), want, "audit line: {line}");
+}
+
+/// Asserts that a login (see [`login`]) was denied with `reason=<want>`.
+#[track_caller]
+pub fn assert_denied(ok: bool, line: &str, want: &str) {
+    assert!(
+        !ok && reason(line) == want,
+        "expected a denial with reason={want}: {line}"
+    );
+}
+
+/// Asserts that a login (see [`login`]) succeeded with `reason=<want>`.
+#[track_caller]
+pub fn assert_accepted(ok: bool, line: &str, want: &str) {
+    assert!(
+        ok && reason(line) == want,
+        "expected a success with reason={want}: {line}"
+    );
 }
 
 /// A code that differs from `right` in every digit (so it is wrong whatever the step).
@@ -789,6 +848,6 @@ pub fn login(sb: &Sandbox, user: &str, code: &str) -> (bool, String) {
 /// `enroll --json` with the real CLI (asserting it worked): the printed object.
 pub fn enroll_json(sb: &Sandbox, user: &str, extra: &[&str]) -> serde_json::Value {
     let out = sb.enroll_cmd(user, extra);
-    assert!(out.status.success(), "enroll {user}: {}", text(&out.stderr));
+    assert_ok(&out, &format!("enroll {user}"));
     serde_json::from_slice(&out.stdout).unwrap()
 }

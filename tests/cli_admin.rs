@@ -135,9 +135,10 @@ fn unlock_clears_the_lockout_but_not_the_replay_mark() {
         "the used code stays used: {}",
         r.audit()
     );
-    assert_eq!(
-        cli(&sb, &["unlock", "--user", "nobody"], b"").status.code(),
-        Some(5)
+    common::assert_exit(
+        &cli(&sb, &["unlock", "--user", "nobody"], b""),
+        5,
+        "mfa-enroll unlock --user nobody",
     );
 }
 
@@ -263,11 +264,7 @@ fn reset_replaces_the_secret_and_remove_deletes_the_enrollment() {
     );
 
     let refused = cli(&sb, &["remove", "--user", "alice"], b"y\n");
-    assert_eq!(
-        refused.status.code(),
-        Some(2),
-        "no terminal, no --yes: refuse"
-    );
+    common::assert_exit(&refused, 2, "no terminal, no --yes: refuse");
     assert!(sb.store.join("alice.toml").exists());
     let removed = json(&cli(
         &sb,

@@ -220,7 +220,7 @@ fn usage_errors_have_their_own_exit_status() {
     ];
     for (args, env, status, message) in cases {
         let out = run(args, env);
-        assert_eq!(out.status.code(), Some(status), "{args:?}");
+        common::assert_exit(&out, status, &format!("{args:?}"));
         assert!(
             text(&out.stderr).contains(message),
             "{args:?}: {}",

@@ -73,11 +73,7 @@ fn free_port() -> u16 {
 
 fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("command runs");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    super::assert_ok(&out, &format!("{cmd:?}"));
     out
 }
 
@@ -344,12 +340,7 @@ impl Cluster {
     /// etcdctl that must succeed; its stdout.
     pub fn ctl(&self, user: Option<&str>, args: &[&str]) -> String {
         let out = self.etcdctl(user, args);
-        assert!(
-            out.status.success(),
-            "etcdctl {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        super::assert_ok(&out, &format!("etcdctl {args:?}"));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -471,11 +462,7 @@ impl Cluster {
             .arg(&path)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "snapshot: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        super::assert_ok(&out, "etcdctl snapshot save");
         std::fs::read(&path).unwrap()
     }
 }

@@ -11,6 +11,7 @@
 pub mod container;
 pub mod etcd;
 pub mod fleet;
+pub mod gateway;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::etcd::Cluster;
-use common::fleet::{PREFIX, client, host};
+use common::fleet::{PREFIX, client, fleet_findings, host};
 use common::{Sandbox, cli, oathtool_code, text, wait_for_fresh_step, wrong_code};
 use common::{enroll_json, login, reason};
 use pam_ecs_mfa::fleet::etcd::Op;
@@ -519,20 +519,6 @@ fn copy_record_locally(from: &Sandbox, to: &Sandbox, user: &str) {
         to.store.join(format!("{user}.toml")),
     )
     .unwrap();
-}
-
-/// doctor's findings about the fleet (the sandbox has no sshd setup: the rest is ignored).
-fn fleet_findings(sb: &Sandbox) -> Vec<serde_json::Value> {
-    let out = cli(sb, &["doctor", "--json"], b"");
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("doctor --json: {}{}", text(&out.stdout), text(&out.stderr)));
-    json["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["check"] == "fleet")
-        .cloned()
-        .collect()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

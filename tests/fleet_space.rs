@@ -15,10 +15,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::etcd::Cluster;
-use common::fleet::PREFIX;
+use common::fleet::{PREFIX, client, fleet_findings};
 use common::{Sandbox, cli, oathtool_code, text};
 use common::{login, reason};
-use pam_ecs_mfa::fleet::etcd::{DATABASE_FULL, Etcd, Op};
+use pam_ecs_mfa::fleet::etcd::{DATABASE_FULL, Op};
 
 /// What docs/fleet.md gives for every node, besides the tiny quotas of these tests.
 const COMPACTION: [&str; 2] = [
@@ -409,32 +409,6 @@ fn enroll_hotp(sb: &Sandbox, user: &str) -> String {
     common::assert_ok(&out, &format!("enroll {user}"));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     json["secret"].as_str().unwrap().to_string()
-}
-
-/// doctor's findings about the fleet (the sandbox has no sshd setup: the rest is ignored).
-fn fleet_findings(sb: &Sandbox) -> Vec<serde_json::Value> {
-    let out = cli(sb, &["doctor", "--json"], b"");
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("doctor --json: {}{}", text(&out.stdout), text(&out.stderr)));
-    json["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["check"] == "fleet")
-        .cloned()
-        .collect()
-}
-
-/// The library's etcd client with `sb`'s host configuration: what a compromised host (or its
-/// root, with the host's certificate) can send.
-fn client(sb: &Sandbox) -> Etcd {
-    let policy = pam_ecs_mfa::policy::Policy::load(&sb.config).unwrap();
-    Etcd::new(
-        policy.fleet.as_ref().unwrap(),
-        None,
-        pam_ecs_mfa::fleet::transport::native,
-    )
-    .unwrap()
 }
 
 /// A host of the cluster with extra `[fleet]` keys.

@@ -97,3 +97,17 @@ pub fn put(sb: &Sandbox, key: &str, value: Vec<u8>) {
         )
         .unwrap();
 }
+
+/// doctor's findings about the fleet (the sandbox has no sshd setup: the rest is ignored).
+pub fn fleet_findings(sb: &Sandbox) -> Vec<serde_json::Value> {
+    let out = cli(sb, &["doctor", "--json"], b"");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("doctor --json: {}", super::describe(&out)));
+    json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "fleet")
+        .cloned()
+        .collect()
+}

@@ -254,7 +254,7 @@ fn non_root_callers_are_refused() {
         .arg(&sb.store)
         .output()
         .unwrap();
-    common::assert_exit(&out, 3, "setpriv");
+    common::assert_exit(&out, 3, "mfa-enroll enroll as an unprivileged user");
     assert!(text(&out.stderr).contains("must run as root"));
 }
 

@@ -201,7 +201,7 @@ fn the_deb_installs_in_a_fresh_container_and_protects_ssh() {
                 .args(["-r", "ecs-mfa"])
                 .output()
                 .unwrap();
-            common::assert_ok(&out, "dpkg");
+            common::assert_ok(&out, "dpkg -r");
             assert!(
                 text(&out.stdout).contains("enrollments kept"),
                 "{}",
@@ -212,7 +212,7 @@ fn the_deb_installs_in_a_fresh_container_and_protects_ssh() {
                 .args(["-P", "ecs-mfa"])
                 .output()
                 .unwrap();
-            common::assert_ok(&out, "dpkg");
+            common::assert_ok(&out, "dpkg -P");
             assert!(
                 text(&out.stdout).contains("deleting all enrollments"),
                 "{}",
@@ -546,7 +546,7 @@ fn the_readme_setup_order_never_opens_a_door() {
                 .args(["-i", &deb_path().display().to_string()])
                 .output()
                 .unwrap();
-            common::assert_ok(&out, "dpkg");
+            common::assert_ok(&out, "dpkg -i");
             // The post-install message gives the same order: sshd before PAM.
             let msg = text(&out.stdout);
             let dropin = msg.find("50-ecs-mfa.conf").expect("drop-in step");

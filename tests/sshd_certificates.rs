@@ -22,7 +22,7 @@ fn keygen_fingerprint(file: &str) -> String {
         .args(["-l", "-f", file])
         .output()
         .unwrap();
-    common::assert_ok(&out, "ssh-keygen");
+    common::assert_ok(&out, "ssh-keygen -l");
     common::text(&out.stdout)
         .split_whitespace()
         .nth(1)

@@ -270,7 +270,7 @@ fn enrollment_output_is_enough_to_log_in() {
             .args(["enroll", "--user", "alice", "--no-confirm", "--qr", "utf8"])
             .output()
             .unwrap();
-        common::assert_ok(&out, "/usr/sbin/mfa-enroll");
+        common::assert_ok(&out, "mfa-enroll enroll");
         let text = common::text(&out.stdout);
         assert!(text.contains('\u{2588}'), "a QR code was drawn");
         let secret: String = text

@@ -191,7 +191,7 @@ pub fn enroll(user: &str) -> String {
         .args(["enroll", "--user", user, "--no-confirm", "--json"])
         .output()
         .unwrap();
-    super::assert_ok(&out, "/usr/sbin/mfa-enroll");
+    super::assert_ok(&out, "mfa-enroll enroll");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v["secret"].as_str().unwrap().to_string()
 }

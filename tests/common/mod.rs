@@ -438,9 +438,9 @@ pub fn forward_pass_sandbox(tag: &str) -> (Sandbox, String) {
 }
 
 impl Sandbox {
-    /// Gives alice the Unix password [`PASSWORD`] (a private /etc/shadow in the PAM namespace)
-    /// and sets the stack of [`forward_pass_sandbox`].
-    pub fn use_forward_pass_stack(&self) {
+    /// Gives `users` the Unix password [`PASSWORD`] and every other account none, in a private
+    /// /etc/shadow that the PAM namespace mounts.
+    pub fn set_password_of(&self, users: &[&str]) {
         let hash = Command::new("openssl")
             .args(["passwd", "-6", PASSWORD])
             .output()
@@ -451,7 +451,11 @@ impl Sandbox {
             .lines()
             .map(|l| l.split(':').next().unwrap())
             .map(|u| {
-                let h = if u == "alice" { hash.as_str() } else { "!" };
+                let h = if users.contains(&u) {
+                    hash.as_str()
+                } else {
+                    "!"
+                };
                 format!("{u}:{h}:19000:0:99999:7:::\n")
             })
             .collect();
@@ -460,6 +464,12 @@ impl Sandbox {
             "mount --bind {} /etc/shadow",
             self.root.join("nss/shadow").display()
         ));
+    }
+
+    /// Gives alice the Unix password [`PASSWORD`] (a private /etc/shadow in the PAM namespace)
+    /// and sets the stack of [`forward_pass_sandbox`].
+    pub fn use_forward_pass_stack(&self) {
+        self.set_password_of(&["alice"]);
         self.set_stack(
             "auth required {module} {args} forward_pass\n\
              auth [success=1 default=ignore] pam_unix.so use_first_pass\n\

@@ -81,9 +81,8 @@ fn openssl(dir: &Path, args: &[&str]) {
     run(Command::new("openssl").args(args).current_dir(dir));
 }
 
-/// An EC P-256 key (PKCS#8, `0600`) and a certificate signed by the CA in `dir`
-/// (`NAME.key`, `NAME.pem`).
-pub fn issue(dir: &Path, name: &str, subject: &str, ext: &str) {
+/// A new EC P-256 private key (PKCS#8) in `dir/file`.
+fn ec_key(dir: &Path, file: &str) {
     openssl(
         dir,
         &[
@@ -93,9 +92,15 @@ pub fn issue(dir: &Path, name: &str, subject: &str, ext: &str) {
             "-pkeyopt",
             "ec_paramgen_curve:P-256",
             "-out",
-            &format!("{name}.key"),
+            file,
         ],
     );
+}
+
+/// An EC P-256 key (PKCS#8, `0600`) and a certificate signed by the CA in `dir`
+/// (`NAME.key`, `NAME.pem`).
+pub fn issue(dir: &Path, name: &str, subject: &str, ext: &str) {
+    ec_key(dir, &format!("{name}.key"));
     openssl(
         dir,
         &[
@@ -140,18 +145,7 @@ pub fn issue(dir: &Path, name: &str, subject: &str, ext: &str) {
 /// A CA with its key in `dir` (`ca.pem`, `ca.key`).
 pub fn make_ca(dir: &Path, cn: &str) {
     std::fs::create_dir_all(dir).unwrap();
-    openssl(
-        dir,
-        &[
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            "ca.key",
-        ],
-    );
+    ec_key(dir, "ca.key");
     openssl(
         dir,
         &[

@@ -59,7 +59,7 @@ fn one_enrollment_serves_every_host_and_each_code_works_once_in_the_fleet() {
         results.iter().map(|r| r.audit()).collect::<Vec<_>>()
     );
     let loser = results.iter().find(|r| !r.success).unwrap().audit();
-    assert_eq!(reason(&loser), "replay", "{loser}");
+    common::assert_reason(&loser, "replay");
 
     // Failures on A and on B add up to one lockout (max_failures = 4).
     let bob = enroll_json(&b, "bob", &[]);

@@ -48,7 +48,7 @@ fn recovery_and_hotp_logins_work_with_the_store_on_a_full_disk_and_stay_single_u
     // A recovery code: accepted, recorded in the state; the record could not be written.
     let (ok, line) = login(&sb, "alice", &codes[0]);
     assert!(ok, "a recovery login with the store full: {line}");
-    assert_eq!(reason(&line), "recovery_code", "{line}");
+    common::assert_reason(&line, "recovery_code");
     assert!(
         line.contains("recorded in the login state only") && line.contains("No space left"),
         "the audit line names the record write that failed: {line}"

@@ -78,7 +78,7 @@ fn a_closed_stdout_ends_every_command_quietly_and_saves_nothing_unseen() {
     ] {
         let out = with_closed_stdout(&sb, args);
         quiet(&out, &args.join(" "));
-        assert_eq!(out.status.code(), Some(141), "{args:?}");
+        common::assert_exit(&out, 141, &format!("{args:?}"));
         let err = text(&out.stderr);
         assert!(
             !err.contains("Broken pipe") && !err.contains("cannot write"),
@@ -99,7 +99,7 @@ fn a_closed_stdout_ends_every_command_quietly_and_saves_nothing_unseen() {
     ] {
         let out = with_closed_stdout(&sb, args);
         quiet(&out, &args.join(" "));
-        assert_eq!(out.status.code(), Some(141), "{args:?}");
+        common::assert_exit(&out, 141, &format!("{args:?}"));
     }
 }
 
@@ -159,7 +159,7 @@ fn parameters_most_apps_ignore_are_warned_about_and_need_force_params_without_co
         ],
         b"",
     );
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    common::assert_exit(&out, 2, "mfa-enroll enroll");
     let err = text(&out.stderr);
     assert!(
         err.contains("Google Authenticator (Android)") && err.contains("FreeOTP"),
@@ -181,7 +181,7 @@ fn parameters_most_apps_ignore_are_warned_about_and_need_force_params_without_co
         ],
         b"",
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll enroll");
     assert!(text(&out.stderr).contains("warning: SHA1, 6 digits, 60 s"));
     assert!(
         text(&out.stdout)
@@ -195,11 +195,11 @@ fn parameters_most_apps_ignore_are_warned_about_and_need_force_params_without_co
         &["enroll", "--user", "bob", "--digits", "8"],
         b"00000000\n00000000\n00000000\n",
     );
-    assert_eq!(out.status.code(), Some(7));
+    common::assert_exit(&out, 7, "mfa-enroll enroll");
     assert!(text(&out.stderr).contains("warning: SHA1, 8 digits, 30 s"));
     // The defaults: no warning, the usual apps named.
     let out = cli(&sb, &["enroll", "--user", "carol", "--no-confirm"], b"");
-    assert!(out.status.success());
+    common::assert_ok(&out, "mfa-enroll enroll");
     assert!(
         !text(&out.stderr).contains("warning"),
         "{}",
@@ -213,7 +213,7 @@ fn one_issuer_from_the_config_for_every_uri_and_the_option_wins() {
     let sb = Sandbox::new("issuer");
     sb.set_config("issuer = \"Acme ECS\"\n");
     let uri = |out: &std::process::Output| -> String {
-        assert!(out.status.success(), "{}", text(&out.stderr));
+        common::assert_ok(out, "mfa-enroll enroll");
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         v["otpauth_uri"].as_str().unwrap().to_string()
     };
@@ -258,7 +258,7 @@ fn one_issuer_from_the_config_for_every_uri_and_the_option_wins() {
     // A bad value is a config error, like every other key.
     sb.set_config("issuer = \"\"\n");
     let out = cli(&sb, &["status", "--user", "alice"], b"");
-    assert_eq!(out.status.code(), Some(9), "{}", text(&out.stderr));
+    common::assert_exit(&out, 9, "mfa-enroll status");
 }
 
 /// On a terminal-style run, recovery codes are printed only once the first code is confirmed.
@@ -282,7 +282,7 @@ fn recovery_codes_appear_only_after_the_first_code_is_confirmed() {
         .write_all(b"000000\n000000\n000000\n")
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(7));
+    common::assert_exit(&out, 7, "mfa-enroll enroll (three wrong confirmations)");
     assert!(
         !text(&out.stdout).contains("Recovery codes"),
         "{}",

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::etcd::Cluster;
-use common::fleet::{PREFIX, client, host};
+use common::fleet::{PREFIX, client, fleet_findings, host};
 use common::{Sandbox, cli, oathtool_code, text, wait_for_fresh_step, wrong_code};
 use common::{enroll_json, login, reason};
 use pam_ecs_mfa::fleet::etcd::Op;
@@ -29,11 +29,7 @@ fn one_enrollment_serves_every_host_and_each_code_works_once_in_the_fleet() {
         "with on_unavailable=deny no host keeps a copy of the record"
     );
     let status = cli(&b, &["status", "--user", "alice", "--json"], b"");
-    assert!(
-        status.status.success(),
-        "status on B: {}",
-        text(&status.stderr)
-    );
+    common::assert_ok(&status, "status on B");
 
     // A code accepted on A is a replay on B (and on A).
     wait_for_fresh_step(8);
@@ -63,7 +59,7 @@ fn one_enrollment_serves_every_host_and_each_code_works_once_in_the_fleet() {
         results.iter().map(|r| r.audit()).collect::<Vec<_>>()
     );
     let loser = results.iter().find(|r| !r.success).unwrap().audit();
-    assert_eq!(reason(&loser), "replay", "{loser}");
+    common::assert_reason(&loser, "replay");
 
     // Failures on A and on B add up to one lockout (max_failures = 4).
     let bob = enroll_json(&b, "bob", &[]);
@@ -85,14 +81,14 @@ fn one_enrollment_serves_every_host_and_each_code_works_once_in_the_fleet() {
         "locked out everywhere: {line}"
     );
     let unlock = cli(&a, &["unlock", "--user", "bob"], b"");
-    assert!(unlock.status.success(), "{}", text(&unlock.stderr));
+    common::assert_ok(&unlock, "mfa-enroll unlock");
     let (ok, line) = login(&b, "bob", &right);
     assert!(ok, "unlock on A frees bob on B: {line}");
 
     // A recovery code works once in the whole fleet.
     let code = alice["recovery_codes"][0].as_str().unwrap().to_string();
     let (ok, line) = login(&b, "alice", &code);
-    assert!(ok && reason(&line) == "recovery_code", "{line}");
+    common::assert_accepted(ok, &line, "recovery_code");
     assert!(line.contains("remaining=9"), "{line}");
     let (ok, line) = login(&a, "alice", &code);
     assert!(
@@ -110,16 +106,16 @@ fn one_enrollment_serves_every_host_and_each_code_works_once_in_the_fleet() {
     let carol = enroll_json(&a, "carol", &[]);
     let old = carol["secret"].as_str().unwrap().to_string();
     let reset = a.enroll_cmd("carol", &[]);
-    assert!(
-        !reset.status.success(),
-        "enroll does not replace a fleet record without --force"
+    common::assert_failed(
+        &reset,
+        "enroll does not replace a fleet record without --force",
     );
     let out = cli(
         &a,
         &["reset", "--user", "carol", "--no-confirm", "--json"],
         b"",
     );
-    assert!(out.status.success(), "reset: {}", text(&out.stderr));
+    common::assert_ok(&out, "reset");
     let new: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let new = new["secret"].as_str().unwrap().to_string();
     wait_for_fresh_step(8);
@@ -212,7 +208,7 @@ fn hosts_read_records_and_write_state_only_with_rbac() {
 
     // Host credentials cannot write a record (the CLI says what to do)...
     let denied = a.enroll_cmd("alice", &[]);
-    assert_eq!(denied.status.code(), Some(12), "{}", text(&denied.stderr));
+    common::assert_exit(&denied, 12, "mfa-enroll enroll");
     assert!(
         text(&denied.stderr).contains("permission denied"),
         "{}",
@@ -222,10 +218,7 @@ fn hosts_read_records_and_write_state_only_with_rbac() {
         Some("host:hostpw"),
         &["put", &format!("{PREFIX}records/alice"), "forged"],
     );
-    assert!(
-        !put.status.success(),
-        "etcdctl as host: a record cannot be forged"
-    );
+    common::assert_failed(&put, "etcdctl as host: a record cannot be forged");
     // ... an administrator's can.
     let admin = [
         "--etcd-user",
@@ -251,7 +244,7 @@ fn hosts_read_records_and_write_state_only_with_rbac() {
         "second login with the cached token: {line}"
     );
     let (ok, line) = login(&a, "alice", &code);
-    assert!(!ok && reason(&line) == "replay", "{line}");
+    common::assert_denied(ok, &line, "replay");
     // A stale or forged cached token: the host authenticates again.
     std::fs::write(
         b.state.join("etcd-token.cache"),
@@ -293,7 +286,7 @@ fn losing_nodes_keeps_logins_working_then_denies_or_uses_the_local_copy() {
     );
     assert!(!deny.store.join("alice.toml").exists());
     let sync = cli(&local, &["fleet", "sync", "--json"], b"");
-    assert!(sync.status.success(), "{}", text(&sync.stderr));
+    common::assert_ok(&sync, "mfa-enroll fleet sync");
     assert!(
         local.store.join("bob.toml").exists(),
         "fleet sync copies every record"
@@ -340,7 +333,7 @@ fn losing_nodes_keeps_logins_working_then_denies_or_uses_the_local_copy() {
     let started = Instant::now();
     let (ok, line) = login(&deny, "alice", &code);
     let took = started.elapsed();
-    assert!(!ok && reason(&line) == "backend_unavailable", "{line}");
+    common::assert_denied(ok, &line, "backend_unavailable");
     // Not a speed test: etcd answers a minority read only after 7 s; two budgets of 400 ms
     // plus process start-up are far below that, so this only proves the budget is enforced.
     assert!(
@@ -357,7 +350,7 @@ fn losing_nodes_keeps_logins_working_then_denies_or_uses_the_local_copy() {
         "local replay protection still holds: {line}"
     );
     let (ok, line) = login(&local, "alice", &recovery);
-    assert!(!ok && reason(&line) == "backend_unavailable", "{line}");
+    common::assert_denied(ok, &line, "backend_unavailable");
     // HOTP tokens too: only the fleet can move a counter for every server (the local copy has
     // dave's record from fleet sync; his next code would be valid).
     assert!(
@@ -401,7 +394,7 @@ fn losing_nodes_keeps_logins_working_then_denies_or_uses_the_local_copy() {
     let (ok, line) = login(&deny, "alice", &code);
     assert!(ok, "{line}");
     let (ok, line) = login(&local, "alice", &code);
-    assert!(!ok && reason(&line) == "replay", "{line}");
+    common::assert_denied(ok, &line, "replay");
 }
 
 #[test]
@@ -423,7 +416,7 @@ fn plain_http_a_wrong_ca_and_a_foreign_client_certificate_are_refused() {
         "{line}"
     );
     let out = cli(&http, &["status", "--user", "alice"], b"");
-    assert_eq!(out.status.code(), Some(9), "{}", text(&out.stderr));
+    common::assert_exit(&out, 9, "mfa-enroll status");
 
     // A CA that did not sign the servers: refused, and never the local copy.
     let other = cluster.dir.join("other-ca");
@@ -436,7 +429,7 @@ fn plain_http_a_wrong_ca_and_a_foreign_client_certificate_are_refused() {
     wrong_ca.set_config(&cfg);
     copy_record_locally(&good, &wrong_ca, "alice");
     let (ok, line) = login(&wrong_ca, "alice", &oathtool_code(&secret, &[]));
-    assert!(!ok && reason(&line) == "backend_error", "{line}");
+    common::assert_denied(ok, &line, "backend_error");
     assert!(line.contains("TLS"), "{line}");
 
     // A client certificate from another CA: the servers refuse it; no fallback either.
@@ -457,7 +450,7 @@ fn plain_http_a_wrong_ca_and_a_foreign_client_certificate_are_refused() {
     foreign.set_config(&cfg);
     copy_record_locally(&good, &foreign, "alice");
     let (ok, line) = login(&foreign, "alice", &oathtool_code(&secret, &[]));
-    assert!(!ok && reason(&line) == "backend_error", "{line}");
+    common::assert_denied(ok, &line, "backend_error");
 
     // A missing fleet key: denied, with the file named.
     let nokey = host(&cluster, "tls-nokey", "", "");
@@ -514,7 +507,7 @@ fn plain_http_a_wrong_ca_and_a_foreign_client_certificate_are_refused() {
 /// that a fallback, if it wrongly happened, would let the user in.
 fn copy_record_locally(from: &Sandbox, to: &Sandbox, user: &str) {
     let out = cli(from, &["show", "--user", user, "--json"], b"");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll show");
     let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let secret = shown["secret"].as_str().unwrap();
     let local = Sandbox::new("copy");
@@ -526,20 +519,6 @@ fn copy_record_locally(from: &Sandbox, to: &Sandbox, user: &str) {
         to.store.join(format!("{user}.toml")),
     )
     .unwrap();
-}
-
-/// doctor's findings about the fleet (the sandbox has no sshd setup: the rest is ignored).
-fn fleet_findings(sb: &Sandbox) -> Vec<serde_json::Value> {
-    let out = cli(sb, &["doctor", "--json"], b"");
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("doctor --json: {}{}", text(&out.stdout), text(&out.stderr)));
-    json["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["check"] == "fleet")
-        .cloned()
-        .collect()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -559,7 +538,7 @@ fn every_admin_command_works_against_the_fleet_from_any_host() {
     let dave_secret = dave["secret"].as_str().unwrap().to_string();
     a.set_config(&fleet_config);
     let out = cli(&a, &["fleet", "push", "--json"], b"");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll fleet push");
     let pushed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(pushed["pushed"], serde_json::json!(["dave"]), "{pushed}");
     let again: serde_json::Value =
@@ -578,31 +557,21 @@ fn every_admin_command_works_against_the_fleet_from_any_host() {
         &["verify", "--user", "dave"],
         format!("{code}\n").as_bytes(),
     );
-    assert!(
-        out.status.success(),
-        "verify on B: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    common::assert_ok(&out, "verify on B");
     let out = cli(
         &a,
         &["verify", "--user", "dave"],
         format!("{code}\n").as_bytes(),
     );
-    assert_eq!(
-        out.status.code(),
-        Some(8),
-        "the same code on A is a replay: {}",
-        text(&out.stdout)
-    );
+    common::assert_exit(&out, 8, "the same code on A is a replay");
 
     // recovery: new codes from B work on A; the old ones stop everywhere.
     let old = dave["recovery_codes"][0].as_str().unwrap().to_string();
     let out = cli(&b, &["recovery", "--user", "dave", "--json"], b"");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll recovery");
     let new: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let (ok, line) = login(&a, "dave", &old);
-    assert!(!ok && reason(&line) == "bad_code", "{line}");
+    common::assert_denied(ok, &line, "bad_code");
     let (ok, line) = login(&a, "dave", new["recovery_codes"][3].as_str().unwrap());
     assert!(ok && line.contains("remaining=9"), "{line}");
 
@@ -618,13 +587,13 @@ fn every_admin_command_works_against_the_fleet_from_any_host() {
             .unwrap();
     assert_eq!(shown["secret"], dave_secret.as_str());
     let out = cli(&a, &["remove", "--user", "dave", "--yes"], b"");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll remove");
     let (ok, line) = login(&b, "dave", &oathtool_code(&dave_secret, &[]));
-    assert!(!ok && reason(&line) == "not_enrolled", "{line}");
+    common::assert_denied(ok, &line, "not_enrolled");
     let out = cli(&b, &["status", "--user", "dave"], b"");
-    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stdout));
+    common::assert_exit(&out, 5, "mfa-enroll status");
     let out = cli(&b, &["remove", "--user", "dave", "--yes"], b"");
-    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    common::assert_exit(&out, 5, "mfa-enroll remove");
 
     // A state value that is not ecs-mfa's (hosts can write state): denied, and unlock repairs it.
     client(&a)
@@ -637,9 +606,9 @@ fn every_admin_command_works_against_the_fleet_from_any_host() {
     let next = format!("@{}", common::container::now() + 30);
     let code = oathtool_code(eve, &["-N", &next]);
     let (ok, line) = login(&b, "eve", &code);
-    assert!(!ok && reason(&line) == "bad_file", "{line}");
+    common::assert_denied(ok, &line, "bad_file");
     let out = cli(&b, &["unlock", "--user", "eve"], b"");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll unlock");
     assert!(
         text(&out.stderr).contains("mfa-enroll recovery"),
         "{}",
@@ -730,7 +699,7 @@ fn an_hotp_code_works_once_in_the_fleet_and_the_counter_moves_for_every_server()
         ],
         b"",
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll reset");
     let new: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let new = new["secret"].as_str().unwrap().to_string();
     let (ok, line) = login(&b, "alice", &oathtool_code(&new, &["--hotp", "-c", "0"]));

@@ -15,12 +15,12 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::etcd::{Cluster, issue};
+use common::etcd::Cluster;
+use common::gateway::Gateway;
 use common::reason;
 use common::{Sandbox, cli, oathtool_code, text, wait_for_fresh_step};
 
@@ -35,7 +35,7 @@ fn timed_login(sb: &Sandbox, user: &str, code: &str) -> (bool, String, Duration)
 /// Enrolls `user` from `sb` (into etcd); the secret.
 fn enroll(sb: &Sandbox, user: &str) -> String {
     let out = sb.enroll_cmd(user, &[]);
-    assert!(out.status.success(), "enroll {user}: {}", text(&out.stderr));
+    common::assert_ok(&out, &format!("enroll {user}"));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     json["secret"].as_str().unwrap().to_string()
 }
@@ -128,7 +128,7 @@ fn a_hung_node_costs_at_most_its_share_and_never_sends_a_host_to_its_local_copy(
     // The "local" host holds a copy of every record: were it to fall back to it, it would
     // accept a code another host has just used.
     let sync = cli(&l, &["fleet", "sync", "--json"], b"");
-    assert!(sync.status.success(), "{}", text(&sync.stderr));
+    common::assert_ok(&sync, "mfa-enroll fleet sync");
     assert!(l.store.join("alice.toml").exists());
 
     let mut baseline = Duration::ZERO;
@@ -208,7 +208,7 @@ fn a_hung_node_costs_at_most_its_share_and_never_sends_a_host_to_its_local_copy(
     let deadline = Duration::from_millis(2 * 1500);
     let (ok, line, took) = timed_login(&a, users[8], &code);
     report.push(format!("stopped=n1,n2 host=A ok={ok} took={} ms", ms(took)));
-    assert!(!ok && reason(&line) == "backend_unavailable", "{line}");
+    common::assert_denied(ok, &line, "backend_unavailable");
     assert!(
         took < deadline + Duration::from_millis(1500),
         "{took:?}: {line}"
@@ -225,180 +225,6 @@ fn a_hung_node_costs_at_most_its_share_and_never_sends_a_host_to_its_local_copy(
     println!("logins with each node hung in turn (default timeout_ms 1500, share {share:?}):");
     for line in &report {
         println!("  {line}");
-    }
-}
-
-/// The hostile gateway (python3's ssl): listens on 127.0.0.1:PORT with a certificate from the
-/// cluster's CA and answers every request as MODE says. `slow`, `nocas` and `dripcas` forward
-/// to a real node; the others never do. `T` is the client's timeout_ms. `slow` (each phase
-/// 0.9 T: a client with a timeout per phase finishes each step after 2.65 T, 5.3 T per login)
-/// and `nocas` (each lost compare answered after 0.6 T: 8 retries are 4.8 T) held logins
-/// 4.8 s and 27.6 s before issue 23.
-const GATEWAY: &str = r#"
-import http.client, json, socket, ssl, sys, threading, time
-mode, port, cert, key, ca, upstream, t = sys.argv[1:8]
-t = int(t) / 1000.0
-server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-server.load_cert_chain(cert, key)
-server.load_verify_locations(ca)
-server.verify_mode = ssl.CERT_REQUIRED
-client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-client.load_cert_chain(cert, key)
-client.load_verify_locations(ca)
-
-def request(conn):
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(4096)
-        if not chunk:
-            raise EOFError
-        data += chunk
-    head, body = data.split(b"\r\n\r\n", 1)
-    lines = head.decode().split("\r\n")
-    path = lines[0].split(" ")[1]
-    headers = {}
-    for l in lines[1:]:
-        k, v = l.split(":", 1)
-        headers[k.strip().lower()] = v.strip()
-    n = int(headers.get("content-length", "0"))
-    while len(body) < n:
-        body += conn.recv(4096)
-    return path, body, headers
-
-def head(status, length):
-    return ("HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (status, length)).encode()
-
-def forward(path, body, headers):
-    host, p = upstream.rsplit(":", 1)
-    up = http.client.HTTPSConnection(host, int(p), context=client, timeout=10)
-    h = {"Content-Type": "application/json"}
-    if "authorization" in headers:
-        h["Authorization"] = headers["authorization"]
-    up.request("POST", path, body, h)
-    r = up.getresponse()
-    return r.status, r.read()
-
-def handle(raw):
-    try:
-        if mode == "silent":
-            time.sleep(3600)
-        if mode == "slow":
-            time.sleep(0.9 * t)
-        conn = server.wrap_socket(raw, server_side=True)
-        path, body, headers = request(conn)
-        if mode == "never":
-            time.sleep(3600)
-        elif mode == "slow":
-            # A faithful answer, each phase just under the timeout: handshake, headers, body.
-            status, answer = forward(path, body, headers)
-            time.sleep(0.9 * t)
-            conn.sendall(head(status, len(answer)))
-            time.sleep(0.85 * t)
-            conn.sendall(answer)
-        elif mode == "huge":
-            n = 16 << 20
-            conn.sendall(head(200, n))
-            conn.sendall(b"[")
-            chunk = b"0," * 32768
-            sent = 1
-            while sent + len(chunk) < n - 2:
-                conn.sendall(chunk)
-                sent += len(chunk)
-            conn.sendall(b"0," * ((n - 2 - sent) // 2) + b"0]")
-        elif mode == "wide":
-            answer = b"[" + b"0," * 450000 + b"0]"
-            conn.sendall(head(200, len(answer)) + answer)
-        elif mode == "deep":
-            answer = b"[" * 400000 + b"]" * 400000
-            conn.sendall(head(200, len(answer)) + answer)
-        elif mode in ("nocas", "dripcas"):
-            j = json.loads(body or b"{}")
-            cas = path == "/v3/kv/txn" and j.get("compare")
-            if cas and mode == "nocas":
-                for c in j["compare"]:
-                    c["mod_revision"] = str(int(c.get("mod_revision", "0")) + 1000000)
-                body = json.dumps(j).encode()
-            status, answer = forward(path, body, headers)
-            if cas and mode == "nocas":
-                time.sleep(0.6 * t)
-            if cas and mode == "dripcas":
-                conn.sendall(head(status, len(answer)))
-                for b in answer:
-                    conn.sendall(bytes([b]))
-                    time.sleep(0.1)
-            else:
-                conn.sendall(head(status, len(answer)) + answer)
-        conn.close()
-    except Exception:
-        pass
-
-listener = socket.socket()
-listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-listener.bind(("127.0.0.1", int(port)))
-listener.listen(64)
-print("ready", flush=True)
-while True:
-    raw, _ = listener.accept()
-    threading.Thread(target=handle, args=(raw,), daemon=True).start()
-"#;
-
-/// A running gateway, stopped (by PID) when dropped.
-struct Gateway {
-    child: Child,
-    url: String,
-}
-
-impl Gateway {
-    fn start(cluster: &Cluster, mode: &str, timeout_ms: u64) -> Self {
-        let dir = &cluster.dir;
-        if !dir.join("gateway.pem").exists() {
-            issue(
-                dir,
-                "gateway",
-                "/CN=gateway",
-                "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
-            );
-            std::fs::write(dir.join("gateway.py"), GATEWAY).unwrap();
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let upstream = cluster.endpoints()[0]
-            .trim_start_matches("https://")
-            .to_string();
-        let mut child = Command::new("setpriv")
-            .args(["--pdeathsig", "KILL", "--", "python3"])
-            .arg(dir.join("gateway.py"))
-            .arg(mode)
-            .arg(port.to_string())
-            .arg(dir.join("gateway.pem"))
-            .arg(dir.join("gateway.key"))
-            .arg(dir.join("ca.pem"))
-            .arg(upstream)
-            .arg(timeout_ms.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "ready", "gateway {mode} did not start");
-        Self {
-            child,
-            url: format!("https://127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -451,7 +277,7 @@ fn a_hostile_gateway_cannot_hold_a_login_past_its_deadline_nor_grow_its_memory()
         if local {
             // The local copy, read through the gateway (it forwards reads faithfully).
             let sync = cli(&sb, &["fleet", "sync"], b"");
-            assert!(sync.status.success(), "{}", text(&sync.stderr));
+            common::assert_ok(&sync, "mfa-enroll fleet sync");
             assert!(sb.store.join("alice.toml").exists());
         }
         let memory = measure_memory(&sb);
@@ -490,7 +316,7 @@ fn a_hostile_gateway_cannot_hold_a_login_past_its_deadline_nor_grow_its_memory()
     );
     let clones = trace_threads(&traced);
     let (ok, line, took) = timed_login(&traced, "alice", "123456");
-    assert!(!ok && reason(&line) == "backend_unavailable", "{line}");
+    common::assert_denied(ok, &line, "backend_unavailable");
     let trace = std::fs::read_to_string(&clones).expect("strace wrote its trace");
     report.push(format!(
         "slow, under strace: {} in {} ms, {} clone/fork calls",
@@ -552,7 +378,7 @@ fn host_names_in_endpoints_are_refused_and_every_login_is_denied() {
     // The commands say why.
     for args in [&["fleet", "status"][..], &["status", "--user", "alice"]] {
         let out = cli(&sb, args, b"");
-        assert!(!out.status.success(), "{args:?}");
+        common::assert_failed(&out, &format!("{args:?}"));
         let err = text(&out.stderr);
         assert!(
             err.contains("fleet.endpoints") && err.contains("host names are refused"),

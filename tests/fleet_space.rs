@@ -15,10 +15,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::etcd::Cluster;
-use common::fleet::PREFIX;
+use common::fleet::{PREFIX, client, fleet_findings};
 use common::{Sandbox, cli, oathtool_code, text};
 use common::{login, reason};
-use pam_ecs_mfa::fleet::etcd::{DATABASE_FULL, Etcd, Op};
+use pam_ecs_mfa::fleet::etcd::{DATABASE_FULL, Op};
 
 /// What docs/fleet.md gives for every node, besides the tiny quotas of these tests.
 const COMPACTION: [&str; 2] = [
@@ -132,7 +132,7 @@ fn a_full_database_denies_logins_clearly_and_the_documented_recovery_brings_them
     let (ok, line) = login(&deny, "alice", &hotp(&secret, 0));
     assert!(ok, "{line}");
     let sync = cli(&local, &["fleet", "sync", "--json"], b"");
-    assert!(sync.status.success(), "{}", text(&sync.stderr));
+    common::assert_ok(&sync, "mfa-enroll fleet sync");
     assert!(local.store.join("alice.toml").exists(), "local copy");
     let healthy = status_json(&deny);
     assert!(healthy.0, "fleet status before: {}", healthy.1);
@@ -233,7 +233,7 @@ fn a_full_database_denies_logins_clearly_and_the_documented_recovery_brings_them
         .output()
         .unwrap();
     println!("recovery:\n{}{}", text(&out.stdout), text(&out.stderr));
-    assert!(out.status.success(), "the documented recovery fails");
+    common::assert_ok(&out, "the documented recovery fails");
     let (ok, status) = status_json(&deny);
     assert!(ok, "fleet status after the recovery: {status}");
     assert!(
@@ -269,7 +269,7 @@ fn a_state_value_larger_than_ecs_mfa_writes_is_refused() {
         "{line}"
     );
     let out = cli(&a, &["unlock", "--user", "alice"], b"");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll unlock");
     let (ok, line) = login(&a, "alice", &hotp(&secret, 0));
     assert!(ok, "unlock replaced the value: {line}");
 
@@ -362,12 +362,7 @@ fn with_rbac_a_host_sees_space_and_alarms_and_root_recovers_as_documented() {
         .env("ETCDCTL_USER", "root:rootpw")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "recovery as root: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    common::assert_ok(&out, "recovery as root");
     let after = space(&a);
     assert!(after["alarms"].as_array().unwrap().is_empty(), "{after}");
     assert_eq!(after["compacted"], true, "step 2 compacted: {after}");
@@ -411,35 +406,9 @@ fn hotp(secret: &str, counter: u64) -> String {
 
 fn enroll_hotp(sb: &Sandbox, user: &str) -> String {
     let out = sb.enroll_cmd(user, &["--hotp"]);
-    assert!(out.status.success(), "enroll {user}: {}", text(&out.stderr));
+    common::assert_ok(&out, &format!("enroll {user}"));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     json["secret"].as_str().unwrap().to_string()
-}
-
-/// doctor's findings about the fleet (the sandbox has no sshd setup: the rest is ignored).
-fn fleet_findings(sb: &Sandbox) -> Vec<serde_json::Value> {
-    let out = cli(sb, &["doctor", "--json"], b"");
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("doctor --json: {}{}", text(&out.stdout), text(&out.stderr)));
-    json["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["check"] == "fleet")
-        .cloned()
-        .collect()
-}
-
-/// The library's etcd client with `sb`'s host configuration: what a compromised host (or its
-/// root, with the host's certificate) can send.
-fn client(sb: &Sandbox) -> Etcd {
-    let policy = pam_ecs_mfa::policy::Policy::load(&sb.config).unwrap();
-    Etcd::new(
-        policy.fleet.as_ref().unwrap(),
-        None,
-        pam_ecs_mfa::fleet::transport::native,
-    )
-    .unwrap()
 }
 
 /// A host of the cluster with extra `[fleet]` keys.

@@ -11,7 +11,7 @@ mod common;
 
 use common::etcd::Cluster;
 use common::fleet::{get, put};
-use common::{Sandbox, cli, oathtool_code, text, wait_for_fresh_step};
+use common::{Sandbox, cli, oathtool_code, wait_for_fresh_step};
 use common::{enroll_json, login, reason};
 
 /// Rewrites the state value's lines that start with `field = ` through `edit`.
@@ -46,14 +46,14 @@ fn fleet_state_a_host_or_an_etcd_administrator_can_write_does_not_revive_codes_o
         &["reset", "--user", "alice", "--no-confirm", "--json"],
         b"",
     );
-    assert!(reset.status.success(), "{}", text(&reset.stderr));
+    common::assert_ok(&reset, "mfa-enroll reset");
     let reset: serde_json::Value = serde_json::from_slice(&reset.stdout).unwrap();
     let new_secret = reset["secret"].as_str().unwrap().to_string();
     put(&a, "records/alice", sealed_v1);
     wait_for_fresh_step(10);
     for sb in [&a, &b] {
         let (ok, line) = login(sb, "alice", &oathtool_code(&old_secret, &[]));
-        assert!(!ok && reason(&line) == "bad_file", "{line}");
+        common::assert_denied(ok, &line, "bad_file");
         assert!(
             line.contains("record generation 1 is older than 2 seen before: rolled back?"),
             "{line}"
@@ -65,7 +65,7 @@ fn fleet_state_a_host_or_an_etcd_administrator_can_write_does_not_revive_codes_o
         &["reset", "--user", "alice", "--no-confirm", "--json"],
         b"",
     );
-    assert!(reset.status.success(), "{}", text(&reset.stderr));
+    common::assert_ok(&reset, "mfa-enroll reset");
     let reset: serde_json::Value = serde_json::from_slice(&reset.stdout).unwrap();
     let alice_secret = reset["secret"].as_str().unwrap().to_string();
     assert_ne!(alice_secret, new_secret);
@@ -78,13 +78,13 @@ fn fleet_state_a_host_or_an_etcd_administrator_can_write_does_not_revive_codes_o
     let (ok, line) = login(&a, "alice", &code);
     assert!(ok && line.contains("skew=1"), "{line}");
     let out = cli(&b, &["unlock", "--user", "alice"], b"");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll unlock");
     for sb in [&a, &b] {
         let (ok, line) = login(sb, "alice", &code);
-        assert!(!ok && reason(&line) == "replay", "{line}");
+        common::assert_denied(ok, &line, "replay");
     }
     let out = cli(&b, &["unlock", "--user", "alice"], b"");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll unlock");
 
     // 23.5 (c): recovery codes. Used on A; a host empties used_recovery: the code comes back
     // until a fold, never after one.
@@ -98,12 +98,7 @@ fn fleet_state_a_host_or_an_etcd_administrator_can_write_does_not_revive_codes_o
     let (ok, line) = login(&a, "bob", &codes[0]);
     assert!(ok, "{line}");
     let out = cli(&b, &["fleet", "fold", "--json"], b"");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    common::assert_ok(&out, "mfa-enroll fleet fold");
     let folded: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
         folded["folded"]
@@ -128,12 +123,12 @@ fn fleet_state_a_host_or_an_etcd_administrator_can_write_does_not_revive_codes_o
         "used since the last fold, then erased by a host: {line}"
     );
     let out = cli(&a, &["fleet", "fold"], b"");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll fleet fold");
     // Folded: the state no longer needs to name it (the fold's write pruned the list).
     let state = String::from_utf8(get(&a, "state/bob")).unwrap();
     assert!(state.contains("used_recovery = []\n"), "{state}");
     let (ok, line) = login(&b, "bob", &codes[1]);
-    assert!(!ok && reason(&line) == "bad_code", "{line}");
+    common::assert_denied(ok, &line, "bad_code");
     let status = cli(&a, &["status", "--user", "bob", "--json"], b"");
     let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(json["recovery_codes_left"], codes.len() - 2, "{json}");

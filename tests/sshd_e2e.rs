@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::container::{
-    Login, audit_lines, code, code_at_offset, enroll, give_root_a_key, in_container,
+    Login, audit_lines, code, code_at_offset, enroll, first_login, give_root_a_key, in_container,
     new_audit_lines, restart_sshd, set_config, set_password, sh, ssh, ssh_opts, ssh_with,
     sshd_settings, status,
 };
@@ -275,7 +275,7 @@ fn enrollment_output_is_enough_to_log_in() {
             .args(["enroll", "--user", "alice", "--no-confirm", "--qr", "utf8"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", common::text(&out.stderr));
+        common::assert_ok(&out, "mfa-enroll enroll");
         let text = common::text(&out.stdout);
         assert!(text.contains('\u{2588}'), "a QR code was drawn");
         let secret: String = text
@@ -638,7 +638,7 @@ fn a_match_block_without_publickey_is_refused_and_reported() {
                 .output()
                 .unwrap();
             let report = common::text(&out.stdout);
-            assert_eq!(out.status.code(), Some(11), "{report}");
+            common::assert_exit(&out, 11, "mfa-enroll doctor");
             assert!(
                 report.contains("user=bob") && report.contains("keyboard-interactive"),
                 "{report}"
@@ -701,72 +701,6 @@ fn root_needs_key_and_code_and_prohibit_password_is_explained_not_counted() {
     );
 }
 
-/// One `ssh` run for enrollment at login: prompts that contain "confirm" are answered with the
-/// code for the secret the server has just shown (read back from ssh's own stderr, as a person
-/// would read it off the screen; after the seconds in `<dir>/delay` if that file exists);
-/// "Verification code" prompts with `code`, if given.
-fn ssh_first_login(
-    user: &str,
-    code: Option<&str>,
-    tag: &str,
-) -> (bool, String, String, Vec<String>) {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = std::path::PathBuf::from(format!("/run/ecs-mfa-test/first-{tag}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    if let Some(code) = code {
-        std::fs::write(dir.join("code"), code).unwrap();
-    }
-    // Each prompt goes to `prompts`, followed by a line holding only \x1e (record separator).
-    let script = format!(
-        "#!/bin/sh\nprintf '%s\\n\\036\\n' \"$1\" >> {d}/prompts\ncase \"$1\" in\n\
-         *confirm*) [ -f {d}/delay ] && sleep \"$(cat {d}/delay)\"; \
-         s=$( (printf '%s\\n' \"$1\"; cat {d}/stderr) | sed -n 's/^Secret: //p' \
-         | tail -n 1 | tr -d ' '); [ -n \"$s\" ] || exit 1; oathtool --totp -b \"$s\"; exit 0;;\n\
-         *'Verification code'*) [ -f {d}/code ] || exit 1; cat {d}/code; echo; exit 0;;\n\
-         esac\nexit 1\n",
-        d = dir.display()
-    );
-    std::fs::write(dir.join("askpass"), script).unwrap();
-    std::fs::set_permissions(dir.join("askpass"), std::fs::Permissions::from_mode(0o700)).unwrap();
-    let stderr = std::fs::File::create(dir.join("stderr")).unwrap();
-    let out = Command::new("ssh")
-        .args(["-F", "/dev/null", "-T", "-o", "StrictHostKeyChecking=no"])
-        .args([
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "IdentitiesOnly=yes",
-        ])
-        .args(["-o", "NumberOfPasswordPrompts=1"])
-        .arg("-i")
-        .arg(format!("/run/ecs-mfa-test/keys/{user}"))
-        .arg(format!("{user}@127.0.0.1"))
-        .arg("id -un")
-        .env("SSH_ASKPASS", dir.join("askpass"))
-        .env("SSH_ASKPASS_REQUIRE", "force")
-        .env("LANG", "C.UTF-8")
-        .env_remove("DISPLAY")
-        .stdin(std::process::Stdio::null())
-        .stderr(stderr)
-        .output()
-        .unwrap();
-    // What the user saw: OpenSSH 9.2 puts the server's text into the prompt itself (askpass
-    // gets it as its argument), newer versions print it on stderr as the instruction.
-    let asked = std::fs::read_to_string(dir.join("prompts")).unwrap_or_default();
-    let err = std::fs::read_to_string(dir.join("stderr")).unwrap_or_default() + &asked;
-    let prompts = asked
-        .split("\n\u{1e}\n")
-        .filter(|p| !p.is_empty())
-        .map(str::to_string)
-        .collect();
-    (
-        out.status.success(),
-        common::text(&out.stdout),
-        err,
-        prompts,
-    )
-}
-
 /// The QR code lines of `text` (only block characters and spaces, at least one block).
 fn qr_lines(text: &str) -> String {
     text.lines()
@@ -794,7 +728,7 @@ fn the_enrollment_confirmation_is_checked_when_the_code_is_typed() {
             let dir = "/run/ecs-mfa-test/first-bob-slow";
             std::fs::create_dir_all(dir).unwrap();
             std::fs::write(format!("{dir}/delay"), "32").unwrap();
-            let (ok, _, stderr, prompts) = ssh_first_login("bob", None, "bob-slow");
+            let (ok, _, stderr, prompts) = first_login("bob", "bob", None, "bob-slow");
             assert!(ok, "{stderr}\n{prompts:?}");
             assert_eq!(prompts.len(), 1, "one confirmation, no retry: {prompts:?}");
             assert!(stderr.contains("Recovery codes"), "{stderr}");
@@ -811,7 +745,7 @@ fn a_user_with_a_key_enrolls_at_the_first_login_and_then_needs_a_code() {
             set_config("enroll_at_login = true\nissuer = \"Acme ECS\"\n");
             common::wait_for_fresh_step(20);
             let seen = audit_lines().len();
-            let (ok, stdout, stderr, prompts) = ssh_first_login("alice", None, "alice-1");
+            let (ok, stdout, stderr, prompts) = first_login("alice", "alice", None, "alice-1");
             assert!(ok, "{stderr}\n{prompts:?}");
             assert_eq!(stdout.trim(), "alice");
             assert_eq!(prompts.len(), 1, "{prompts:?}");
@@ -872,7 +806,7 @@ fn a_user_with_a_key_enrolls_at_the_first_login_and_then_needs_a_code() {
 
             // After the deadline an unenrolled user is denied as before, without a QR code.
             set_config("enroll_at_login = true\nenroll_until = \"2020-01-01\"\n");
-            let (ok, _, stderr, prompts) = ssh_first_login("bob", None, "bob-late");
+            let (ok, _, stderr, prompts) = first_login("bob", "bob", None, "bob-late");
             assert!(!ok);
             assert!(!stderr.contains("URI:"), "{stderr}");
             assert!(
@@ -926,7 +860,7 @@ fn password_first_or_concurrent_first_logins_never_enroll_twice_or_without_a_key
             common::wait_for_fresh_step(20);
             let runs: Vec<_> = (0..2)
                 .map(|i| {
-                    std::thread::spawn(move || ssh_first_login("bob", None, &format!("bob-{i}")))
+                    std::thread::spawn(move || first_login("bob", "bob", None, &format!("bob-{i}")))
                 })
                 .collect::<Vec<_>>()
                 .into_iter()

@@ -1,5 +1,5 @@
 //! Tier 3 plumbing: run a test scenario inside `scripts/container` (a real sshd in namespaces)
-//! and drive the real `ssh` client there. Used by `tests/sshd_e2e.rs` and `tests/packaging.rs`.
+//! and drive the real `ssh` client there. Used by `tests/sshd_e2e.rs` and `tests/package_install.rs`.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -67,11 +67,9 @@ pub fn in_container(name: &str, options: &[&str], scenario: impl FnOnce()) {
         })
         .collect::<String>();
     let _ = std::fs::remove_dir_all(&out_dir);
-    assert!(
-        out.status.success(),
-        "scenario {name} failed inside the container:\n{}\n{}\n{logs}",
-        super::text(&out.stdout),
-        super::text(&out.stderr)
+    super::assert_ok(
+        &out,
+        &format!("scenario {name} inside the container ({logs})"),
     );
     // The inner run must really have run this test (not filtered everything out).
     assert!(
@@ -193,7 +191,7 @@ pub fn enroll(user: &str) -> String {
         .args(["enroll", "--user", user, "--no-confirm", "--json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", super::text(&out.stderr));
+    super::assert_ok(&out, "mfa-enroll enroll");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v["secret"].as_str().unwrap().to_string()
 }
@@ -360,11 +358,7 @@ pub fn sshd_settings(text: &str) {
 /// Restarts the container's sshd so that it reads its configuration again.
 pub fn restart_sshd() {
     let check = Command::new("/usr/sbin/sshd").arg("-t").output().unwrap();
-    assert!(
-        check.status.success(),
-        "sshd -t: {}",
-        super::text(&check.stderr)
-    );
+    super::assert_ok(&check, "sshd -t");
     let pid = std::fs::read_to_string("/run/sshd.pid").unwrap_or_default();
     let pid = pid.trim();
     if !pid.is_empty() {
@@ -397,12 +391,71 @@ pub fn restart_sshd() {
 /// Runs a shell command inside the container; it must succeed.
 pub fn sh(script: &str) {
     let out = Command::new("sh").args(["-c", script]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}{}",
-        super::text(&out.stdout),
-        super::text(&out.stderr)
+    super::assert_ok(&out, script);
+}
+
+/// One `ssh` run of a first login (enrollment at login) as `user` with `key` (a key file name in
+/// KEYS; a certificate `KEY-cert.pub` next to it is offered too): prompts that contain "confirm"
+/// are answered with the code for the secret the server has just shown (read back from ssh's
+/// own stderr, as a person would read it off the screen; after the seconds in
+/// `/run/ecs-mfa-test/first-TAG/delay` if that file exists); "Verification code" prompts with
+/// `code`, if given. Returns whether it logged in, its stdout, what the user saw (stderr and
+/// the prompts) and the prompts one by one.
+pub fn first_login(
+    user: &str,
+    key: &str,
+    code: Option<&str>,
+    tag: &str,
+) -> (bool, String, String, Vec<String>) {
+    let dir = std::path::PathBuf::from(format!("/run/ecs-mfa-test/first-{tag}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    if let Some(code) = code {
+        std::fs::write(dir.join("code"), code).unwrap();
+    }
+    // Each prompt goes to `prompts`, followed by a line holding only \x1e (record separator).
+    let script = format!(
+        "#!/bin/sh\nprintf '%s\\n\\036\\n' \"$1\" >> {d}/prompts\ncase \"$1\" in\n\
+         *confirm*) [ -f {d}/delay ] && sleep \"$(cat {d}/delay)\"; \
+         s=$( (printf '%s\\n' \"$1\"; cat {d}/stderr) | sed -n 's/^Secret: //p' \
+         | tail -n 1 | tr -d ' '); [ -n \"$s\" ] || exit 1; oathtool --totp -b \"$s\"; exit 0;;\n\
+         *'Verification code'*) [ -f {d}/code ] || exit 1; cat {d}/code; echo; exit 0;;\n\
+         esac\nexit 1\n",
+        d = dir.display()
     );
+    std::fs::write(dir.join("askpass"), script).unwrap();
+    std::fs::set_permissions(dir.join("askpass"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let stderr = std::fs::File::create(dir.join("stderr")).unwrap();
+    let out = Command::new("ssh")
+        .args(["-F", "/dev/null", "-T", "-o", "StrictHostKeyChecking=no"])
+        .args([
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "IdentitiesOnly=yes",
+        ])
+        .args(["-o", "NumberOfPasswordPrompts=1"])
+        .arg("-i")
+        .arg(format!("{KEYS}/{key}"))
+        .arg(format!("{user}@127.0.0.1"))
+        .arg("id -un")
+        .env("SSH_ASKPASS", dir.join("askpass"))
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("LANG", "C.UTF-8")
+        .env_remove("DISPLAY")
+        .stdin(std::process::Stdio::null())
+        .stderr(stderr)
+        .output()
+        .unwrap();
+    // What the user saw: OpenSSH 9.2 puts the server's text into the prompt itself (askpass
+    // gets it as its argument), newer versions print it on stderr as the instruction.
+    let asked = std::fs::read_to_string(dir.join("prompts")).unwrap_or_default();
+    let err = std::fs::read_to_string(dir.join("stderr")).unwrap_or_default() + &asked;
+    let prompts = asked
+        .split("\n\u{1e}\n")
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+    (out.status.success(), super::text(&out.stdout), err, prompts)
 }
 
 /// Sets the account password of `user`.

@@ -73,11 +73,7 @@ fn free_port() -> u16 {
 
 fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("command runs");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    super::assert_ok(&out, &format!("{cmd:?}"));
     out
 }
 
@@ -85,9 +81,8 @@ fn openssl(dir: &Path, args: &[&str]) {
     run(Command::new("openssl").args(args).current_dir(dir));
 }
 
-/// An EC P-256 key (PKCS#8, `0600`) and a certificate signed by the CA in `dir`
-/// (`NAME.key`, `NAME.pem`).
-pub fn issue(dir: &Path, name: &str, subject: &str, ext: &str) {
+/// A new EC P-256 private key (PKCS#8) in `dir/file`.
+fn ec_key(dir: &Path, file: &str) {
     openssl(
         dir,
         &[
@@ -97,9 +92,15 @@ pub fn issue(dir: &Path, name: &str, subject: &str, ext: &str) {
             "-pkeyopt",
             "ec_paramgen_curve:P-256",
             "-out",
-            &format!("{name}.key"),
+            file,
         ],
     );
+}
+
+/// An EC P-256 key (PKCS#8, `0600`) and a certificate signed by the CA in `dir`
+/// (`NAME.key`, `NAME.pem`).
+pub fn issue(dir: &Path, name: &str, subject: &str, ext: &str) {
+    ec_key(dir, &format!("{name}.key"));
     openssl(
         dir,
         &[
@@ -144,18 +145,7 @@ pub fn issue(dir: &Path, name: &str, subject: &str, ext: &str) {
 /// A CA with its key in `dir` (`ca.pem`, `ca.key`).
 pub fn make_ca(dir: &Path, cn: &str) {
     std::fs::create_dir_all(dir).unwrap();
-    openssl(
-        dir,
-        &[
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            "ca.key",
-        ],
-    );
+    ec_key(dir, "ca.key");
     openssl(
         dir,
         &[
@@ -344,12 +334,7 @@ impl Cluster {
     /// etcdctl that must succeed; its stdout.
     pub fn ctl(&self, user: Option<&str>, args: &[&str]) -> String {
         let out = self.etcdctl(user, args);
-        assert!(
-            out.status.success(),
-            "etcdctl {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        super::assert_ok(&out, &format!("etcdctl {args:?}"));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -471,11 +456,7 @@ impl Cluster {
             .arg(&path)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "snapshot: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        super::assert_ok(&out, "etcdctl snapshot save");
         std::fs::read(&path).unwrap()
     }
 }

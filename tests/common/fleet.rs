@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::etcd::Cluster;
-use super::{Sandbox, cli, text};
+use super::{Sandbox, cli};
 use pam_ecs_mfa::fleet::etcd::Etcd;
 
 /// The key prefix every fleet test uses.
@@ -21,18 +21,13 @@ pub fn fleet_key(cluster: &Cluster, sb: &Sandbox) -> PathBuf {
             &["fleet", "init", "--key-file", path.to_str().unwrap()],
             b"",
         );
-        assert!(
-            out.status.success(),
-            "fleet init: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
+        super::assert_ok(&out, "fleet init");
         let again = cli(
             sb,
             &["fleet", "init", "--key-file", path.to_str().unwrap()],
             b"",
         );
-        assert!(!again.status.success(), "fleet init never replaces a key");
+        super::assert_failed(&again, "fleet init never replaces a key");
     }
     path
 }
@@ -101,4 +96,18 @@ pub fn put(sb: &Sandbox, key: &str, value: Vec<u8>) {
             &[],
         )
         .unwrap();
+}
+
+/// doctor's findings about the fleet (the sandbox has no sshd setup: the rest is ignored).
+pub fn fleet_findings(sb: &Sandbox) -> Vec<serde_json::Value> {
+    let out = cli(sb, &["doctor", "--json"], b"");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("doctor --json: {}", super::describe(&out)));
+    json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "fleet")
+        .cloned()
+        .collect()
 }

@@ -11,6 +11,7 @@
 pub mod container;
 pub mod etcd;
 pub mod fleet;
+pub mod gateway;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -219,7 +220,7 @@ impl Sandbox {
     /// Enrolls `user` with the real CLI and returns its base32 secret.
     pub fn enroll(&self, user: &str, extra: &[&str]) -> String {
         let out = self.enroll_cmd(user, extra);
-        assert!(out.status.success(), "enroll failed: {}", text(&out.stderr));
+        assert_ok(&out, "mfa-enroll enroll");
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
         json["secret"].as_str().unwrap().to_string()
     }
@@ -266,12 +267,7 @@ impl Sandbox {
             &[&["import", "oath", "--file", file.to_str().unwrap()], extra].concat(),
             b"",
         );
-        assert!(
-            out.status.success(),
-            "{}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
+        assert_ok(&out, "mfa-enroll import oath");
     }
 
     /// Runs `pamtester ecs-mfa-test USER authenticate` with `input` on stdin.
@@ -423,7 +419,7 @@ pub fn c_harness(name: &str) -> PathBuf {
             .arg("-lpam")
             .output()
             .expect("gcc runs (apt-get install gcc libpam0g-dev)");
-        assert!(cc.status.success(), "{}", text(&cc.stderr));
+        assert_ok(&cc, "cc (C harness)");
         built.push(name.to_string());
     }
     out
@@ -442,9 +438,9 @@ pub fn forward_pass_sandbox(tag: &str) -> (Sandbox, String) {
 }
 
 impl Sandbox {
-    /// Gives alice the Unix password [`PASSWORD`] (a private /etc/shadow in the PAM namespace)
-    /// and sets the stack of [`forward_pass_sandbox`].
-    pub fn use_forward_pass_stack(&self) {
+    /// Gives `users` the Unix password [`PASSWORD`] and every other account none, in a private
+    /// /etc/shadow that the PAM namespace mounts.
+    pub fn set_password_of(&self, users: &[&str]) {
         let hash = Command::new("openssl")
             .args(["passwd", "-6", PASSWORD])
             .output()
@@ -455,7 +451,11 @@ impl Sandbox {
             .lines()
             .map(|l| l.split(':').next().unwrap())
             .map(|u| {
-                let h = if u == "alice" { hash.as_str() } else { "!" };
+                let h = if users.contains(&u) {
+                    hash.as_str()
+                } else {
+                    "!"
+                };
                 format!("{u}:{h}:19000:0:99999:7:::\n")
             })
             .collect();
@@ -464,6 +464,12 @@ impl Sandbox {
             "mount --bind {} /etc/shadow",
             self.root.join("nss/shadow").display()
         ));
+    }
+
+    /// Gives alice the Unix password [`PASSWORD`] (a private /etc/shadow in the PAM namespace)
+    /// and sets the stack of [`forward_pass_sandbox`].
+    pub fn use_forward_pass_stack(&self) {
+        self.set_password_of(&["alice"]);
         self.set_stack(
             "auth required {module} {args} forward_pass\n\
              auth [success=1 default=ignore] pam_unix.so use_first_pass\n\
@@ -655,7 +661,7 @@ pub fn oathtool_code(secret: &str, extra: &[&str]) -> String {
         .arg(secret)
         .output()
         .expect("oathtool runs");
-    assert!(out.status.success(), "oathtool: {}", text(&out.stderr));
+    assert_ok(&out, "oathtool");
     text(&out.stdout).trim().to_string()
 }
 
@@ -673,6 +679,70 @@ pub fn wait_for_fresh_step(margin: u64) {
 
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// What a finished command printed, for an assertion message: its exit status, stdout and
+/// stderr (the tests' sandboxes hold no real secret, so all of it may be shown).
+pub fn describe(out: &Output) -> String {
+    format!(
+        "{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        text(&out.stdout).trim_end(),
+        text(&out.stderr).trim_end()
+    )
+}
+
+/// Asserts that a command (`what`, e.g. "mfa-enroll reset") exited 0; on failure the message
+/// shows its status, stdout and stderr.
+#[track_caller]
+pub fn assert_ok(out: &Output, what: &str) {
+    assert!(out.status.success(), "{what} failed: {}", describe(out));
+}
+
+/// Asserts that a command exited with exactly `code` (one of `mfa-enroll`'s documented exit
+/// statuses, say); on failure the message shows its status, stdout and stderr.
+#[track_caller]
+pub fn assert_exit(out: &Output, code: i32, what: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{what}: expected exit status {code}, got {}",
+        describe(out)
+    );
+}
+
+/// Asserts that a command did not succeed (any non-zero status or a signal).
+#[track_caller]
+pub fn assert_failed(out: &Output, what: &str) {
+    assert!(
+        !out.status.success(),
+        "{what} should have failed: {}",
+        describe(out)
+    );
+}
+
+/// Asserts that an audit line says `reason=<want>`, showing the whole line otherwise.
+#[track_caller]
+pub fn assert_reason(line: &str, want: &str) {
+    assert_eq!(reason(line), want, "audit line: {line}");
+}
+
+/// Asserts that a login (see [`login`]) was denied with `reason=<want>`.
+#[track_caller]
+pub fn assert_denied(ok: bool, line: &str, want: &str) {
+    assert!(
+        !ok && reason(line) == want,
+        "expected a denial with reason={want}: {line}"
+    );
+}
+
+/// Asserts that a login (see [`login`]) succeeded with `reason=<want>`.
+#[track_caller]
+pub fn assert_accepted(ok: bool, line: &str, want: &str) {
+    assert!(
+        ok && reason(line) == want,
+        "expected a success with reason={want}: {line}"
+    );
 }
 
 /// A code that differs from `right` in every digit (so it is wrong whatever the step).
@@ -789,6 +859,6 @@ pub fn login(sb: &Sandbox, user: &str, code: &str) -> (bool, String) {
 /// `enroll --json` with the real CLI (asserting it worked): the printed object.
 pub fn enroll_json(sb: &Sandbox, user: &str, extra: &[&str]) -> serde_json::Value {
     let out = sb.enroll_cmd(user, extra);
-    assert!(out.status.success(), "enroll {user}: {}", text(&out.stderr));
+    assert_ok(&out, &format!("enroll {user}"));
     serde_json::from_slice(&out.stdout).unwrap()
 }

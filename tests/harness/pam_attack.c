@@ -1,5 +1,5 @@
 /*
- * A hostile PAM application for tests/attack_24.rs: runs a script of PAM calls on ONE handle,
+ * A hostile PAM application for tests/attack_login_surface.rs: runs a script of PAM calls on ONE handle,
  * in the order given, whatever the results (unlike sshd, login and su, it may call
  * pam_setcred after a failure, authenticate twice, or change PAM_USER in between).
  *
@@ -9,32 +9,11 @@
  * Answers to prompts are read from stdin, one line each (as pamtester). Each call's result is
  * written to stderr as "pam_attack: OP rc=N". Exit 0 once the script ran.
  */
-#include <security/pam_appl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int conv(int n, const struct pam_message **msg, struct pam_response **resp, void *data)
-{
-    (void)data;
-    struct pam_response *r = calloc((size_t)n, sizeof *r);
-    if (r == NULL)
-        return PAM_BUF_ERR;
-    for (int i = 0; i < n; i++) {
-        fprintf(stderr, "%s\n", msg[i]->msg);
-        if (msg[i]->msg_style == PAM_PROMPT_ECHO_OFF || msg[i]->msg_style == PAM_PROMPT_ECHO_ON) {
-            char line[4096];
-            if (fgets(line, sizeof line, stdin) == NULL) {
-                free(r);
-                return PAM_CONV_ERR;
-            }
-            line[strcspn(line, "\n")] = '\0';
-            r[i].resp = strdup(line);
-        }
-    }
-    *resp = r;
-    return PAM_SUCCESS;
-}
+#include "stdin_conv.h"
 
 int main(int argc, char **argv)
 {
@@ -42,7 +21,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: pam_attack SERVICE USER OP...\n");
         return 2;
     }
-    struct pam_conv c = {conv, NULL};
+    static const struct stdin_conv_style style = {.newline_after_prompt = 1};
+    struct pam_conv c = {stdin_conv, (void *)&style};
     pam_handle_t *pamh = NULL;
     int rc = pam_start(argv[1], argv[2], &c, &pamh);
     if (rc != PAM_SUCCESS) {

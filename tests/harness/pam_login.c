@@ -9,34 +9,11 @@
  * Environment: PAM_LOGIN_SERVICE overrides SERVICE; PAM_LOGIN_RHOST and PAM_LOGIN_RUSER set
  * those items. Exit 0 and "pam_login: authenticated" on success, 1 with PAM's error otherwise.
  */
-#include <security/pam_appl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int conv(int n, const struct pam_message **msg, struct pam_response **resp, void *data)
-{
-    (void)data;
-    struct pam_response *r = calloc((size_t)n, sizeof *r);
-    if (r == NULL)
-        return PAM_BUF_ERR;
-    for (int i = 0; i < n; i++) {
-        fprintf(stderr, "%s", msg[i]->msg);
-        if (msg[i]->msg_style == PAM_PROMPT_ECHO_OFF || msg[i]->msg_style == PAM_PROMPT_ECHO_ON) {
-            char line[4096];
-            if (fgets(line, sizeof line, stdin) == NULL) {
-                free(r);
-                return PAM_CONV_ERR;
-            }
-            line[strcspn(line, "\n")] = '\0';
-            r[i].resp = strdup(line);
-        } else {
-            fprintf(stderr, "\n");
-        }
-    }
-    *resp = r;
-    return PAM_SUCCESS;
-}
+#include "stdin_conv.h"
 
 int main(int argc, char **argv)
 {
@@ -45,7 +22,7 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *service = getenv("PAM_LOGIN_SERVICE") ? getenv("PAM_LOGIN_SERVICE") : argv[1];
-    struct pam_conv c = {conv, NULL};
+    struct pam_conv c = {stdin_conv, NULL};
     pam_handle_t *pamh = NULL;
     int rc = pam_start(service, argv[2], &c, &pamh);
     if (rc != PAM_SUCCESS) {

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Sandbox, cli, text};
+use common::{Sandbox, cli};
 
 fn hotp(secret: &str, counter: u64) -> String {
     common::oathtool_code(secret, &["--hotp", "-c", &counter.to_string()])
@@ -29,7 +29,7 @@ fn counter(sb: &Sandbox, user: &str) -> u64 {
 fn an_enrolled_hotp_token_works_once_per_code_and_only_moves_forward() {
     let sb = Sandbox::new("hotp");
     let out = sb.enroll_cmd("alice", &["--hotp"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll enroll");
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let secret = json["secret"].as_str().unwrap().to_string();
     assert_eq!(
@@ -53,7 +53,7 @@ fn an_enrolled_hotp_token_works_once_per_code_and_only_moves_forward() {
     }
     assert_eq!(counter(&sb, "alice"), 1);
     let unlock = cli(&sb, &["unlock", "--user", "alice"], b"");
-    assert!(unlock.status.success());
+    common::assert_ok(&unlock, "mfa-enroll unlock");
     // A few presses ahead (inside hotp_window = 3): accepted, the skipped codes are dead.
     let (ok, line) = login(&sb, "alice", &hotp(&secret, 3));
     assert!(ok && line.contains("skew=2"), "{line}");
@@ -99,12 +99,7 @@ fn hotp_entries_of_google_authenticator_and_pam_oath_are_migrated_with_their_cou
         &["import", "oath", "--file", file.to_str().unwrap()],
         b"",
     );
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    common::assert_ok(&out, "mfa-enroll import oath");
     let (ok, line) = login(&sb, "bob", &hotp(secret, 16));
     assert!(!ok, "before the imported counter: {line}");
     let (ok, line) = login(&sb, "bob", &hotp(secret, 17));
@@ -136,12 +131,7 @@ fn hotp_entries_of_google_authenticator_and_pam_oath_are_migrated_with_their_cou
         ],
         b"",
     );
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    common::assert_ok(&out, "mfa-enroll import google-authenticator");
     let (ok, line) = login(&sb, "dave", &hotp(secret, 5));
     assert!(ok, "{line}");
     assert_eq!(counter(&sb, "dave"), 6);

@@ -414,7 +414,7 @@ fn cli_errors_are_one_line_without_a_panic() {
             .output()
             .unwrap();
         let err = text(&out.stderr);
-        assert!(!out.status.success(), "{args:?}");
+        common::assert_failed(&out, &format!("{args:?}"));
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
         assert!(
             err.starts_with("mfa-enroll: ") && !err.contains("panicked"),

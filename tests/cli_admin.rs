@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use common::{Sandbox, cli, decode_png_qr, decode_terminal_qr, oathtool_code, text, wrong_code};
 
 fn json(out: &std::process::Output) -> serde_json::Value {
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(out, "mfa-enroll --json");
     serde_json::from_slice(&out.stdout).expect("one JSON object")
 }
 
@@ -33,7 +33,7 @@ fn every_qr_rendering_decodes_to_the_json_uri() {
     assert_eq!(decode_png_qr(&png), uri);
     for (style, ansi) in [("utf8", false), ("ansi", true)] {
         let out = cli(&sb, &["show", "--user", "alice", "--qr", style], b"");
-        assert!(out.status.success(), "{}", text(&out.stderr));
+        common::assert_ok(&out, "mfa-enroll show");
         assert_eq!(decode_terminal_qr(&text(&out.stdout), ansi), uri, "{style}");
         // show changes nothing, and does not say it is enrolling.
         assert!(
@@ -84,14 +84,14 @@ fn status_reports_enrollment_recovery_codes_and_lockout() {
     );
 
     let out = cli(&sb, &["status", "--user", "bob"], b"");
-    assert_eq!(out.status.code(), Some(5));
+    common::assert_exit(&out, 5, "mfa-enroll status");
     assert!(text(&out.stdout).contains("bob: NOT ENROLLED"));
     // A record that exists but is malformed is a store problem (6), not "not enrolled" (5).
     let broken = sb.store.join("carol.toml");
     std::fs::write(&broken, "version = 1\nsecret = \"not base32!\"\n").unwrap();
     std::fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let out = cli(&sb, &["status", "--user", "carol"], b"");
-    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stdout));
+    common::assert_exit(&out, 6, "mfa-enroll status");
     std::fs::remove_file(&broken).unwrap();
     // --all lists local accounts with a login shell (root has one) and orphan records.
     sb.enroll("ghost-user", &[]);
@@ -135,9 +135,10 @@ fn unlock_clears_the_lockout_but_not_the_replay_mark() {
         "the used code stays used: {}",
         r.audit()
     );
-    assert_eq!(
-        cli(&sb, &["unlock", "--user", "nobody"], b"").status.code(),
-        Some(5)
+    common::assert_exit(
+        &cli(&sb, &["unlock", "--user", "nobody"], b""),
+        5,
+        "mfa-enroll unlock --user nobody",
     );
 }
 
@@ -188,7 +189,7 @@ fn a_clock_that_was_ahead_is_shown_bounded_and_cleared_by_unlock() {
         r.audit()
     );
     let out = cli(&sb, &["unlock", "--user", "alice"], b"");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll unlock");
     let s = json(&cli(&sb, &["status", "--user", "alice", "--json"], b""));
     assert!(s.get("replay_mark_ahead_seconds").is_none(), "{s}");
     assert_eq!(s["failures"], 0, "the refusal was not counted");
@@ -210,7 +211,7 @@ fn verify_checks_a_code_like_a_login() {
         &["verify", "--user", "alice"],
         format!("{code}\n").as_bytes(),
     );
-    assert_eq!(again.status.code(), Some(8));
+    common::assert_exit(&again, 8, "mfa-enroll verify");
     assert!(text(&again.stdout).contains("NOT valid for alice: replay"));
     // It says why, and what to do (right after an enrollment the confirmation used the code).
     assert!(
@@ -263,11 +264,7 @@ fn reset_replaces_the_secret_and_remove_deletes_the_enrollment() {
     );
 
     let refused = cli(&sb, &["remove", "--user", "alice"], b"y\n");
-    assert_eq!(
-        refused.status.code(),
-        Some(2),
-        "no terminal, no --yes: refuse"
-    );
+    common::assert_exit(&refused, 2, "no terminal, no --yes: refuse");
     assert!(sb.store.join("alice.toml").exists());
     let removed = json(&cli(
         &sb,
@@ -359,7 +356,7 @@ fn google_authenticator_files_import_with_scratch_codes() {
         ],
         b"",
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    common::assert_exit(&out, 0, "mfa-enroll import google-authenticator");
     let hotp = oathtool_code(secret, &["--hotp", "-c", "1"]);
     assert!(sb.auth("bob", format!("{hotp}\n").as_bytes()).success);
     std::fs::write(&file, format!("{secret}\n\" HOTP_COUNTER one\n")).unwrap();
@@ -375,7 +372,7 @@ fn google_authenticator_files_import_with_scratch_codes() {
         ],
         b"",
     );
-    assert_eq!(out.status.code(), Some(10));
+    common::assert_exit(&out, 10, "mfa-enroll import google-authenticator");
     assert!(text(&out.stdout).contains("carol: NOT imported: HOTP_COUNTER"));
 }
 
@@ -394,11 +391,7 @@ fn oath_usersfiles_import_totp_lines() {
         &["import", "oath", "--file", file.to_str().unwrap(), "--json"],
         b"",
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "carol's HOTP line is imported too"
-    );
+    common::assert_exit(&out, 0, "carol's HOTP line is imported too");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["imported"].as_array().unwrap().len(), 3);
     let carol = oathtool_code("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", &["--hotp", "-c", "0"]);
@@ -423,11 +416,11 @@ fn oath_usersfiles_import_totp_lines() {
 fn completions_and_man_pages_are_generated() {
     let sb = Sandbox::new("docs");
     let out = cli(&sb, &["completions", "bash"], b"");
-    assert!(out.status.success());
+    common::assert_ok(&out, "mfa-enroll completions bash");
     assert!(text(&out.stdout).contains("mfa-enroll") && text(&out.stdout).contains("unlock"));
     let dir = sb.root.join("man");
     let out = cli(&sb, &["man", "--out", dir.to_str().unwrap()], b"");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll man");
     let page = std::fs::read_to_string(dir.join("man1/mfa-enroll.1")).unwrap();
     for needle in [
         "EXIT STATUS",

@@ -37,12 +37,7 @@ fn rootfs() -> PathBuf {
         .arg("http://deb.debian.org/debian")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "debootstrap bullseye: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    common::assert_ok(&out, "debootstrap bullseye");
     std::fs::write(&stamp, "").unwrap();
     root
 }
@@ -51,11 +46,7 @@ fn rootfs() -> PathBuf {
 fn deb() -> PathBuf {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(repo.join("scripts/package")).output().unwrap();
-    assert!(
-        out.status.success(),
-        "scripts/package: {}",
-        text(&out.stderr)
-    );
+    common::assert_ok(&out, "scripts/package");
     repo.join(format!(
         "target/debian/ecs-mfa_{}-1_amd64.deb",
         env!("CARGO_PKG_VERSION")
@@ -159,7 +150,7 @@ fn the_deb_installs_and_works_on_debian_11_bullseye() {
     let out = common::wait_with_timeout(child, Duration::from_secs(300));
     let _ = std::fs::remove_dir_all(&work);
     let all = text(&out.stdout) + &text(&out.stderr);
-    assert!(out.status.success(), "{all}");
+    common::assert_ok(&out, "the scenario inside bullseye");
     assert!(
         all.contains("glibc: GNU C Library (Debian GLIBC 2.31"),
         "{all}"

@@ -1,6 +1,8 @@
-//! The classes of the security review (issue "Security review"), tier 2: the real `.so` under
-//! real Linux-PAM, with the real `mfa-enroll`. Each test would fail with the module as it was
-//! before the fix.
+//! Attacks on what a login trusts around it (the classes of the first security review), tier 2:
+//! the real `.so` under real Linux-PAM, with the real `mfa-enroll`: a directory above the store
+//! that others can change, every spelling of an account name, `nullok` with a missing store, an
+//! administrator's change while a client sits at the prompt, and a secret removed and enrolled
+//! again. Each test would fail with the module as it was before the fix.
 
 mod common;
 
@@ -28,7 +30,7 @@ fn an_admin_change_during_the_prompt_applies_to_the_login_in_flight() {
                 &["reset", "--user", "alice", "--no-confirm", "--json"],
                 b"",
             );
-            assert!(out.status.success(), "{}", text(&out.stderr));
+            common::assert_ok(&out, "mfa-enroll reset");
         },
         format!("{code}\n").as_bytes(),
     );
@@ -44,7 +46,7 @@ fn an_admin_change_during_the_prompt_applies_to_the_login_in_flight() {
         "alice",
         || {
             let out = cli(&sb, &["remove", "--user", "alice", "--yes"], b"");
-            assert!(out.status.success(), "{}", text(&out.stderr));
+            common::assert_ok(&out, "mfa-enroll remove");
         },
         format!("{code}\n").as_bytes(),
     );
@@ -61,7 +63,7 @@ fn removing_and_enrolling_the_same_secret_again_keeps_used_codes_used() {
     let code = oathtool_code(&secret, &[]);
     assert!(sb.auth("alice", format!("{code}\n").as_bytes()).success);
     let out = cli(&sb, &["remove", "--user", "alice", "--yes"], b"");
-    assert!(out.status.success());
+    common::assert_ok(&out, "mfa-enroll remove");
     // The same secret again, through pam_oath's users-file format.
     sb.import_oath("alice", &secret);
     let r = sb.auth("alice", format!("{code}\n").as_bytes());
@@ -106,7 +108,7 @@ fn a_directory_above_the_store_that_others_can_change_denies_every_login() {
             .unwrap()
     };
     let out = enroll(&["enroll", "--user", "alice", "--no-confirm", "--json"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "enroll");
     let secret = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["secret"]
         .as_str()
         .unwrap()
@@ -126,7 +128,7 @@ fn a_directory_above_the_store_that_others_can_change_denies_every_login() {
         assert!(audit.contains("reason=bad_file"), "{audit}");
         assert!(audit.contains("a directory on the way"), "{audit}");
         let out = enroll(&["status", "--user", "alice"]);
-        assert!(!out.status.success(), "mfa-enroll accepted it too");
+        common::assert_failed(&out, "mfa-enroll accepted it too");
         assert!(
             text(&out.stdout).contains("a directory on the way"),
             "{}{}",
@@ -134,7 +136,7 @@ fn a_directory_above_the_store_that_others_can_change_denies_every_login() {
             text(&out.stderr)
         );
         let out = enroll(&["enroll", "--user", "bob", "--no-confirm"]);
-        assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
+        common::assert_exit(&out, 6, "enroll");
         chown(dir, Some(0), None).unwrap();
         set_mode(dir, 0o755);
     }
@@ -202,7 +204,7 @@ fn every_spelling_of_an_account_gets_that_accounts_record_state_and_groups() {
         .arg(dir.join("alias.c"))
         .output()
         .expect("gcc (scripts/deps installs it)");
-    assert!(gcc.status.success(), "{}", text(&gcc.stderr));
+    common::assert_ok(&gcc, "gcc");
     let nsswitch = std::fs::read_to_string("/etc/nsswitch.conf").unwrap();
     let nsswitch: String = nsswitch
         .lines()

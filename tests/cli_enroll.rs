@@ -13,7 +13,7 @@ use common::{Sandbox, enroll_bin, oathtool_code, text};
 fn json_output_is_one_object_with_every_field() {
     let sb = Sandbox::new("cli-json");
     let out = sb.enroll_cmd("alice", &["--issuer", "Corp:Prod"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll enroll");
     let stdout = text(&out.stdout);
     assert_eq!(
         stdout.lines().count(),
@@ -71,7 +71,7 @@ fn an_existing_enrollment_is_kept_unless_forced() {
     let first = sb.enroll("alice", &[]);
     let before = std::fs::read(sb.store.join("alice.toml")).unwrap();
     let out = sb.enroll_cmd("alice", &[]);
-    assert_eq!(out.status.code(), Some(4));
+    common::assert_exit(&out, 4, "mfa-enroll enroll");
     assert!(text(&out.stderr).contains("already enrolled; use --force"));
     assert!(out.stdout.is_empty());
     assert_eq!(std::fs::read(sb.store.join("alice.toml")).unwrap(), before);
@@ -220,7 +220,7 @@ fn usage_errors_have_their_own_exit_status() {
     ];
     for (args, env, status, message) in cases {
         let out = run(args, env);
-        assert_eq!(out.status.code(), Some(status), "{args:?}");
+        common::assert_exit(&out, status, &format!("{args:?}"));
         assert!(
             text(&out.stderr).contains(message),
             "{args:?}: {}",
@@ -240,7 +240,7 @@ fn usage_errors_have_their_own_exit_status() {
         ],
         &[("SUDO_USER", "carol")],
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "enroll");
     assert!(sb.store.join("carol.toml").exists());
 }
 
@@ -254,7 +254,7 @@ fn non_root_callers_are_refused() {
         .arg(&sb.store)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    common::assert_exit(&out, 3, "mfa-enroll enroll as an unprivileged user");
     assert!(text(&out.stderr).contains("must run as root"));
 }
 
@@ -264,7 +264,7 @@ fn a_store_directory_with_unsafe_permissions_is_refused_not_fixed() {
     std::fs::create_dir(&sb.store).unwrap();
     std::fs::set_permissions(&sb.store, std::fs::Permissions::from_mode(0o777)).unwrap();
     let out = sb.enroll_cmd("alice", &[]);
-    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
+    common::assert_exit(&out, 6, "mfa-enroll enroll");
     assert!(text(&out.stderr).contains("writable by group/other"));
     let mode = std::fs::metadata(&sb.store).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o777, "left as found");
@@ -305,7 +305,7 @@ fn recovery_codes_are_stored_hashed_and_can_be_regenerated() {
             .unwrap()
     };
     let out = regen(&["--user", "alice", "--json"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll recovery");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let second = v["recovery_codes"].as_array().unwrap();
     assert_eq!(second.len(), 10);
@@ -319,6 +319,6 @@ fn recovery_codes_are_stored_hashed_and_can_be_regenerated() {
     assert!(r.success, "{r:#?}");
     // Regenerating for someone not enrolled is a distinct error.
     let out = regen(&["--user", "nobody"]);
-    assert_eq!(out.status.code(), Some(5));
+    common::assert_exit(&out, 5, "mfa-enroll recovery");
     assert!(text(&out.stderr).contains("not enrolled"));
 }

@@ -31,11 +31,7 @@ fn deb() -> &'static PathBuf {
         let out = Command::new(repo().join("scripts/package"))
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "scripts/package: {}",
-            text(&out.stderr)
-        );
+        common::assert_ok(&out, "scripts/package");
         let deb = deb_path();
         assert!(deb.exists(), "{} not built", deb.display());
         deb
@@ -123,12 +119,7 @@ fn the_deb_holds_the_right_files_with_the_right_modes() {
         .output()
         .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        check.status.success(),
-        "{}{}",
-        text(&check.stdout),
-        text(&check.stderr)
-    );
+    common::assert_ok(&check, "check");
     let tmpfiles =
         std::fs::read_to_string(repo().join("packaging/tmpfiles.d/ecs-mfa.conf")).unwrap();
     assert!(tmpfiles.contains("d /run/ecs-mfa 0700 root root"));
@@ -145,7 +136,7 @@ fn wire_sshd_like_the_readme() {
     .unwrap();
     std::fs::copy(examples.join("debian/sshd"), "/etc/pam.d/sshd").unwrap();
     let check = Command::new("/usr/sbin/sshd").arg("-t").output().unwrap();
-    assert!(check.status.success(), "sshd -t: {}", text(&check.stderr));
+    common::assert_ok(&check, "sshd -t");
     let pid = std::fs::read_to_string("/run/sshd.pid").unwrap();
     assert!(
         Command::new("kill")
@@ -182,12 +173,7 @@ fn the_deb_installs_in_a_fresh_container_and_protects_ssh() {
             assert!(!Path::new("/usr/sbin/mfa-enroll").exists());
             let pam_before = std::fs::read("/etc/pam.d/sshd").unwrap();
             let out = Command::new("dpkg").args(["-i", &deb]).output().unwrap();
-            assert!(
-                out.status.success(),
-                "dpkg -i: {}{}",
-                text(&out.stdout),
-                text(&out.stderr)
-            );
+            common::assert_ok(&out, "dpkg -i");
             assert!(
                 text(&out.stdout).contains("Nothing is enforced yet"),
                 "{}",
@@ -215,7 +201,7 @@ fn the_deb_installs_in_a_fresh_container_and_protects_ssh() {
                 .args(["-r", "ecs-mfa"])
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{}", text(&out.stderr));
+            common::assert_ok(&out, "dpkg -r");
             assert!(
                 text(&out.stdout).contains("enrollments kept"),
                 "{}",
@@ -226,7 +212,7 @@ fn the_deb_installs_in_a_fresh_container_and_protects_ssh() {
                 .args(["-P", "ecs-mfa"])
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{}", text(&out.stderr));
+            common::assert_ok(&out, "dpkg -P");
             assert!(
                 text(&out.stdout).contains("deleting all enrollments"),
                 "{}",
@@ -247,7 +233,7 @@ fn scripts_install_installs_the_same_files_and_protects_ssh() {
             .current_dir(repo())
             .output()
             .unwrap();
-        assert!(built.status.success(), "{}", text(&built.stderr));
+        common::assert_ok(&built, "cargo");
     }
     in_container(
         "scripts_install_installs_the_same_files_and_protects_ssh",
@@ -258,12 +244,7 @@ fn scripts_install_installs_the_same_files_and_protects_ssh() {
                 .arg("--no-build")
                 .output()
                 .unwrap();
-            assert!(
-                out.status.success(),
-                "{}{}",
-                text(&out.stdout),
-                text(&out.stderr)
-            );
+            common::assert_ok(&out, "scripts/install --no-build");
             let msg = text(&out.stdout);
             assert!(
                 msg.contains("Nothing is enforced yet") && msg.contains("mfa-enroll enroll"),
@@ -297,11 +278,7 @@ fn the_rpm_holds_the_right_files_requirements_and_scripts() {
         .arg("--rpm")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "scripts/package --rpm: {}",
-        text(&out.stderr)
-    );
+    common::assert_ok(&out, "scripts/package --rpm");
     let version = env!("CARGO_PKG_VERSION");
     let rpm = repo().join(format!(
         "target/generate-rpm/ecs-mfa-{version}-1.x86_64.rpm"
@@ -312,7 +289,7 @@ fn the_rpm_holds_the_right_files_requirements_and_scripts() {
             .arg(&rpm)
             .output()
             .expect("rpm (apt-get install rpm)");
-        assert!(out.status.success(), "rpm {args:?}: {}", text(&out.stderr));
+        common::assert_ok(&out, &format!("rpm {args:?}"));
         text(&out.stdout)
     };
     let files = query(&["-qplv"]);
@@ -419,12 +396,7 @@ fn the_selinux_policy_module_compiles() {
         .arg(&te)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "checkmodule: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    common::assert_ok(&out, "checkmodule");
     let out = Command::new("semodule_package")
         .arg("-o")
         .arg(dir.join("ecs_mfa.pp"))
@@ -434,11 +406,7 @@ fn the_selinux_policy_module_compiles() {
         .arg(&fc)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "semodule_package: {}",
-        text(&out.stderr)
-    );
+    common::assert_ok(&out, "semodule_package");
     assert!(std::fs::metadata(dir.join("ecs_mfa.pp")).unwrap().len() > 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -578,7 +546,7 @@ fn the_readme_setup_order_never_opens_a_door() {
                 .args(["-i", &deb_path().display().to_string()])
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{}", text(&out.stderr));
+            common::assert_ok(&out, "dpkg -i");
             // The post-install message gives the same order: sshd before PAM.
             let msg = text(&out.stdout);
             let dropin = msg.find("50-ecs-mfa.conf").expect("drop-in step");

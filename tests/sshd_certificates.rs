@@ -10,7 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::container::{
-    audit_lines, code, in_container, new_audit_lines, set_config, sh, ssh, sshd_settings,
+    audit_lines, code, first_login, in_container, new_audit_lines, set_config, sh, ssh,
+    sshd_settings,
 };
 
 const DIR: &str = "/run/ecs-mfa-test";
@@ -21,53 +22,12 @@ fn keygen_fingerprint(file: &str) -> String {
         .args(["-l", "-f", file])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    common::assert_ok(&out, "ssh-keygen -l");
     common::text(&out.stdout)
         .split_whitespace()
         .nth(1)
         .unwrap()
         .to_string()
-}
-
-/// One `ssh` run of a first login with `key`: the confirmation prompt is answered with the code
-/// for the secret the server has just shown (read back from ssh's own output, as a person would
-/// read it off the screen). Returns whether it logged in, and what the client saw.
-fn first_login(user: &str, key: &str, tag: &str) -> (bool, String) {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = std::path::PathBuf::from(format!("{DIR}/first-{tag}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let script = format!(
-        "#!/bin/sh\nprintf '%s\\n' \"$1\" >> {d}/prompts\ncase \"$1\" in\n\
-         *confirm*) s=$( (printf '%s\\n' \"$1\"; cat {d}/stderr) | sed -n 's/^Secret: //p' \
-         | tail -n 1 | tr -d ' '); [ -n \"$s\" ] || exit 1; oathtool --totp -b \"$s\"; exit 0;;\n\
-         esac\nexit 1\n",
-        d = dir.display()
-    );
-    std::fs::write(dir.join("askpass"), script).unwrap();
-    std::fs::set_permissions(dir.join("askpass"), std::fs::Permissions::from_mode(0o700)).unwrap();
-    let stderr = std::fs::File::create(dir.join("stderr")).unwrap();
-    let out = Command::new("ssh")
-        .args(["-F", "/dev/null", "-T", "-o", "StrictHostKeyChecking=no"])
-        .args([
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "IdentitiesOnly=yes",
-        ])
-        .args(["-o", "NumberOfPasswordPrompts=1", "-i", key])
-        .arg(format!("{user}@127.0.0.1"))
-        .arg("id -un")
-        .env("SSH_ASKPASS", dir.join("askpass"))
-        .env("SSH_ASKPASS_REQUIRE", "force")
-        .env("LANG", "C.UTF-8")
-        .env_remove("DISPLAY")
-        .stdin(std::process::Stdio::null())
-        .stderr(stderr)
-        .output()
-        .unwrap();
-    let seen = std::fs::read_to_string(dir.join("stderr")).unwrap_or_default()
-        + &std::fs::read_to_string(dir.join("prompts")).unwrap_or_default();
-    (out.status.success(), seen)
 }
 
 #[test]
@@ -95,7 +55,7 @@ fn a_certificate_is_its_key_for_enrollment_at_login_grace_and_the_audit_line() {
             // Enrollment at login with the certificate records the key's fingerprint.
             common::wait_for_fresh_step(20);
             let seen = audit_lines().len();
-            let (ok, client) = first_login("carol", &format!("{DIR}/keys/carol"), "cert");
+            let (ok, _, client, _) = first_login("carol", "carol", None, "cert");
             assert!(ok, "{client}");
             let lines = new_audit_lines(seen);
             assert_eq!(lines.len(), 1, "{lines:#?}");

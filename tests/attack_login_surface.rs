@@ -36,33 +36,6 @@ fn attack(sb: &Sandbox, user: &str, input: &[u8], ops: &[&str]) -> common::AuthR
     .finish()
 }
 
-/// Alice and mallory both have the Unix password [`PASSWORD`] in the namespace's shadow.
-fn shadow_for_alice_and_mallory(sb: &Sandbox) {
-    let hash = Command::new("openssl")
-        .args(["passwd", "-6", PASSWORD])
-        .output()
-        .unwrap();
-    let hash = text(&hash.stdout).trim().to_string();
-    let passwd = std::fs::read_to_string(sb.root.join("nss/passwd")).unwrap();
-    let shadow: String = passwd
-        .lines()
-        .map(|l| l.split(':').next().unwrap())
-        .map(|u| {
-            let h = if u == "alice" || u == "mallory" {
-                hash.as_str()
-            } else {
-                "!"
-            };
-            format!("{u}:{h}:19000:0:99999:7:::\n")
-        })
-        .collect();
-    std::fs::write(sb.root.join("nss/shadow"), shadow).unwrap();
-    sb.set_ns_setup(&format!(
-        "mount --bind {} /etc/shadow",
-        sb.root.join("nss/shadow").display()
-    ));
-}
-
 /// HELD. A pending `forward_pass` grace grant outlives the `pam_authenticate` call that made
 /// it (the module keeps it in the handle until setcred). Attack: util-linux `login` clears
 /// `PAM_USER` after a failure, asks a new name and authenticates again on the same handle; a
@@ -79,7 +52,7 @@ fn held_pending_grace_from_a_failed_attempt_is_not_committed_after_pam_user_chan
     let sb = Sandbox::new("atk-stale");
     sb.set_config("grace_seconds = 600\n");
     let secret = sb.enroll("alice", &[]);
-    shadow_for_alice_and_mallory(&sb);
+    sb.set_password_of(&["alice", "mallory"]);
     // mallory is exempt from MFA by the stack (the module is skipped, pam_unix asks her own
     // password); everyone else: the shipped forward_pass stack (pam_unix takes the password
     // the module forwards).
@@ -152,7 +125,7 @@ fn finding_recovery_shaped_attempts_hold_the_users_lock_so_admin_commands_wait_o
     // Baseline: unlock with nobody attacking.
     let started = Instant::now();
     let out = common::cli(&sb, &["unlock", "--user", "alice"], b"");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll unlock");
     let baseline = started.elapsed();
     // Ten clients, each one PAM handle authenticating again and again (as sshd does for
     // several keyboard-interactive or password rounds), bounded to 30 attempts each.
@@ -175,7 +148,7 @@ fn finding_recovery_shaped_attempts_hold_the_users_lock_so_admin_commands_wait_o
         let started = Instant::now();
         let out = common::cli(&sb, &["unlock", "--user", "alice"], b"");
         took.push(started.elapsed());
-        assert!(out.status.success(), "{}", text(&out.stderr));
+        common::assert_ok(&out, "mfa-enroll unlock");
     }
     let mut attempts = 0;
     for mut a in attackers {
@@ -210,7 +183,7 @@ fn finding_recovery_shaped_attempts_hold_the_users_lock_so_admin_commands_wait_o
 fn finding_try_first_pass_tells_a_locked_out_client_whether_its_guess_was_the_code() {
     let sb = Sandbox::new("atk-tfp");
     let secret = sb.enroll("alice", &[]);
-    shadow_for_alice_and_mallory(&sb);
+    sb.set_password_of(&["alice", "mallory"]);
     sb.set_stack(
         "auth required pam_unix.so\n\
          auth required {module} {args} try_first_pass",
@@ -272,7 +245,7 @@ fn held_recovery_shaped_input_takes_the_same_time_for_enrolled_unknown_and_locke
             // alice would lock herself out after 5: unlock her between rounds (not timed).
             if *user == "alice" && round % 4 == 0 {
                 let out = common::cli(&sb, &["unlock", "--user", "alice"], b"");
-                assert!(out.status.success());
+                common::assert_ok(&out, "mfa-enroll unlock");
             }
             let started = Instant::now();
             let r = sb.auth(user, b"zzzzz-zzzzz\n");
@@ -313,7 +286,7 @@ fn finding_prompt_mode_grace_starts_on_a_wrong_password_when_the_password_module
     let sb = Sandbox::new("atk-req");
     sb.set_config("grace_seconds = 600\n");
     let secret = sb.enroll("alice", &[]);
-    shadow_for_alice_and_mallory(&sb);
+    sb.set_password_of(&["alice", "mallory"]);
     sb.set_stack(
         "auth required pam_unix.so\n\
          auth required {module} {args}",
@@ -425,7 +398,7 @@ fn finding_sshd_unauthenticated_recovery_guesses_make_admin_unlock_wait() {
                     .args(["unlock", "--user", "alice"])
                     .output()
                     .unwrap();
-                assert!(out.status.success(), "{}", text(&out.stderr));
+                common::assert_ok(&out, "mfa-enroll unlock");
                 started.elapsed()
             };
             let baseline = unlock();
@@ -521,7 +494,7 @@ fn finding_parallel_recovery_shaped_attempts_tell_enrolled_from_unknown_users() 
 fn finding_a_recovery_code_login_is_refused_when_the_store_disk_is_full() {
     let sb = Sandbox::new("atk-full");
     let out = sb.enroll_cmd("alice", &[]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll enroll");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let recovery = v["recovery_codes"][0].as_str().unwrap().to_string();
     let copy = sb.root.join("store-copy");
@@ -644,7 +617,7 @@ fn held_hostile_certificate_fields_through_sshd_stay_inside_one_bounded_audit_li
                 .arg(format!("{dir}/ca"))
                 .output()
                 .unwrap();
-            assert!(out.status.success());
+            common::assert_ok(&out, "ssh-keygen (CA key)");
             let out = Command::new("ssh-keygen")
                 .arg("-q")
                 .arg("-s")
@@ -658,7 +631,7 @@ fn held_hostile_certificate_fields_through_sshd_stay_inside_one_bounded_audit_li
                 .arg(format!("{dir}/keys/carol.pub"))
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{}", text(&out.stderr));
+            common::assert_ok(&out, "ssh-keygen -s (certificate)");
             sshd_settings(&format!("TrustedUserCAKeys {dir}/ca.pub\n"));
             let secret = enroll("carol");
             common::wait_for_fresh_step(20);

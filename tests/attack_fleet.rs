@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use common::etcd::Cluster;
 use common::fleet::{get, host, put};
+use common::gateway::Gateway;
 use common::{Sandbox, cli, enroll_json, login, oathtool_code, reason, text, wait_for_fresh_step};
 
 fn reset(sb: &Sandbox, user: &str) -> String {
@@ -29,7 +30,7 @@ fn reset(sb: &Sandbox, user: &str) -> String {
         &["reset", "--user", user, "--no-confirm", "--json"],
         b"",
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll reset");
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     json["secret"].as_str().unwrap().to_string()
 }
@@ -163,145 +164,6 @@ fn held_a_planted_or_symlinked_endpoint_hint_is_ignored() {
     cluster.resume(2);
 }
 
-/// A slow but faithful gateway (python3's ssl, a certificate from the cluster's CA, as in
-/// tests/fleet_faults.rs): forwards each request to a real node and answers after `delay_ms`
-/// (one connection per request: `Connection: close`). Counts requests on stdout; exits by
-/// itself after `life` seconds (and with the test process: pdeathsig).
-const SLOW_GATEWAY: &str = r#"
-import http.client, socket, ssl, sys, threading, time
-port, cert, key, ca, upstream, delay, life = sys.argv[1:8]
-delay = int(delay) / 1000.0
-server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-server.load_cert_chain(cert, key)
-server.load_verify_locations(ca)
-server.verify_mode = ssl.CERT_REQUIRED
-client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-client.load_cert_chain(cert, key)
-client.load_verify_locations(ca)
-
-def handle(raw):
-    try:
-        conn = server.wrap_socket(raw, server_side=True)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = conn.recv(4096)
-            if not chunk:
-                return
-            data += chunk
-        head, body = data.split(b"\r\n\r\n", 1)
-        lines = head.decode().split("\r\n")
-        path = lines[0].split(" ")[1]
-        headers = {}
-        for l in lines[1:]:
-            k, v = l.split(":", 1)
-            headers[k.strip().lower()] = v.strip()
-        n = int(headers.get("content-length", "0"))
-        while len(body) < n:
-            body += conn.recv(4096)
-        host, p = upstream.rsplit(":", 1)
-        up = http.client.HTTPSConnection(host, int(p), context=client, timeout=10)
-        h = {"Content-Type": "application/json"}
-        if "authorization" in headers:
-            h["Authorization"] = headers["authorization"]
-        up.request("POST", path, body, h)
-        r = up.getresponse()
-        answer = r.read()
-        time.sleep(delay)
-        conn.sendall(("HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (r.status, len(answer))).encode() + answer)
-        print("request", path, flush=True)
-        conn.close()
-    except Exception:
-        pass
-
-listener = socket.socket()
-listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-listener.bind(("127.0.0.1", int(port)))
-listener.listen(64)
-listener.settimeout(0.2)
-print("ready", flush=True)
-end = time.time() + int(life)
-while time.time() < end:
-    try:
-        raw, _ = listener.accept()
-    except socket.timeout:
-        continue
-    threading.Thread(target=handle, args=(raw,), daemon=True).start()
-"#;
-
-/// A running [`SLOW_GATEWAY`], stopped by its PID when dropped.
-struct SlowGateway {
-    child: std::process::Child,
-    url: String,
-}
-
-impl SlowGateway {
-    fn start(cluster: &Cluster, delay_ms: u64, life_secs: u64) -> Self {
-        use std::io::BufRead;
-        let dir = &cluster.dir;
-        if !dir.join("a23gw.pem").exists() {
-            common::etcd::issue(
-                dir,
-                "a23gw",
-                "/CN=a23gw",
-                "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
-            );
-            std::fs::write(dir.join("a23gw.py"), SLOW_GATEWAY).unwrap();
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let upstream = cluster.endpoints()[0]
-            .trim_start_matches("https://")
-            .to_string();
-        let mut child = std::process::Command::new("setpriv")
-            .args(["--pdeathsig", "KILL", "--", "python3"])
-            .arg(dir.join("a23gw.py"))
-            .arg(port.to_string())
-            .arg(dir.join("a23gw.pem"))
-            .arg(dir.join("a23gw.key"))
-            .arg(dir.join("ca.pem"))
-            .arg(upstream)
-            .arg(delay_ms.to_string())
-            .arg(life_secs.to_string())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .expect("python3 runs");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "ready", "gateway did not start");
-        Self {
-            child,
-            url: format!("https://127.0.0.1:{port}"),
-        }
-    }
-
-    /// Stops the gateway and returns the requests it answered (paths).
-    fn stop(mut self) -> Vec<String> {
-        use std::io::Read;
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let mut out = String::new();
-        let _ = self.child.stdout.take().unwrap().read_to_string(&mut out);
-        out.lines()
-            .filter_map(|l| l.strip_prefix("request "))
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-impl Drop for SlowGateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// docs/fleet.md, "Deadlines and memory": "a login waits for etcd at most 2 x timeout_ms".
 /// With `grace_seconds` and `forward_pass` (the Debian sshd-forward-pass stack), the grant
 /// waits for `pam_setcred`, which opens the fleet again and runs a read and a
@@ -317,7 +179,7 @@ fn finding_setcred_grace_commit_adds_two_more_deadlines_to_a_login() {
         .unwrap()
         .to_string();
     let timeout_ms = 2000u128;
-    let gateway = SlowGateway::start(&cluster, 1600, 90);
+    let gateway = Gateway::start_for(&cluster, "delay", 1600, 90);
     let a = common::fleet::host_with(
         &cluster,
         "a23slow-a",
@@ -470,7 +332,7 @@ fn documented_limit_recovery_codes_a_host_marks_used_are_folded_out_and_recovery
     assert!(!ok);
     // The documented repair: new codes, which work.
     let out = cli(&a, &["recovery", "--user", "bob", "--json"], b"");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll recovery");
     let fresh: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let fresh = fresh["recovery_codes"][0].as_str().unwrap().to_string();
     let (ok, line) = login(&a, "bob", &fresh);
@@ -500,7 +362,7 @@ fn finding_a_replay_mark_a_host_pushes_into_the_future_locks_the_user_out_past_l
     let (ok, line) = login(&a, "carol", &oathtool_code(&secret, &[]));
     let first = common::container::now();
     println!("at the forged mark: ok={ok} {line}");
-    assert!(!ok && reason(&line) == "state_in_future", "{line}");
+    common::assert_denied(ok, &line, "state_in_future");
     // Fixed: the refusal ends once real time passes that bound (30 + 2 s): the code of the
     // first step that starts after it works, with no administrator involved.
     let after = first + 30 + 2;
@@ -550,7 +412,7 @@ fn held_forged_failures_and_lockout_at_their_limits_are_clamped_and_unlock_clear
         &(common::container::now() + 10 * 365 * 86400).to_string(),
     );
     let out = cli(&a, &["unlock", "--user", "alice"], b"");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll unlock");
     next_step();
     let (ok, line) = login(&b, "alice", &oathtool_code(&secret, &[]));
     println!("after unlock: ok={ok} {line}");

@@ -22,7 +22,7 @@ fn needed(path: &std::path::Path) -> Vec<String> {
         .arg(path)
         .output()
         .expect("objdump (binutils; scripts/deps installs it)");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "objdump -p");
     text(&out.stdout)
         .lines()
         .filter_map(|l| l.trim().strip_prefix("NEEDED"))
@@ -36,7 +36,7 @@ fn dynamic_symbols(path: &std::path::Path) -> String {
         .arg(path)
         .output()
         .expect("objdump");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "objdump -T");
     text(&out.stdout)
 }
 

@@ -35,6 +35,15 @@ fn problems(report: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
+/// Asserts that one of doctor's `warnings` (from [`findings`]) contains `text`.
+#[track_caller]
+fn assert_warns(warnings: &[String], text: &str) {
+    assert!(
+        warnings.iter().any(|w| w.contains(text)),
+        "no warning says {text:?}: {warnings:#?}"
+    );
+}
+
 fn findings(report: &serde_json::Value, level: &str) -> Vec<String> {
     report["findings"]
         .as_array()
@@ -277,12 +286,7 @@ fn doctor_passes_a_good_setup_and_reports_each_seeded_misconfiguration() {
                 printf 'require_groups = [\"mfa\"]\\nnullok = true\\n' > /etc/ecs-mfa/config.toml");
             let (_, report) = doctor();
             let warnings = findings(&report, "warning");
-            assert!(
-                warnings
-                    .iter()
-                    .any(|w| w.contains("log in WITHOUT a code: svcacct")),
-                "{warnings:#?}"
-            );
+            assert_warns(&warnings, "log in WITHOUT a code: svcacct");
 
             // Enrollment at login: warned about when sshd lets keyboard-interactive come without
             // a key, and when its deadline is over.
@@ -294,16 +298,11 @@ fn doctor_passes_a_good_setup_and_reports_each_seeded_misconfiguration() {
             restart_sshd();
             let (_, report) = doctor();
             let warnings = findings(&report, "warning");
-            assert!(
-                warnings.iter().any(|w| w.contains("enroll_at_login is on, but sshd allows keyboard-interactive without a key first")),
-                "{warnings:#?}"
+            assert_warns(
+                &warnings,
+                "enroll_at_login is on, but sshd allows keyboard-interactive without a key first",
             );
-            assert!(
-                warnings
-                    .iter()
-                    .any(|w| w.contains("enroll_until (2020-01-31) has passed")),
-                "{warnings:#?}"
-            );
+            assert_warns(&warnings, "enroll_until (2020-01-31) has passed");
             sh(
                 "printf 'AuthenticationMethods publickey,keyboard-interactive publickey,password\nPermitRootLogin yes\n' \
                 > /etc/ssh/sshd_config.d/00-a-test.conf",

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Sandbox, cli, oathtool_code, text, wait_for_fresh_step, wrong_code};
+use common::{Sandbox, cli, oathtool_code, wait_for_fresh_step, wrong_code};
 
 #[test]
 fn a_grace_period_spares_the_code_for_the_same_client_until_a_failure_or_unlock_all_grace() {
@@ -35,11 +35,11 @@ fn a_grace_period_spares_the_code_for_the_same_client_until_a_failure_or_unlock_
     assert!(!r.success && r.prompts() == 1, "{r:#?}");
     // unlock --all-grace ends it; a plain unlock does not.
     let out = cli(&sb, &["unlock", "--user", "alice"], b"");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll unlock");
     let r = sb.auth_env("alice", b"", &from("192.0.2.1"));
     assert!(r.success, "plain unlock keeps grace: {}", r.audit());
     let out = cli(&sb, &["unlock", "--user", "alice", "--all-grace"], b"");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll unlock");
     let r = sb.auth_env("alice", b"", &from("192.0.2.1"));
     assert!(!r.success && r.prompts() == 1, "{}", r.audit());
     // A new code starts it again; a wrong code from anywhere ends it.

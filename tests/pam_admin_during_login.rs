@@ -116,12 +116,7 @@ fn admin(sb: &Sandbox, args: &[&str]) -> std::process::Output {
         took < Duration::from_secs(20),
         "mfa-enroll {args:?} waited on the user at the prompt: {took:?}"
     );
-    assert!(
-        out.status.success(),
-        "mfa-enroll {args:?}: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    common::assert_ok(&out, &format!("mfa-enroll {args:?}"));
     out
 }
 

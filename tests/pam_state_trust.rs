@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{Sandbox, cli, oathtool_code, text, wait_for_fresh_step};
+use common::{Sandbox, cli, oathtool_code, wait_for_fresh_step};
 use common::{enroll_json, login, reason};
 
 /// Inside each PAM namespace: the store is replaced by a copy on a tiny tmpfs that is then
@@ -48,14 +48,14 @@ fn recovery_and_hotp_logins_work_with_the_store_on_a_full_disk_and_stay_single_u
     // A recovery code: accepted, recorded in the state; the record could not be written.
     let (ok, line) = login(&sb, "alice", &codes[0]);
     assert!(ok, "a recovery login with the store full: {line}");
-    assert_eq!(reason(&line), "recovery_code", "{line}");
+    common::assert_reason(&line, "recovery_code");
     assert!(
         line.contains("recorded in the login state only") && line.contains("No space left"),
         "the audit line names the record write that failed: {line}"
     );
     // Used once: refused the second time, still with the store full.
     let (ok, line) = login(&sb, "alice", &codes[0]);
-    assert!(!ok && reason(&line) == "bad_code", "{line}");
+    common::assert_denied(ok, &line, "bad_code");
     // One unused code, many logins at once on the full store: exactly one success.
     let runs: Vec<_> = (0..6)
         .map(|_| sb.auth_spawn("alice", format!("{}\n", codes[1]).as_bytes(), &[]))
@@ -72,7 +72,7 @@ fn recovery_and_hotp_logins_work_with_the_store_on_a_full_disk_and_stay_single_u
     let (ok, line) = login(&sb, "bob", &hotp(0));
     assert!(ok, "an HOTP login with the store full: {line}");
     let (ok, line) = login(&sb, "bob", &hotp(0));
-    assert!(!ok && reason(&line) == "replay", "{line}");
+    common::assert_denied(ok, &line, "replay");
     let (ok, line) = login(&sb, "bob", &hotp(3));
     assert!(ok && line.contains("skew=2"), "{line}");
     let (ok, line) = login(&sb, "bob", &hotp(2));
@@ -91,10 +91,10 @@ fn recovery_and_hotp_logins_work_with_the_store_on_a_full_disk_and_stay_single_u
     sb.set_ns_setup("");
     for code in &codes[..2] {
         let (ok, line) = login(&sb, "alice", code);
-        assert!(!ok && reason(&line) == "bad_code", "{line}");
+        common::assert_denied(ok, &line, "bad_code");
     }
     let (ok, line) = login(&sb, "bob", &hotp(3));
-    assert!(!ok && reason(&line) == "replay", "{line}");
+    common::assert_denied(ok, &line, "replay");
     let (ok, line) = login(&sb, "alice", &codes[2]);
     assert!(ok && !line.contains("login state only"), "{line}");
     let (ok, line) = login(&sb, "bob", &hotp(4));
@@ -110,7 +110,7 @@ fn recovery_and_hotp_logins_work_with_the_store_on_a_full_disk_and_stay_single_u
     );
     // An administrator's write folds the rest: mfa-enroll unlock (any command that writes).
     let out = cli(&sb, &["unlock", "--user", "alice"], b"");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll unlock");
     let record = std::fs::read_to_string(sb.store.join("alice.toml")).unwrap();
     assert_eq!(record.matches("$argon2id$").count(), codes.len() - 3);
     assert!(record.contains("generation = "), "an admin write: {record}");
@@ -119,7 +119,7 @@ fn recovery_and_hotp_logins_work_with_the_store_on_a_full_disk_and_stay_single_u
     assert_eq!(json["recovery_codes_left"], codes.len() - 3, "{json}");
     for code in &codes[..3] {
         let (ok, line) = login(&sb, "alice", code);
-        assert!(!ok && reason(&line) == "bad_code", "{line}");
+        common::assert_denied(ok, &line, "bad_code");
     }
 }
 
@@ -134,7 +134,7 @@ fn unlock_after_a_code_from_a_phone_ahead_keeps_that_code_used() {
     let (ok, line) = login(&sb, "alice", &code);
     assert!(ok && line.contains("skew=1"), "{line}");
     let out = cli(&sb, &["unlock", "--user", "alice"], b"");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll unlock");
     let (ok, line) = login(&sb, "alice", &code);
     assert!(
         !ok && reason(&line) == "replay",
@@ -152,7 +152,7 @@ fn an_older_record_written_back_after_a_reset_is_refused_until_an_admin_writes_i
     assert!(first.contains("generation = 1\n"), "{first}");
     // reset: a new secret, generation 2; the state remembers it at once.
     let out = sb.enroll_cmd("alice", &["--force"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll enroll");
     let new_secret: String =
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["secret"]
             .as_str()
@@ -162,7 +162,7 @@ fn an_older_record_written_back_after_a_reset_is_refused_until_an_admin_writes_i
     std::fs::write(&path, &backup).unwrap();
     wait_for_fresh_step(8);
     let (ok, line) = login(&sb, "alice", &oathtool_code(&old_secret, &[]));
-    assert!(!ok && reason(&line) == "bad_file", "{line}");
+    common::assert_denied(ok, &line, "bad_file");
     assert!(
         line.contains("record generation 1 is older than 2 seen before: rolled back?"),
         "{line}"
@@ -181,7 +181,7 @@ fn an_older_record_written_back_after_a_reset_is_refused_until_an_admin_writes_i
     );
     // An administrator's write moves it forward (here a reset to a fresh secret).
     let out = sb.enroll_cmd("alice", &["--force"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::assert_ok(&out, "mfa-enroll enroll");
     let latest: String =
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["secret"]
             .as_str()
@@ -237,5 +237,5 @@ fn a_grace_mark_beyond_grace_seconds_and_one_from_before_an_import_spare_nobody_
     );
     // The same secret imported again: the code used before stays used (replay mark kept).
     let (ok, line) = login(&sb, "alice", &oathtool_code(&secret, &[]));
-    assert!(!ok && reason(&line) == "replay", "{line}");
+    common::assert_denied(ok, &line, "replay");
 }

@@ -6,7 +6,7 @@
 //!   or HTTP code (every sshd connection maps the module afresh: docs/performance.md).
 //!
 //! Nothing in the module's code path names [`native`], so the linker leaves the client out of
-//! the `.so` (tests/module_object.rs checks that the module holds no rustls or ureq code).
+//! the `.so` (tests/package_module_object.rs checks that the module holds no rustls or ureq code).
 #![forbid(unsafe_code)]
 
 use std::time::Duration;

@@ -108,7 +108,7 @@ mod tests {
             0o600
         );
         assert!(write_png(URI, &path).is_err(), "never overwrites");
-        // Decoding back to the URI is tested end to end in tests/admin_cli.rs.
+        // Decoding back to the URI is tested end to end in tests/cli_admin.rs.
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
         let _ = std::fs::remove_dir_all(&dir);

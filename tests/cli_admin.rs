@@ -412,6 +412,54 @@ fn oath_usersfiles_import_totp_lines() {
     assert!(text(&again.stdout).contains("alice: NOT imported: already enrolled"));
 }
 
+/// A pam_oath users file holds every user of a server: one of 4 MiB is read whole (it was cut
+/// at 1 MiB, the users after the cut silently missing), and one over the 64 MiB limit is
+/// refused before anything is imported. (Comment lines make up the size: importing tens of
+/// thousands of users takes minutes in a debug build.)
+#[test]
+fn a_large_oath_usersfile_is_imported_whole_and_a_huge_one_is_refused_whole() {
+    let sb = Sandbox::new("import-oath-large");
+    let hex = "3132333435363738393031323334353637383930";
+    let file = sb.root.join("users.oath");
+    let mut lines = format!("HOTP/T30/6 bob - {hex}\n");
+    while lines.len() < 4 << 20 {
+        lines.push_str("# a site's comment line, as long as a user's line is (60 bytes)\n");
+    }
+    // alice comes after the first 4 MiB.
+    lines.push_str(&format!("HOTP/T30/6 alice - {hex}\n"));
+    std::fs::write(&file, &lines).unwrap();
+    let out = cli(
+        &sb,
+        &["import", "oath", "--file", file.to_str().unwrap()],
+        b"",
+    );
+    common::assert_ok(&out, "a 4 MiB users file");
+    assert!(
+        text(&out.stdout).contains("2 imported, 0 not imported"),
+        "{}",
+        text(&out.stdout)
+    );
+    let code = oathtool_code("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", &[]);
+    assert!(sb.auth("alice", format!("{code}\n").as_bytes()).success);
+    // Over the limit: refused whole, nothing written.
+    let huge = sb.root.join("huge.oath");
+    let f = std::fs::File::create(&huge).unwrap();
+    f.set_len((64 << 20) + 1).unwrap();
+    let other = Sandbox::new("import-oath-huge");
+    let out = cli(
+        &other,
+        &["import", "oath", "--file", huge.to_str().unwrap()],
+        b"",
+    );
+    assert!(!out.status.success(), "{}", common::describe(&out));
+    assert!(
+        text(&out.stderr).contains("larger than 64 MiB: refused, nothing imported"),
+        "{}",
+        common::describe(&out)
+    );
+    assert_eq!(std::fs::read_dir(&other.store).map_or(0, |d| d.count()), 0);
+}
+
 #[test]
 fn completions_and_man_pages_are_generated() {
     let sb = Sandbox::new("docs");

@@ -5,27 +5,9 @@
 //! out of range, a config file with unsafe ownership) is an error, and the caller denies every
 //! login with the reason logged: a typo must never open the door.
 //!
-//! Config file keys (all optional):
-//! ```toml
-//! store = "/var/lib/ecs-mfa/users"   # enrollment store
-//! state = "/run/ecs-mfa"             # volatile replay/throttle state
-//! nullok = false                     # unenrolled users get PAM_IGNORE instead of a denial
-//! debug = false                      # more log lines (never codes or secrets)
-//! window = 1                         # steps accepted on each side of the current one (0-10)
-//! max_failures = 5                   # consecutive failures before a lockout (1-100)
-//! lockout_seconds = 30               # first lockout (1-86400)
-//! lockout_max_seconds = 900          # longest lockout (>= lockout_seconds, <= 86400)
-//! prompt = "Verification code: "     # text of the prompt (1-80 printable characters)
-//! first_factor = "publickey"         # deny unless sshd says an SSH key was accepted first
-//! issuer = "Acme ECS"                # issuer in the authenticator app
-//! enroll_at_login = false            # unenrolled users enroll at their first SSH login (key first)
-//! enroll_groups = []                 # if not empty, only members may enroll at login
-//! enroll_until = "2027-01-31"        # last day (UTC) of enrollment at login
-//!
-//! [fleet]                            # optional: records and state in etcd (see crate::fleet)
-//! backend = "etcd"
-//! endpoints = ["https://10.0.0.11:2379"]
-//! ```
+//! The config file keys are listed once, in [`CONFIG_KEYS`] (and the `[fleet]` table's in
+//! `crate::fleet::FLEET_KEYS`): the man page is generated from those tables, and unit tests
+//! check that the parser accepts exactly them and that docs/config.md documents every one.
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -307,140 +289,29 @@ impl Policy {
         Self::merge(&args, ConfigFile::parse(text, path)?)
     }
 
-    fn merge(args: &ModuleArgs, config: ConfigFile) -> Result<Self, PolicyError> {
+    /// Defaults, then the config file, then the arguments; one section of the file at a time.
+    fn merge(args: &ModuleArgs, mut config: ConfigFile) -> Result<Self, PolicyError> {
         let defaults = Self::default();
-        let config_path = args.config_path().to_owned();
-        let value_err = |key: &'static str, why: &'static str| PolicyError::BadValue {
-            path: config_path.clone(),
-            key,
-            why,
+        let bad = Bad(args.config_path());
+        let (window, throttle, hotp_window) = bad.codes(&config, &defaults)?;
+        let prompt = bad.prompt(config.prompt.take(), defaults.prompt)?;
+        let exemptions = bad.exemptions(&config)?;
+        let first_factor = match bad.first_factor(config.first_factor.as_deref())? {
+            // The stricter setting wins: an argument can only turn the check on.
+            _ if args.first_factor => FirstFactor::PublicKey,
+            from_file => from_file,
         };
-        let config_dir = |key: &'static str, v: Option<String>| -> Result<_, PolicyError> {
-            v.map(|v| absolute(&v).map_err(|why| value_err(key, why)))
-                .transpose()
-        };
-        let window = config.window.unwrap_or(defaults.window);
-        if window > MAX_WINDOW {
-            return Err(value_err("window", "must be 0 to 10"));
-        }
-        let max_failures = config
-            .max_failures
-            .unwrap_or(defaults.throttle.max_failures);
-        if !(1..=100).contains(&max_failures) {
-            return Err(value_err("max_failures", "must be 1 to 100"));
-        }
-        let lockout_seconds = config
-            .lockout_seconds
-            .unwrap_or(defaults.throttle.lockout_seconds);
-        if !(1..=MAX_LOCKOUT_SECONDS).contains(&lockout_seconds) {
-            return Err(value_err("lockout_seconds", "must be 1 to 86400"));
-        }
-        let lockout_max_seconds = config
-            .lockout_max_seconds
-            .unwrap_or(defaults.throttle.lockout_max_seconds.max(lockout_seconds));
-        if !(lockout_seconds..=MAX_LOCKOUT_SECONDS).contains(&lockout_max_seconds) {
-            return Err(value_err(
-                "lockout_max_seconds",
-                "must be lockout_seconds to 86400",
-            ));
-        }
-        let prompt = config.prompt.unwrap_or(defaults.prompt);
-        if prompt.is_empty() || prompt.chars().count() > 80 || prompt.chars().any(char::is_control)
-        {
-            return Err(value_err("prompt", "must be 1 to 80 printable characters"));
-        }
-        let group_list = |key: &'static str, v: Option<Vec<String>>| -> Result<_, PolicyError> {
-            let v = v.unwrap_or_default();
-            if v.iter().any(|g| UserName::parse(g).is_err()) {
-                return Err(value_err(key, "must be a list of group names"));
-            }
-            Ok(v)
-        };
-        let exemptions = Exemptions {
-            require_groups: group_list("require_groups", config.require_groups)?,
-            exempt_groups: group_list("exempt_groups", config.exempt_groups)?,
-            exempt_networks: config
-                .exempt_networks
-                .unwrap_or_default()
-                .iter()
-                .map(|n| n.parse().map_err(|why| value_err("exempt_networks", why)))
-                .collect::<Result<_, _>>()?,
-        };
-        let first_factor = match config.first_factor.as_deref() {
-            None | Some("none") => FirstFactor::None,
-            Some("publickey") => FirstFactor::PublicKey,
-            Some(_) => {
-                return Err(value_err(
-                    "first_factor",
-                    "must be \"publickey\" or \"none\"",
-                ));
-            }
-        };
-        // The stricter setting wins: an argument can only turn the check on.
-        let first_factor = if args.first_factor {
-            FirstFactor::PublicKey
-        } else {
-            first_factor
-        };
-        // Cosmetic for logins, but still a value in a file that denies everything when wrong:
-        // kept lenient (':' is replaced when the URI is built, as for --issuer).
-        let issuer = match config.issuer {
-            Some(i)
-                if i.trim().is_empty()
-                    || i.chars().count() > 64
-                    || i.chars().any(char::is_control) =>
-            {
-                return Err(value_err("issuer", "must be 1 to 64 printable characters"));
-            }
-            other => other,
-        };
-        let enroll_groups = group_list("enroll_groups", config.enroll_groups)?;
-        let enroll_until = config
-            .enroll_until
-            .map(|d| {
-                end_of_day(&d).ok_or_else(|| value_err("enroll_until", "must be a date YYYY-MM-DD"))
-            })
-            .transpose()?;
-        let enroll_at_login = config
-            .enroll_at_login
-            .unwrap_or(false)
-            .then_some(LoginEnrollment {
-                groups: enroll_groups,
-                until: enroll_until,
-            });
-        let fleet = config.fleet.unwrap_or_default().validate(value_err)?;
-        if fleet.is_some() && enroll_at_login.is_some() {
-            return Err(value_err(
-                "enroll_at_login",
-                "is not available with the etcd backend: hosts may only read records (enroll once with mfa-enroll, from any host)",
-            ));
-        }
-        let grace_seconds = config.grace_seconds.unwrap_or(0);
-        if grace_seconds > MAX_GRACE_SECONDS {
-            return Err(value_err("grace_seconds", "must be 0 to 43200 (12 hours)"));
-        }
-        let fleet_wide = match config.grace_scope.as_deref() {
-            None | Some("host") => false,
-            Some("fleet") if fleet.is_some() => true,
-            Some("fleet") => {
-                return Err(value_err(
-                    "grace_scope",
-                    "\"fleet\" needs the etcd backend ([fleet] backend = \"etcd\")",
-                ));
-            }
-            Some(_) => return Err(value_err("grace_scope", "must be \"host\" or \"fleet\"")),
-        };
-        let hotp_window = config.hotp_window.unwrap_or(defaults.hotp_window);
-        if !(1..=100).contains(&hotp_window) {
-            return Err(value_err("hotp_window", "must be 1 to 100"));
-        }
-        let grace = (grace_seconds > 0).then_some(GracePolicy {
-            seconds: grace_seconds,
-            fleet_wide,
-        });
+        let issuer = bad.issuer(config.issuer.take())?;
+        let fleet = config
+            .fleet
+            .take()
+            .unwrap_or_default()
+            .validate(|k, w| bad.value(k, w))?;
+        let enroll_at_login = bad.enroll_at_login(&config, fleet.is_some())?;
+        let grace = bad.grace(&config, fleet.is_some())?;
         // Validated even when an argument overrides them: a bad value is a bad file.
-        let config_store = config_dir("store", config.store)?;
-        let config_state = config_dir("state", config.state)?;
+        let config_store = bad.dir("store", config.store)?;
+        let config_state = bad.dir("state", config.state)?;
         Ok(Self {
             store_dir: args
                 .store
@@ -455,11 +326,7 @@ impl Policy {
             nullok: args.nullok || config.nullok.unwrap_or(false),
             debug: args.debug || config.debug.unwrap_or(false),
             window,
-            throttle: ThrottlePolicy {
-                max_failures,
-                lockout_seconds,
-                lockout_max_seconds,
-            },
+            throttle,
             prompt,
             exemptions,
             first_factor,
@@ -471,8 +338,183 @@ impl Policy {
             grace,
             hotp_window,
             fleet,
-            config_path,
+            config_path: args.config_path().to_owned(),
         })
+    }
+}
+
+/// The checks of one config file's values: each refusal names the file, the key and why.
+struct Bad<'a>(&'a Path);
+
+impl Bad<'_> {
+    fn value(&self, key: &'static str, why: &'static str) -> PolicyError {
+        PolicyError::BadValue {
+            path: self.0.to_owned(),
+            key,
+            why,
+        }
+    }
+
+    /// `value` of `key` unless it lies outside `range`; `why` is the documented range.
+    fn within<T: PartialOrd>(
+        &self,
+        key: &'static str,
+        value: T,
+        range: std::ops::RangeInclusive<T>,
+        why: &'static str,
+    ) -> Result<T, PolicyError> {
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(self.value(key, why))
+        }
+    }
+
+    fn dir(&self, key: &'static str, v: Option<String>) -> Result<Option<PathBuf>, PolicyError> {
+        v.map(|v| absolute(&v).map_err(|why| self.value(key, why)))
+            .transpose()
+    }
+
+    /// `window`, the lockout rules and `hotp_window`.
+    fn codes(
+        &self,
+        config: &ConfigFile,
+        defaults: &Policy,
+    ) -> Result<(u8, ThrottlePolicy, u8), PolicyError> {
+        let window = config.window.unwrap_or(defaults.window);
+        let window = self.within("window", window, 0..=MAX_WINDOW, "must be 0 to 10")?;
+        let d = &defaults.throttle;
+        let max_failures = config.max_failures.unwrap_or(d.max_failures);
+        let max_failures =
+            self.within("max_failures", max_failures, 1..=100, "must be 1 to 100")?;
+        let first = config.lockout_seconds.unwrap_or(d.lockout_seconds);
+        let first = self.within(
+            "lockout_seconds",
+            first,
+            1..=MAX_LOCKOUT_SECONDS,
+            "must be 1 to 86400",
+        )?;
+        let longest = config
+            .lockout_max_seconds
+            .unwrap_or(d.lockout_max_seconds.max(first));
+        let longest = self.within(
+            "lockout_max_seconds",
+            longest,
+            first..=MAX_LOCKOUT_SECONDS,
+            "must be lockout_seconds to 86400",
+        )?;
+        let hotp_window = config.hotp_window.unwrap_or(defaults.hotp_window);
+        let hotp_window = self.within("hotp_window", hotp_window, 1..=100, "must be 1 to 100")?;
+        let throttle = ThrottlePolicy {
+            max_failures,
+            lockout_seconds: first,
+            lockout_max_seconds: longest,
+        };
+        Ok((window, throttle, hotp_window))
+    }
+
+    fn prompt(&self, prompt: Option<String>, default: String) -> Result<String, PolicyError> {
+        let prompt = prompt.unwrap_or(default);
+        if prompt.is_empty() || prompt.chars().count() > 80 || prompt.chars().any(char::is_control)
+        {
+            return Err(self.value("prompt", "must be 1 to 80 printable characters"));
+        }
+        Ok(prompt)
+    }
+
+    fn groups(
+        &self,
+        key: &'static str,
+        v: Option<&Vec<String>>,
+    ) -> Result<Vec<String>, PolicyError> {
+        let v = v.cloned().unwrap_or_default();
+        if v.iter().any(|g| UserName::parse(g).is_err()) {
+            return Err(self.value(key, "must be a list of group names"));
+        }
+        Ok(v)
+    }
+
+    fn exemptions(&self, config: &ConfigFile) -> Result<Exemptions, PolicyError> {
+        Ok(Exemptions {
+            require_groups: self.groups("require_groups", config.require_groups.as_ref())?,
+            exempt_groups: self.groups("exempt_groups", config.exempt_groups.as_ref())?,
+            exempt_networks: config
+                .exempt_networks
+                .iter()
+                .flatten()
+                .map(|n| n.parse().map_err(|why| self.value("exempt_networks", why)))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    fn first_factor(&self, value: Option<&str>) -> Result<FirstFactor, PolicyError> {
+        match value {
+            None | Some("none") => Ok(FirstFactor::None),
+            Some("publickey") => Ok(FirstFactor::PublicKey),
+            Some(_) => Err(self.value("first_factor", "must be \"publickey\" or \"none\"")),
+        }
+    }
+
+    /// Cosmetic for logins, but still a value in a file that denies everything when wrong:
+    /// kept lenient (':' is replaced when the URI is built, as for --issuer).
+    fn issuer(&self, issuer: Option<String>) -> Result<Option<String>, PolicyError> {
+        match issuer {
+            Some(i)
+                if i.trim().is_empty()
+                    || i.chars().count() > 64
+                    || i.chars().any(char::is_control) =>
+            {
+                Err(self.value("issuer", "must be 1 to 64 printable characters"))
+            }
+            other => Ok(other),
+        }
+    }
+
+    fn enroll_at_login(
+        &self,
+        config: &ConfigFile,
+        fleet: bool,
+    ) -> Result<Option<LoginEnrollment>, PolicyError> {
+        let groups = self.groups("enroll_groups", config.enroll_groups.as_ref())?;
+        let until = config
+            .enroll_until
+            .as_deref()
+            .map(|d| {
+                end_of_day(d).ok_or_else(|| self.value("enroll_until", "must be a date YYYY-MM-DD"))
+            })
+            .transpose()?;
+        let enroll = config.enroll_at_login.unwrap_or(false);
+        if fleet && enroll {
+            return Err(self.value(
+                "enroll_at_login",
+                "is not available with the etcd backend: hosts may only read records (enroll once with mfa-enroll, from any host)",
+            ));
+        }
+        Ok(enroll.then_some(LoginEnrollment { groups, until }))
+    }
+
+    fn grace(&self, config: &ConfigFile, fleet: bool) -> Result<Option<GracePolicy>, PolicyError> {
+        let seconds = self.within(
+            "grace_seconds",
+            config.grace_seconds.unwrap_or(0),
+            0..=MAX_GRACE_SECONDS,
+            "must be 0 to 43200 (12 hours)",
+        )?;
+        let fleet_wide = match config.grace_scope.as_deref() {
+            None | Some("host") => false,
+            Some("fleet") if fleet => true,
+            Some("fleet") => {
+                return Err(self.value(
+                    "grace_scope",
+                    "\"fleet\" needs the etcd backend ([fleet] backend = \"etcd\")",
+                ));
+            }
+            Some(_) => return Err(self.value("grace_scope", "must be \"host\" or \"fleet\"")),
+        };
+        Ok((seconds > 0).then_some(GracePolicy {
+            seconds,
+            fleet_wide,
+        }))
     }
 }
 
@@ -658,247 +700,4 @@ impl fmt::Display for PolicyError {
 impl std::error::Error for PolicyError {}
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::test_util::Scratch;
-    use std::os::unix::fs::PermissionsExt;
-
-    fn with_config(text: &str) -> (Scratch, Result<Policy, PolicyError>) {
-        let s = Scratch::new("policy");
-        let path = s.0.join("config.toml");
-        std::fs::write(&path, text).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let arg = format!("config={}", path.display());
-        let policy = Policy::from_module_args([arg.as_str()]);
-        (s, policy)
-    }
-
-    #[test]
-    fn no_arguments_and_no_config_file_give_the_defaults() {
-        let policy = Policy::from_module_args(["config=/nonexistent/ecs-mfa.toml"]).unwrap();
-        assert_eq!(
-            policy,
-            Policy {
-                config_path: "/nonexistent/ecs-mfa.toml".into(),
-                ..Policy::default()
-            }
-        );
-        assert_eq!(policy.store_dir, Path::new("/var/lib/ecs-mfa/users"));
-        assert_eq!(policy.state_dir, Path::new("/run/ecs-mfa"));
-        assert_eq!((policy.window, policy.throttle.max_failures), (1, 5));
-    }
-
-    #[test]
-    fn module_arguments_are_parsed() {
-        let args = ModuleArgs::parse(["store=/s", "state=/t", "config=/c", "nullok", "debug"]);
-        assert_eq!(
-            args.unwrap(),
-            ModuleArgs {
-                store: Some("/s".into()),
-                state: Some("/t".into()),
-                config: Some("/c".into()),
-                nullok: true,
-                debug: true,
-                first_factor: false,
-                echo_code: false,
-                test_panic: false,
-                pass: None,
-            }
-        );
-    }
-
-    #[test]
-    fn unknown_malformed_or_repeated_arguments_are_errors() {
-        let cases: [&[&str]; 14] = [
-            &["first_factor"],
-            &["first_factor=password"],
-            &["first_factor=publickey", "first_factor=publickey"],
-            &["firstfactor=publickey"],
-            &["nulok"],
-            &["store"],
-            &["store="],
-            &["store=relative/dir"],
-            &["store=/a/../b"],
-            &["nullok=1"],
-            &["nullok", "nullok"],
-            &["store=/a", "store=/b"],
-            &["secret=/x"],
-            &["debug\n"],
-        ];
-        for args in cases {
-            assert!(ModuleArgs::parse(args.iter().copied()).is_err(), "{args:?}");
-        }
-        let err = ModuleArgs::parse(["nulok"]).unwrap_err();
-        assert_eq!(err.to_string(), "unknown module argument 'nulok'");
-    }
-
-    #[test]
-    fn config_file_values_apply_and_arguments_win() {
-        let (s, policy) = with_config(
-            "store = \"/srv/mfa\"\nstate = \"/run/x\"\nwindow = 2\nmax_failures = 3\n\
-             lockout_seconds = 5\nlockout_max_seconds = 50\nprompt = \"Code: \"\nnullok = true\n",
-        );
-        let policy = policy.unwrap();
-        assert_eq!(policy.store_dir, Path::new("/srv/mfa"));
-        assert_eq!(policy.window, 2);
-        assert!(policy.nullok);
-        assert_eq!(
-            policy.throttle,
-            ThrottlePolicy {
-                max_failures: 3,
-                lockout_seconds: 5,
-                lockout_max_seconds: 50
-            }
-        );
-        assert_eq!(policy.prompt, "Code: ");
-        let arg = format!("config={}", s.0.join("config.toml").display());
-        let policy = Policy::from_module_args([arg.as_str(), "store=/elsewhere"]).unwrap();
-        assert_eq!(policy.store_dir, Path::new("/elsewhere"));
-        assert_eq!(policy.state_dir, Path::new("/run/x"));
-    }
-
-    #[test]
-    fn bad_config_files_are_errors_with_file_and_line() {
-        let cases = [
-            ("window = 1\nwindw = 2\n", "config.toml:2:"),
-            ("window = \"wide\"\n", "config.toml:1:"),
-            ("window = [\n", "config.toml:"),
-            ("window = 11\n", "window must be 0 to 10"),
-            ("max_failures = 0\n", "max_failures must be 1 to 100"),
-            (
-                "lockout_seconds = 60\nlockout_max_seconds = 30\n",
-                "lockout_max_seconds",
-            ),
-            ("prompt = \"\"\n", "prompt"),
-            ("store = \"relative\"\n", "store path must be absolute"),
-            (
-                "exempt_networks = [\"10.0.0.0/33\"]\n",
-                "exempt_networks has a bad prefix length",
-            ),
-            (
-                "exempt_networks = [\"gateway.example\"]\n",
-                "exempt_networks is not an IP",
-            ),
-            (
-                "exempt_groups = [\"a b\"]\n",
-                "exempt_groups must be a list of group names",
-            ),
-            ("require_groups = \"admins\"\n", "config.toml:1:"),
-            (
-                "first_factor = \"password\"\n",
-                "first_factor must be \"publickey\" or \"none\"",
-            ),
-            (
-                "issuer = \"\"\n",
-                "issuer must be 1 to 64 printable characters",
-            ),
-            (
-                "issuer = \"a\\nb\"\n",
-                "issuer must be 1 to 64 printable characters",
-            ),
-        ];
-        for (text, expected) in cases {
-            let (_s, policy) = with_config(text);
-            let err = policy.unwrap_err().to_string();
-            assert!(err.contains(expected), "{text:?}: {err}");
-        }
-    }
-
-    #[test]
-    fn the_documented_argument_table_is_what_the_parser_accepts() {
-        for (name, _) in MODULE_ARGUMENTS {
-            let arg = match name.split_once('=') {
-                Some((_, value)) if !value.chars().all(|c| c.is_ascii_uppercase()) => {
-                    name.to_string()
-                }
-                Some((key, _)) => format!("{key}=/somewhere"),
-                None => name.to_string(),
-            };
-            assert!(
-                ModuleArgs::parse([arg.as_str()]).is_ok(),
-                "{name} is documented but refused"
-            );
-        }
-        assert_eq!(
-            MODULE_ARGUMENTS.len(),
-            11,
-            "a new argument needs a table row and a parser arm"
-        );
-    }
-
-    #[test]
-    fn the_shipped_example_config_documents_the_defaults() {
-        let example = include_str!("../../pam-config/config.toml.example");
-        let uncommented: String = example
-            .lines()
-            .filter_map(|l| l.strip_prefix('#'))
-            .filter(|l| !l.starts_with(' ') && l.contains(" = "))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        assert_eq!(
-            uncommented.lines().count(),
-            CONFIG_KEYS.len(),
-            "every key is in the example"
-        );
-        for (key, _) in CONFIG_KEYS {
-            assert!(uncommented.contains(&format!("{key} = ")), "{key} missing");
-        }
-        let (_s, policy) = with_config(&uncommented);
-        let policy = policy.unwrap();
-        // Every value shown is the default, except the issuer (the default is the host name,
-        // which a file cannot show; the example shows a placeholder).
-        assert_eq!(
-            policy,
-            Policy {
-                config_path: policy.config_path.clone(),
-                issuer: Some("ecs-host".into()),
-                ..Policy::default()
-            }
-        );
-    }
-
-    #[test]
-    fn first_factor_comes_from_the_argument_or_the_config_and_the_stricter_wins() {
-        let no_config = "config=/nonexistent/ecs-mfa.toml";
-        let p = Policy::from_module_args([no_config]).unwrap();
-        assert_eq!(p.first_factor, FirstFactor::None);
-        let p = Policy::from_module_args([no_config, "first_factor=publickey"]).unwrap();
-        assert_eq!(p.first_factor, FirstFactor::PublicKey);
-        let (_s, p) = with_config("first_factor = \"publickey\"\n");
-        assert_eq!(p.unwrap().first_factor, FirstFactor::PublicKey);
-        let (s, p) = with_config("first_factor = \"none\"\n");
-        assert_eq!(p.unwrap().first_factor, FirstFactor::None);
-        let arg = format!("config={}", s.0.join("config.toml").display());
-        let p = Policy::from_module_args([arg.as_str(), "first_factor=publickey"]).unwrap();
-        assert_eq!(p.first_factor, FirstFactor::PublicKey);
-    }
-
-    #[test]
-    fn enrollment_at_login_is_off_unless_asked_and_the_deadline_is_the_end_of_the_day() {
-        let (_s, p) = with_config("enroll_groups = [\"staff\"]\n");
-        assert_eq!(p.unwrap().enroll_at_login, None, "off by default");
-        let (_s, p) = with_config(
-            "enroll_at_login = true\nenroll_groups = [\"staff\"]\nenroll_until = \"2027-01-31\"\n",
-        );
-        let rules = p.unwrap().enroll_at_login.unwrap();
-        assert_eq!(rules.groups, vec!["staff".to_string()]);
-        // 2027-02-01T00:00:00Z
-        assert_eq!(rules.until, Some(1_801_440_000));
-        assert_eq!(end_of_day("1970-01-01"), Some(86_400));
-        assert_eq!(end_of_day("2024-02-29"), Some(1_709_251_200));
-        assert_eq!(end_of_day("2023-02-29"), None);
-    }
-
-    #[test]
-    fn a_config_file_writable_by_others_is_refused() {
-        let s = Scratch::new("policy");
-        let path = s.0.join("config.toml");
-        std::fs::write(&path, "window = 1\n").unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
-        let arg = format!("config={}", path.display());
-        assert!(matches!(
-            Policy::from_module_args([arg.as_str()]),
-            Err(PolicyError::ConfigFile(_))
-        ));
-    }
-}
+mod tests;

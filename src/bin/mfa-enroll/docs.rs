@@ -7,7 +7,7 @@ use clap::CommandFactory;
 use pam_ecs_mfa::decision::Reason;
 use pam_ecs_mfa::policy::{CONFIG_KEYS, MODULE_ARGUMENTS};
 
-use crate::{Cli, EXIT_STATUS_HELP, Exit, Failure};
+use crate::{Cli, Exit, Failure, exit_status_help};
 
 #[derive(clap::Args)]
 pub struct CompletionsArgs {
@@ -57,7 +57,7 @@ pub fn man(args: ManArgs) -> Result<(), Failure> {
         );
     }
     page.extend_from_slice(b".SH \"EXIT STATUS\"\n");
-    page.extend_from_slice(roff_escape(EXIT_STATUS_HELP).as_bytes());
+    page.extend_from_slice(roff_escape(&exit_status_help()).as_bytes());
     page.extend_from_slice(b"\n.SH FILES\n/var/lib/ecs-mfa/users/USER.toml, /run/ecs-mfa/USER.state, /etc/ecs-mfa/config.toml\n.SH \"SEE ALSO\"\npam_ecs_mfa(8)\n");
     // Each subcommand's own options, as `mfa-enroll SUBCOMMAND --help` shows them.
     for sub in cmd.get_subcommands() {

@@ -27,42 +27,62 @@ use pam_ecs_mfa::policy::{DEFAULT_CONFIG_PATH, Policy};
 use pam_ecs_mfa::store::StoreError;
 use pam_ecs_mfa::user_name::UserName;
 
-/// Exit statuses, one per kind of failure (documented in the man page and README.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    /// Anything not listed below.
-    Failure = 1,
-    /// Bad command line (also what clap uses).
-    Usage = 2,
-    /// Must run as root.
-    NotRoot = 3,
-    /// The user already has an enrollment (use --force).
-    AlreadyEnrolled = 4,
-    /// The user has no enrollment.
-    NotEnrolled = 5,
-    /// The store (or state) directory or a record is unsafe or unreadable.
-    Store = 6,
-    /// The confirmation code was not entered correctly; nothing was written.
-    NotConfirmed = 7,
-    /// `verify`: the code was not accepted.
-    CodeRejected = 8,
-    /// The config file is invalid.
-    Config = 9,
-    /// `import`: some entries could not be imported (the others were).
-    Partial = 10,
-    /// `doctor`: at least one problem found.
-    Doctor = 11,
-    /// The fleet backend (etcd) is unreachable, refused, or this host's fleet files are bad.
-    Backend = 12,
+/// The exit statuses and their help, written once: the `Exit` enum (one variant per kind of
+/// failure) and [`EXIT_STATUSES`], from which `--help`, the man page ([`exit_status_help`])
+/// and a test of README.md's list follow.
+macro_rules! exit_statuses {
+    ($($(#[doc = $doc:literal])* $name:ident = $code:literal, $help:literal;)*) => {
+        /// Exit statuses, one per kind of failure (documented in the man page and README.md).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Exit {
+            $($(#[doc = $doc])* $name = $code,)*
+        }
+
+        /// Every status with its help text, in order (0 and 141 are not failures of a
+        /// command, so they are not `Exit` variants).
+        pub const EXIT_STATUSES: &[(i32, &str)] = &[
+            (0, "success"),
+            $(($code, $help),)*
+            (out::CLOSED_STDOUT, "standard output closed early (e.g. piped into head; nothing was saved after that point)"),
+        ];
+    };
 }
 
-/// Text for `--help` and the man page.
-pub const EXIT_STATUS_HELP: &str = "Exit status: 0 success, 1 other failure, 2 usage error, \
-3 not root, 4 already enrolled, 5 not enrolled, 6 store problem (unsafe permissions, \
-unreadable), 7 confirmation failed (nothing written), 8 verify: code not accepted, \
-9 config file invalid, 10 import: some entries not imported, 11 doctor: problems found, \
-12 fleet backend (etcd) unreachable or refused, \
-141 standard output closed early (e.g. piped into head; nothing was saved after that point).";
+exit_statuses! {
+    /// Anything not listed below.
+    Failure = 1, "other failure";
+    /// Bad command line (also what clap uses).
+    Usage = 2, "usage error";
+    /// Must run as root.
+    NotRoot = 3, "not root";
+    /// The user already has an enrollment (use --force).
+    AlreadyEnrolled = 4, "already enrolled";
+    /// The user has no enrollment.
+    NotEnrolled = 5, "not enrolled";
+    /// The store (or state) directory or a record is unsafe or unreadable.
+    Store = 6, "store problem (unsafe permissions, unreadable)";
+    /// The confirmation code was not entered correctly; nothing was written.
+    NotConfirmed = 7, "confirmation failed (nothing written)";
+    /// `verify`: the code was not accepted.
+    CodeRejected = 8, "verify: code not accepted";
+    /// The config file is invalid.
+    Config = 9, "config file invalid";
+    /// `import`: some entries could not be imported (the others were).
+    Partial = 10, "import: some entries not imported";
+    /// `doctor`: at least one problem found.
+    Doctor = 11, "doctor: problems found";
+    /// The fleet backend (etcd) is unreachable, refused, or this host's fleet files are bad.
+    Backend = 12, "fleet backend (etcd) unreachable or refused";
+}
+
+/// Text for `--help` and the man page, from [`EXIT_STATUSES`].
+pub fn exit_status_help() -> String {
+    let list: Vec<String> = EXIT_STATUSES
+        .iter()
+        .map(|(code, help)| format!("{code} {help}"))
+        .collect();
+    format!("Exit status: {}.", list.join(", "))
+}
 
 /// A failure: exit status plus the one line shown on stderr.
 #[derive(Debug)]
@@ -89,7 +109,7 @@ impl Failure {
 Runs as root. Via sudo, commands act on the invoking user (SUDO_USER) unless --user is given; \
 root is never chosen implicitly. Every change is logged to syslog (authpriv, ident mfa-enroll) \
 without secrets.",
-    after_help = EXIT_STATUS_HELP
+    after_help = exit_status_help()
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -343,5 +363,22 @@ pub fn log_change(action: &str, user: &UserName, detail: &str) {
     // No syslog daemon (containers, minimal systems): the change still happened.
     if let Ok(mut logger) = syslog::unix(formatter) {
         let _ = logger.notice(message.trim_end());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// README.md's list is the one `--help` prints (backticks and line breaks aside).
+    #[test]
+    fn the_readme_lists_the_exit_statuses_of_the_enum() {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("Exit status: `0`").expect("README lists exit statuses");
+        let text: String = readme[start..]
+            .replace('`', "")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let help = super::exit_status_help();
+        assert!(text.starts_with(&help), "README.md:\n{text:.600}\n--help:\n{help}");
     }
 }

@@ -188,6 +188,20 @@ impl SecretKey {
         Zeroizing::new(secret.to_base32())
     }
 
+    /// [`SecretKey::to_base32`] in groups of four (`ABCD EFGH ...`), for typing the secret
+    /// into an app by hand (apps ignore the spaces).
+    pub fn to_grouped_base32(&self) -> Zeroizing<String> {
+        let secret = self.to_base32();
+        let mut grouped = Zeroizing::new(String::with_capacity(secret.len() * 5 / 4 + 1));
+        for (i, c) in secret.chars().enumerate() {
+            if i > 0 && i % 4 == 0 {
+                grouped.push(' ');
+            }
+            grouped.push(c);
+        }
+        grouped
+    }
+
     /// The raw key bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
@@ -686,6 +700,11 @@ mod tests {
         assert_eq!(SecretKey::from_base32(&text).unwrap(), secret);
         let spaced = "gezd gnbv gy3t qojq gezd gnbv gy3t qojq";
         assert_eq!(SecretKey::from_base32(spaced).unwrap(), secret);
+        let grouped = secret.to_grouped_base32();
+        assert_eq!(grouped.as_str(), spaced.to_uppercase());
+        // 21 bytes: 34 characters, the last group short.
+        let odd = key(b"123456789012345678901").to_grouped_base32();
+        assert_eq!(odd.as_str(), "GEZD GNBV GY3T QOJQ GEZD GNBV GY3T QOJQ GE");
         assert_eq!(
             SecretKey::from_base32("GEZDGNBV"),
             Err(TotpError::SecretTooShort)

@@ -158,15 +158,7 @@ impl Talk<'_> {
         let qr = crate::qr::matrix(&uri, qrcode::EcLevel::L)
             .map(|rows| Zeroizing::new(crate::qr::half_blocks(&rows)))
             .map_err(|e| internal(format!("cannot draw the QR code: {e}")))?;
-        let secret_b32 = record.secret.to_base32();
-        let grouped = Zeroizing::new(
-            secret_b32
-                .as_bytes()
-                .chunks(4)
-                .map(|c| std::str::from_utf8(c).unwrap_or(""))
-                .collect::<Vec<_>>()
-                .join(" "),
-        );
+        let grouped = record.secret.to_grouped_base32();
         Self::said(self.conv.info(&format!(
             "{user}: this server needs a verification code from an authenticator app at each \
              login, and you have none yet. Scan the QR code below with Google Authenticator, \

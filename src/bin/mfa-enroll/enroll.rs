@@ -421,15 +421,7 @@ fn print_human(
     } else {
         outln!("Add the account in {}:", apps_for(p));
     }
-    let secret = record.secret.to_base32();
-    let grouped: Zeroizing<String> = Zeroizing::new(
-        secret
-            .as_bytes()
-            .chunks(4)
-            .map(|c| std::str::from_utf8(c).unwrap_or(""))
-            .collect::<Vec<_>>()
-            .join(" "),
-    );
+    let grouped = record.secret.to_grouped_base32();
     outln!("  URI:    {uri}");
     outln!("  Secret: {}", grouped.as_str());
     match record.hotp {

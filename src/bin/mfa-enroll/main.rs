@@ -372,13 +372,18 @@ mod tests {
     #[test]
     fn the_readme_lists_the_exit_statuses_of_the_enum() {
         let readme = include_str!("../../../README.md");
-        let start = readme.find("Exit status: `0`").expect("README lists exit statuses");
+        let start = readme
+            .find("Exit status: `0`")
+            .expect("README lists exit statuses");
         let text: String = readme[start..]
             .replace('`', "")
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ");
         let help = super::exit_status_help();
-        assert!(text.starts_with(&help), "README.md:\n{text:.600}\n--help:\n{help}");
+        assert!(
+            text.starts_with(&help),
+            "README.md:\n{text:.600}\n--help:\n{help}"
+        );
     }
 }

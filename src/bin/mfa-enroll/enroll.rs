@@ -108,87 +108,13 @@ pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
     let user = target_user(args.user.as_deref())?;
     let policy = g.policy()?;
     let store = g.enrollments(&policy)?;
-    let enrolled = store
-        .is_enrolled(&user)
-        .map_err(|e| store_failure(&user, e))?;
-    match mode {
-        Mode::Enroll if enrolled && !args.force => {
-            return Err(store_failure(
-                &user,
-                pam_ecs_mfa::store::StoreError::AlreadyEnrolled,
-            ));
-        }
-        Mode::Reset if !enrolled => {
-            return Err(store_failure(
-                &user,
-                pam_ecs_mfa::store::StoreError::NotEnrolled,
-            ));
-        }
-        _ => {}
-    }
-    if nix::unistd::User::from_name(user.as_str())
-        .ok()
-        .flatten()
-        .is_none()
-    {
-        errln!("mfa-enroll: warning: no local account named '{user}' (enrolling anyway)");
-    }
+    let enrolled = may_write(&store, &user, mode, args.force)?;
     let params = TotpParams::new(args.algorithm, args.digits, args.period)
         .map_err(|e| Failure::new(Exit::Usage, e.to_string()))?;
-    if let Some((honour, ignore)) = crate::apps::support_for(params) {
-        let chosen = format!(
-            "{}, {} digits, {} s",
-            params.algorithm(),
-            params.digits(),
-            params.period()
-        );
-        let known = if honour.is_empty() {
-            "no app is known to honour all of them".to_string()
-        } else {
-            format!("known to honour them: {}", honour.join(", "))
-        };
-        if args.no_confirm && !args.force_params {
-            return Err(Failure::new(
-                Exit::Usage,
-                format!(
-                    "{chosen}: many apps ignore these parameters ({}) and would show codes that never work; \
-                     {known}. Without a confirmation nothing would catch that: drop --no-confirm, or add \
-                     --force-params (docs/authenticator-apps.md)",
-                    ignore.join(", ")
-                ),
-            ));
-        }
-        errln!(
-            "mfa-enroll: warning: {chosen}: {} ignore these parameters and would show wrong codes; {known} (docs/authenticator-apps.md)",
-            ignore.join(", ")
-        );
-    }
-    let secret = new_secret(args.algorithm)?;
-    let default_issuer = policy
-        .issuer
-        .clone()
-        .unwrap_or_else(pam_ecs_mfa::otpauth::host_name);
-    let issuer =
-        pam_ecs_mfa::otpauth::clean_name(args.issuer.as_deref().unwrap_or(&default_issuer));
+    check_app_support(params, args.no_confirm, args.force_params)?;
     let (codes, hashes) =
         recovery::generate().map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
-    let record = UserRecord {
-        user: user.clone(),
-        secret,
-        params,
-        created: unix_now()?,
-        issuer,
-        recovery_codes: hashes,
-        origin: pam_ecs_mfa::store::record::Origin::Admin,
-        hotp: args.hotp.then_some(0),
-        generation: 0,
-    };
-    if args.hotp {
-        errln!(
-            "mfa-enroll: note: HOTP (counter) tokens work with hardware tokens and apps that support them (Google Authenticator, FreeOTP); Microsoft Authenticator does not"
-        );
-    }
-    let mut record = record;
+    let mut record = new_record(&policy, &args, &user, params, hashes)?;
     let uri = uri_of(&record);
     if let Some(path) = &args.qr_png {
         crate::qr::write_png(&uri, path)?;
@@ -236,6 +162,114 @@ pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
         outln!("Enrolled {user}. Record: {}", store.location(&user));
     }
     Ok(())
+}
+
+/// Whether `user` is enrolled, when `mode` may write their record: `enroll` needs none (or
+/// `--force`), `reset` needs one. Warns when no local account has that name.
+fn may_write(
+    store: &pam_ecs_mfa::backend::Enrollments,
+    user: &UserName,
+    mode: Mode,
+    force: bool,
+) -> Result<bool, Failure> {
+    let enrolled = store
+        .is_enrolled(user)
+        .map_err(|e| store_failure(user, e))?;
+    match mode {
+        Mode::Enroll if enrolled && !force => {
+            return Err(store_failure(
+                user,
+                pam_ecs_mfa::store::StoreError::AlreadyEnrolled,
+            ));
+        }
+        Mode::Reset if !enrolled => {
+            return Err(store_failure(
+                user,
+                pam_ecs_mfa::store::StoreError::NotEnrolled,
+            ));
+        }
+        _ => {}
+    }
+    if nix::unistd::User::from_name(user.as_str())
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        errln!("mfa-enroll: warning: no local account named '{user}' (enrolling anyway)");
+    }
+    Ok(enrolled)
+}
+
+/// Parameters many apps ignore: a warning, or without a confirmation (which would catch wrong
+/// codes) a usage error unless `--force-params`.
+fn check_app_support(
+    params: TotpParams,
+    no_confirm: bool,
+    force_params: bool,
+) -> Result<(), Failure> {
+    let Some((honour, ignore)) = crate::apps::support_for(params) else {
+        return Ok(());
+    };
+    let chosen = format!(
+        "{}, {} digits, {} s",
+        params.algorithm(),
+        params.digits(),
+        params.period()
+    );
+    let known = if honour.is_empty() {
+        "no app is known to honour all of them".to_string()
+    } else {
+        format!("known to honour them: {}", honour.join(", "))
+    };
+    if no_confirm && !force_params {
+        return Err(Failure::new(
+            Exit::Usage,
+            format!(
+                "{chosen}: many apps ignore these parameters ({}) and would show codes that never work; \
+                 {known}. Without a confirmation nothing would catch that: drop --no-confirm, or add \
+                 --force-params (docs/authenticator-apps.md)",
+                ignore.join(", ")
+            ),
+        ));
+    }
+    errln!(
+        "mfa-enroll: warning: {chosen}: {} ignore these parameters and would show wrong codes; {known} (docs/authenticator-apps.md)",
+        ignore.join(", ")
+    );
+    Ok(())
+}
+
+/// A new record for `user` with a fresh secret (not saved).
+fn new_record(
+    policy: &pam_ecs_mfa::policy::Policy,
+    args: &EnrollArgs,
+    user: &UserName,
+    params: TotpParams,
+    hashes: Vec<String>,
+) -> Result<UserRecord, Failure> {
+    let secret = new_secret(args.algorithm)?;
+    let default_issuer = policy
+        .issuer
+        .clone()
+        .unwrap_or_else(pam_ecs_mfa::otpauth::host_name);
+    let issuer =
+        pam_ecs_mfa::otpauth::clean_name(args.issuer.as_deref().unwrap_or(&default_issuer));
+    if args.hotp {
+        errln!(
+            "mfa-enroll: note: HOTP (counter) tokens work with hardware tokens and apps that support them (Google Authenticator, FreeOTP); Microsoft Authenticator does not"
+        );
+    }
+    Ok(UserRecord {
+        user: user.clone(),
+        secret,
+        params,
+        created: unix_now()?,
+        issuer,
+        recovery_codes: hashes,
+        origin: pam_ecs_mfa::store::record::Origin::Admin,
+        hotp: args.hotp.then_some(0),
+        generation: 0,
+    })
 }
 
 /// `show`: the same QR code, URI and secret as at enrollment (recovery codes cannot be shown:

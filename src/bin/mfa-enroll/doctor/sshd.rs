@@ -380,57 +380,7 @@ pub fn analyse(s: &Settings, kind: StackKind, first_factor: bool, is_root: bool)
         ));
     }
     for list in &lists {
-        let text = list.join(",");
-        let Some(pam_at) = list.iter().position(|m| is_pam(m)) else {
-            issues.push(problem(
-                format!(
-                    "AuthenticationMethods '{}' lets '{text}' log in without \
-                     keyboard-interactive: the code is never asked, MFA can be bypassed",
-                    s.get("authenticationmethods")
-                ),
-                FIX_METHODS,
-            ));
-            continue;
-        };
-        match kind {
-            StackKind::Key if !list[..pam_at].iter().any(|m| m == "publickey") => {
-                if first_factor {
-                    issues.push(warning(
-                        format!(
-                            "'{text}' has no key before PAM: first_factor=publickey refuses every \
-                             such login"
-                        ),
-                        FIX_METHODS,
-                    ));
-                } else {
-                    issues.push(problem(
-                        format!(
-                            "'{text}' reaches the key + code stack without a key and the module \
-                             has no first_factor=publickey: the code alone logs in"
-                        ),
-                        "add first_factor=publickey to the pam_ecs_mfa.so line and set \
-                         AuthenticationMethods publickey,keyboard-interactive",
-                    ));
-                }
-            }
-            StackKind::Password if list[pam_at] == "password" => issues.push(warning(
-                format!(
-                    "'{text}': with password authentication sshd answers every PAM prompt with \
-                     the password, so no code can be typed"
-                ),
-                "use keyboard-interactive (examples/sshd_config.d/50-ecs-mfa-password.conf)",
-            )),
-            _ => {}
-        }
-        if list.iter().any(|m| m == "keyboard-interactive") && !s.kbd_interactive_pam() {
-            issues.push(problem(
-                "KbdInteractiveAuthentication (before OpenSSH 8.7 also \
-                 ChallengeResponseAuthentication) is not yes: the code cannot be asked (those \
-                 users are locked out)"
-                    .into(),
-                FIX_METHODS,
-            ));
-        }
+        analyse_list(s, list, kind, first_factor, &mut issues);
     }
     if kind == StackKind::Key && s.is_yes("passwordauthentication") {
         issues.push(problem(
@@ -461,6 +411,68 @@ pub fn analyse(s: &Settings, kind: StackKind, first_factor: bool, is_root: bool)
         ));
     }
     issues
+}
+
+/// The issues of one `AuthenticationMethods` list (`list`, one of `s`'s).
+fn analyse_list(
+    s: &Settings,
+    list: &[String],
+    kind: StackKind,
+    first_factor: bool,
+    issues: &mut Vec<Issue>,
+) {
+    let is_pam = |m: &str| m == "keyboard-interactive" || m == "password";
+    let text = list.join(",");
+    let Some(pam_at) = list.iter().position(|m| is_pam(m)) else {
+        issues.push(problem(
+            format!(
+                "AuthenticationMethods '{}' lets '{text}' log in without \
+                 keyboard-interactive: the code is never asked, MFA can be bypassed",
+                s.get("authenticationmethods")
+            ),
+            FIX_METHODS,
+        ));
+        return;
+    };
+    match kind {
+        StackKind::Key if !list[..pam_at].iter().any(|m| m == "publickey") => {
+            if first_factor {
+                issues.push(warning(
+                    format!(
+                        "'{text}' has no key before PAM: first_factor=publickey refuses every \
+                         such login"
+                    ),
+                    FIX_METHODS,
+                ));
+            } else {
+                issues.push(problem(
+                    format!(
+                        "'{text}' reaches the key + code stack without a key and the module \
+                         has no first_factor=publickey: the code alone logs in"
+                    ),
+                    "add first_factor=publickey to the pam_ecs_mfa.so line and set \
+                     AuthenticationMethods publickey,keyboard-interactive",
+                ));
+            }
+        }
+        StackKind::Password if list[pam_at] == "password" => issues.push(warning(
+            format!(
+                "'{text}': with password authentication sshd answers every PAM prompt with \
+                 the password, so no code can be typed"
+            ),
+            "use keyboard-interactive (examples/sshd_config.d/50-ecs-mfa-password.conf)",
+        )),
+        _ => {}
+    }
+    if list.iter().any(|m| m == "keyboard-interactive") && !s.kbd_interactive_pam() {
+        issues.push(problem(
+            "KbdInteractiveAuthentication (before OpenSSH 8.7 also \
+             ChallengeResponseAuthentication) is not yes: the code cannot be asked (those \
+             users are locked out)"
+                .into(),
+            FIX_METHODS,
+        ));
+    }
 }
 
 #[cfg(test)]

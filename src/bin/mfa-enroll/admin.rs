@@ -63,9 +63,14 @@ pub fn all_accounts(records: &Enrollments) -> Result<Vec<(UserName, Option<bool>
     Ok(users)
 }
 
-pub fn remove(g: &Global, args: RemoveArgs) -> Result<(), Failure> {
+/// What `remove`, `unlock` and `recovery` start from: root, the user (given or the caller), the
+/// policy and its enrollments, and a refusal when the user has no enrollment.
+fn enrolled_user(
+    g: &Global,
+    given: Option<&str>,
+) -> Result<(UserName, pam_ecs_mfa::policy::Policy, Enrollments), Failure> {
     crate::require_root()?;
-    let user = target_user(args.user.as_deref())?;
+    let user = target_user(given)?;
     let policy = g.policy()?;
     let store = g.enrollments(&policy)?;
     if !store
@@ -74,6 +79,11 @@ pub fn remove(g: &Global, args: RemoveArgs) -> Result<(), Failure> {
     {
         return Err(store_failure(&user, StoreError::NotEnrolled));
     }
+    Ok((user, policy, store))
+}
+
+pub fn remove(g: &Global, args: RemoveArgs) -> Result<(), Failure> {
+    let (user, policy, store) = enrolled_user(g, args.user.as_deref())?;
     if !args.yes && !ask_yes(&format!("Remove the enrollment of {user}? [y/N] "))? {
         return Err(Failure::new(Exit::Failure, "not removed"));
     }
@@ -110,16 +120,7 @@ fn ask_yes(question: &str) -> Result<bool, Failure> {
 }
 
 pub fn unlock(g: &Global, args: UnlockArgs) -> Result<(), Failure> {
-    crate::require_root()?;
-    let user = target_user(args.user.as_deref())?;
-    let policy = g.policy()?;
-    let records = g.enrollments(&policy)?;
-    if !records
-        .is_enrolled(&user)
-        .map_err(|e| store_failure(&user, e))?
-    {
-        return Err(store_failure(&user, StoreError::NotEnrolled));
-    }
+    let (user, policy, records) = enrolled_user(g, args.user.as_deref())?;
     let now = unix_now()?;
     // The replay mark moves back only out of an impossible future (further ahead than any
     // login accepts); for an unreadable record, the longest period (the smallest change).
@@ -238,16 +239,7 @@ pub fn verify(g: &Global, args: UserArgs) -> Result<(), Failure> {
 }
 
 pub fn recovery(g: &Global, args: UserArgs) -> Result<(), Failure> {
-    crate::require_root()?;
-    let user = target_user(args.user.as_deref())?;
-    let policy = g.policy()?;
-    let store = g.enrollments(&policy)?;
-    if !store
-        .is_enrolled(&user)
-        .map_err(|e| store_failure(&user, e))?
-    {
-        return Err(store_failure(&user, StoreError::NotEnrolled));
-    }
+    let (user, policy, store) = enrolled_user(g, args.user.as_deref())?;
     let (codes, hashes) =
         recovery::generate().map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
     // Shown first, saved after: a closed stdout ends the process before the old codes are

@@ -65,6 +65,8 @@ fn main() {
             origin: pam_ecs_mfa::store::record::Origin::Admin,
             hotp: None,
             generation: 0,
+            person: None,
+            keys: Vec::new(),
         };
         store.save(&record, SaveMode::CreateNew).unwrap();
     }

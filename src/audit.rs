@@ -66,10 +66,18 @@ pub fn line(ctx: &Context, decision: &Decision) -> String {
     let mut out = String::with_capacity(160);
     let _ = write!(
         out,
-        "user={}{} rhost={} service={} result={} reason={}",
+        "user={}{}{}{} rhost={} service={} result={} reason={}",
         Field(ctx.user.as_deref()),
-        match &decision.account {
+        match decision.account() {
             Some(account) => format!(" account={}", Field(Some(account))),
+            None => String::new(),
+        },
+        match decision.person() {
+            Some(person) => format!(" person={}", Field(Some(person))),
+            None => String::new(),
+        },
+        match decision.key() {
+            Some(key) => format!(" key={}", Field(Some(key))),
             None => String::new(),
         },
         Field(ctx.rhost.as_deref()),

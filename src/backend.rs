@@ -12,9 +12,9 @@ use crate::fleet::login::Fleet;
 use crate::fleet::records::Saved;
 use crate::fleet::{FleetError, transport};
 use crate::policy::Policy;
-use crate::state::{FileStateStore, StateError, StateStore, UserState};
-use crate::store::{SaveMode, Store, StoreError, UserRecord};
-use crate::user_name::UserName;
+use crate::state::{FileStateStore, Owner, StateError, StateStore, UserState};
+use crate::store::{AccountRecord, SaveMode, Store, StoreError, UserRecord, pick};
+use crate::user_name::{Person, UserName};
 
 /// Why a backend operation failed: the records, the login state, or the fleet under either.
 /// The layers below (`store`, `state`) know nothing of the fleet; the choice of backend, and
@@ -30,6 +30,9 @@ pub enum Error {
     /// The fleet, reading or writing a user's login state (shown as `state: ...`, like a
     /// local state error).
     FleetState(FleetError),
+    /// An administrator's change that a rule refuses (a key bound to another person, a key
+    /// that is not bound): why, naming people and keys only.
+    Refused(String),
 }
 
 impl Error {
@@ -37,7 +40,7 @@ impl Error {
     pub fn fleet(&self) -> Option<&FleetError> {
         match self {
             Self::Fleet(e) | Self::FleetState(e) => Some(e),
-            Self::Store(_) | Self::State(_) => None,
+            Self::Store(_) | Self::State(_) | Self::Refused(_) => None,
         }
     }
 }
@@ -67,6 +70,7 @@ impl fmt::Display for Error {
             Self::State(e) => e.fmt(f),
             Self::Fleet(e) => e.fmt(f),
             Self::FleetState(e) => write!(f, "state: {e}"),
+            Self::Refused(why) => f.write_str(why),
         }
     }
 }
@@ -117,20 +121,49 @@ impl Enrollments {
         }
     }
 
-    /// Loads `user`'s record (fleet: with the recovery codes already used removed).
-    pub fn load(&self, user: &UserName) -> Result<UserRecord, Error> {
+    /// Loads `user`'s whole record (every token, as stored).
+    pub fn load_account(&self, user: &UserName) -> Result<AccountRecord, Error> {
         match self {
-            Self::Files(store) => Ok(store.load(user)?),
-            Self::Fleet(fleet) => fleet.read(user)?.record.ok_or(NOT_ENROLLED),
+            Self::Files(store) => Ok(store.load_account(user)?),
+            Self::Fleet(fleet) => fleet
+                .read(&Owner::account(user))?
+                .record
+                .ok_or(NOT_ENROLLED),
         }
     }
 
-    /// Saves a record as an administrator ([`SaveMode::CreateNew`] never replaces one): a new
-    /// secret (enroll, reset, import, fleet push). Its generation becomes one more than both
-    /// the current record's and the highest the login state has seen (so a record rolled back
-    /// before this write works again, and every older value stays refused), the state
-    /// remembers it, and forgets what belonged to the old secret (failures, grace periods,
-    /// used recovery codes: [`UserState::replace_secret`]).
+    /// Loads the token of `person` on `user` (no person: the account's only token; see
+    /// [`crate::store::pick`]). Fleet: with the recovery codes that token used removed.
+    pub fn load_token(
+        &self,
+        user: &UserName,
+        person: Option<&Person>,
+    ) -> Result<UserRecord, Error> {
+        match self {
+            Self::Files(store) => Ok(store.load_token(user, person)?),
+            Self::Fleet(fleet) => {
+                let account = self.load_account(user)?;
+                let owner = pick(&account, person)?.owner();
+                let snapshot = fleet.read(&owner)?;
+                let account = snapshot.record.ok_or(NOT_ENROLLED)?;
+                Ok(pick(&account, owner.person())?.clone())
+            }
+        }
+    }
+
+    /// Loads `user`'s only token (an account with several people: name one, see
+    /// [`Self::load_token`]).
+    pub fn load(&self, user: &UserName) -> Result<UserRecord, Error> {
+        self.load_token(user, None)
+    }
+
+    /// Saves a token as an administrator ([`SaveMode::CreateNew`] never replaces one): a new
+    /// secret (enroll, reset, import, fleet push), for the account or for one person on it.
+    /// The record's generation becomes one more than both the current record's and the highest
+    /// any of its tokens' login states has seen (so a record rolled back before this write
+    /// works again, and every older value stays refused), the token's state remembers it, and
+    /// forgets what belonged to the old secret (failures, grace periods, used recovery codes:
+    /// [`UserState::replace_secret`]).
     pub fn save(&self, policy: &Policy, record: &UserRecord, mode: SaveMode) -> Result<(), Error> {
         let states = self.states(policy);
         let mut record = record.clone();
@@ -140,76 +173,146 @@ impl Enrollments {
             Self::Fleet(fleet) => match fleet.save_record(&record, mode)? {
                 Saved::Written => {}
                 Saved::AlreadyEnrolled => return Err(StoreError::AlreadyEnrolled.into()),
+                Saved::Refused(why) => return Err(StoreError::Refused(why).into()),
             },
         }
-        remember_generation(&states, &record.user, record.generation, true);
+        remember_generation(&states, &record.owner(), record.generation, true);
         Ok(())
     }
 
-    /// Edits `user`'s record as an administrator; never loses a concurrent change (files: under
-    /// the store lock; fleet: compare-and-swap, `change` may run again on the newer record).
-    /// `change` sees the record with what logins recorded in the state folded in (used
+    /// Edits one token as an administrator; never loses a concurrent change (files: under the
+    /// store lock; fleet: compare-and-swap, `change` may run again on the newer record).
+    /// `change` sees the token with what logins recorded in its state folded in (used
     /// recovery codes removed, HOTP counter moved), and that is written too (see
     /// [`Enrollments::fold`]). A write raises the generation (see [`Enrollments::save`]).
     pub fn update<R>(
         &self,
         policy: &Policy,
-        user: &UserName,
+        owner: &Owner,
         mut change: impl FnMut(&mut UserRecord) -> R,
     ) -> Result<R, Error> {
         let states = self.states(policy);
+        let user = owner.user();
         let (result, written) = match self {
             Self::Files(store) => {
-                let st = states.transact(user, |st| *st).unwrap_or_default();
-                store.update(user, |record| {
+                let st = states.transact(owner, |st| *st).unwrap_or_default();
+                let seen = self.highest_generation(&states, user);
+                store.update(user, owner.person(), |record| {
                     let before = record.clone();
                     st.fold_into(record);
                     let result = change(record);
                     let mut written = None;
                     if *record != before {
-                        record.generation = before
-                            .generation
-                            .max(st.trusted_generation())
-                            .saturating_add(1);
+                        record.generation = before.generation.max(seen).saturating_add(1);
                         written = Some(record.generation);
                     }
                     (result, written)
                 })?
             }
             Self::Fleet(fleet) => fleet
-                .update_record(user, &mut change)?
+                .update_record(owner, &mut change)?
                 .ok_or(NOT_ENROLLED)?,
         };
         if let Some(generation) = written {
-            remember_generation(&states, user, generation, false);
+            // Files: `store.update` wrote only this token's generation; the file has one.
+            if let Self::Files(store) = self {
+                let _ = store.update_account(user, |account| {
+                    account.set_generation(generation);
+                    Ok(())
+                });
+            }
+            remember_generation(&states, owner, generation, false);
         }
         Ok(result)
     }
 
-    /// Folds what logins recorded in the state into `user`'s record (an administrator's write:
-    /// hosts cannot write fleet records): used recovery codes leave the record, an HOTP
-    /// counter moves forward. Once folded, erasing the state (a compromised fleet host can)
-    /// no longer revives them. `true` if the record was written.
+    /// Edits `user`'s whole record as an administrator (people and keys: add, move, remove;
+    /// `Err` writes nothing). A write raises the generation; no token left removes the record.
+    pub fn update_account<R>(
+        &self,
+        policy: &Policy,
+        user: &UserName,
+        mut change: impl FnMut(&mut AccountRecord) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        let states = self.states(policy);
+        let seen = self.highest_generation(&states, user);
+        let mut failure = None;
+        let mut run = |account: &mut AccountRecord| match change(account) {
+            Ok(result) => Some(result),
+            Err(e) => {
+                failure = Some(e);
+                None
+            }
+        };
+        let outcome = match self {
+            Self::Files(store) => store.update_account(user, |account| {
+                let before = account.clone();
+                let Some(result) = run(account) else {
+                    *account = before;
+                    return Ok(None);
+                };
+                if *account != before && !account.tokens.is_empty() {
+                    let generation = before.generation.max(seen).saturating_add(1);
+                    account.set_generation(generation);
+                    return Ok(Some((result, Some(generation))));
+                }
+                Ok(Some((result, None)))
+            })?,
+            Self::Fleet(fleet) => {
+                match fleet.update_account(user, seen, |account| Ok(run(account)))? {
+                    None => return Err(NOT_ENROLLED),
+                    Some((result, generation)) => result.map(|r| (r, generation)),
+                }
+            }
+        };
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let (result, generation) = outcome.ok_or(NOT_ENROLLED)?;
+        if let Some(generation) = generation {
+            remember_generation(&states, &Owner::account(user), generation, false);
+        }
+        Ok(result)
+    }
+
+    /// Folds what logins recorded in the state into `user`'s record, token by token (an
+    /// administrator's write: hosts cannot write fleet records): used recovery codes leave the
+    /// record, an HOTP counter moves forward. Once folded, erasing the state (a compromised
+    /// fleet host can) no longer revives them. `true` if the record was written.
     pub fn fold(&self, policy: &Policy, user: &UserName) -> Result<bool, Error> {
         let before = self.raw_generation(user);
-        self.update(policy, user, |_| ())?;
+        for token in self.load_account(user)?.tokens {
+            self.update(policy, &token.owner(), |_| ())?;
+        }
         Ok(self.raw_generation(user) != before)
     }
 
     fn raw_generation(&self, user: &UserName) -> Option<u64> {
-        self.load(user).ok().map(|r| r.generation)
+        self.load_account(user).ok().map(|r| r.generation)
     }
 
-    /// One more than the current record's generation and the highest the state has seen.
+    /// The highest generation any token's login state of `user` has seen.
+    fn highest_generation(&self, states: &States<'_>, user: &UserName) -> u64 {
+        let mut owners = vec![Owner::account(user)];
+        if let Ok(account) = self.load_account(user) {
+            owners.extend(account.tokens.iter().map(UserRecord::owner));
+        }
+        owners.dedup();
+        owners
+            .iter()
+            .filter_map(|owner| states.transact(owner, |st| st.trusted_generation()).ok())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// One more than the current record's generation and the highest its states have seen.
     fn next_generation(&self, states: &States<'_>, user: &UserName) -> u64 {
-        let seen = states
-            .transact(user, |st| st.trusted_generation())
-            .unwrap_or(0);
+        let seen = self.highest_generation(states, user);
         let current = self.raw_generation(user).unwrap_or(0);
         current.max(seen).saturating_add(1)
     }
 
-    /// Removes `user`'s record.
+    /// Removes `user`'s record (every token).
     pub fn remove(&self, user: &UserName) -> Result<(), Error> {
         match self {
             Self::Files(store) => Ok(store.remove(user)?),
@@ -252,11 +355,11 @@ impl Enrollments {
     /// Replaces `user`'s fleet state value with a fresh one (its replay mark at `now`): for a
     /// value that is not ecs-mfa's ([`FleetError::BadValue`]). `false` on local files, whose
     /// corrupt state files are reported, not replaced.
-    pub fn replace_fleet_state(&self, user: &UserName, now: u64) -> Result<bool, Error> {
+    pub fn replace_fleet_state(&self, owner: &Owner, now: u64) -> Result<bool, Error> {
         match self {
             Self::Files(_) => Ok(false),
             Self::Fleet(fleet) => {
-                fleet.replace_state(user, now)?;
+                fleet.replace_state(owner, now)?;
                 Ok(true)
             }
         }
@@ -274,8 +377,8 @@ impl Enrollments {
 /// After an administrator's write of generation `generation`: the state remembers it (so the
 /// value just replaced is refused at once), and with `new_secret` forgets what belonged to the
 /// old secret. Best effort: a login that reads the record remembers it too.
-fn remember_generation(states: &States<'_>, user: &UserName, generation: u64, new_secret: bool) {
-    let _ = states.transact(user, |st| {
+fn remember_generation(states: &States<'_>, owner: &Owner, generation: u64, new_secret: bool) {
+    let _ = states.transact(owner, |st| {
         st.generation = st.trusted_generation().max(generation);
         if new_secret {
             st.replace_secret();
@@ -283,7 +386,7 @@ fn remember_generation(states: &States<'_>, user: &UserName, generation: u64, ne
     });
 }
 
-/// Login state: local files, or `<prefix>state/<user>` in etcd.
+/// Login state: local files, or `<prefix>state/<stem>` in etcd (see [`Owner::stem`]).
 pub enum States<'a> {
     /// `<state>/<user>.state`.
     Files(FileStateStore),
@@ -296,15 +399,15 @@ impl States<'_> {
     /// fleet by compare-and-swap (`decide` may run again on a newer value).
     pub fn transact<R>(
         &self,
-        user: &UserName,
+        owner: &Owner,
         mut decide: impl FnMut(&mut UserState) -> R,
     ) -> Result<R, Error> {
         match self {
-            Self::Files(files) => Ok(files.transact(user, decide)?),
+            Self::Files(files) => Ok(files.transact(owner, decide)?),
             Self::Fleet(fleet) => {
-                let snapshot = fleet.read(user).map_err(Error::FleetState)?;
+                let snapshot = fleet.read(owner).map_err(Error::FleetState)?;
                 fleet
-                    .settle(user, snapshot, |_, st| decide(&mut st.login))
+                    .settle(snapshot, |_, st| decide(&mut st.login))
                     .map(|(result, _)| result)
                     .map_err(Error::FleetState)
             }

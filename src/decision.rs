@@ -34,6 +34,9 @@ pub enum Reason {
     Throttled,
     /// No enrollment for this user.
     NotEnrolled,
+    /// A shared account: the SSH key is bound to none of its tokens and `key_binding` gives
+    /// it no unbound one (`key=` names the key).
+    UnboundKey,
     /// MFA not required: exempt network or group, or not in `require_groups`.
     Exempt,
     /// The user name cannot be valid (path characters, too long, ...).
@@ -68,7 +71,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order the docs list them.
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 21] = [
         Self::Ok,
         Self::RecoveryCode,
         Self::Grace,
@@ -77,6 +80,7 @@ impl Reason {
         Self::Replay,
         Self::Throttled,
         Self::NotEnrolled,
+        Self::UnboundKey,
         Self::Exempt,
         Self::BadUser,
         Self::UnknownAccount,
@@ -106,6 +110,9 @@ impl Reason {
             Self::Replay => "denied: a correct code for a time step already used.",
             Self::Throttled => "denied: locked out after too many failures (locked_for=).",
             Self::NotEnrolled => "denied after a prompt, or ignored with nullok: no enrollment.",
+            Self::UnboundKey => {
+                "denied after a prompt, counted nowhere: a shared account whose tokens are bound to SSH keys, and the key (key=) is bound to none of them (key_binding)."
+            }
             Self::Exempt => "ignored: exempt network or group, or not in require_groups.",
             Self::BadUser => "denied: a user name that cannot be valid.",
             Self::UnknownAccount => {
@@ -144,6 +151,7 @@ impl Reason {
             Self::Replay => "replay",
             Self::Throttled => "throttled",
             Self::NotEnrolled => "not_enrolled",
+            Self::UnboundKey => "unbound_key",
             Self::Exempt => "exempt",
             Self::BadUser => "bad_user",
             Self::UnknownAccount => "unknown_account",
@@ -175,14 +183,62 @@ pub struct Decision {
     pub locked_for: Option<u64>,
     /// Recovery codes left after one was used.
     pub remaining: Option<usize>,
-    /// The canonical account name from NSS, when it differs from the name the client gave
-    /// (`Alice`, `alice@corp.example` -> `alice`): the record, state and groups used are its.
-    pub account: Option<String>,
+    /// Shared accounts and automation keys: the person and the key (see [`Who`]); boxed, as
+    /// most decisions have none.
+    pub who: Option<Box<Who>>,
     /// Free text for the administrator (file paths, error causes). Never a code or secret.
     pub detail: Option<String>,
     /// A grace period to start only if the whole PAM stack succeeds (`pam_sm_setcred`; see
     /// `crate::login::grace`).
     pub grace_pending: Option<Box<PendingGrace>>,
+}
+
+/// Who logged in, beyond the name the client gave: for the audit line's `account=`,
+/// `person=` and `key=`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Who {
+    /// The canonical account name from NSS, when it differs from the name the client gave
+    /// (`Alice`, `alice@corp.example` -> `alice`): the record, state and groups used are its.
+    pub account: Option<String>,
+    /// Shared accounts: whose token was used (its person; never the account's own token).
+    pub person: Option<String>,
+    /// The SSH key fingerprint that chose the token (shared accounts), or the automation key.
+    pub key: Option<String>,
+}
+
+impl Decision {
+    /// The canonical account, when it differs from the name the client gave (see [`Who`]).
+    pub fn account(&self) -> Option<&str> {
+        self.who.as_ref()?.account.as_deref()
+    }
+
+    /// Names the canonical account (see [`Who`]).
+    pub fn with_account(mut self, account: String) -> Self {
+        self.who.get_or_insert_with(Default::default).account = Some(account);
+        self
+    }
+
+    /// The person whose token was used, on a shared account.
+    pub fn person(&self) -> Option<&str> {
+        self.who.as_ref()?.person.as_deref()
+    }
+
+    /// The SSH key named in the audit line (shared accounts, automation keys).
+    pub fn key(&self) -> Option<&str> {
+        self.who.as_ref()?.key.as_deref()
+    }
+
+    /// Names the person and key, keeping any already named.
+    pub fn with_who(mut self, person: Option<String>, key: Option<String>) -> Self {
+        let who = self.who.get_or_insert_with(Default::default);
+        if who.person.is_none() {
+            who.person = person;
+        }
+        if who.key.is_none() {
+            who.key = key;
+        }
+        self
+    }
 }
 
 /// A grace period to write once the whole stack has succeeded (see `crate::login::grace`):
@@ -234,7 +290,7 @@ impl Decision {
             failures: None,
             locked_for: None,
             remaining: None,
-            account: None,
+            who: None,
             detail: None,
             grace_pending: None,
         }

@@ -47,7 +47,7 @@ pub trait PamHandler {
 
 /// What `pam_sm_authenticate` leaves for `pam_sm_setcred`: the account, its pending grace grant
 /// and when the authentication began (see [`crate::login::Backend::commit_grace`]).
-pub type Kept = (String, PendingGrace, std::time::Instant);
+pub type Kept = (crate::state::Owner, PendingGrace, std::time::Instant);
 
 /// The hook: the module arguments (already text; `Err` when one is not UTF-8), then the user,
 /// the items and the conversation, one audit line, the decision.
@@ -138,7 +138,8 @@ pub fn authenticate(pam: &mut impl PamHandler, args: Result<Vec<String>, String>
     }
     let pending = match (&decision.grace_pending, decision.outcome) {
         (Some(p), Outcome::Success) => {
-            Some((decision.account.clone().unwrap_or(user), **p, started))
+            grace_owner(decision.account().unwrap_or(&user), decision.person())
+                .map(|owner| (owner, **p, started))
         }
         _ => None,
     };
@@ -146,11 +147,21 @@ pub fn authenticate(pam: &mut impl PamHandler, args: Result<Vec<String>, String>
     finish(pam, &ctx, decision)
 }
 
+/// Whose state a grace grant goes to: the account, or the person's token on it.
+fn grace_owner(account: &str, person: Option<&str>) -> Option<crate::state::Owner> {
+    let user = crate::user_name::UserName::parse(account).ok()?;
+    let person = match person {
+        Some(p) => Some(crate::user_name::Person::parse(p).ok()?),
+        None => None,
+    };
+    Some(crate::state::Owner::new(&user, person.as_ref()))
+}
+
 /// `pam_sm_setcred`: applications call it only after the whole authentication succeeded, so
 /// this is where a grace period of a password stack starts (see `crate::login::grace`). It never
 /// fails the application: without the grant the next login simply asks for a code.
 pub fn setcred(pam: &mut impl PamHandler, args: Result<Vec<String>, String>, establish: bool) {
-    let Some((account, pending, started)) = pam.take_kept_for_setcred() else {
+    let Some((owner, pending, started)) = pam.take_kept_for_setcred() else {
         return;
     };
     if !establish {
@@ -161,12 +172,10 @@ pub fn setcred(pam: &mut impl PamHandler, args: Result<Vec<String>, String>, est
     }) else {
         return;
     };
-    let Ok(user) = crate::user_name::UserName::parse(&account) else {
-        return;
-    };
+    let user = owner.user().clone();
     let mut backend = login::choose_backend(&policy, pam.etcd_connector());
     let now = crate::clock::unix_now();
-    if let Err(why) = backend.commit_grace(&user, pending, now, started) {
+    if let Err(why) = backend.commit_grace(&owner, pending, now, started) {
         pam.log(
             Severity::Notice,
             &format!(
@@ -390,6 +399,8 @@ mod tests {
                     origin: Origin::Admin,
                     hotp: None,
                     generation: 0,
+                    person: None,
+                    keys: Vec::new(),
                 },
                 SaveMode::CreateNew,
             )

@@ -10,6 +10,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod authorized_keys;
 pub mod backend;
 pub mod clock;
 pub mod decision;

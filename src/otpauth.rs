@@ -115,12 +115,17 @@ pub fn compact_record_uri(record: &crate::store::UserRecord) -> Zeroizing<String
     Zeroizing::new(full.replace(&defaults, ""))
 }
 
+/// The app's label. A person's token on a shared account names both: `alice (root@web-01)`.
 fn label(record: &crate::store::UserRecord) -> (String, String) {
     let host = clean_name(&host_name());
-    if record.issuer.is_empty() || record.issuer == host {
-        (host.clone(), clean_name(&format!("{}@{host}", record.user)))
+    let (issuer, account) = if record.issuer.is_empty() || record.issuer == host {
+        (host.clone(), format!("{}@{host}", record.user))
     } else {
-        (record.issuer.clone(), clean_name(record.user.as_str()))
+        (record.issuer.clone(), record.user.to_string())
+    };
+    match &record.person {
+        Some(person) => (issuer, clean_name(&format!("{person} ({account})"))),
+        None => (issuer, clean_name(&account)),
     }
 }
 

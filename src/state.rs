@@ -35,7 +35,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::secure_fs::{self, FileRules, FsError};
-use crate::user_name::UserName;
+use crate::user_name::{Person, UserName};
 
 /// Where a packaged install keeps volatile state.
 pub const DEFAULT_STATE_DIR: &str = "/run/ecs-mfa";
@@ -52,6 +52,51 @@ pub fn hotp_tag(secret: &[u8]) -> u64 {
     let mut tag = [0u8; 8];
     tag.copy_from_slice(&digest[..8]);
     u64::from_be_bytes(tag)
+}
+
+/// Whose login state: an account's own token (`<state>/<user>.state`, fleet `state/<user>`)
+/// or one person's token on a shared account (`<state>/<user>~<person>.state`, fleet
+/// `state/<user>~<person>`). Replay marks, failures, lockouts, grace and HOTP counters are per
+/// token: alice's lockout on `root` does not lock bob out. `~` is in no user or person name,
+/// so no two owners share a file or key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Owner {
+    user: UserName,
+    person: Option<Person>,
+}
+
+impl Owner {
+    /// The state of `person`'s token on `user` (`None`, or the account's own name: the
+    /// account's own token).
+    pub fn new(user: &UserName, person: Option<&Person>) -> Self {
+        Self {
+            user: user.clone(),
+            person: person.filter(|p| p.as_str() != user.as_str()).cloned(),
+        }
+    }
+
+    /// The state of `user`'s own token.
+    pub fn account(user: &UserName) -> Self {
+        Self::new(user, None)
+    }
+
+    /// The account.
+    pub fn user(&self) -> &UserName {
+        &self.user
+    }
+
+    /// The person, on a shared account.
+    pub fn person(&self) -> Option<&Person> {
+        self.person.as_ref()
+    }
+
+    /// `<user>` or `<user>~<person>`: the state file's stem, the fleet state key's last part.
+    pub fn stem(&self) -> String {
+        match &self.person {
+            None => self.user.to_string(),
+            Some(person) => format!("{}~{person}", self.user),
+        }
+    }
 }
 
 /// Record generations above this are not believed (see [`UserState::trusted_generation`]).
@@ -526,7 +571,7 @@ impl UserState {
 /// fleet's state is changed by compare-and-swap in `fleet::login`, and `backend::States` offers
 /// the same `transact` over either backend to `mfa-enroll`, with `backend::Error`.
 pub trait StateStore {
-    /// Runs `decide` on `user`'s state while holding the user's exclusive lock. If `decide`
+    /// Runs `decide` on `owner`'s state while holding its exclusive lock. If `decide`
     /// changed the state, it is saved before the lock is released; the result is returned only
     /// if that save succeeded, so a caller can never act on a decision that was not recorded.
     ///
@@ -534,12 +579,13 @@ pub trait StateStore {
     /// another writer won a race); only the run whose result is returned was saved.
     fn transact<R>(
         &self,
-        user: &UserName,
+        owner: &Owner,
         decide: impl FnMut(&mut UserState) -> R,
     ) -> Result<R, StateError>;
 }
 
-/// [`StateStore`] on local files: `<dir>/<user>.state` plus a `<dir>/<user>.lock` lock file.
+/// [`StateStore`] on local files: `<dir>/<stem>.state` plus a `<dir>/<stem>.lock` lock file
+/// (stem: [`Owner::stem`]).
 #[derive(Debug, Clone)]
 pub struct FileStateStore {
     dir: PathBuf,
@@ -555,12 +601,13 @@ impl FileStateStore {
 impl StateStore for FileStateStore {
     fn transact<R>(
         &self,
-        user: &UserName,
+        owner: &Owner,
         mut decide: impl FnMut(&mut UserState) -> R,
     ) -> Result<R, StateError> {
         let dir = secure_fs::open_or_create_dir(&self.dir)?;
-        let _lock = dir.lock_file(&format!("{user}.lock"))?;
-        let name = format!("{user}.state");
+        let stem = owner.stem();
+        let _lock = dir.lock_file(&format!("{stem}.lock"))?;
+        let name = format!("{stem}.state");
         let before = match dir.read(&name, FileRules::Private, MAX_STATE_BYTES)? {
             Some(bytes) => UserState::parse(&bytes).map_err(|why| StateError::Corrupt {
                 path: self.dir.join(&name),

@@ -181,6 +181,8 @@ fn used_recovery_codes_and_hotp_counters_live_in_the_state_and_fold_into_the_rec
         origin: crate::store::record::Origin::Admin,
         hotp: Some(4),
         generation: 0,
+        person: None,
+        keys: Vec::new(),
     };
     st.hotp = Some((hotp_tag(record.secret.as_bytes()), 9));
     // Round trip through the file format.
@@ -230,9 +232,9 @@ fn state_is_saved_under_the_lock_and_read_back() {
     let s = Scratch::new("state");
     let store = FileStateStore::new(s.0.join("run"));
     store
-        .transact(&alice(), |st| st.record_success(90))
+        .transact(&Owner::account(&alice()), |st| st.record_success(90))
         .unwrap();
-    let seen = store.transact(&alice(), |st| *st).unwrap();
+    let seen = store.transact(&Owner::account(&alice()), |st| *st).unwrap();
     assert_eq!(seen.last_accepted, 90);
     // An administrator's unlock/reset/removal forgets failures, never the replay mark.
     let policy = ThrottlePolicy {
@@ -240,10 +242,14 @@ fn state_is_saved_under_the_lock_and_read_back() {
         ..ThrottlePolicy::default()
     };
     store
-        .transact(&alice(), |st| st.record_failure(100, &policy))
+        .transact(&Owner::account(&alice()), |st| {
+            st.record_failure(100, &policy)
+        })
         .unwrap();
-    store.transact(&alice(), |st| st.forget_failures()).unwrap();
-    let after = store.transact(&alice(), |st| *st).unwrap();
+    store
+        .transact(&Owner::account(&alice()), |st| st.forget_failures())
+        .unwrap();
+    let after = store.transact(&Owner::account(&alice()), |st| *st).unwrap();
     assert_eq!(
         (after.last_accepted, after.failures, after.locked_until),
         (90, 0, 0)
@@ -258,12 +264,12 @@ fn corrupt_state_denies_and_empty_state_is_fresh() {
     std::fs::write(&path, "garbage =").unwrap();
     std::fs::set_permissions(&path, PermissionsExt::from_mode(0o600)).unwrap();
     assert!(matches!(
-        store.transact(&alice(), |_| ()),
+        store.transact(&Owner::account(&alice()), |_| ()),
         Err(StateError::Corrupt { .. })
     ));
     std::fs::write(&path, "").unwrap();
     assert_eq!(
-        store.transact(&alice(), |st| *st).unwrap(),
+        store.transact(&Owner::account(&alice()), |st| *st).unwrap(),
         UserState::default()
     );
 }
@@ -277,7 +283,9 @@ fn concurrent_transactions_are_serialised() {
             let store = store.clone();
             std::thread::spawn(move || {
                 for _ in 0..25 {
-                    store.transact(&alice(), |st| st.failures += 1).unwrap();
+                    store
+                        .transact(&Owner::account(&alice()), |st| st.failures += 1)
+                        .unwrap();
                 }
             })
         })
@@ -285,5 +293,10 @@ fn concurrent_transactions_are_serialised() {
     for t in threads {
         t.join().unwrap();
     }
-    assert_eq!(store.transact(&alice(), |st| st.failures).unwrap(), 200);
+    assert_eq!(
+        store
+            .transact(&Owner::account(&alice()), |st| st.failures)
+            .unwrap(),
+        200
+    );
 }

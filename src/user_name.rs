@@ -54,6 +54,55 @@ impl UserName {
     }
 }
 
+/// A person's name on a shared account: who a token belongs to (`mfa-enroll enroll --person`).
+/// The same characters and length as a user name, so that it is safe as part of a state file
+/// name (`<user>~<person>.state`), an etcd key and an audit line without escaping.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Person(String);
+
+impl Person {
+    /// Checks `raw` like a user name and wraps it.
+    pub fn parse(raw: &str) -> Result<Self, UserNameError> {
+        UserName::parse(raw).map(|name| Self(name.0))
+    }
+
+    /// A person name made from free text (an `authorized_keys` comment such as
+    /// `alice@laptop`): characters a name may not hold become `-`, cut at [`MAX_LEN`] bytes.
+    /// `None` when nothing usable is left.
+    pub fn from_label(label: &str) -> Option<Self> {
+        let cleaned: String = label
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@') {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .take(MAX_LEN)
+            .collect();
+        let cleaned = cleaned.trim_start_matches(['-', '.']).trim_end_matches('-');
+        Self::parse(cleaned).ok()
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Person {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Person {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Person({:?})", self.0)
+    }
+}
+
 /// The account `user` names, as NSS spells it (`getpwnam(user)->pw_name`): with a
 /// case-insensitive or aliasing directory (SSSD, AD, LDAP), `Alice`, `ALICE` or
 /// `alice@corp.example` can all be the account `alice`, and the record, state and groups must be

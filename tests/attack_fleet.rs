@@ -310,8 +310,9 @@ fn documented_limit_recovery_codes_a_host_marks_used_are_folded_out_and_recovery
     )
     .unwrap();
     let user = pam_ecs_mfa::user_name::UserName::parse("bob").unwrap();
-    let record = fleet.read(&user).unwrap().record.unwrap();
-    let ids: Vec<String> = record
+    let owner = pam_ecs_mfa::state::Owner::account(&user);
+    let record = fleet.read(&owner).unwrap().record.unwrap();
+    let ids: Vec<String> = record.tokens[0]
         .recovery_codes
         .iter()
         .map(|h| format!("\"{}\"", pam_ecs_mfa::fleet::state::recovery_id(h)))

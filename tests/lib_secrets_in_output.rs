@@ -33,6 +33,8 @@ fn no_type_formats_a_secret_a_code_or_a_recovery_code() {
         origin: pam_ecs_mfa::store::record::Origin::Admin,
         hotp: None,
         generation: 0,
+        person: None,
+        keys: Vec::new(),
     };
     let text = record.to_toml().unwrap();
     let needles = [

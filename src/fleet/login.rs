@@ -2,7 +2,9 @@
 //! compare-and-swap.
 //!
 //! 1. Before the prompt, one transaction reads `records/<user>` and `state/<user>` together
-//!    (linearizable: a minority node cannot answer it).
+//!    (linearizable: a minority node cannot answer it). On a shared account whose key chose a
+//!    person's token, a second one reads the record with that token's `state/<user>~<person>`
+//!    (within the same deadline); the settle compares that pair.
 //! 2. After the code is typed, the decision is made on that snapshot and committed with one
 //!    transaction whose compares are the `mod_revision`s of *both* keys: if an administrator
 //!    changed the record, or another host changed the state (the same code on two hosts at
@@ -27,7 +29,8 @@ use super::seal::FleetKeys;
 use super::state::FleetState;
 use super::transport::Connector;
 use super::{FleetConfig, FleetError};
-use crate::store::UserRecord;
+use crate::state::Owner;
+use crate::store::AccountRecord;
 use crate::user_name::UserName;
 
 /// Compare-and-swap attempts before a login gives up (each one lost to another writer).
@@ -42,11 +45,14 @@ pub struct Fleet {
     prefix: String,
 }
 
-/// One user's record and state as read together, with their revisions.
+/// One account's record and one token's state as read together, with their revisions.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    /// The record, with the recovery codes already used removed; `None`: not enrolled.
-    pub record: Option<UserRecord>,
+    /// Whose state this is (the account's own token, or a person's on a shared account).
+    pub owner: Owner,
+    /// The record, with the recovery codes the owner's token already used removed; `None`:
+    /// not enrolled.
+    pub record: Option<AccountRecord>,
     /// `mod_revision` of the record key (0: absent).
     pub record_revision: i64,
     /// The state (default when absent).
@@ -103,17 +109,24 @@ impl Fleet {
         format!("{}records/{user}", self.prefix)
     }
 
-    /// `<prefix>state/<user>`.
-    pub fn state_key(&self, user: &UserName) -> String {
-        format!("{}state/{user}", self.prefix)
+    /// `<prefix>state/<user>` (the account's own token) or `<prefix>state/<user>~<person>`.
+    pub fn state_key(&self, owner: &Owner) -> String {
+        format!("{}state/{}", self.prefix, owner.stem())
     }
 
-    /// Step 1: the record and the state of `user`, in one round trip.
-    pub fn read(&self, user: &UserName) -> Result<Snapshot, FleetError> {
+    /// Step 1: the record of the account and the state of `owner`'s token, in one round trip.
+    pub fn read(&self, owner: &Owner) -> Result<Snapshot, FleetError> {
         let answer = self
             .etcd
-            .within(|| self.etcd.txn(&[], &self.reads(user), &[]))?;
-        self.snapshot(user, answer.reads)
+            .within(|| self.etcd.txn(&[], &self.reads(owner), &[]))?;
+        self.snapshot(owner, answer.reads)
+    }
+
+    /// [`Self::read`] without a deadline of its own: the caller's `within` covers it (a
+    /// second read of the same login step, for a person's token chosen by the first).
+    pub fn read_now(&self, owner: &Owner) -> Result<Snapshot, FleetError> {
+        let answer = self.etcd.txn(&[], &self.reads(owner), &[])?;
+        self.snapshot(owner, answer.reads)
     }
 
     /// Step 2: runs `decide` on the snapshot and commits the state it leaves, if the record and
@@ -123,20 +136,20 @@ impl Fleet {
     /// [`FleetError::Contention`] (etcd answered: never a fallback to the local copy).
     pub fn settle<R>(
         &self,
-        user: &UserName,
         snapshot: Snapshot,
-        decide: impl FnMut(Option<&UserRecord>, &mut FleetState) -> R,
+        decide: impl FnMut(Option<&AccountRecord>, &mut FleetState) -> R,
     ) -> Result<(R, Snapshot), FleetError> {
-        self.etcd
-            .within(|| self.settle_within(user, snapshot, decide))
+        self.etcd.within(|| self.settle_within(snapshot, decide))
     }
 
-    fn settle_within<R>(
+    /// [`Self::settle`] without a deadline of its own (the caller's `within` covers it).
+    pub fn settle_within<R>(
         &self,
-        user: &UserName,
         mut snapshot: Snapshot,
-        mut decide: impl FnMut(Option<&UserRecord>, &mut FleetState) -> R,
+        mut decide: impl FnMut(Option<&AccountRecord>, &mut FleetState) -> R,
     ) -> Result<(R, Snapshot), FleetError> {
+        let owner = snapshot.owner.clone();
+        let user = owner.user();
         for attempt in 0..MAX_ATTEMPTS {
             if attempt > 0 && self.etcd.deadline_passed() {
                 break;
@@ -146,13 +159,16 @@ impl Fleet {
             let write = if state == snapshot.state {
                 Vec::new()
             } else {
-                vec![Op::Put(self.state_key(user), state.to_text().into_bytes())]
+                vec![Op::Put(
+                    self.state_key(&owner),
+                    state.to_text().into_bytes(),
+                )]
             };
             let compare = [
                 Cmp::ModRevision(self.record_key(user), snapshot.record_revision),
-                Cmp::ModRevision(self.state_key(user), snapshot.state_revision),
+                Cmp::ModRevision(self.state_key(&owner), snapshot.state_revision),
             ];
-            let answer = match self.etcd.txn(&compare, &write, &self.reads(user)) {
+            let answer = match self.etcd.txn(&compare, &write, &self.reads(&owner)) {
                 Ok(answer) => answer,
                 // etcd answered an earlier attempt: running out of time now is not an outage.
                 Err(e) if attempt > 0 && self.etcd.deadline_passed() && e.is_unavailable() => {
@@ -164,19 +180,19 @@ impl Fleet {
                 snapshot.state = state;
                 return Ok((result, snapshot));
             }
-            snapshot = self.snapshot(user, answer.reads)?;
+            snapshot = self.snapshot(&owner, answer.reads)?;
         }
         Err(FleetError::Contention)
     }
 
-    fn reads(&self, user: &UserName) -> [Op; 2] {
+    fn reads(&self, owner: &Owner) -> [Op; 2] {
         [
-            Op::Get(self.record_key(user)),
-            Op::Get(self.state_key(user)),
+            Op::Get(self.record_key(owner.user())),
+            Op::Get(self.state_key(owner)),
         ]
     }
 
-    fn snapshot(&self, user: &UserName, reads: Vec<Vec<Kv>>) -> Result<Snapshot, FleetError> {
+    fn snapshot(&self, owner: &Owner, reads: Vec<Vec<Kv>>) -> Result<Snapshot, FleetError> {
         let mut reads = reads.into_iter();
         let record_kv = reads.next().and_then(|r| r.into_iter().next());
         let state_kv = reads.next().and_then(|r| r.into_iter().next());
@@ -186,13 +202,16 @@ impl Fleet {
         };
         let (record, record_revision) = match record_kv {
             Some(kv) => {
-                let mut record = self.open_record(user, &kv)?;
-                state.apply_to(&mut record);
+                let mut record = self.open_record(owner.user(), &kv)?;
+                if let Some(token) = record.token_mut(owner.person()) {
+                    state.apply_to(token);
+                }
                 (Some(record), kv.mod_revision)
             }
             None => (None, 0),
         };
         Ok(Snapshot {
+            owner: owner.clone(),
             record,
             record_revision,
             state,
@@ -201,9 +220,9 @@ impl Fleet {
     }
 
     /// Opens and parses a record value read from `kv.key`.
-    pub fn open_record(&self, user: &UserName, kv: &Kv) -> Result<UserRecord, FleetError> {
+    pub fn open_record(&self, user: &UserName, kv: &Kv) -> Result<AccountRecord, FleetError> {
         let plain = self.keys.open(&kv.value, &kv.key)?;
-        UserRecord::parse(&plain, user)
+        AccountRecord::parse(&plain, user)
             .map_err(|e| FleetError::BadValue(format!("{}: {e}", kv.key)))
     }
 }

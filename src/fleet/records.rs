@@ -8,18 +8,22 @@ use std::time::Duration;
 use super::FleetError;
 use super::etcd::{Alarm, Cmp, MemberStatus, Op};
 use super::login::Fleet;
-use crate::store::{SaveMode, UserRecord};
+use crate::state::Owner;
+use crate::store::{AccountRecord, SaveMode, UserRecord};
 use crate::user_name::UserName;
 
 const MAX_ATTEMPTS: usize = 8;
 
 /// What [`Fleet::save_record`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Saved {
     /// Written.
     Written,
     /// `CreateNew` and the user already has a record: nothing written.
     AlreadyEnrolled,
+    /// A rule of shared accounts refuses the token (a key bound to another person, a second
+    /// token bound to no key): why; nothing written.
+    Refused(String),
 }
 
 /// How far beyond the record's counter an HOTP counter in the fleet state is folded into the
@@ -28,41 +32,84 @@ pub enum Saved {
 pub const MAX_HOTP_FOLD: u64 = 100_000;
 
 impl Fleet {
-    /// Seals `record` and writes it. `CreateNew` writes only if the key does not exist (one
-    /// transaction: two administrators enrolling one user at once give one enrollment).
+    /// Seals `record` (one token) into its account's record and writes it: a new record,
+    /// another person added, or the token of `record.person` replaced; the account's generation
+    /// becomes `record.generation`. Compare-and-swap on the record key: two administrators
+    /// enrolling at once give one enrollment, and neither loses the other's person. `CreateNew`
+    /// never replaces a token (nor, for the account's own token, any record).
     pub fn save_record(&self, record: &UserRecord, mode: SaveMode) -> Result<Saved, FleetError> {
         let key = self.record_key(&record.user);
-        let text = record
-            .to_toml()
-            .map_err(|e| FleetError::BadValue(e.to_string()))?;
-        let sealed = self.keys.seal(text.as_bytes(), &key)?;
-        let compare = match mode {
-            SaveMode::CreateNew => vec![Cmp::ModRevision(key.clone(), 0)],
-            SaveMode::Replace => Vec::new(),
-        };
-        let answer = self.etcd.txn(&compare, &[Op::Put(key, sealed)], &[])?;
-        Ok(if answer.succeeded {
-            Saved::Written
-        } else {
-            Saved::AlreadyEnrolled
-        })
+        for _ in 0..MAX_ATTEMPTS {
+            let current = self.etcd.get(&key)?;
+            let revision = current.as_ref().map_or(0, |kv| kv.mod_revision);
+            let opened = current
+                .as_ref()
+                .map(|kv| self.open_record(&record.user, kv));
+            let mut account = match opened {
+                None => AccountRecord::single(record.clone()),
+                Some(_) if mode == SaveMode::CreateNew && record.person.is_none() => {
+                    return Ok(Saved::AlreadyEnrolled);
+                }
+                // An invalid record is replaced whole by the account's own token, as before.
+                Some(Err(_)) if mode == SaveMode::Replace && record.person.is_none() => {
+                    AccountRecord::single(record.clone())
+                }
+                Some(Err(e)) => return Err(e),
+                Some(Ok(mut account)) => {
+                    if mode == SaveMode::CreateNew
+                        && account.token(record.person.as_ref()).is_some()
+                    {
+                        return Ok(Saved::AlreadyEnrolled);
+                    }
+                    if let Err(e) = account.put(record.clone()) {
+                        return Ok(Saved::Refused(crate::store::refusal(e)));
+                    }
+                    account
+                }
+            };
+            account.set_generation(record.generation);
+            if self.put_record(&key, &account, revision)? {
+                return Ok(Saved::Written);
+            }
+        }
+        Err(FleetError::Contention)
     }
 
-    /// Reads `user`'s record with the fleet state folded in (used recovery codes removed, HOTP
-    /// counter moved: [`super::state::FleetState::apply_to`]), lets `change` edit it and writes
-    /// it back if it differs from the stored value (so a `change` that does nothing still folds),
-    /// with a generation one more than both the stored record's and the highest the state has
-    /// seen; unless someone else changed it meanwhile (then again, on the current record).
-    /// `None`: not enrolled; else the result and the generation written (`None`: unchanged).
+    /// Seals and writes `account` if the record key is still at `revision` (0: absent).
+    fn put_record(
+        &self,
+        key: &str,
+        account: &AccountRecord,
+        revision: i64,
+    ) -> Result<bool, FleetError> {
+        let text = account
+            .to_toml()
+            .map_err(|e| FleetError::BadValue(e.to_string()))?;
+        let sealed = self.keys.seal(text.as_bytes(), key)?;
+        let compare = [Cmp::ModRevision(key.to_string(), revision)];
+        Ok(self
+            .etcd
+            .txn(&compare, &[Op::Put(key.to_string(), sealed)], &[])?
+            .succeeded)
+    }
+
+    /// Reads the record with `owner`'s fleet state folded into its token (used recovery codes
+    /// removed, HOTP counter moved: [`super::state::FleetState::apply_to`]), lets `change` edit
+    /// that token and writes the record back if it differs from the stored value (so a `change`
+    /// that does nothing still folds), with a generation one more than both the stored
+    /// record's and the highest the state has seen; unless someone else changed it meanwhile
+    /// (then again, on the current record). `None`: no such token; else the result and the
+    /// generation written (`None`: unchanged).
     pub fn update_record<R>(
         &self,
-        user: &UserName,
+        owner: &Owner,
         mut change: impl FnMut(&mut UserRecord) -> R,
     ) -> Result<Option<(R, Option<u64>)>, FleetError> {
+        let user = owner.user();
         let key = self.record_key(user);
         for _ in 0..MAX_ATTEMPTS {
-            let snapshot = self.read(user)?;
-            let Some(folded) = snapshot.record else {
+            let snapshot = self.read(owner)?;
+            let Some(mut account) = snapshot.record else {
                 return Ok(None);
             };
             let Some(kv) = self.etcd.get(&key)? else {
@@ -72,34 +119,71 @@ impl Fleet {
                 continue;
             }
             let stored = self.open_record(user, &kv)?;
-            let mut record = folded;
+            let Some(token) = account.token_mut(owner.person()) else {
+                return Ok(None);
+            };
             // An HOTP counter the state moved implausibly far is not made permanent: fleet
             // hosts can write state (a forged counter locks the token out until the state is
             // repaired, never longer). Logins still use the higher one (fail closed).
-            if let (Some(folded_next), Some(stored_next)) = (record.hotp, stored.hotp)
-                && folded_next > stored_next.saturating_add(MAX_HOTP_FOLD)
+            if let (Some(folded_next), Some(stored_next)) = (
+                token.hotp,
+                stored.token(owner.person()).and_then(|t| t.hotp),
+            ) && folded_next > stored_next.saturating_add(MAX_HOTP_FOLD)
             {
-                record.hotp = Some(stored_next);
+                token.hotp = Some(stored_next);
             }
-            let result = change(&mut record);
-            if record == stored {
+            let result = change(token);
+            if account == stored {
                 return Ok(Some((result, None)));
             }
-            record.generation = stored
+            let generation = stored
                 .generation
                 .max(snapshot.state.login.trusted_generation())
                 .saturating_add(1);
-            let text = record
-                .to_toml()
-                .map_err(|e| FleetError::BadValue(e.to_string()))?;
-            let sealed = self.keys.seal(text.as_bytes(), &key)?;
-            let compare = [Cmp::ModRevision(key.clone(), snapshot.record_revision)];
-            if self
-                .etcd
-                .txn(&compare, &[Op::Put(key.clone(), sealed)], &[])?
-                .succeeded
-            {
-                return Ok(Some((result, Some(record.generation))));
+            account.set_generation(generation);
+            if self.put_record(&key, &account, snapshot.record_revision)? {
+                return Ok(Some((result, Some(generation))));
+            }
+        }
+        Err(FleetError::Contention)
+    }
+
+    /// Lets `change` edit `user`'s whole record (add, move or remove people and keys; an
+    /// `Err` writes nothing) and writes it back by compare-and-swap with a generation one more
+    /// than the stored one and `seen` (the highest the states have seen). No token left
+    /// deletes the record. `None`: not enrolled; else the result and the generation written.
+    pub fn update_account<R>(
+        &self,
+        user: &UserName,
+        seen: u64,
+        mut change: impl FnMut(&mut AccountRecord) -> Result<R, FleetError>,
+    ) -> Result<Option<(R, Option<u64>)>, FleetError> {
+        let key = self.record_key(user);
+        for _ in 0..MAX_ATTEMPTS {
+            let Some(kv) = self.etcd.get(&key)? else {
+                return Ok(None);
+            };
+            let stored = self.open_record(user, &kv)?;
+            let mut account = stored.clone();
+            let result = change(&mut account)?;
+            if account == stored {
+                return Ok(Some((result, None)));
+            }
+            if account.tokens.is_empty() {
+                let compare = [Cmp::ModRevision(key.clone(), kv.mod_revision)];
+                if self
+                    .etcd
+                    .txn(&compare, &[Op::Delete(key.clone())], &[])?
+                    .succeeded
+                {
+                    return Ok(Some((result, None)));
+                }
+                continue;
+            }
+            let generation = stored.generation.max(seen).saturating_add(1);
+            account.set_generation(generation);
+            if self.put_record(&key, &account, kv.mod_revision)? {
+                return Ok(Some((result, Some(generation))));
             }
         }
         Err(FleetError::Contention)
@@ -202,18 +286,18 @@ impl Fleet {
 }
 
 impl Fleet {
-    /// Replaces `user`'s state value with a fresh one whose replay mark is `now` (so the code of
+    /// Replaces `owner`'s state value with a fresh one whose replay mark is `now` (so the code of
     /// the current step stays refused): what `mfa-enroll unlock` does with a state value that
     /// is not ecs-mfa's (hosts can write state; a broken or hostile value must not lock a user
     /// out for good). The list of used recovery codes goes with it, so the caller must tell the
     /// administrator to issue new recovery codes (`mfa-enroll recovery`).
-    pub fn replace_state(&self, user: &UserName, now: u64) -> Result<(), FleetError> {
+    pub fn replace_state(&self, owner: &Owner, now: u64) -> Result<(), FleetError> {
         let mut state = super::state::FleetState::default();
         state.login.last_accepted = now;
         self.etcd
             .txn(
                 &[],
-                &[Op::Put(self.state_key(user), state.to_text().into_bytes())],
+                &[Op::Put(self.state_key(owner), state.to_text().into_bytes())],
                 &[],
             )
             .map(|_| ())

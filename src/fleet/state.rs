@@ -220,6 +220,8 @@ mod tests {
             origin: crate::store::record::Origin::Admin,
             hotp: None,
             generation: 0,
+            person: None,
+            keys: Vec::new(),
         };
         let mut st = FleetState {
             used_recovery: vec![recovery_id("h2"), recovery_id("gone")],

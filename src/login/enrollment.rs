@@ -27,15 +27,26 @@ use crate::state::StateStore;
 use crate::store::record::Origin;
 use crate::store::{SaveMode, Store, StoreError, UserRecord};
 use crate::totp::{self, SecretKey, TotpParams, Verification};
-use crate::user_name::UserName;
+use crate::user_name::{Person, UserName};
 
 /// Tries to confirm the first code.
 const CONFIRM_ATTEMPTS: u32 = 3;
 /// The confirmation prompt (tests and docs look for it).
 pub const CONFIRM_PROMPT: &str = "Enter the code from the app to confirm: ";
 
+/// Who enrolls: the account's own token, or (shared account) a new person bound to the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whom {
+    /// The account has no record: its own token (bound to no key, as before).
+    Account,
+    /// The account has tokens, none for this key: a new person's token bound to it.
+    NewPerson,
+}
+
 /// Runs the enrollment for `user`, proven by the SSH key `key` (a `SHA256:` fingerprint).
-/// `None` when another login enrolled the user meanwhile (the caller then asks for a code).
+/// `None` when another login enrolled the user (or, for a new person, this key) meanwhile
+/// (the caller then asks for a code).
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     conv: &mut dyn Conversation,
     policy: &Policy,
@@ -43,6 +54,7 @@ pub fn run(
     state: &impl StateStore,
     user: &UserName,
     key: &str,
+    whom: Whom,
     clock: Clock<'_>,
 ) -> Option<Decision> {
     let unix = || clock().duration_since(UNIX_EPOCH).map(|d| d.as_secs());
@@ -50,13 +62,25 @@ pub fn run(
         return Some(Decision::deny(Reason::Internal).with_detail("system clock is before 1970"));
     }
     // A quick look without a lock (the authoritative check is the create-exclusive save).
-    match store.load(user) {
-        Ok(_) => return None,
-        Err(StoreError::NotEnrolled) => {}
-        Err(e) => return Some(Decision::deny(Reason::BadFile).with_detail(e.to_string())),
-    }
+    let person = match (store.load_account(user), whom) {
+        (Ok(_), Whom::Account) => return None,
+        (Err(StoreError::NotEnrolled), Whom::Account) => None,
+        (Ok(account), Whom::NewPerson) if account.bound_to(key).is_some() => return None,
+        (Ok(account), Whom::NewPerson) => match new_person_name(&account, user, key) {
+            Some(person) => Some(person),
+            None => {
+                return Some(Decision::deny(Reason::Internal).with_detail("no free person name"));
+            }
+        },
+        (Err(StoreError::NotEnrolled), Whom::NewPerson) => return None,
+        (Err(e), _) => return Some(Decision::deny(Reason::BadFile).with_detail(e.to_string())),
+    };
     let unix_now = || unix().unwrap_or(0);
-    let enrolled = new_record(policy, user, key, unix_now()).and_then(|record| {
+    let enrolled = new_record(policy, user, key, unix_now()).and_then(|mut record| {
+        if let Some(person) = &person {
+            record.person = Some(person.clone());
+            record.keys = vec![key.to_string()];
+        }
         let mut talk = Talk {
             conv,
             echo: policy.echo_code,
@@ -65,10 +89,45 @@ pub fn run(
         let step_start = talk.confirm(&record, policy.window, &unix_now)?;
         save_and_show_codes(&mut talk, store, state, record, step_start)
     });
-    Some(enrolled.map_or_else(
+    let mut decision = enrolled.map_or_else(
         |denied| denied,
         |()| Decision::new_success(Reason::EnrolledAtLogin).with_detail(format!("key {key}")),
-    ))
+    );
+    if let Some(person) = person {
+        decision = decision.with_who(Some(person.to_string()), Some(key.to_string()));
+    }
+    Some(decision)
+}
+
+/// The new person's name: the key's `authorized_keys` comment (`alice@laptop`), cleaned, else
+/// `key-` and the start of the fingerprint; `-2`, `-3`... when the account already has it.
+fn new_person_name(
+    account: &crate::store::AccountRecord,
+    user: &UserName,
+    key: &str,
+) -> Option<Person> {
+    let home = nix::unistd::User::from_name(user.as_str())
+        .ok()
+        .flatten()
+        .map(|u| u.dir);
+    let comment = home
+        .and_then(|home| crate::authorized_keys::find_for_home(&home, key))
+        .map(|line| line.comment)
+        .unwrap_or_default();
+    let short: String = key.trim_start_matches("SHA256:").chars().take(12).collect();
+    let base = Person::from_label(&comment)
+        .filter(|p| p.as_str() != user.as_str())
+        .or_else(|| Person::from_label(&format!("key-{short}")))?;
+    let taken = |p: &Person| p.as_str() == user.as_str() || account.token(Some(p)).is_some();
+    if !taken(&base) {
+        return Some(base);
+    }
+    (2..1000)
+        .filter_map(|n| {
+            let stem: String = base.as_str().chars().take(58).collect();
+            Person::parse(&format!("{stem}-{n}")).ok()
+        })
+        .find(|p| !taken(p))
 }
 
 /// Saves `record`, confirmed with the code of the step starting at `step_start`, if the user
@@ -81,9 +140,11 @@ fn save_new(
     record: &UserRecord,
     step_start: u64,
 ) -> Result<(), Decision> {
-    let saved = state.transact(&record.user, |st| {
-        // Above every generation this user's state has seen (a removed record's included).
-        let generation = st.trusted_generation().saturating_add(1);
+    let saved = state.transact(&record.owner(), |st| {
+        // Above every generation this token's state has seen (a removed record's included),
+        // and above the account's (its other people's states have seen that one).
+        let current = store.load_account(&record.user).map_or(0, |a| a.generation);
+        let generation = st.trusted_generation().max(current).saturating_add(1);
         let record = UserRecord {
             generation,
             ..record.clone()
@@ -134,6 +195,8 @@ fn new_record(
         hotp: None,
         // Set by `save_new`, under the lock, above what the state has seen.
         generation: 0,
+        person: None,
+        keys: Vec::new(),
     })
 }
 

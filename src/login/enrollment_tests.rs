@@ -24,7 +24,7 @@ impl Conversation for AdminActsMeanwhile<'_> {
             let (done, finished) = std::sync::mpsc::channel();
             let start = std::time::Instant::now();
             std::thread::spawn(move || {
-                let _ = state.transact(&admin.user, |st| st.forget_failures());
+                let _ = state.transact(&admin.owner(), |st| st.forget_failures());
                 store.save(&admin, SaveMode::Replace).unwrap();
                 let _ = done.send(());
             });
@@ -70,6 +70,8 @@ fn no_lock_is_held_at_the_prompt_and_an_enrollment_made_meanwhile_stands() {
         origin: Origin::Admin,
         hotp: None,
         generation: 0,
+        person: None,
+        keys: Vec::new(),
     };
     let mut conv = AdminActsMeanwhile {
         store: &store,
@@ -85,6 +87,7 @@ fn no_lock_is_held_at_the_prompt_and_an_enrollment_made_meanwhile_stands() {
         &state,
         &alice,
         "SHA256:x",
+        super::Whom::Account,
         &crate::clock::now,
     )
     .unwrap();

@@ -14,6 +14,7 @@
 use std::time::Instant;
 
 use super::backend::{Backend, Before};
+use super::choose::{Choice, Chooser};
 use super::files::Files;
 use super::grace::{self, Key, PendingGrace};
 use super::verify::{self, Effects};
@@ -24,8 +25,8 @@ use crate::fleet::transport::Connector;
 use crate::fleet::{FleetConfig, FleetError, OnUnavailable};
 use crate::policy::Policy;
 use crate::state::hotp_tag;
-use crate::state::{FileStateStore, UserState};
-use crate::store::{SaveMode, Store, UserRecord};
+use crate::state::{FileStateStore, Owner, UserState};
+use crate::store::{AccountRecord, Store, UserRecord};
 use crate::user_name::UserName;
 
 /// [`Backend`] on etcd, with the local copy behind it.
@@ -39,6 +40,8 @@ pub struct Etcd<'a> {
     snapshot: Option<Snapshot>,
     /// The local copy; offline once etcd was found unreachable.
     local: Files<'a>,
+    /// What chose the token at the read (see `super::choose`).
+    chooser: Option<Chooser>,
 }
 
 impl<'a> Etcd<'a> {
@@ -51,6 +54,7 @@ impl<'a> Etcd<'a> {
             fleet: None,
             snapshot: None,
             local: Files::new(policy),
+            chooser: None,
         }
     }
 
@@ -70,14 +74,17 @@ impl<'a> Etcd<'a> {
 }
 
 impl Backend for Etcd<'_> {
-    fn read(&mut self, user: &UserName) -> Result<Before, Decision> {
+    fn read(&mut self, user: &UserName, chooser: &Chooser) -> Result<Before, Decision> {
+        self.chooser = Some(chooser.clone());
         let local = self.local_allowed();
-        let read = self.fleet().and_then(|fleet| fleet.read(user));
+        let read = self
+            .fleet()
+            .and_then(|fleet| read_chosen(fleet, user, chooser));
         let snapshot = match read {
             Ok(snapshot) => snapshot,
             Err(e) if local && e.is_unavailable() && self.fleet.is_some() => {
                 self.local.go_offline(offline_note(&e));
-                return self.local.read(user);
+                return self.local.read(user, chooser);
             }
             Err(e) => return Err(denial(&e)),
         };
@@ -86,8 +93,21 @@ impl Backend for Etcd<'_> {
         } else {
             None
         };
+        let (record, unbound) = match snapshot.record.as_ref().map(|a| chooser.choose(a)) {
+            None => (None, false),
+            Some(Choice::Token(token)) if token.owner() == snapshot.owner => {
+                (Some(token.clone()), false)
+            }
+            Some(Choice::Token(_)) => {
+                return Err(Decision::deny(Reason::BackendError).with_detail(
+                    "the record changed between the two reads of this login; log in again",
+                ));
+            }
+            Some(Choice::Unbound) => (None, true),
+        };
         let before = Before {
-            record: snapshot.record.clone(),
+            record,
+            unbound,
             state: snapshot.state.login,
             note,
         };
@@ -98,11 +118,14 @@ impl Backend for Etcd<'_> {
     /// Immediate keys only read the snapshot; deferred ones take the mark out by
     /// compare-and-swap (see `grace`). When the fleet cannot be written the login goes on
     /// with the old snapshot and asks for the code.
-    fn take_grace(&mut self, user: &UserName, key: Key, now: u64) -> Option<PendingGrace> {
+    fn take_grace(&mut self, owner: &Owner, key: Key, now: u64) -> Option<PendingGrace> {
         let policy = self.policy;
         let (Some(fleet), Some(snapshot)) = (&self.fleet, &self.snapshot) else {
             return None;
         };
+        if snapshot.owner != *owner {
+            return None;
+        }
         if !grace::in_grace(policy, &snapshot.state.login, key.id, now) {
             return None;
         }
@@ -110,7 +133,7 @@ impl Backend for Etcd<'_> {
             let mut st = snapshot.state.login;
             return grace::use_grace(policy, key, now, &mut st);
         }
-        match fleet.settle(user, snapshot.clone(), |_, st| {
+        match fleet.settle(snapshot.clone(), |_, st| {
             grace::use_grace(policy, key, now, &mut st.login)
         }) {
             Ok((used, newer)) => {
@@ -121,55 +144,69 @@ impl Backend for Etcd<'_> {
         }
     }
 
-    fn settle(&mut self, user: &UserName, answer: &[u8], now: u64, grace: Option<Key>) -> Decision {
+    fn settle(&mut self, owner: &Owner, answer: &[u8], now: u64, grace: Option<Key>) -> Decision {
         if self.local.is_offline() {
-            return self.local.settle(user, answer, now, grace);
+            return self.local.settle(owner, answer, now, grace);
         }
         let policy = self.policy;
-        let (Some(fleet), Some(snapshot)) = (&self.fleet, self.snapshot.take()) else {
+        let (Some(fleet), Some(snapshot), Some(chooser)) =
+            (&self.fleet, self.snapshot.take(), self.chooser.as_ref())
+        else {
             return Decision::deny(Reason::Internal).with_detail("settle before read");
         };
+        if snapshot.owner != *owner {
+            return Decision::deny(Reason::Internal).with_detail("settle of another token");
+        }
         let started = Instant::now();
-        let digits = snapshot.record.as_ref().map_or(6, |r| r.params.digits());
-        // A recovery-shaped answer: Argon2 before the compare-and-swap, pacing after it.
-        let pre = snapshot
+        let token = snapshot
             .record
             .as_ref()
+            .and_then(|a| a.token(owner.person()));
+        let digits = token.map_or(6, |r| r.params.digits());
+        // A recovery-shaped answer: Argon2 before the compare-and-swap, pacing after it.
+        let pre = token
             .and_then(|r| verify::precheck_recovery(r, policy, answer, now, &snapshot.state.login));
-        let settled = fleet.settle(user, snapshot, |record, st| {
-            let Some(current) = record else {
-                return Decision::deny(Reason::NotEnrolled)
-                    .with_detail("the enrollment was removed while the code was being typed");
-            };
-            let FleetState {
-                login,
-                used_recovery,
-                hotp,
-            } = st;
-            let mut effects = FleetEffects {
-                used_recovery,
-                hotp,
-                // The record's recovery codes are already the unused ones.
-                left: current.recovery_codes.len().saturating_sub(1),
-            };
-            let mut decision = verify::decide(
-                current,
-                policy,
-                answer,
-                now,
-                login,
-                &mut effects,
-                pre.as_ref(),
-            );
-            grace::grant(policy, grace, &mut decision, now, login);
-            decision
-        });
+        let settled = fleet.settle(
+            snapshot,
+            |record: Option<&AccountRecord>, st: &mut FleetState| {
+                let Some(account) = record else {
+                    return Decision::deny(Reason::NotEnrolled)
+                        .with_detail("the enrollment was removed while the code was being typed");
+                };
+                let current = match chooser.again(account, owner) {
+                    Ok(current) => current,
+                    Err(denial) => return denial,
+                };
+                let FleetState {
+                    login,
+                    used_recovery,
+                    hotp,
+                } = st;
+                let mut effects = FleetEffects {
+                    used_recovery,
+                    hotp,
+                    // The record's recovery codes are already the unused ones.
+                    left: current.recovery_codes.len().saturating_sub(1),
+                };
+                let mut decision = verify::decide(
+                    current,
+                    policy,
+                    answer,
+                    now,
+                    login,
+                    &mut effects,
+                    pre.as_ref(),
+                );
+                grace::grant(policy, grace, &mut decision, now, login);
+                decision
+            },
+        );
         verify::pace_answer(answer, digits, started);
         match settled {
             Ok((decision, _)) => decision,
             Err(e) if self.local_allowed() && e.is_unavailable() => {
                 self.local.go_offline(offline_note(&e));
-                self.local.settle(user, answer, now, grace)
+                self.local.settle(owner, answer, now, grace)
             }
             Err(e) => denial(&e),
         }
@@ -185,7 +222,7 @@ impl Backend for Etcd<'_> {
     /// code).
     fn commit_grace(
         &mut self,
-        user: &UserName,
+        owner: &Owner,
         pending: PendingGrace,
         now: u64,
         login_started: Instant,
@@ -200,10 +237,8 @@ impl Backend for Etcd<'_> {
         fleet
             .etcd
             .within_until(until, || {
-                let snapshot = fleet.read(user)?;
-                fleet.settle(user, snapshot, |_, st| {
-                    grace::commit(pending, now, &mut st.login)
-                })
+                let snapshot = fleet.read(owner)?;
+                fleet.settle(snapshot, |_, st| grace::commit(pending, now, &mut st.login))
             })
             .map(|_| ())
             .map_err(|e| e.to_string())
@@ -260,12 +295,12 @@ fn offline_note(e: &FleetError) -> String {
 fn refresh_local_copy(
     store: &Store,
     user: &UserName,
-    record: Option<&UserRecord>,
+    record: Option<&AccountRecord>,
 ) -> Option<String> {
     let result = match record {
-        Some(record) => match store.load(user) {
+        Some(record) => match store.load_account(user) {
             Ok(local) if local == *record => Ok(()),
-            _ => store.save(record, SaveMode::Replace),
+            _ => store.save_account(record),
         },
         None => match store.is_enrolled(user) {
             Ok(true) => store.remove(user),
@@ -276,6 +311,24 @@ fn refresh_local_copy(
     result
         .err()
         .map(|e| format!("the local copy was not refreshed: {e}"))
+}
+
+/// Step 1 of a fleet login: the record with the state of the token `chooser` picks. The first
+/// read fetches the account's own token's state; when the key chose a person's token, a
+/// second read (within the same step deadline) fetches the record again with that token's
+/// state, so that the settle compares that pair.
+fn read_chosen(fleet: &Fleet, user: &UserName, chooser: &Chooser) -> Result<Snapshot, FleetError> {
+    fleet.etcd.within(|| {
+        let first = fleet.read_now(&Owner::account(user))?;
+        let owner = match first.record.as_ref().map(|a| chooser.choose(a)) {
+            Some(Choice::Token(token)) => token.owner(),
+            _ => return Ok(first),
+        };
+        if owner == first.owner {
+            return Ok(first);
+        }
+        fleet.read_now(&owner)
+    })
 }
 
 /// The denial for a fleet error.

@@ -8,12 +8,13 @@
 use std::time::Instant;
 
 use super::backend::{Backend, Before};
+use super::choose::{Choice, Chooser};
 use super::grace::{self, Key, PendingGrace};
 use super::verify::{self, Effects};
 use crate::decision::{Decision, Reason};
 use crate::policy::{PassMode, Policy};
 use crate::state::hotp_tag;
-use crate::state::{FileStateStore, StateStore, USED_RECOVERY_SLOTS, UserState};
+use crate::state::{FileStateStore, Owner, StateStore, USED_RECOVERY_SLOTS, UserState};
 use crate::store::{Store, StoreError, UserRecord};
 use crate::user_name::UserName;
 
@@ -24,6 +25,8 @@ pub struct Files<'a> {
     state: FileStateStore,
     /// `Some(why)`: this is the fleet's local copy, used because etcd is unreachable.
     offline: Option<String>,
+    /// What chose the token at the read (see `super::choose`).
+    chooser: Option<Chooser>,
 }
 
 impl<'a> Files<'a> {
@@ -34,6 +37,7 @@ impl<'a> Files<'a> {
             store: Store::new(&policy.store_dir),
             state: FileStateStore::new(&policy.state_dir),
             offline: None,
+            chooser: None,
         }
     }
 
@@ -54,9 +58,10 @@ impl<'a> Files<'a> {
 }
 
 impl Backend for Files<'_> {
-    fn read(&mut self, user: &UserName) -> Result<Before, Decision> {
-        let record = match (self.store.load(user), &self.offline) {
-            (Ok(record), _) => Some(record),
+    fn read(&mut self, user: &UserName, chooser: &Chooser) -> Result<Before, Decision> {
+        self.chooser = Some(chooser.clone());
+        let account = match (self.store.load_account(user), &self.offline) {
+            (Ok(account), _) => Some(account),
             (Err(StoreError::NotEnrolled), None) => None,
             (Err(StoreError::NotEnrolled), Some(why)) => {
                 return Err(Decision::deny(Reason::BackendUnavailable).with_detail(format!(
@@ -71,28 +76,35 @@ impl Backend for Files<'_> {
                     .with_detail(format!("{why}; the local copy is unusable: {e}")));
             }
         };
+        let (record, unbound) = match account.as_ref().map(|a| chooser.choose(a)) {
+            None => (None, false),
+            Some(Choice::Token(token)) => (Some(token.clone()), false),
+            Some(Choice::Unbound) => (None, true),
+        };
         // Only try_first_pass looks at the state before the prompt (lockout, replay).
         let state = match (self.policy.pass, &record) {
-            (PassMode::TryFirst, Some(_)) => {
-                self.state.transact(user, |st| *st).unwrap_or_default()
-            }
+            (PassMode::TryFirst, Some(token)) => self
+                .state
+                .transact(&token.owner(), |st| *st)
+                .unwrap_or_default(),
             _ => UserState::default(),
         };
         Ok(Before {
             record,
+            unbound,
             state,
             note: self.offline.clone(),
         })
     }
 
-    fn take_grace(&mut self, user: &UserName, key: Key, now: u64) -> Option<PendingGrace> {
+    fn take_grace(&mut self, owner: &Owner, key: Key, now: u64) -> Option<PendingGrace> {
         // No grace offline: only the fleet can take a mark out for good (see `grace`).
         if self.offline.is_some() {
             return None;
         }
         let policy = self.policy;
         self.state
-            .transact(user, |st| grace::use_grace(policy, key, now, st))
+            .transact(owner, |st| grace::use_grace(policy, key, now, st))
             .ok()
             .flatten()
     }
@@ -101,12 +113,25 @@ impl Backend for Files<'_> {
     /// removal while this client sat at the prompt takes effect for this login too), then the
     /// decision. A recovery-shaped answer: Argon2 before the lock (and pacing after it), so
     /// that no attempt holds the user's lock for longer than a file read and write.
-    fn settle(&mut self, user: &UserName, answer: &[u8], now: u64, grace: Option<Key>) -> Decision {
+    fn settle(&mut self, owner: &Owner, answer: &[u8], now: u64, grace: Option<Key>) -> Decision {
         let (policy, store, offline) = (self.policy, &self.store, self.offline.as_deref());
+        let Some(chooser) = self.chooser.as_ref() else {
+            return Decision::deny(Reason::Internal).with_detail("settle before read");
+        };
+        let user = owner.user();
+        // The record as it is now, and this login's token in it.
+        let current = || -> Result<UserRecord, Decision> {
+            match store.load_account(user) {
+                Ok(account) => chooser.again(&account, owner).cloned(),
+                Err(StoreError::NotEnrolled) => Err(Decision::deny(Reason::NotEnrolled)
+                    .with_detail("the enrollment was removed while the code was being typed")),
+                Err(e) => Err(Decision::deny(Reason::BadFile).with_detail(e.to_string())),
+            }
+        };
         let started = Instant::now();
-        let (pre, digits) = match verify::recovery_code_in(answer, 6).map(|_| store.load(user)) {
+        let (pre, digits) = match verify::recovery_code_in(answer, 6).map(|_| current()) {
             Some(Ok(record)) => {
-                let st = self.state.transact(user, |st| *st).unwrap_or_default();
+                let st = self.state.transact(owner, |st| *st).unwrap_or_default();
                 (
                     verify::precheck_recovery(&record, policy, answer, now, &st),
                     record.params.digits(),
@@ -114,11 +139,11 @@ impl Backend for Files<'_> {
             }
             _ => (None, 6),
         };
-        let decision = self.state.transact(user, |st| match store.load(user) {
+        let decision = self.state.transact(owner, |st| match current() {
             Ok(current) => {
                 let mut effects = FileEffects {
                     store,
-                    user: &current.user,
+                    owner,
                     offline,
                 };
                 let mut decision = verify::decide(
@@ -133,9 +158,7 @@ impl Backend for Files<'_> {
                 grace::grant(policy, grace, &mut decision, now, st);
                 decision
             }
-            Err(StoreError::NotEnrolled) => Decision::deny(Reason::NotEnrolled)
-                .with_detail("the enrollment was removed while the code was being typed"),
-            Err(e) => Decision::deny(Reason::BadFile).with_detail(e.to_string()),
+            Err(denial) => denial,
         });
         verify::pace_answer(answer, digits, started);
         let decision = decision
@@ -152,13 +175,13 @@ impl Backend for Files<'_> {
 
     fn commit_grace(
         &mut self,
-        user: &UserName,
+        owner: &Owner,
         pending: PendingGrace,
         now: u64,
         _login_started: Instant,
     ) -> Result<(), String> {
         self.state
-            .transact(user, |st| grace::commit(pending, now, st))
+            .transact(owner, |st| grace::commit(pending, now, st))
             .map_err(|e| e.to_string())
     }
 }
@@ -168,7 +191,7 @@ impl Backend for Files<'_> {
 /// `offline`: the fleet is unreachable and this is its local copy: both are refused.
 struct FileEffects<'a> {
     store: &'a Store,
-    user: &'a UserName,
+    owner: &'a Owner,
     offline: Option<&'a str>,
 }
 
@@ -188,12 +211,16 @@ impl FileEffects<'_> {
     /// the state directory). The state already holds the change, so a failure (a full or
     /// read-only store) does not refuse the login: it is returned as the audit note.
     fn fold(&self, what: &str, change: impl FnOnce(&mut UserRecord)) -> Option<String> {
-        self.store.update(self.user, change).err().map(|e| {
-            format!(
-                "{what} recorded in the login state only (lost if the server reboots before a \
+        let owner = self.owner;
+        self.store
+            .update(owner.user(), owner.person(), change)
+            .err()
+            .map(|e| {
+                format!(
+                    "{what} recorded in the login state only (lost if the server reboots before a \
                  later login or mfa-enroll command writes the record): {e}"
-            )
-        })
+                )
+            })
     }
 }
 
@@ -211,8 +238,12 @@ impl Effects for FileEffects<'_> {
         if !st.used_recovery.use_code(hash, &record.recovery_codes) {
             return Err(Decision::deny(Reason::BadFile).with_detail(format!(
                 "more than {USED_RECOVERY_SLOTS} recovery codes used and not yet removed from the \
-                 record; mfa-enroll recovery --user {} issues new ones",
-                record.user
+                 record; mfa-enroll recovery --user {}{} issues new ones",
+                record.user,
+                record
+                    .person
+                    .as_ref()
+                    .map_or_else(String::new, |p| format!(" --person {p}"))
             )));
         }
         let remaining = st.used_recovery.unused_in(&record.recovery_codes);

@@ -7,8 +7,9 @@ use zeroize::Zeroizing;
 
 use super::attempt::{Attempt, Clock, unix_at};
 use super::backend::{Backend, Before};
+use super::choose::Chooser;
 use super::conversation::{self, Conversation, ConversationError};
-use super::enrollment;
+use super::enrollment::{self, Whom};
 use super::grace;
 use super::verify;
 use crate::decision::{Decision, Reason};
@@ -31,6 +32,8 @@ pub struct Login<'a> {
     accounts: &'a dyn Fn(&UserName) -> Option<UserName>,
     /// `forward_pass`: the password part of the answer, once it was read.
     forward: Option<Zeroizing<Vec<u8>>>,
+    /// `mfa-enroll verify --person`: the token to check (see [`Chooser::person`]).
+    person: Option<crate::user_name::Person>,
 }
 
 /// What a login did.
@@ -58,7 +61,14 @@ impl<'a> Login<'a> {
             clock,
             accounts: &nss_account,
             forward: None,
+            person: None,
         }
+    }
+
+    /// The same login checking `person`'s token on a shared account, whatever the key
+    /// (`mfa-enroll verify --person`; the module never does this).
+    pub fn for_person(self, person: Option<crate::user_name::Person>) -> Self {
+        Self { person, ..self }
     }
 
     /// The same login with another source of canonical account names (tests: a fixed list).
@@ -97,13 +107,25 @@ impl<'a> Login<'a> {
         };
         let mut decision = self.for_account(backend, &user);
         if user != given {
-            decision.account = Some(user.to_string());
+            decision = decision.with_account(user.to_string());
         }
         decision
     }
 
-    /// Step 2: exemptions, then the enrolled user's login.
+    /// Step 2: exemptions (automation keys, groups, networks), then the enrolled user's login.
     fn for_account(&mut self, backend: &mut dyn Backend, user: &UserName) -> Decision {
+        if let Some(key) = self.attempt.accepted_key()
+            && self
+                .policy
+                .automation_keys
+                .iter()
+                .any(|entry| entry.covers(user, key))
+        {
+            self.forward = conversation::forward_all(self.conv, self.policy);
+            return Decision::ignore(Reason::Exempt)
+                .with_detail("automation key (automation_keys)")
+                .with_who(None, Some(key.to_string()));
+        }
         let exemptions = &self.policy.exemptions;
         // A network rule that matched loopback or an own address is reported on the final line.
         let mut note = None;
@@ -135,7 +157,12 @@ impl<'a> Login<'a> {
         user: &UserName,
         may_enroll: bool,
     ) -> Decision {
-        let before = match backend.read(user) {
+        let chooser = Chooser {
+            key: self.attempt.accepted_key().map(str::to_string),
+            binding: self.policy.key_binding,
+            person: self.person.clone(),
+        };
+        let before = match backend.read(user, &chooser) {
             Ok(before) => before,
             Err(denial) => {
                 self.ask_and_discard();
@@ -148,10 +175,48 @@ impl<'a> Login<'a> {
                 record: Some(record),
                 state,
                 ..
-            } => self.with_record(backend, user, record, &state),
+            } => {
+                // Shared accounts: the audit line names the person and the key.
+                let who = record
+                    .person
+                    .as_ref()
+                    .map(|p| (p.to_string(), chooser.key.clone()));
+                let decision = self.with_record(backend, record, &state);
+                match who {
+                    Some((person, key)) => decision.with_who(Some(person), key),
+                    None => decision,
+                }
+            }
+            Before { unbound: true, .. } => self.unbound(backend, user, may_enroll, &chooser),
             Before { record: None, .. } => self.unenrolled(backend, user, may_enroll),
         };
         with_note(decision, note)
+    }
+
+    /// A shared account, and no token is for this key: enrollment of a new person at login
+    /// (bound to this key), or a denial after a prompt like a wrong code. Never `nullok`: the
+    /// account is enrolled.
+    fn unbound(
+        &mut self,
+        backend: &mut dyn Backend,
+        user: &UserName,
+        may_enroll: bool,
+        chooser: &Chooser,
+    ) -> Decision {
+        let (policy, clock) = (self.policy, self.clock);
+        if may_enroll
+            && let Some(key) = may_enroll_at_login(policy, user, &self.attempt, clock)
+            && let Some((store, state)) = backend.enrollment_store()
+        {
+            let whom = Whom::NewPerson;
+            match enrollment::run(self.conv, policy, store, state, user, key, whom, clock) {
+                Some(decision) => return decision,
+                // Another login enrolled this key meanwhile: ask for its code as usual.
+                None => return self.enrolled(backend, user, false),
+            }
+        }
+        self.ask_and_discard();
+        chooser.unbound_denial().with_who(None, chooser.key.clone())
     }
 
     /// No record: enrollment at login, `nullok`, or a denial after a prompt like a wrong code
@@ -167,7 +232,16 @@ impl<'a> Login<'a> {
             && let Some(key) = may_enroll_at_login(policy, user, &self.attempt, clock)
             && let Some((store, state)) = backend.enrollment_store()
         {
-            match enrollment::run(self.conv, policy, store, state, user, key, clock) {
+            match enrollment::run(
+                self.conv,
+                policy,
+                store,
+                state,
+                user,
+                key,
+                Whom::Account,
+                clock,
+            ) {
                 Some(decision) => return decision,
                 // Another login of this user enrolled meanwhile: ask for a code as usual.
                 None => return self.enrolled(backend, user, false),
@@ -185,16 +259,16 @@ impl<'a> Login<'a> {
     fn with_record(
         &mut self,
         backend: &mut dyn Backend,
-        user: &UserName,
         record: UserRecord,
         state: &UserState,
     ) -> Decision {
-        let grace = grace::grace_id(self.policy, user, &self.attempt);
+        let owner = record.owner();
+        let grace = grace::grace_id(self.policy, &owner, &self.attempt);
         // Grace before the prompt, except with forward_pass, whose prompt is read first and the
         // grace decided at the moment the answer arrives (a prompt left open outlives no grace).
         let after = grace::after_the_answer(self.policy);
         if let (Some(key), false) = (grace, after)
-            && let Some(used) = backend.take_grace(user, key, unix_at(self.clock))
+            && let Some(used) = backend.take_grace(&owner, key, unix_at(self.clock))
         {
             return grace::success(key, &self.attempt, used);
         }
@@ -204,11 +278,11 @@ impl<'a> Login<'a> {
         };
         drop(record);
         if let (Some(key), true) = (grace, after)
-            && let Some(used) = backend.take_grace(user, key, now)
+            && let Some(used) = backend.take_grace(&owner, key, now)
         {
             return grace::success(key, &self.attempt, used);
         }
-        backend.settle(user, &answer, now, grace)
+        backend.settle(&owner, &answer, now, grace)
     }
 
     /// Step 5: the code (asked, or from `PAM_AUTHTOK`, see [`conversation::read_code`]) for

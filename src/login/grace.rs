@@ -24,8 +24,7 @@ use super::attempt::{Attempt, host_identity};
 pub use crate::decision::PendingGrace;
 use crate::decision::{Decision, Outcome, Reason};
 use crate::policy::{PassMode, Policy};
-use crate::state::UserState;
-use crate::user_name::UserName;
+use crate::state::{Owner, UserState};
 
 /// The grace digest of a login and whether its grant waits for `pam_sm_setcred`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +40,7 @@ pub struct Key {
 /// the PAM service, the requesting user (`PAM_RUSER`: who ran `su`), the client address
 /// (`PAM_RHOST`, empty for local services) and the SSH key's fingerprint when sshd reports one
 /// (`SSH_AUTH_INFO_0`; absent for password logins, which are then keyed on the rest).
-pub fn grace_id(policy: &Policy, user: &UserName, attempt: &Attempt<'_>) -> Option<Key> {
+pub fn grace_id(policy: &Policy, owner: &Owner, attempt: &Attempt<'_>) -> Option<Key> {
     let grace = policy.grace?;
     let key = attempt.accepted_key().unwrap_or_default();
     let scope = if grace.fleet_wide {
@@ -50,9 +49,11 @@ pub fn grace_id(policy: &Policy, user: &UserName, attempt: &Attempt<'_>) -> Opti
         host_identity()
     };
     let mut digest = sha2::Sha256::new().chain_update(b"ecs-mfa grace v2\0");
+    // The account (`<user>`), or the person's token on it (`<user>~<person>`).
+    let token = owner.stem();
     for part in [
         scope,
-        user.as_str(),
+        token.as_str(),
         attempt.service.unwrap_or(""),
         attempt.ruser.unwrap_or(""),
         attempt.rhost.unwrap_or(""),
@@ -200,7 +201,7 @@ mod tests {
     fn id(attempt: &Attempt<'_>) -> u64 {
         grace_id(
             &policy(PassMode::Prompt),
-            &UserName::parse("alice").unwrap(),
+            &Owner::account(&crate::user_name::UserName::parse("alice").unwrap()),
             attempt,
         )
         .unwrap()
@@ -288,7 +289,7 @@ mod tests {
 
     #[test]
     fn a_password_left_by_an_earlier_module_defers_the_grant_in_prompt_mode() {
-        let alice = UserName::parse("alice").unwrap();
+        let alice = Owner::account(&crate::user_name::UserName::parse("alice").unwrap());
         let key = |earlier_password| {
             grace_id(
                 &policy(PassMode::Prompt),

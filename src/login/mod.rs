@@ -9,7 +9,11 @@
 //! 1. The user name is validated before it touches any path, then turned into the account NSS
 //!    names (every spelling of an account is that account).
 //! 2. Exemptions (`exempt_*`, `require_groups`).
-//! 3. The record and state as they are before the prompt (`Backend::read`). Unenrolled users
+//!    Automation keys (`automation_keys`) are exempt here too, by the key sshd accepted.
+//! 3. The record, the token the SSH key chooses on it ([`choose`]: shared accounts have a
+//!    token per person) and that token's state, as they are before the prompt
+//!    (`Backend::read`). A key no token is for is denied (`unbound_key`) after a prompt, or
+//!    enrolls a new person at this login. Unenrolled users
 //!    may enroll at this login ([`enrollment`]), get `Ignore` under `nullok` (no prompt), or
 //!    are prompted and denied like a wrong code (no enumeration). An enrollment that exists but
 //!    is unusable always denies: `nullok` never turns a broken file into a pass.
@@ -24,6 +28,7 @@
 
 pub mod attempt;
 pub mod backend;
+pub mod choose;
 pub mod conversation;
 pub mod enrollment;
 pub mod etcd;

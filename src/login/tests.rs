@@ -121,6 +121,8 @@ impl Fixture {
             origin: crate::store::record::Origin::Admin,
             hotp: None,
             generation: 0,
+            person: None,
+            keys: Vec::new(),
         };
         Store::new(&policy.store_dir)
             .save(&record, SaveMode::CreateNew)
@@ -292,7 +294,7 @@ fn lockout_refuses_even_the_right_code_until_it_expires() {
 /// State written while the server's clock was a day ahead (bad RTC, VM restore).
 fn state_from_a_clock_a_day_ahead(f: &Fixture, accepted: bool) {
     let state = FileStateStore::new(&f.policy.state_dir);
-    let alice = UserName::parse("alice").unwrap();
+    let alice = crate::state::Owner::account(&UserName::parse("alice").unwrap());
     let ahead = NOW + 86_400;
     state
         .transact(&alice, |st| {
@@ -333,7 +335,7 @@ fn a_replay_mark_ahead_of_the_clock_is_a_clock_problem_that_unlock_clears() {
     }
     // What `mfa-enroll unlock` does.
     let state = FileStateStore::new(&f.policy.state_dir);
-    let alice = UserName::parse("alice").unwrap();
+    let alice = crate::state::Owner::account(&UserName::parse("alice").unwrap());
     state
         .transact(&alice, |st| {
             st.unlock(NOW, crate::state::replay_tolerance(30, 1))
@@ -433,7 +435,7 @@ fn every_spelling_of_an_account_is_that_account() {
         (d.outcome, d.reason, prompts),
         (Outcome::Success, Reason::Ok, 1)
     );
-    assert_eq!(d.account.as_deref(), Some("alice"));
+    assert_eq!(d.account(), Some("alice"));
     let line = crate::audit::line(
         &crate::audit::Context {
             user: Some("ALICE".into()),
@@ -445,7 +447,7 @@ fn every_spelling_of_an_account_is_that_account() {
     let (d, _) = f.login("alice@corp.example", Some(&f.code(NOW)), NOW);
     assert_eq!(d.reason, Reason::Replay, "the same account's replay mark");
     let (d, _) = f.login("alice", Some("000000"), NOW + 30);
-    assert_eq!(d.account, None, "no account= when the names agree");
+    assert_eq!(d.account(), None, "no account= when the names agree");
     // nullok never skips MFA for an enrolled account through another spelling.
     let (d, prompts) = f.login("Alice", Some("000000"), NOW + 30);
     assert_eq!((d.outcome, prompts), (Outcome::Deny, 1));
@@ -474,7 +476,7 @@ fn with_recovery_codes(f: &Fixture) -> Vec<String> {
     let (codes, hashes) = crate::recovery::generate().unwrap();
     let user = UserName::parse("alice").unwrap();
     Store::new(&f.policy.store_dir)
-        .update(&user, |r| r.recovery_codes = hashes)
+        .update(&user, None, |r| r.recovery_codes = hashes)
         .unwrap();
     codes.iter().map(ToString::to_string).collect()
 }
@@ -597,7 +599,7 @@ fn imported_eight_digit_scratch_codes_work_once_for_six_digit_users() {
     let hash = scratch.hash().unwrap();
     let user = UserName::parse("alice").unwrap();
     Store::new(&f.policy.store_dir)
-        .update(&user, |r| r.recovery_codes = vec![hash])
+        .update(&user, None, |r| r.recovery_codes = vec![hash])
         .unwrap();
     let (d, _) = f.login("alice", Some("1234 5678"), NOW);
     assert_eq!((d.reason, d.remaining), (Reason::RecoveryCode, Some(0)));
@@ -688,7 +690,7 @@ fn grace_is_kept_in_the_state_and_cleared_by_reset_remove_or_unlock_all_grace() 
     let (d, _) = f.login_as(&a, Some(&f.code(NOW)), NOW);
     assert_eq!(d.reason, Reason::Ok);
     let state = FileStateStore::new(&f.policy.state_dir);
-    let alice = UserName::parse("alice").unwrap();
+    let alice = crate::state::Owner::account(&UserName::parse("alice").unwrap());
     let st = state.transact(&alice, |st| *st).unwrap();
     assert_eq!(st.grace.marks().count(), 1);
     let text = std::fs::read_to_string(f.policy.state_dir.join("alice.state")).unwrap();
@@ -715,7 +717,7 @@ fn grace_is_kept_in_the_state_and_cleared_by_reset_remove_or_unlock_all_grace() 
 fn hotp_fixture(counter: u64) -> Fixture {
     let f = Fixture::new();
     Store::new(&f.policy.store_dir)
-        .update(&UserName::parse("alice").unwrap(), |r| {
+        .update(&UserName::parse("alice").unwrap(), None, |r| {
             r.hotp = Some(counter)
         })
         .unwrap();

@@ -30,7 +30,10 @@ pub const DEFAULT_PROMPT: &str = "Verification code: ";
 const MAX_CONFIG_BYTES: u64 = 64 * 1024;
 const MAX_LOCKOUT_SECONDS: u64 = 86_400;
 
+mod keys;
 mod reference;
+
+pub use keys::{AutomationKey, KeyBinding};
 
 pub use reference::{CONFIG_KEYS, MODULE_ARGUMENTS};
 
@@ -75,6 +78,11 @@ pub struct Policy {
     pub hotp_window: u8,
     /// The fleet backend (`[fleet] backend = "etcd"`); `None`: local files.
     pub fleet: Option<crate::fleet::FleetConfig>,
+    /// Shared accounts: which token a key may use (see [`KeyBinding`]).
+    pub key_binding: KeyBinding,
+    /// `automation_keys`: SSH keys that need no code (deploy jobs, backups): `reason=exempt`
+    /// with the key in the audit line.
+    pub automation_keys: Vec<AutomationKey>,
 }
 
 /// The rules for enrollment at the first SSH login (config `enroll_at_login = true`).
@@ -173,6 +181,8 @@ impl Default for Policy {
             grace: None,
             hotp_window: 3,
             fleet: None,
+            key_binding: KeyBinding::IfBound,
+            automation_keys: Vec::new(),
         }
     }
 }
@@ -309,6 +319,7 @@ impl Policy {
             .validate(|k, w| bad.value(k, w))?;
         let enroll_at_login = bad.enroll_at_login(&config, fleet.is_some())?;
         let grace = bad.grace(&config, fleet.is_some())?;
+        let (key_binding, automation_keys) = bad.keys(&config)?;
         // Validated even when an argument overrides them: a bad value is a bad file.
         let config_store = bad.dir("store", config.store)?;
         let config_state = bad.dir("state", config.state)?;
@@ -338,6 +349,8 @@ impl Policy {
             grace,
             hotp_window,
             fleet,
+            key_binding,
+            automation_keys,
             config_path: args.config_path().to_owned(),
         })
     }
@@ -518,6 +531,37 @@ impl Bad<'_> {
     }
 }
 
+impl Bad<'_> {
+    /// `key_binding` and `automation_keys`.
+    fn keys(&self, config: &ConfigFile) -> Result<(KeyBinding, Vec<AutomationKey>), PolicyError> {
+        let binding = match config.key_binding.as_deref() {
+            None | Some("if-bound") => KeyBinding::IfBound,
+            Some("fallback") => KeyBinding::Fallback,
+            Some("required") => KeyBinding::Required,
+            Some(_) => {
+                return Err(self.value(
+                    "key_binding",
+                    "must be \"if-bound\", \"fallback\" or \"required\"",
+                ));
+            }
+        };
+        let keys = config
+            .automation_keys
+            .iter()
+            .flatten()
+            .map(|entry| {
+                AutomationKey::parse(entry).ok_or_else(|| {
+                    self.value(
+                        "automation_keys",
+                        "must be a list of \"SHA256:...\" or \"account:SHA256:...\" (ssh-keygen -l fingerprints)",
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((binding, keys))
+    }
+}
+
 /// The config file as written; every key optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -543,6 +587,8 @@ struct ConfigFile {
     grace_seconds: Option<u64>,
     grace_scope: Option<String>,
     hotp_window: Option<u8>,
+    key_binding: Option<String>,
+    automation_keys: Option<Vec<String>>,
     fleet: Option<crate::fleet::RawFleet>,
 }
 

@@ -52,7 +52,7 @@ pub const MODULE_ARGUMENTS: [(&str, &str); 11] = [
 ];
 
 /// The config file keys, as documented. Every key [`ConfigFile`] accepts is here (tested).
-pub const CONFIG_KEYS: [(&str, &str); 21] = [
+pub const CONFIG_KEYS: [(&str, &str); 23] = [
     ("store", "Enrollment store directory (absolute path)."),
     ("state", "Volatile state directory (absolute path)."),
     (
@@ -123,6 +123,14 @@ pub const CONFIG_KEYS: [(&str, &str); 21] = [
     (
         "hotp_window",
         "HOTP (counter) tokens: how many counters from the next expected one a code may match, 1-100 (default 3: as many valid codes at a time as TOTP's window of ±1); codes further ahead resynchronise with two in a row.",
+    ),
+    (
+        "key_binding",
+        "Shared accounts (a token per person, chosen by the SSH key): what a key bound to no token gets. \"if-bound\" (default): the account's token if no token of the account is bound to a key, else nothing (denied with reason=unbound_key, or a new person enrolls with enroll_at_login); \"fallback\": the account's unbound token; \"required\": never an unbound token.",
+    ),
+    (
+        "automation_keys",
+        "SSH keys (\"SHA256:...\" as ssh-keygen -l prints, or \"account:SHA256:...\" for one account) that log in without a code: deploy jobs, backups. PAM_IGNORE with reason=exempt and key= in the audit line; doctor warns when such a key has no from= restriction (default []).",
     ),
     (
         "grace_scope",

@@ -6,16 +6,18 @@
 //! atomically, with fsync, so a crash leaves the old or the new record and never a partial one.
 #![forbid(unsafe_code)]
 
+pub mod account;
 pub mod record;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use crate::secure_fs::{FsError, Problem};
+pub use account::AccountRecord;
 pub use record::{RecordError, UserRecord};
 
 use crate::secure_fs::{self, FileRules};
-use crate::user_name::UserName;
+use crate::user_name::{Person, UserName};
 use record::MAX_RECORD_BYTES;
 
 /// Where a packaged install keeps enrollments.
@@ -69,7 +71,7 @@ impl Store {
     /// [`StoreError::NoStore`] (a typo or an unmounted volume must never make every user look
     /// unenrolled, which `nullok` would let in), and anything else wrong is an error. Every
     /// error but `NotEnrolled` must deny the login.
-    pub fn load(&self, user: &UserName) -> Result<UserRecord, StoreError> {
+    pub fn load_account(&self, user: &UserName) -> Result<AccountRecord, StoreError> {
         let Some(dir) = secure_fs::open_dir(&self.dir)? else {
             return Err(StoreError::NoStore(self.dir.clone()));
         };
@@ -77,31 +79,101 @@ impl Store {
         let bytes = dir
             .read(&name, FileRules::Private, MAX_RECORD_BYTES)?
             .ok_or(StoreError::NotEnrolled)?;
-        UserRecord::parse(&bytes, user).map_err(|error| StoreError::Record {
+        AccountRecord::parse(&bytes, user).map_err(|error| StoreError::Record {
             path: self.dir.join(&name),
             error,
         })
     }
 
-    /// Writes `record` durably and atomically, creating the store directory (`0700
-    /// root:root`) if needed. With [`SaveMode::CreateNew`] an existing file is never replaced.
+    /// The token of `person` in `user`'s record (see [`pick`]).
+    pub fn load_token(
+        &self,
+        user: &UserName,
+        person: Option<&Person>,
+    ) -> Result<UserRecord, StoreError> {
+        pick(&self.load_account(user)?, person).cloned()
+    }
+
+    /// `user`'s only token: an account with several people is [`StoreError::PersonNeeded`].
+    pub fn load(&self, user: &UserName) -> Result<UserRecord, StoreError> {
+        self.load_token(user, None)
+    }
+
+    /// Writes `record` (one token) durably and atomically into its account's file, creating the
+    /// store directory (`0700 root:root`) if needed: a new file, another person added to the
+    /// account, or the token of `record.person` replaced. The account's generation becomes
+    /// `record.generation`. With [`SaveMode::CreateNew`] an existing token is never replaced
+    /// (and, for the account's own token, no existing file, even an invalid one).
     pub fn save(&self, record: &UserRecord, mode: SaveMode) -> Result<(), StoreError> {
         let dir = secure_fs::open_or_create_dir(&self.dir)?;
         let _lock = dir.lock_dir()?;
         let name = file_name(&record.user);
-        if mode == SaveMode::CreateNew && exists(&dir, &name)? {
-            return Err(StoreError::AlreadyEnrolled);
-        }
-        self.write(&dir, record)
+        let account = match dir.read(&name, FileRules::Private, MAX_RECORD_BYTES) {
+            Ok(None) => AccountRecord::single(record.clone()),
+            _ if mode == SaveMode::CreateNew && record.person.is_none() => {
+                return Err(StoreError::AlreadyEnrolled);
+            }
+            // An invalid file is replaced whole by the account's own token, as before.
+            Ok(Some(bytes))
+                if mode == SaveMode::Replace
+                    && record.person.is_none()
+                    && AccountRecord::parse(&bytes, &record.user).is_err() =>
+            {
+                AccountRecord::single(record.clone())
+            }
+            Ok(Some(bytes)) => {
+                let mut account = self.parse(&name, &bytes, &record.user)?;
+                if mode == SaveMode::CreateNew && account.token(record.person.as_ref()).is_some() {
+                    return Err(StoreError::AlreadyEnrolled);
+                }
+                account
+                    .put(record.clone())
+                    .map_err(|e| StoreError::Refused(refusal(e)))?;
+                account
+            }
+            // Replacing the account's own token replaces whatever is there (an unreadable file
+            // included), as before shared accounts.
+            Err(_) if mode == SaveMode::Replace && record.person.is_none() => {
+                AccountRecord::single(record.clone())
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut account = account;
+        account.set_generation(record.generation);
+        self.write(&dir, &account)
     }
 
-    /// Loads `user`'s record under the store lock, lets `change` edit it, and writes it back
-    /// (durably, atomically) if it changed, all before the lock is released: two updates can
-    /// never overwrite each other. Used to consume a recovery code and to regenerate codes.
+    /// Writes `account` (all its tokens) as it is: the fleet's local copy, `import`.
+    pub fn save_account(&self, account: &AccountRecord) -> Result<(), StoreError> {
+        let dir = secure_fs::open_or_create_dir(&self.dir)?;
+        let _lock = dir.lock_dir()?;
+        self.write(&dir, account)
+    }
+
+    /// Loads `user`'s record under the store lock, lets `change` edit the token of `person`
+    /// (`None`: the account's own), and writes the file back (durably, atomically) if it
+    /// changed, all before the lock is released: two updates can never overwrite each other.
+    /// Used to consume a recovery code and to regenerate codes.
     pub fn update<R>(
         &self,
         user: &UserName,
+        person: Option<&Person>,
         change: impl FnOnce(&mut UserRecord) -> R,
+    ) -> Result<R, StoreError> {
+        self.update_account(user, |account| {
+            let token = account
+                .token_mut(person)
+                .ok_or_else(|| no_such_person(person))?;
+            Ok(change(token))
+        })
+    }
+
+    /// Like [`Self::update`] for the whole account: `change` may add, edit or remove tokens (or
+    /// refuse with an error, and nothing is written). No token left removes the file.
+    pub fn update_account<R>(
+        &self,
+        user: &UserName,
+        change: impl FnOnce(&mut AccountRecord) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
         let Some(dir) = secure_fs::open_dir(&self.dir)? else {
             return Err(StoreError::NotEnrolled);
@@ -111,16 +183,29 @@ impl Store {
         let bytes = dir
             .read(&name, FileRules::Private, MAX_RECORD_BYTES)?
             .ok_or(StoreError::NotEnrolled)?;
-        let before = UserRecord::parse(&bytes, user).map_err(|error| StoreError::Record {
-            path: self.dir.join(&name),
-            error,
-        })?;
-        let mut record = before.clone();
-        let result = change(&mut record);
-        if record != before {
-            self.write(&dir, &record)?;
+        let before = self.parse(&name, &bytes, user)?;
+        let mut account = before.clone();
+        let result = change(&mut account)?;
+        if account.tokens.is_empty() {
+            dir.remove_stale_temps(&name)?;
+            dir.remove(&name)?;
+            dir.sync()?;
+        } else if account != before {
+            self.write(&dir, &account)?;
         }
         Ok(result)
+    }
+
+    fn parse(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        user: &UserName,
+    ) -> Result<AccountRecord, StoreError> {
+        AccountRecord::parse(bytes, user).map_err(|error| StoreError::Record {
+            path: self.dir.join(name),
+            error,
+        })
     }
 
     /// Removes `user`'s record (under the store lock, durably).
@@ -139,7 +224,7 @@ impl Store {
     }
 
     /// Writes `record`; the caller holds the store lock.
-    fn write(&self, dir: &secure_fs::CheckedDir, record: &UserRecord) -> Result<(), StoreError> {
+    fn write(&self, dir: &secure_fs::CheckedDir, record: &AccountRecord) -> Result<(), StoreError> {
         let name = file_name(&record.user);
         let text = record.to_toml().map_err(|error| StoreError::Record {
             path: self.dir.join(&name),
@@ -172,6 +257,36 @@ fn exists(dir: &secure_fs::CheckedDir, name: &str) -> Result<bool, StoreError> {
     }
 }
 
+/// The token of `person` (`None` or the account's name: the account's own token); without a
+/// person, the account's only token (several: [`StoreError::PersonNeeded`]).
+pub fn pick<'a>(
+    account: &'a AccountRecord,
+    person: Option<&Person>,
+) -> Result<&'a UserRecord, StoreError> {
+    let person = person.filter(|p| p.as_str() != account.user.as_str());
+    match (person, account.tokens.as_slice()) {
+        (None, [only]) => Ok(only),
+        (None, tokens) => Err(StoreError::PersonNeeded(
+            tokens.iter().map(|t| t.person_name().to_string()).collect(),
+        )),
+        (Some(person), _) => account
+            .token(Some(person))
+            .ok_or_else(|| no_such_person(Some(person))),
+    }
+}
+
+/// Why the rules of shared accounts refuse a change, said without "invalid record".
+pub fn refusal(error: RecordError) -> String {
+    match error {
+        RecordError::Account(why) => why,
+        other => other.to_string(),
+    }
+}
+
+fn no_such_person(person: Option<&Person>) -> StoreError {
+    StoreError::NoSuchPerson(person.map_or_else(String::new, |p| p.to_string()))
+}
+
 fn file_name(user: &UserName) -> String {
     format!("{user}.toml")
 }
@@ -190,6 +305,13 @@ pub enum StoreError {
     Fs(FsError),
     /// The record file exists but its contents are invalid.
     Record { path: PathBuf, error: RecordError },
+    /// The account has several people and none was named (their names).
+    PersonNeeded(Vec<String>),
+    /// The account has no token of this person (empty: the account's own token).
+    NoSuchPerson(String),
+    /// A change a rule of shared accounts refuses (a key bound to two people, a second token
+    /// bound to no key): why.
+    Refused(String),
 }
 
 impl From<FsError> for StoreError {
@@ -210,6 +332,19 @@ impl fmt::Display for StoreError {
             Self::AlreadyEnrolled => f.write_str("user is already enrolled"),
             Self::Fs(e) => e.fmt(f),
             Self::Record { path, error } => write!(f, "{}: {error}", path.display()),
+            Self::PersonNeeded(people) => write!(
+                f,
+                "the account is shared by {} people ({}): name one with --person",
+                people.len(),
+                people.join(", ")
+            ),
+            Self::NoSuchPerson(person) if person.is_empty() => f.write_str(
+                "the account has no token of its own (only people's tokens: name one with --person)",
+            ),
+            Self::NoSuchPerson(person) => {
+                write!(f, "the account has no person named {person}")
+            }
+            Self::Refused(why) => write!(f, "refused: {why}"),
         }
     }
 }
@@ -234,6 +369,8 @@ mod tests {
             origin: crate::store::record::Origin::Admin,
             hotp: None,
             generation: 0,
+            person: None,
+            keys: vec![],
         }
     }
 
@@ -284,15 +421,18 @@ mod tests {
         };
         let before = mtime();
         std::thread::sleep(std::time::Duration::from_millis(20));
-        assert_eq!(store.update(&alice.user, |_| 7).unwrap(), 7);
+        assert_eq!(store.update(&alice.user, None, |_| 7).unwrap(), 7);
         assert_eq!(mtime(), before, "unchanged record not rewritten");
         store
-            .update(&alice.user, |r| r.issuer = "changed".into())
+            .update(&alice.user, None, |r| r.issuer = "changed".into())
             .unwrap();
         assert_eq!(store.load(&alice.user).unwrap().issuer, "changed");
         assert!(!s.0.join(".alice.toml.tmp-99999-0").exists());
         let bob = UserName::parse("bob").unwrap();
-        assert_eq!(store.update(&bob, |_| ()), Err(StoreError::NotEnrolled));
+        assert_eq!(
+            store.update(&bob, None, |_| ()),
+            Err(StoreError::NotEnrolled)
+        );
     }
 
     #[test]

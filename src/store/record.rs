@@ -31,18 +31,30 @@ use zeroize::Zeroizing;
 
 use crate::recovery::is_valid_hash;
 use crate::totp::{Algorithm, SecretKey, TotpError, TotpParams};
-use crate::user_name::UserName;
+use crate::user_name::{Person, UserName};
 
-/// The record format this code reads and writes.
+/// The record format of an account with one token bound to no key (every record before shared
+/// accounts): still read, and still written for such an account (see `super::account`).
 pub const FORMAT_VERSION: u32 = 1;
-/// Largest record file accepted (a record is well under 2 KiB; recovery hashes included).
-pub const MAX_RECORD_BYTES: u64 = 64 * 1024;
+/// The record format of an account with people (or keys bound to its token): `super::account`.
+pub const SHARED_FORMAT_VERSION: u32 = 2;
+/// Largest record file accepted. A token is under 2 KiB (recovery hashes included); a shared
+/// account holds up to `super::account::MAX_TOKENS` of them.
+pub const MAX_RECORD_BYTES: u64 = 1024 * 1024;
 
-/// One user's enrollment.
+/// One token: the whole enrollment of an ordinary account, or one person's token on a shared
+/// account (`super::account::AccountRecord` holds an account's tokens).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
     /// The account this record belongs to (must match the file name).
     pub user: UserName,
+    /// Whose token this is on a shared account; `None`: the account's own token (a format 1
+    /// record, or the token whose person is the account name). Its login state is
+    /// `<user>~<person>` (see `crate::state::Owner`), the account's own token's is `<user>`.
+    pub person: Option<Person>,
+    /// `SHA256:` fingerprints of the SSH keys this token is bound to: a login with one of these
+    /// keys uses this token and no other. Empty: bound to no key.
+    pub keys: Vec<String>,
     /// The shared TOTP secret.
     pub secret: SecretKey,
     /// Algorithm, digits and period.
@@ -116,6 +128,65 @@ struct RawRecord {
     generation: u64,
 }
 
+/// The fields of one token as read from a file (format 1's top level, or one `[[token]]` of
+/// format 2), before they are checked. Deliberately no `Debug`: it holds the secret as text.
+pub(super) struct TokenText {
+    pub secret: Zeroizing<String>,
+    pub algorithm: String,
+    pub digits: u8,
+    pub period: u64,
+    pub created: u64,
+    pub issuer: String,
+    pub recovery_codes: Vec<String>,
+    pub enrolled_by: String,
+    pub enrolled_key: String,
+    pub kind: Option<String>,
+    pub counter: Option<u64>,
+}
+
+impl TokenText {
+    /// Checks every field and makes the token of `user` (no person, no keys, generation 0:
+    /// the caller sets them).
+    pub fn into_token(self, user: &UserName) -> Result<UserRecord, RecordError> {
+        let algorithm: Algorithm = self.algorithm.parse().map_err(RecordError::Totp)?;
+        let params =
+            TotpParams::new(algorithm, self.digits, self.period).map_err(RecordError::Totp)?;
+        let secret = SecretKey::from_base32(&self.secret).map_err(RecordError::Totp)?;
+        if !self.issuer.chars().all(is_issuer_char) {
+            return Err(RecordError::BadField("issuer"));
+        }
+        if !self.recovery_codes.iter().all(|h| is_valid_hash(h)) {
+            return Err(RecordError::BadField("recovery_codes"));
+        }
+        let origin = match (self.enrolled_by.as_str(), self.enrolled_key) {
+            ("", key) if key.is_empty() => Origin::Unrecorded,
+            ("admin", key) if key.is_empty() => Origin::Admin,
+            ("import", key) if key.is_empty() => Origin::Import,
+            ("login", key) if is_fingerprint(&key) => Origin::Login { key },
+            _ => return Err(RecordError::BadField("enrolled_by")),
+        };
+        let hotp = match (self.kind.as_deref(), self.counter) {
+            (None | Some("totp"), None) => None,
+            (Some("hotp"), Some(counter)) => Some(counter),
+            (Some("hotp"), None) => return Err(RecordError::BadField("counter")),
+            _ => return Err(RecordError::BadField("type")),
+        };
+        Ok(UserRecord {
+            user: user.clone(),
+            person: None,
+            keys: Vec::new(),
+            secret,
+            params,
+            created: self.created,
+            issuer: self.issuer,
+            recovery_codes: self.recovery_codes,
+            origin,
+            hotp,
+            generation: 0,
+        })
+    }
+}
+
 /// Why a record file's contents are unusable. Never contains the file's text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordError {
@@ -129,6 +200,10 @@ pub enum RecordError {
     Totp(TotpError),
     /// A string field holds characters the format does not allow.
     BadField(&'static str),
+    /// The tokens of a shared account break a rule (two people with one name or one key,
+    /// more than one token bound to no key, too many tokens): what, naming people and keys
+    /// only (both checked names, never secrets).
+    Account(String),
 }
 
 impl std::fmt::Display for RecordError {
@@ -141,12 +216,13 @@ impl std::fmt::Display for RecordError {
             Self::UnsupportedVersion(v) => {
                 write!(
                     f,
-                    "record format version {v} is not supported (expected {FORMAT_VERSION})"
+                    "record format version {v} is not supported (expected {FORMAT_VERSION} or {SHARED_FORMAT_VERSION})"
                 )
             }
             Self::WrongUser => write!(f, "record belongs to another user than its file name"),
             Self::Totp(e) => write!(f, "invalid record: {e}"),
             Self::BadField(field) => write!(f, "invalid record: bad characters in {field}"),
+            Self::Account(why) => write!(f, "invalid record: {why}"),
         }
     }
 }
@@ -166,44 +242,42 @@ impl UserRecord {
         if raw.user != expected_user.as_str() {
             return Err(RecordError::WrongUser);
         }
-        let algorithm: Algorithm = raw.algorithm.parse().map_err(RecordError::Totp)?;
-        let params =
-            TotpParams::new(algorithm, raw.digits, raw.period).map_err(RecordError::Totp)?;
-        let secret = SecretKey::from_base32(&raw.secret).map_err(RecordError::Totp)?;
-        if !raw.issuer.chars().all(is_issuer_char) {
-            return Err(RecordError::BadField("issuer"));
-        }
-        if !raw.recovery_codes.iter().all(|h| is_valid_hash(h)) {
-            return Err(RecordError::BadField("recovery_codes"));
-        }
-        let origin = match (raw.enrolled_by.as_str(), raw.enrolled_key) {
-            ("", key) if key.is_empty() => Origin::Unrecorded,
-            ("admin", key) if key.is_empty() => Origin::Admin,
-            ("import", key) if key.is_empty() => Origin::Import,
-            ("login", key) if is_fingerprint(&key) => Origin::Login { key },
-            _ => return Err(RecordError::BadField("enrolled_by")),
-        };
-        let hotp = match (raw.kind.as_deref(), raw.counter) {
-            (None | Some("totp"), None) => None,
-            (Some("hotp"), Some(counter)) => Some(counter),
-            (Some("hotp"), None) => return Err(RecordError::BadField("counter")),
-            _ => return Err(RecordError::BadField("type")),
-        };
-        Ok(Self {
-            user: expected_user.clone(),
-            secret,
-            params,
+        let mut record = TokenText {
+            secret: raw.secret,
+            algorithm: raw.algorithm,
+            digits: raw.digits,
+            period: raw.period,
             created: raw.created,
             issuer: raw.issuer,
             recovery_codes: raw.recovery_codes,
-            origin,
-            hotp,
-            generation: raw.generation,
-        })
+            enrolled_by: raw.enrolled_by,
+            enrolled_key: raw.enrolled_key,
+            kind: raw.kind,
+            counter: raw.counter,
+        }
+        .into_token(expected_user)?;
+        record.generation = raw.generation;
+        Ok(record)
+    }
+
+    /// The login state this token uses.
+    pub fn owner(&self) -> crate::state::Owner {
+        crate::state::Owner::new(&self.user, self.person.as_ref())
+    }
+
+    /// The name shown for this token: its person, or the account for the account's own token.
+    pub fn person_name(&self) -> &str {
+        self.person
+            .as_ref()
+            .map_or(self.user.as_str(), Person::as_str)
     }
 
     /// Renders the record file. The returned buffer holds the secret and is wiped on drop.
     pub fn to_toml(&self) -> Result<Zeroizing<String>, RecordError> {
+        if self.person.is_some() || !self.keys.is_empty() {
+            // Format 1 has no room for them (`super::account` writes format 2 then).
+            return Err(RecordError::BadField("person"));
+        }
         if !self.issuer.chars().all(is_issuer_char) {
             return Err(RecordError::BadField("issuer"));
         }
@@ -279,11 +353,11 @@ pub fn is_fingerprint(text: &str) -> bool {
 }
 
 /// Issuers are free text for people, but no control characters (they end up in logs and URIs).
-fn is_issuer_char(c: char) -> bool {
+pub(crate) fn is_issuer_char(c: char) -> bool {
     !c.is_control()
 }
 
-fn escape_toml(s: &str) -> String {
+pub(crate) fn escape_toml(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
@@ -324,6 +398,8 @@ mod tests {
             },
             hotp: None,
             generation: 0,
+            person: None,
+            keys: vec![],
         }
     }
 

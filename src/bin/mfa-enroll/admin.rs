@@ -8,8 +8,9 @@ use pam_ecs_mfa::fleet::FleetError;
 use pam_ecs_mfa::login::{self, Attempt, Conversation, ConversationError, Login};
 use pam_ecs_mfa::policy::FirstFactor;
 use pam_ecs_mfa::recovery;
+use pam_ecs_mfa::state::Owner;
 use pam_ecs_mfa::store::StoreError;
-use pam_ecs_mfa::user_name::UserName;
+use pam_ecs_mfa::user_name::{Person, UserName};
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -21,6 +22,10 @@ pub struct UserArgs {
     /// The account (default: SUDO_USER when run through sudo).
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
+    /// A shared account: the person whose token this is about (needed when the account has
+    /// more than one).
+    #[arg(long, value_name = "NAME")]
+    person: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -28,6 +33,10 @@ pub struct UnlockArgs {
     /// The account (default: SUDO_USER when run through sudo).
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
+    /// A shared account: the person whose token to unlock (needed when the account has more
+    /// than one).
+    #[arg(long, value_name = "NAME")]
+    person: Option<String>,
     /// Also end every grace period (grace_seconds) of the user: the next login asks for a
     /// code wherever it comes from.
     #[arg(long)]
@@ -39,6 +48,12 @@ pub struct RemoveArgs {
     /// The account (default: SUDO_USER when run through sudo).
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
+    /// A shared account: remove only this person's token (the last one removes the record).
+    #[arg(long, value_name = "NAME", conflicts_with = "all_people")]
+    person: Option<String>,
+    /// A shared account: remove every person's token (the whole record).
+    #[arg(long)]
+    all_people: bool,
     /// Do not ask for confirmation.
     #[arg(long)]
     yes: bool,
@@ -82,25 +97,96 @@ fn enrolled_user(
     Ok((user, policy, store))
 }
 
+/// `--person NAME`, checked like a user name.
+pub fn parse_person(given: Option<&str>) -> Result<Option<Person>, Failure> {
+    given
+        .map(|p| {
+            Person::parse(p)
+                .map_err(|e| Failure::new(Exit::Usage, format!("--person: {}", person_error(e))))
+        })
+        .transpose()
+}
+
+fn person_error(e: pam_ecs_mfa::user_name::UserNameError) -> String {
+    e.to_string().replace("user name", "person name")
+}
+
+/// The token `--person` names on `user` (none: the account's only token), as the owner of
+/// its login state.
+pub fn token_owner(
+    store: &Enrollments,
+    user: &UserName,
+    person: Option<&str>,
+) -> Result<Owner, Failure> {
+    let person = parse_person(person)?;
+    let token = store
+        .load_token(user, person.as_ref())
+        .map_err(|e| store_failure(user, e))?;
+    Ok(token.owner())
+}
+
+/// `--person NAME` for messages and log lines: "" or " --person NAME".
+pub fn person_arg(owner: &Owner) -> String {
+    owner
+        .person()
+        .map_or_else(String::new, |p| format!(" --person {p}"))
+}
+
 pub fn remove(g: &Global, args: RemoveArgs) -> Result<(), Failure> {
     let (user, policy, store) = enrolled_user(g, args.user.as_deref())?;
-    if !args.yes && !ask_yes(&format!("Remove the enrollment of {user}? [y/N] "))? {
+    let account = store.load_account(&user).ok();
+    let people = account.as_ref().map_or(1, |a| a.tokens.len());
+    let person = parse_person(args.person.as_deref())?;
+    if person.is_none() && people > 1 && !args.all_people {
+        return Err(Failure::new(
+            Exit::Usage,
+            format!(
+                "{user} is shared by {people} people: name one with --person, or remove them all with --all-people"
+            ),
+        ));
+    }
+    let owners: Vec<Owner> = match (&person, &account) {
+        (Some(_), _) => vec![token_owner(&store, &user, args.person.as_deref())?],
+        (None, Some(account)) => account.tokens.iter().map(|t| t.owner()).collect(),
+        (None, None) => vec![Owner::account(&user)],
+    };
+    let what = match &person {
+        Some(p) => format!("the token of {p} on {user}"),
+        None => format!("the enrollment of {user}"),
+    };
+    if !args.yes && !ask_yes(&format!("Remove {what}? [y/N] "))? {
         return Err(Failure::new(Exit::Failure, "not removed"));
     }
-    store.remove(&user).map_err(|e| store_failure(&user, e))?;
+    match &person {
+        Some(_) => store.update_account(&policy, &user, |account| {
+            account.remove(owners[0].person());
+            Ok(())
+        }),
+        None => store.remove(&user),
+    }
+    .map_err(|e| store_failure(&user, e))?;
     // Failures go, the replay mark stays: were the same secret enrolled again (import), a code
     // already used must not work a second time.
-    if let Err(e) = store
-        .states(&policy)
-        .transact(&user, |st| st.replace_secret())
-    {
-        errln!("mfa-enroll: warning: could not reset login state: {e}");
+    for owner in &owners {
+        if let Err(e) = store
+            .states(&policy)
+            .transact(owner, |st| st.replace_secret())
+        {
+            errln!("mfa-enroll: warning: could not reset login state: {e}");
+        }
     }
-    log_change("remove", &user, "");
+    let detail = person
+        .as_ref()
+        .map_or_else(String::new, |p| format!("person={p}"));
+    log_change("remove", &user, &detail);
     if g.json {
-        outln!("{}", json!({ "user": user.as_str(), "removed": true }));
+        let mut value = json!({ "user": user.as_str(), "removed": true });
+        if let Some(p) = &person {
+            value["person"] = p.as_str().into();
+        }
+        outln!("{value}");
     } else {
-        outln!("Removed the enrollment of {user}.");
+        outln!("Removed {what}.");
     }
     Ok(())
 }
@@ -122,11 +208,19 @@ fn ask_yes(question: &str) -> Result<bool, Failure> {
 pub fn unlock(g: &Global, args: UnlockArgs) -> Result<(), Failure> {
     let (user, policy, records) = enrolled_user(g, args.user.as_deref())?;
     let now = unix_now()?;
+    // An unreadable record: the account's own state (what a login of it would use).
+    let owner = match records.load_account(&user) {
+        Ok(_) => token_owner(&records, &user, args.person.as_deref())?,
+        Err(_) => Owner::account(&user),
+    };
     // The replay mark moves back only out of an impossible future (further ahead than any
     // login accepts); for an unreadable record, the longest period (the smallest change).
-    let period = records.load(&user).map(|r| r.params.period()).unwrap_or(60);
+    let period = records
+        .load_token(&user, owner.person())
+        .map(|r| r.params.period())
+        .unwrap_or(60);
     let tolerance = pam_ecs_mfa::state::replay_tolerance(period, policy.window);
-    let result = records.states(&policy).transact(&user, |st| {
+    let result = records.states(&policy).transact(&owner, |st| {
         let before = *st;
         st.unlock(now, tolerance);
         if args.all_grace {
@@ -139,11 +233,12 @@ pub fn unlock(g: &Global, args: UnlockArgs) -> Result<(), Failure> {
         // A fleet state value that is not ecs-mfa's: replaced (the current step stays used).
         Err(backend::Error::FleetState(FleetError::BadValue(why)))
             if records
-                .replace_fleet_state(&user, now)
+                .replace_fleet_state(&owner, now)
                 .map_err(|e| store_failure(&user, e))? =>
         {
             errln!(
-                "mfa-enroll: {why}: replaced with a fresh state; recovery codes already used may work again, so issue new ones: mfa-enroll recovery --user {user}"
+                "mfa-enroll: {why}: replaced with a fresh state; recovery codes already used may work again, so issue new ones: mfa-enroll recovery --user {user}{}",
+                person_arg(&owner)
             );
             Default::default()
         }
@@ -154,18 +249,25 @@ pub fn unlock(g: &Global, args: UnlockArgs) -> Result<(), Failure> {
     if let Err(e) = records.fold(&policy, &user) {
         errln!("mfa-enroll: note: the login state was not folded into the record: {e}");
     }
+    let person = owner.person().map(|p| p.to_string());
     log_change(
         "unlock",
         &user,
-        &format!("failures_before={}", before.failures),
+        &match &person {
+            Some(p) => format!("person={p} failures_before={}", before.failures),
+            None => format!("failures_before={}", before.failures),
+        },
     );
     if g.json {
-        outln!(
-            "{}",
-            json!({ "user": user.as_str(), "unlocked": true, "failures_before": before.failures })
-        );
+        let mut value =
+            json!({ "user": user.as_str(), "unlocked": true, "failures_before": before.failures });
+        if let Some(p) = &person {
+            value["person"] = p.as_str().into();
+        }
+        outln!("{value}");
     } else {
-        outln!("Unlocked {user} ({} failures cleared).", before.failures);
+        let whose = person.map_or_else(|| user.to_string(), |p| format!("{p} on {user}"));
+        outln!("Unlocked {whose} ({} failures cleared).", before.failures);
     }
     Ok(())
 }
@@ -200,6 +302,7 @@ pub fn verify(g: &Global, args: UserArgs) -> Result<(), Failure> {
     policy.first_factor = FirstFactor::None;
     policy.grace = None;
     policy.pass = pam_ecs_mfa::policy::PassMode::Prompt;
+    let person = parse_person(args.person.as_deref())?;
     let mut backend = login::choose_backend(&policy, pam_ecs_mfa::fleet::transport::native);
     let decision = Login::new(
         &mut StdinConversation,
@@ -207,6 +310,7 @@ pub fn verify(g: &Global, args: UserArgs) -> Result<(), Failure> {
         Attempt::user(user.as_str()),
         &pam_ecs_mfa::clock::now,
     )
+    .for_person(person)
     .run(&mut *backend)
     .decision;
     let reason = decision.reason.as_str();
@@ -240,6 +344,7 @@ pub fn verify(g: &Global, args: UserArgs) -> Result<(), Failure> {
 
 pub fn recovery(g: &Global, args: UserArgs) -> Result<(), Failure> {
     let (user, policy, store) = enrolled_user(g, args.user.as_deref())?;
+    let owner = token_owner(&store, &user, args.person.as_deref())?;
     let (codes, hashes) =
         recovery::generate().map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
     // Shown first, saved after: a closed stdout ends the process before the old codes are
@@ -254,7 +359,7 @@ pub fn recovery(g: &Global, args: UserArgs) -> Result<(), Failure> {
         outln!("New recovery codes for {user}; the previous ones stop working now.\n");
         print_recovery_codes(&codes);
     }
-    if let Err(e) = store.update(&policy, &user, |record| {
+    if let Err(e) = store.update(&policy, &owner, |record| {
         record.recovery_codes = hashes.clone()
     }) {
         errln!(
@@ -262,7 +367,14 @@ pub fn recovery(g: &Global, args: UserArgs) -> Result<(), Failure> {
         );
         return Err(store_failure(&user, e));
     }
-    log_change("recovery", &user, "codes=10");
+    log_change(
+        "recovery",
+        &user,
+        &format!(
+            "codes=10{}",
+            person_arg(&owner).replace(" --person ", " person=")
+        ),
+    );
     Ok(())
 }
 

@@ -28,6 +28,15 @@ pub struct EnrollArgs {
     /// Account to enroll (default: SUDO_USER when run through sudo; root is never implied).
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
+    /// A shared account (root, deploy): the person this token is for; each person has their
+    /// own secret, recovery codes and lockout (README "Shared accounts").
+    #[arg(long, value_name = "NAME")]
+    person: Option<String>,
+    /// Bind the token to this SSH key: a login with it uses this token and no other. A public
+    /// key file, an authorized_keys line, or a fingerprint (`ssh-keygen -l`). Repeat for
+    /// several. reset keeps the keys bound unless --key is given.
+    #[arg(long, value_name = "KEY")]
+    key: Vec<String>,
     /// Issuer shown in the authenticator app (default: `issuer` in the config file, else this
     /// host's name).
     #[arg(long, value_name = "TEXT")]
@@ -67,6 +76,9 @@ pub struct ShowArgs {
     /// Account to show (default: SUDO_USER).
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
+    /// A shared account: whose token to show.
+    #[arg(long, value_name = "NAME")]
+    person: Option<String>,
     /// QR code style (default: utf8 on a terminal, none otherwise).
     #[arg(long, value_enum, value_name = "STYLE")]
     qr: Option<QrStyle>,
@@ -108,13 +120,21 @@ pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
     let user = target_user(args.user.as_deref())?;
     let policy = g.policy()?;
     let store = g.enrollments(&policy)?;
-    let enrolled = may_write(&store, &user, mode, args.force)?;
+    let person = crate::admin::parse_person(args.person.as_deref())?;
+    let keys = crate::people::parse_keys(&args.key)?;
+    let (enrolled, existing) = may_write(&store, &user, person.as_ref(), mode, args.force)?;
     let params = TotpParams::new(args.algorithm, args.digits, args.period)
         .map_err(|e| Failure::new(Exit::Usage, e.to_string()))?;
     check_app_support(params, args.no_confirm, args.force_params)?;
     let (codes, hashes) =
         recovery::generate().map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
     let mut record = new_record(&policy, &args, &user, params, hashes)?;
+    // A reset keeps the token's person and keys (unless --key gives new ones).
+    record.person = existing.as_ref().map_or(person, |t| t.person.clone());
+    record.keys = match (keys.is_empty(), &existing) {
+        (true, Some(token)) => token.keys.clone(),
+        _ => keys,
+    };
     let uri = uri_of(&record);
     if let Some(path) = &args.qr_png {
         crate::qr::write_png(&uri, path)?;
@@ -142,16 +162,19 @@ pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
     store
         .save(&policy, &record, save_mode)
         .map_err(|e| store_failure(&user, e))?;
-    reset_state(&store.states(&policy), &user, confirmed_step);
+    reset_state(&store.states(&policy), &record.owner(), confirmed_step);
     let action = match (mode, enrolled) {
         (Mode::Reset, _) | (Mode::Enroll, true) => "reset",
         (Mode::Enroll, false) => "enroll",
     };
+    let who = record.person.as_ref().map_or_else(String::new, |p| {
+        format!("person={p} keys={} ", record.keys.len())
+    });
     log_change(
         action,
         &user,
         &format!(
-            "algorithm={} digits={} period={} confirmed={}",
+            "{who}algorithm={} digits={} period={} confirmed={}",
             params.algorithm(),
             params.digits(),
             params.period(),
@@ -159,22 +182,49 @@ pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
         ),
     );
     if !g.json {
-        outln!("Enrolled {user}. Record: {}", store.location(&user));
+        match &record.person {
+            Some(p) => outln!(
+                "Enrolled {p} on {user} (bound to {} key(s)). Record: {}",
+                record.keys.len(),
+                store.location(&user)
+            ),
+            None => outln!("Enrolled {user}. Record: {}", store.location(&user)),
+        }
     }
     Ok(())
 }
 
-/// Whether `user` is enrolled, when `mode` may write their record: `enroll` needs none (or
-/// `--force`), `reset` needs one. Warns when no local account has that name.
+/// Whether the token `person` names on `user` exists (no person: whether the account has a
+/// record), and that token (to keep its person and keys on a reset), when `mode` may write
+/// it: `enroll` needs none (or `--force`), `reset` needs one. Warns when no local account has
+/// that name.
 fn may_write(
     store: &pam_ecs_mfa::backend::Enrollments,
     user: &UserName,
+    person: Option<&pam_ecs_mfa::user_name::Person>,
     mode: Mode,
     force: bool,
-) -> Result<bool, Failure> {
-    let enrolled = store
-        .is_enrolled(user)
-        .map_err(|e| store_failure(user, e))?;
+) -> Result<(bool, Option<UserRecord>), Failure> {
+    let existing = match store.load_token(user, person) {
+        Ok(token) => Some(token),
+        Err(pam_ecs_mfa::backend::Error::Store(
+            pam_ecs_mfa::store::StoreError::NotEnrolled
+            | pam_ecs_mfa::store::StoreError::NoSuchPerson(_),
+        )) => None,
+        // Several people and none named: enroll adds one (named by --person), reset must name.
+        Err(
+            e @ pam_ecs_mfa::backend::Error::Store(pam_ecs_mfa::store::StoreError::PersonNeeded(_)),
+        ) if mode == Mode::Reset || person.is_none() => {
+            return Err(store_failure(user, e));
+        }
+        Err(_) => None,
+    };
+    let enrolled = match person {
+        Some(_) => existing.is_some(),
+        None => store
+            .is_enrolled(user)
+            .map_err(|e| store_failure(user, e))?,
+    };
     match mode {
         Mode::Enroll if enrolled && !force => {
             return Err(store_failure(
@@ -197,7 +247,7 @@ fn may_write(
     {
         errln!("mfa-enroll: warning: no local account named '{user}' (enrolling anyway)");
     }
-    Ok(enrolled)
+    Ok((enrolled, existing))
 }
 
 /// Parameters many apps ignore: a warning, or without a confirmation (which would catch wrong
@@ -269,6 +319,8 @@ fn new_record(
         origin: pam_ecs_mfa::store::record::Origin::Admin,
         hotp: args.hotp.then_some(0),
         generation: 0,
+        person: None,
+        keys: Vec::new(),
     })
 }
 
@@ -277,9 +329,10 @@ fn new_record(
 pub fn show(g: &Global, args: ShowArgs) -> Result<(), Failure> {
     crate::require_root()?;
     let user = target_user(args.user.as_deref())?;
+    let person = crate::admin::parse_person(args.person.as_deref())?;
     let record = g
         .enrollments(&g.policy()?)?
-        .load(&user)
+        .load_token(&user, person.as_ref())
         .map_err(|e| store_failure(&user, e))?;
     let uri = uri_of(&record);
     if let Some(path) = &args.qr_png {
@@ -391,8 +444,8 @@ fn ask_until_valid(
 /// used. The replay mark is kept (a code used before must never work again). Best effort:
 /// enrollment succeeded already, and missing state only means the confirmation code could be
 /// used once more within its 30 seconds.
-fn reset_state(state: &States<'_>, user: &UserName, confirmed: Option<u64>) {
-    let result = state.transact(user, |st| {
+fn reset_state(state: &States<'_>, owner: &pam_ecs_mfa::state::Owner, confirmed: Option<u64>) {
+    let result = state.transact(owner, |st| {
         st.forget_failures();
         // A new secret: no login made with the old one spares anyone a code.
         st.grace.clear();
@@ -409,6 +462,8 @@ fn print_json(record: &UserRecord, uri: &str, codes: Option<&[RecoveryCode]>) {
     let secret = record.secret.to_base32();
     let mut value = serde_json::json!({
         "user": record.user.as_str(),
+        "person": record.person.as_ref().map(|p| p.as_str()),
+        "keys": record.keys,
         "secret": secret.as_str(),
         "otpauth_uri": uri,
         "algorithm": record.params.algorithm().as_str(),
@@ -439,7 +494,10 @@ fn print_human(
     let p = record.params;
     outln!(
         "{heading} {} for {} ({}, {} digits, {} s)\n",
-        record.user,
+        record.person.as_ref().map_or_else(
+            || record.user.to_string(),
+            |p| format!("{p} on {}", record.user)
+        ),
         record.issuer,
         p.algorithm(),
         p.digits(),

@@ -197,6 +197,8 @@ fn save(
             origin: pam_ecs_mfa::store::record::Origin::Import,
             hotp: f.hotp,
             generation: 0,
+            person: None,
+            keys: Vec::new(),
         };
         let mode = SaveMode::replacing(force);
         store

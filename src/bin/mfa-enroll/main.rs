@@ -14,6 +14,7 @@ mod doctor;
 mod enroll;
 mod fleet;
 mod import;
+mod people;
 mod qr;
 mod status;
 
@@ -165,6 +166,10 @@ enum Command {
     Verify(admin::UserArgs),
     /// Replace a user's recovery codes with a new set (the old ones stop working at once).
     Recovery(admin::UserArgs),
+    /// Shared accounts: bind SSH keys to a person's token (--move takes them from another).
+    Bind(people::BindArgs),
+    /// Shared accounts: take SSH keys away from a person's token.
+    Unbind(people::BindArgs),
     /// Migrate enrollments from google-authenticator-libpam or pam_oath.
     #[command(subcommand)]
     Import(import::ImportCommand),
@@ -196,6 +201,8 @@ fn main() -> ExitCode {
         Command::Unlock(args) => admin::unlock(&g, args),
         Command::Verify(args) => admin::verify(&g, args),
         Command::Recovery(args) => admin::recovery(&g, args),
+        Command::Bind(args) => people::run(&g, args, false),
+        Command::Unbind(args) => people::run(&g, args, true),
         Command::Import(cmd) => import::run(&g, cmd),
         Command::Fleet(cmd) => fleet::run(&g, cmd),
         Command::Doctor(args) => doctor::doctor(&g, args),
@@ -328,6 +335,11 @@ pub fn store_failure(user: &UserName, e: impl Into<backend::Error>) -> Failure {
             format!("{user} is already enrolled; use --force to replace the enrollment"),
         ),
         backend::Error::Fleet(e) | backend::Error::FleetState(e) => backend_failure(e),
+        // Shared accounts: a person to name, or a change a rule refuses.
+        e @ (backend::Error::Refused(_)
+        | backend::Error::Store(
+            StoreError::PersonNeeded(_) | StoreError::NoSuchPerson(_) | StoreError::Refused(_),
+        )) => Failure::new(Exit::Usage, format!("{user}: {e}")),
         e => Failure::new(Exit::Store, e.to_string()),
     }
 }

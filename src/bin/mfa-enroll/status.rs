@@ -4,8 +4,8 @@ use std::fmt;
 
 use pam_ecs_mfa::backend::{self, Enrollments, States};
 use pam_ecs_mfa::policy::Policy;
-use pam_ecs_mfa::store::StoreError;
 use pam_ecs_mfa::store::record::Origin;
+use pam_ecs_mfa::store::{StoreError, UserRecord};
 use pam_ecs_mfa::user_name::UserName;
 use serde::Serialize;
 
@@ -40,8 +40,19 @@ pub struct UserStatus {
     pub enrolled: Enrolled,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub enrollment: Option<Enrollment>,
+    /// A shared account (more than one token): one entry per person.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub people: Option<Vec<PersonStatus>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// One person's token on a shared account.
+#[derive(Debug, Serialize)]
+pub struct PersonStatus {
+    pub person: String,
+    #[serde(flatten)]
+    pub enrollment: Enrollment,
 }
 
 /// What an enrolled user's record and state say.
@@ -57,6 +68,9 @@ pub struct Enrollment {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub counter: Option<u64>,
     pub created: String,
+    /// SSH key fingerprints the token is bound to (shared accounts).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
     pub recovery_codes_left: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enrolled_by: Option<&'static str>,
@@ -76,6 +90,9 @@ pub struct LoginState {
     pub locked: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replay_mark_ahead_seconds: Option<u64>,
+    /// When the last code was accepted (UTC), from the login state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_login: Option<String>,
 }
 
 pub fn status(g: &Global, args: StatusArgs) -> Result<(), Failure> {
@@ -135,58 +152,102 @@ fn user_status(
         local_account,
         enrolled: Enrolled::Yes(false),
         enrollment: None,
+        people: None,
         error: None,
     };
-    match store.load(user) {
-        Ok(mut record) => {
-            let (login, state_error) = match state.transact(user, |st| *st) {
-                Ok(mut st) => {
-                    // What logins recorded in the (files) state and could not yet write to
-                    // the record: shown as the module counts it.
-                    st.fold_into(&mut record);
-                    // Shown as the module will treat it (see auth.rs).
-                    st.clamp_lockout(now, policy.throttle.lockout_max_seconds);
-                    let tolerance = record.params.period() * (u64::from(policy.window) + 1);
-                    let locked_for = st.locked_for(now);
-                    let login = LoginState {
-                        failures: st.failures,
-                        locked_for_seconds: locked_for.unwrap_or(0),
-                        locked: locked_for.is_some(),
-                        replay_mark_ahead_seconds: st.mark_ahead(now, tolerance),
-                    };
-                    (Some(login), None)
-                }
-                Err(e) => (None, Some(e.to_string())),
-            };
-            row.enrolled = Enrolled::Yes(true);
-            row.enrollment = Some(Enrollment {
-                algorithm: record.params.algorithm().as_str(),
-                digits: record.params.digits(),
-                period: record.params.period(),
-                kind: if record.hotp.is_some() {
-                    "hotp"
-                } else {
-                    "totp"
-                },
-                counter: record.hotp,
-                created: iso_date(record.created),
-                recovery_codes_left: record.recovery_codes.len(),
-                enrolled_by: Some(record.origin.as_str()).filter(|s| !s.is_empty()),
-                enrolled_key: match &record.origin {
-                    Origin::Login { key } => Some(key.clone()),
-                    _ => None,
-                },
-                login,
-                state_error,
-            });
-        }
-        Err(backend::Error::Store(StoreError::NotEnrolled)) => {}
+    let account = match store.load_account(user) {
+        Ok(account) => account,
+        Err(backend::Error::Store(StoreError::NotEnrolled)) => return row,
         Err(e) => {
             row.enrolled = Enrolled::Invalid("invalid");
             row.error = Some(e.to_string());
+            return row;
         }
+    };
+    row.enrolled = Enrolled::Yes(true);
+    let mut tokens = Vec::new();
+    for token in &account.tokens {
+        // Fleet: the token with the recovery codes its state used removed.
+        let record = store
+            .load_token(user, token.person.as_ref())
+            .unwrap_or_else(|_| token.clone());
+        tokens.push((
+            token.person_name().to_string(),
+            token_status(state, policy, record, now),
+        ));
+    }
+    if account.fits_format_1() {
+        row.enrollment = tokens.pop().map(|(_, e)| e);
+    } else {
+        row.people = Some(
+            tokens
+                .into_iter()
+                .map(|(person, enrollment)| PersonStatus { person, enrollment })
+                .collect(),
+        );
     }
     row
+}
+
+/// One token's record and login state, as the module will treat them.
+fn token_status(
+    state: &States<'_>,
+    policy: &Policy,
+    mut record: UserRecord,
+    now: u64,
+) -> Enrollment {
+    let (login, state_error) = match state.transact(&record.owner(), |st| *st) {
+        Ok(mut st) => {
+            // What logins recorded in the (files) state and could not yet write to the
+            // record: shown as the module counts it.
+            st.fold_into(&mut record);
+            // Shown as the module will treat it.
+            st.clamp_lockout(now, policy.throttle.lockout_max_seconds);
+            let tolerance = record.params.period() * (u64::from(policy.window) + 1);
+            let locked_for = st.locked_for(now);
+            let login = LoginState {
+                failures: st.failures,
+                locked_for_seconds: locked_for.unwrap_or(0),
+                locked: locked_for.is_some(),
+                replay_mark_ahead_seconds: st.mark_ahead(now, tolerance),
+                last_login: (st.last_accepted > 0).then(|| iso_time(st.last_accepted)),
+            };
+            (Some(login), None)
+        }
+        Err(e) => (None, Some(e.to_string())),
+    };
+    Enrollment {
+        algorithm: record.params.algorithm().as_str(),
+        digits: record.params.digits(),
+        period: record.params.period(),
+        kind: if record.hotp.is_some() {
+            "hotp"
+        } else {
+            "totp"
+        },
+        counter: record.hotp,
+        created: iso_date(record.created),
+        keys: record.keys.clone(),
+        recovery_codes_left: record.recovery_codes.len(),
+        enrolled_by: Some(record.origin.as_str()).filter(|s| !s.is_empty()),
+        enrolled_key: match &record.origin {
+            Origin::Login { key } => Some(key.clone()),
+            _ => None,
+        },
+        login,
+        state_error,
+    }
+}
+
+/// `YYYY-MM-DD HH:MM UTC`.
+fn iso_time(unix: u64) -> String {
+    let minutes = unix % 86_400 / 60;
+    format!(
+        "{} {:02}:{:02} UTC",
+        iso_date(unix),
+        minutes / 60,
+        minutes % 60
+    )
 }
 
 impl fmt::Display for UserStatus {
@@ -197,12 +258,30 @@ impl fmt::Display for UserStatus {
         } else {
             ""
         };
+        if let Some(people) = &self.people {
+            write!(f, "{user}: shared by {} people{account}", people.len())?;
+            for p in people {
+                write!(f, "\n  {}: ", p.person)?;
+                p.enrollment.describe(f)?;
+            }
+            return Ok(());
+        }
         let Some(e) = &self.enrollment else {
             return match &self.error {
                 Some(error) => write!(f, "{user}: INVALID enrollment: {error}{account}"),
                 None => write!(f, "{user}: NOT ENROLLED{account}"),
             };
         };
+        write!(f, "{user}: ")?;
+        e.describe(f)?;
+        f.write_str(account)
+    }
+}
+
+impl Enrollment {
+    /// "enrolled ... (...), N recovery codes left, ..." for people.
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = self;
         let how = match (e.enrolled_by, &e.enrolled_key) {
             (Some("login"), Some(key)) => format!(" at login with key {key}"),
             (Some(by), _) => format!(" by {by}"),
@@ -217,9 +296,12 @@ impl fmt::Display for UserStatus {
         };
         write!(
             f,
-            "{user}: enrolled {}{how} ({kind}), {} recovery codes left",
+            "enrolled {}{how} ({kind}), {} recovery codes left",
             e.created, e.recovery_codes_left
         )?;
+        if !e.keys.is_empty() {
+            write!(f, ", keys {}", e.keys.join(" "))?;
+        }
         if let Some(login) = &e.login {
             if login.locked {
                 write!(
@@ -237,9 +319,14 @@ impl fmt::Display for UserStatus {
                 )?;
             }
         }
+        if let Some(login) = &e.login
+            && let Some(last) = &login.last_login
+        {
+            write!(f, ", last login {last}")?;
+        }
         if let Some(error) = &e.state_error {
             write!(f, ", state unreadable: {error}")?;
         }
-        f.write_str(account)
+        Ok(())
     }
 }

@@ -114,7 +114,7 @@ pub(super) fn check_users(
                 let tolerance = record.params.period() * (u64::from(policy.window) + 1);
                 let ahead = state
                     .as_ref()
-                    .and_then(|s| s.transact(user, |st| *st).ok())
+                    .and_then(|s| s.transact(&record.owner(), |st| *st).ok())
                     .and_then(|st| st.mark_ahead(now, tolerance));
                 if let Some(ahead) = ahead {
                     findings.problem(

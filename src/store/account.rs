@@ -1,0 +1,391 @@
+//! An account's enrollment file: its tokens. Most accounts have one token bound to no key, and
+//! their file stays format 1 (`super::record`), byte for byte as before shared accounts. A
+//! shared account (`root` on most ECS images, a `deploy` account) holds one token per person,
+//! each bound to that person's SSH keys, in format 2:
+//!
+//! ```toml
+//! # ecs-mfa enrollment record. Managed by mfa-enroll; do not edit.
+//! version = 2
+//! user = "root"
+//! generation = 5                     # +1 at every administrator's write (absent: 0)
+//!
+//! [[token]]
+//! person = "alice"                   # who; "root" (the account name) = the account's own token
+//! keys = ["SHA256:Xr4...", "SHA256:9aQ..."]   # ssh-keygen -l fingerprints; [] = bound to no key
+//! secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+//! algorithm = "SHA1"
+//! digits = 6
+//! period = 30
+//! created = 1764300000
+//! issuer = "web-01"
+//! recovery_codes = []
+//! enrolled_by = "admin"              # admin | import | login, as in format 1
+//! # type = "hotp" / counter = 0, enrolled_key = "SHA256:...", as in format 1
+//! ```
+//!
+//! Rules (a file that breaks one is invalid, and every login of the account is denied, like any
+//! invalid record): 1 to [`MAX_TOKENS`] tokens; person names are unique; a key fingerprint is
+//! bound to at most one token of the account (the key must choose exactly one token); at most
+//! one token is bound to no key (several unbound tokens would each be a way in for any key:
+//! every attempt would try them all).
+#![forbid(unsafe_code)]
+
+use std::fmt::Write;
+
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use super::record::{
+    FORMAT_VERSION, RecordError, TokenText, UserRecord, escape_toml, is_fingerprint,
+    is_issuer_char, line_of,
+};
+use crate::recovery::is_valid_hash;
+use crate::store::record::Origin;
+use crate::user_name::{Person, UserName};
+
+pub use super::record::SHARED_FORMAT_VERSION;
+/// Most tokens one account may hold (a team sharing `root`, with room to spare: a login reads
+/// the whole file).
+pub const MAX_TOKENS: usize = 500;
+/// Most keys one token may be bound to.
+pub const MAX_KEYS: usize = 32;
+
+/// All tokens of one account, as stored in `<store>/<user>.toml` (or the fleet's
+/// `records/<user>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRecord {
+    /// The account (must match the file name).
+    pub user: UserName,
+    /// Raised by every administrator's write (see [`UserRecord::generation`], which every
+    /// token carries a copy of).
+    pub generation: u64,
+    /// The tokens, in the order they were enrolled.
+    pub tokens: Vec<UserRecord>,
+}
+
+#[derive(Deserialize)]
+struct Peek {
+    version: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    #[allow(dead_code)]
+    version: u32,
+    user: String,
+    #[serde(default)]
+    generation: u64,
+    #[serde(default)]
+    token: Vec<RawToken>,
+}
+
+/// Deliberately no `Debug`: it holds the secret as text.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    person: String,
+    #[serde(default)]
+    keys: Vec<String>,
+    secret: Zeroizing<String>,
+    algorithm: String,
+    digits: u8,
+    period: u64,
+    created: u64,
+    #[serde(default)]
+    issuer: String,
+    #[serde(default)]
+    recovery_codes: Vec<String>,
+    #[serde(default)]
+    enrolled_by: String,
+    #[serde(default)]
+    enrolled_key: String,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    counter: Option<u64>,
+}
+
+impl AccountRecord {
+    /// An account with one token.
+    pub fn single(token: UserRecord) -> Self {
+        Self {
+            user: token.user.clone(),
+            generation: token.generation,
+            tokens: vec![token],
+        }
+    }
+
+    /// Parses a record file of either format for `expected_user`.
+    pub fn parse(bytes: &[u8], expected_user: &UserName) -> Result<Self, RecordError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| RecordError::Malformed { line: None })?;
+        let malformed = |e: toml::de::Error| RecordError::Malformed {
+            line: e.span().map(|span| line_of(text, span.start)),
+        };
+        let version = toml::from_str::<Peek>(text).map_err(malformed)?.version;
+        if version == FORMAT_VERSION {
+            return UserRecord::parse(bytes, expected_user).map(Self::single);
+        }
+        if version != SHARED_FORMAT_VERSION {
+            return Err(RecordError::UnsupportedVersion(version));
+        }
+        let raw: RawAccount = toml::from_str(text).map_err(malformed)?;
+        if raw.user != expected_user.as_str() {
+            return Err(RecordError::WrongUser);
+        }
+        if raw.token.len() > MAX_TOKENS {
+            return Err(RecordError::Account(format!(
+                "{} tokens, more than {MAX_TOKENS}",
+                raw.token.len()
+            )));
+        }
+        let mut tokens = Vec::with_capacity(raw.token.len());
+        for raw_token in raw.token {
+            tokens.push(token_from(raw_token, expected_user, raw.generation)?);
+        }
+        let account = Self {
+            user: expected_user.clone(),
+            generation: raw.generation,
+            tokens,
+        };
+        account.check()?;
+        Ok(account)
+    }
+
+    /// Checks the rules of the module doc (also before every write).
+    pub fn check(&self) -> Result<(), RecordError> {
+        let fail = |why: String| Err(RecordError::Account(why));
+        if self.tokens.is_empty() {
+            return fail("no token".into());
+        }
+        if self.tokens.len() > MAX_TOKENS {
+            return fail(format!("more than {MAX_TOKENS} tokens"));
+        }
+        let mut unbound = None;
+        for (i, token) in self.tokens.iter().enumerate() {
+            if token.user != self.user {
+                return fail("a token of another account".into());
+            }
+            if token.keys.len() > MAX_KEYS {
+                return fail(format!(
+                    "{} is bound to more than {MAX_KEYS} keys",
+                    token.person_name()
+                ));
+            }
+            if token.keys.iter().any(|k| !is_fingerprint(k)) {
+                return fail(format!(
+                    "{} has a key that is not a SHA256: fingerprint",
+                    token.person_name()
+                ));
+            }
+            for other in &self.tokens[..i] {
+                if other.person == token.person {
+                    return fail(format!("two tokens of {}", token.person_name()));
+                }
+                if let Some(key) = token.keys.iter().find(|k| other.keys.contains(k)) {
+                    return fail(format!(
+                        "key {key} is bound to both {} and {}",
+                        other.person_name(),
+                        token.person_name()
+                    ));
+                }
+            }
+            if token
+                .keys
+                .iter()
+                .enumerate()
+                .any(|(j, k)| token.keys[..j].contains(k))
+            {
+                return fail(format!("{} lists a key twice", token.person_name()));
+            }
+            if token.keys.is_empty() {
+                if let Some(first) = unbound {
+                    return fail(format!(
+                        "{first} and {} are both bound to no key (at most one token may be: each \
+                         would be a way in for every key)",
+                        token.person_name()
+                    ));
+                }
+                unbound = Some(token.person_name().to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// The token of `person` (`None`: the account's own token).
+    pub fn token(&self, person: Option<&Person>) -> Option<&UserRecord> {
+        self.tokens.iter().find(|t| t.person.as_ref() == person)
+    }
+
+    /// The token of `person`, to change.
+    pub fn token_mut(&mut self, person: Option<&Person>) -> Option<&mut UserRecord> {
+        self.tokens.iter_mut().find(|t| t.person.as_ref() == person)
+    }
+
+    /// The token bound to `key`, if any.
+    pub fn bound_to(&self, key: &str) -> Option<&UserRecord> {
+        self.tokens.iter().find(|t| t.keys.iter().any(|k| k == key))
+    }
+
+    /// The token bound to no key, if any (at most one: [`Self::check`]).
+    pub fn unbound(&self) -> Option<&UserRecord> {
+        self.tokens.iter().find(|t| t.keys.is_empty())
+    }
+
+    /// Whether any token is bound to a key.
+    pub fn has_bound_tokens(&self) -> bool {
+        self.tokens.iter().any(|t| !t.keys.is_empty())
+    }
+
+    /// Adds `token`, or replaces the token of the same person; the result must pass
+    /// [`Self::check`] (else nothing changes).
+    pub fn put(&mut self, token: UserRecord) -> Result<(), RecordError> {
+        let mut next = self.clone();
+        match next.token_mut(token.person.as_ref()) {
+            Some(slot) => *slot = token,
+            None => next.tokens.push(token),
+        }
+        next.check()?;
+        *self = next;
+        Ok(())
+    }
+
+    /// Removes the token of `person`; `false` if there is none.
+    pub fn remove(&mut self, person: Option<&Person>) -> bool {
+        let before = self.tokens.len();
+        self.tokens.retain(|t| t.person.as_ref() != person);
+        self.tokens.len() != before
+    }
+
+    /// Sets the generation of the account and of every token.
+    pub fn set_generation(&mut self, generation: u64) {
+        self.generation = generation;
+        for token in &mut self.tokens {
+            token.generation = generation;
+        }
+    }
+
+    /// Whether format 1 can hold this account: one token, the account's own, bound to no key.
+    pub fn fits_format_1(&self) -> bool {
+        matches!(self.tokens.as_slice(), [only] if only.person.is_none() && only.keys.is_empty())
+    }
+
+    /// Renders the file: format 1 while it can hold the account (exactly what format 1 wrote
+    /// before), format 2 otherwise. The buffer holds secrets and is wiped on drop.
+    pub fn to_toml(&self) -> Result<Zeroizing<String>, RecordError> {
+        self.check()?;
+        if self.fits_format_1() {
+            let mut only = self.tokens[0].clone();
+            only.generation = self.generation;
+            return only.to_toml();
+        }
+        // Enough room up front that the buffer never reallocates (a copy of a secret would
+        // stay in freed memory).
+        let size: usize = self.tokens.iter().map(token_size).sum();
+        let mut out = Zeroizing::new(String::with_capacity(256 + size));
+        let _ = write!(
+            out,
+            "# ecs-mfa enrollment record. Managed by mfa-enroll; do not edit.\n\
+             version = {SHARED_FORMAT_VERSION}\nuser = \"{}\"\n",
+            self.user
+        );
+        if self.generation > 0 {
+            let _ = writeln!(out, "generation = {}", self.generation);
+        }
+        for token in &self.tokens {
+            write_token(&mut out, token)?;
+        }
+        Ok(out)
+    }
+}
+
+fn token_from(raw: RawToken, user: &UserName, generation: u64) -> Result<UserRecord, RecordError> {
+    let person = Person::parse(&raw.person).map_err(|_| RecordError::BadField("person"))?;
+    if !raw.keys.iter().all(|k| is_fingerprint(k)) {
+        return Err(RecordError::BadField("keys"));
+    }
+    let mut token = TokenText {
+        secret: raw.secret,
+        algorithm: raw.algorithm,
+        digits: raw.digits,
+        period: raw.period,
+        created: raw.created,
+        issuer: raw.issuer,
+        recovery_codes: raw.recovery_codes,
+        enrolled_by: raw.enrolled_by,
+        enrolled_key: raw.enrolled_key,
+        kind: raw.kind,
+        counter: raw.counter,
+    }
+    .into_token(user)?;
+    token.person = (person.as_str() != user.as_str()).then_some(person);
+    token.keys = raw.keys;
+    token.generation = generation;
+    Ok(token)
+}
+
+fn token_size(token: &UserRecord) -> usize {
+    let hashes: usize = token.recovery_codes.iter().map(|h| h.len() + 8).sum();
+    let keys: usize = token.keys.iter().map(|k| k.len() + 4).sum();
+    512 + 2 * token.secret.as_bytes().len() + 2 * token.issuer.len() + hashes + keys
+}
+
+/// One `[[token]]` table.
+fn write_token(out: &mut String, token: &UserRecord) -> Result<(), RecordError> {
+    if !token.issuer.chars().all(is_issuer_char) {
+        return Err(RecordError::BadField("issuer"));
+    }
+    if !token.recovery_codes.iter().all(|h| is_valid_hash(h)) {
+        return Err(RecordError::BadField("recovery_codes"));
+    }
+    let secret = token.secret.to_base32();
+    let keys: Vec<String> = token.keys.iter().map(|k| format!("\"{k}\"")).collect();
+    let _ = write!(
+        out,
+        "\n[[token]]\n\
+         person = \"{}\"\n\
+         keys = [{}]\n\
+         secret = \"{}\"\n\
+         algorithm = \"{}\"\n\
+         digits = {}\n\
+         period = {}\n\
+         created = {}\n\
+         issuer = \"{}\"\n\
+         recovery_codes = [",
+        token.person_name(),
+        keys.join(", "),
+        secret.as_str(),
+        token.params.algorithm(),
+        token.params.digits(),
+        token.params.period(),
+        token.created,
+        escape_toml(&token.issuer),
+    );
+    for (i, hash) in token.recovery_codes.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        let _ = write!(out, "{sep}\n  \"{hash}\"");
+    }
+    out.push_str(if token.recovery_codes.is_empty() {
+        "]\n"
+    } else {
+        ",\n]\n"
+    });
+    if let Some(counter) = token.hotp {
+        let _ = write!(out, "type = \"hotp\"\ncounter = {counter}\n");
+    }
+    match &token.origin {
+        Origin::Unrecorded => {}
+        Origin::Login { key } if is_fingerprint(key) => {
+            let _ = write!(out, "enrolled_by = \"login\"\nenrolled_key = \"{key}\"\n");
+        }
+        Origin::Login { .. } => return Err(RecordError::BadField("enrolled_key")),
+        other => {
+            let _ = writeln!(out, "enrolled_by = \"{}\"", other.as_str());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "account_tests.rs"]
+mod tests;

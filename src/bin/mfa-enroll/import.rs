@@ -38,6 +38,14 @@ pub struct GaArgs {
     /// Read this file instead of ~USER/.google_authenticator (needs exactly one --user).
     #[arg(long, value_name = "FILE")]
     file: Option<PathBuf>,
+    /// A shared account: import the file as this person's token (needs exactly one --user;
+    /// the person's own file, given with --file).
+    #[arg(long, value_name = "NAME", requires = "file")]
+    person: Option<String>,
+    /// With --person: bind the token to this SSH key (a public key file, an authorized_keys
+    /// line or a fingerprint; repeatable).
+    #[arg(long, value_name = "KEY", requires = "person")]
+    key: Vec<String>,
     /// Report what would be imported; write nothing.
     #[arg(long)]
     dry_run: bool,
@@ -67,6 +75,10 @@ struct Found {
     scratch: Vec<RecoveryCode>,
     /// HOTP tokens: the next counter.
     hotp: Option<u64>,
+    /// `--person`: the token of this person on a shared account.
+    person: Option<pam_ecs_mfa::user_name::Person>,
+    /// `--key`: the SSH keys it is bound to.
+    keys: Vec<String>,
 }
 
 /// `import --json`: one object (field names are an interface).
@@ -103,7 +115,13 @@ pub fn run(g: &Global, cmd: ImportCommand) -> Result<(), Failure> {
     );
     let (found, mut skipped, dry_run, force) = match cmd {
         ImportCommand::GoogleAuthenticator(args) => {
-            let (found, skipped) = read_google_authenticator(&args)?;
+            let person = crate::admin::parse_person(args.person.as_deref())?;
+            let keys = crate::people::parse_keys(&args.key)?;
+            let (mut found, skipped) = read_google_authenticator(&args)?;
+            for f in &mut found {
+                f.person.clone_from(&person);
+                f.keys.clone_from(&keys);
+            }
             (found, skipped, args.dry_run, args.force)
         }
         ImportCommand::Oath(args) => {
@@ -159,7 +177,10 @@ fn save(
     dry_run: bool,
     force: bool,
 ) -> Result<Imported, (String, String)> {
-    let user = f.user.to_string();
+    let user = match &f.person {
+        Some(p) => format!("{} (person {p})", f.user),
+        None => f.user.to_string(),
+    };
     let fail = |why: String| (user.clone(), why);
     let kind = match f.hotp {
         Some(counter) => format!("HOTP counter {counter}"),
@@ -171,11 +192,13 @@ fn save(
         f.params.digits(),
         f.scratch.len()
     );
-    if !force
-        && store
+    let enrolled = match &f.person {
+        Some(person) => store.load_token(&f.user, Some(person)).is_ok(),
+        None => store
             .is_enrolled(&f.user)
-            .map_err(|e| fail(e.to_string()))?
-    {
+            .map_err(|e| fail(e.to_string()))?,
+    };
+    if !force && enrolled {
         return Err(fail(
             "already enrolled in ecs-mfa (use --force to replace)".into(),
         ));
@@ -197,17 +220,21 @@ fn save(
             origin: pam_ecs_mfa::store::record::Origin::Import,
             hotp: f.hotp,
             generation: 0,
-            person: None,
-            keys: Vec::new(),
+            person: f.person.clone(),
+            keys: f.keys.clone(),
         };
         let mode = SaveMode::replacing(force);
         store
             .save(policy, &record, mode)
             .map_err(|e| fail(e.to_string()))?;
+        let person = f
+            .person
+            .as_ref()
+            .map_or_else(String::new, |p| format!("person={p} "));
         log_change(
             "import",
             &f.user,
-            &format!("scratch_codes={}", f.scratch.len()),
+            &format!("{person}scratch_codes={}", f.scratch.len()),
         );
     }
     Ok(Imported { user, summary })
@@ -259,6 +286,8 @@ fn read_google_authenticator(args: &GaArgs) -> Result<(Vec<Found>, Skipped), Fai
                 params,
                 scratch,
                 hotp,
+                person: None,
+                keys: Vec::new(),
             }),
             Err(why) => skipped.push((name, why)),
         }
@@ -356,6 +385,8 @@ fn parse_oath(text: &str) -> (Vec<Found>, Skipped) {
                 params,
                 scratch: Vec::new(),
                 hotp,
+                person: None,
+                keys: Vec::new(),
             })
         })();
         match entry {

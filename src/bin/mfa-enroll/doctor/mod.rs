@@ -10,6 +10,7 @@
 //! Exit status 0 when nothing is a problem (warnings allowed), 11 otherwise. `--json` prints
 //! `{"findings": [{"level", "check", "message", "fix"}], "problems": N}`.
 
+mod automation;
 mod fleet;
 mod pam_file;
 mod sshd;
@@ -29,6 +30,7 @@ use pam_ecs_mfa::user_name::UserName;
 use serde_json::json;
 
 use crate::{Exit, Failure, Global};
+use automation::check_automation_keys;
 use pam_file::{PamStack, StackKind};
 use sshd::{MatchCriteria, Settings};
 use users::{Accounts, check_users};
@@ -117,6 +119,7 @@ pub fn doctor(g: &Global, args: DoctorArgs) -> Result<(), Failure> {
         check_login_enrollment(&mut findings, &policy, settings);
     }
     check_groups(&mut findings, &policy);
+    check_automation_keys(&mut findings, &policy, global.as_ref().ok());
     let records = match &policy.fleet {
         Some(config) => {
             fleet::check_helper(&mut findings, module.as_deref());

@@ -57,24 +57,31 @@ impl Accounts {
 
 /// Whether one of sshd's `AuthorizedKeysFile` entries exists and is not empty for the user.
 fn has_authorized_keys(user: &str, home: &Path, files: &str) -> bool {
+    key_file_paths(user, home, files).into_iter().any(|path| {
+        std::fs::metadata(path)
+            .map(|m| m.len() > 0)
+            .unwrap_or(false)
+    })
+}
+
+/// sshd's `AuthorizedKeysFile` entries (`%h`, `%u`, `%%` expanded) for the user.
+pub(super) fn key_file_paths(user: &str, home: &Path, files: &str) -> Vec<PathBuf> {
     files
         .split_whitespace()
         .filter(|f| *f != "none")
-        .any(|pattern| {
+        .map(|pattern| {
             let expanded = pattern
                 .replace("%%", "\u{0}")
                 .replace("%h", &home.to_string_lossy())
                 .replace("%u", user)
                 .replace('\u{0}', "%");
-            let path = if expanded.starts_with('/') {
+            if expanded.starts_with('/') {
                 PathBuf::from(expanded)
             } else {
                 home.join(expanded)
-            };
-            std::fs::metadata(path)
-                .map(|m| m.len() > 0)
-                .unwrap_or(false)
+            }
         })
+        .collect()
 }
 
 /// Whether `/etc/shadow` holds a password hash (not locked, not empty) for the user.
@@ -109,26 +116,32 @@ pub(super) fn check_users(
         if user.as_str() == "root" && !root_may_log_in {
             continue;
         }
-        match store.load(user) {
-            Ok(record) => {
-                let tolerance = record.params.period() * (u64::from(policy.window) + 1);
-                let ahead = state
-                    .as_ref()
-                    .and_then(|s| s.transact(&record.owner(), |st| *st).ok())
-                    .and_then(|st| st.mark_ahead(now, tolerance));
-                if let Some(ahead) = ahead {
-                    findings.problem(
-                        "users",
-                        format!(
-                            "{user}: the last accepted code is {ahead} s ahead of this server's \
-                             clock (the clock was ahead, or was set back): no code works for \
-                             {user} until then"
-                        ),
-                        format!(
-                            "check the server's clock (the clock line above), then mfa-enroll \
-                             unlock --user {user}"
-                        ),
-                    );
+        match store.load_account(user) {
+            Ok(account) => {
+                for record in &account.tokens {
+                    let tolerance = record.params.period() * (u64::from(policy.window) + 1);
+                    let ahead = state
+                        .as_ref()
+                        .and_then(|s| s.transact(&record.owner(), |st| *st).ok())
+                        .and_then(|st| st.mark_ahead(now, tolerance));
+                    let (who, person) = match &record.person {
+                        Some(p) => (format!("{p} on {user}"), format!(" --person {p}")),
+                        None => (user.to_string(), String::new()),
+                    };
+                    if let Some(ahead) = ahead {
+                        findings.problem(
+                            "users",
+                            format!(
+                                "{who}: the last accepted code is {ahead} s ahead of this \
+                                 server's clock (the clock was ahead, or was set back): no code \
+                                 works for {who} until then"
+                            ),
+                            format!(
+                                "check the server's clock (the clock line above), then \
+                                 mfa-enroll unlock --user {user}{person}"
+                            ),
+                        );
+                    }
                 }
             }
             Err(backend::Error::Store(StoreError::NotEnrolled)) => missing.push(user.to_string()),

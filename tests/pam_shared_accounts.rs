@@ -1,0 +1,213 @@
+//! Tier 2: shared-account records through real Linux-PAM (pamtester, the real `.so`) and the
+//! real `mfa-enroll`: records written by the release before shared accounts keep working bit
+//! for bit; hostile format-2 records (hundreds of tokens, one key bound to two people, control
+//! characters in a person's name) are read or refused without harm. The SSH key sshd would
+//! report comes from `pam_env.so` (`SSH_AUTH_INFO_0`), as in `tests/pam_admin_during_login.rs`.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use common::{Sandbox, cli, oathtool_code};
+use pam_ecs_mfa::ssh_auth_info::AcceptedKey;
+use pam_ecs_mfa::store::AccountRecord;
+use pam_ecs_mfa::store::record::{Origin, UserRecord};
+use pam_ecs_mfa::totp::{SecretKey, TotpParams};
+use pam_ecs_mfa::user_name::{Person, UserName};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/release-v1");
+/// The key "sshd accepted" for the login (pam_env), and its fingerprint.
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRvhrYFI8miX35xWYJk1Iz3C5Jmldf0HlXJgTIO3nY3";
+
+fn fixture_secret(user: &str) -> String {
+    let json = std::fs::read(format!("{FIXTURES}/{user}.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    v["secret"].as_str().unwrap().to_string()
+}
+
+fn install_record(sb: &Sandbox, user: &str, bytes: &[u8]) {
+    std::fs::create_dir_all(&sb.store).unwrap();
+    std::fs::set_permissions(&sb.store, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let path = sb.store.join(format!("{user}.toml"));
+    std::fs::write(&path, bytes).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+fn record_bytes(sb: &Sandbox, user: &str) -> String {
+    std::fs::read_to_string(sb.store.join(format!("{user}.toml"))).unwrap()
+}
+
+#[test]
+fn records_written_by_the_release_before_shared_accounts_keep_working_bit_for_bit() {
+    let sb = Sandbox::new("release-v1");
+    // Written by mfa-enroll of commit cd3b92a (TOTP alice, HOTP bob), copied as they are.
+    for user in ["alice", "bob"] {
+        let bytes = std::fs::read(Path::new(FIXTURES).join(format!("{user}.toml"))).unwrap();
+        install_record(&sb, user, &bytes);
+    }
+    let alice_before = record_bytes(&sb, "alice");
+    let bob_before = record_bytes(&sb, "bob");
+    assert!(alice_before.contains("version = 1\n") && bob_before.contains("type = \"hotp\""));
+
+    // A TOTP login reads the record and never writes it.
+    common::wait_for_fresh_step(5);
+    let (ok, line) = common::login(&sb, "alice", &oathtool_code(&fixture_secret("alice"), &[]));
+    common::assert_accepted(ok, &line, "ok");
+    assert!(
+        !line.contains("person=") && !line.contains("key="),
+        "{line}"
+    );
+    assert_eq!(record_bytes(&sb, "alice"), alice_before, "not rewritten");
+    let status = cli(&sb, &["status", "--user", "alice", "--json"], b"");
+    common::assert_ok(&status, "status");
+    let row: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(
+        row.get("people").is_none() && row.get("keys").is_none(),
+        "{row}"
+    );
+    assert_eq!(row["recovery_codes_left"], 10, "{row}");
+    assert_eq!(
+        record_bytes(&sb, "alice"),
+        alice_before,
+        "status does not write"
+    );
+
+    // A recovery code: the record loses exactly that hash and stays format 1.
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{FIXTURES}/alice.json")).unwrap()).unwrap();
+    let recovery = json["recovery_codes"][0].as_str().unwrap();
+    let (ok, line) = common::login(&sb, "alice", recovery);
+    common::assert_accepted(ok, &line, "recovery_code");
+    let after = record_bytes(&sb, "alice");
+    let removed: Vec<&str> = alice_before
+        .lines()
+        .filter(|l| !after.lines().any(|a| a == *l))
+        .collect();
+    assert_eq!(
+        removed.len(),
+        1,
+        "one hash removed, nothing else: {removed:?}"
+    );
+    assert!(removed[0].contains("$argon2id$"), "{removed:?}");
+    assert!(after.starts_with("# ecs-mfa enrollment record.") && after.contains("version = 1\n"));
+
+    // HOTP: the counter moves in the record, which stays format 1, otherwise identical.
+    let code = oathtool_code(&fixture_secret("bob"), &["--hotp", "-c", "0"]);
+    let (ok, line) = common::login(&sb, "bob", &code);
+    common::assert_accepted(ok, &line, "ok");
+    let after = record_bytes(&sb, "bob");
+    assert_eq!(
+        after,
+        bob_before.replace("counter = 0\n", "counter = 1\n"),
+        "only the counter changed"
+    );
+}
+
+fn token(person: &str, keys: Vec<String>, secret: &SecretKey) -> UserRecord {
+    UserRecord {
+        user: UserName::parse("alice").unwrap(),
+        person: Some(Person::parse(person).unwrap()),
+        keys,
+        secret: secret.clone(),
+        params: TotpParams::default(),
+        created: 1,
+        issuer: "t".into(),
+        recovery_codes: vec![],
+        origin: Origin::Admin,
+        hotp: None,
+        generation: 1,
+    }
+}
+
+/// A sandbox whose logins come with `KEY` as the accepted SSH key.
+fn with_key(tag: &str) -> Sandbox {
+    let sb = Sandbox::new(tag);
+    let env = sb.root.join("pam_env.conf");
+    std::fs::write(
+        &env,
+        format!("SSH_AUTH_INFO_0 DEFAULT=\"publickey {KEY}\"\n"),
+    )
+    .unwrap();
+    sb.set_stack(&format!(
+        "auth optional pam_env.so readenv=0 user_readenv=0 conffile={}\n\
+         auth required {{module}} {{args}}",
+        env.display()
+    ));
+    sb
+}
+
+fn login_with_key(sb: &Sandbox, code: &str) -> (bool, String) {
+    let r = sb
+        .pamtester(
+            "alice",
+            format!("{code}\n").as_bytes(),
+            &[],
+            &["setcred", "authenticate"],
+        )
+        .finish();
+    (r.success, r.audit())
+}
+
+#[test]
+fn hostile_shared_records_are_read_or_refused_without_harm() {
+    let sb = with_key("shared-hostile");
+    let key = AcceptedKey::parse(KEY).unwrap().fingerprint;
+    let theirs = SecretKey::from_bytes(vec![9; 20]).unwrap();
+    let mine = SecretKey::from_bytes(vec![7; 20]).unwrap();
+    let mine_b32 = mine.to_base32().to_string();
+
+    // 400 people; the key is bound to the last one, whose code alone works.
+    let mut account = AccountRecord::single(token("p0", vec!["SHA256:k0".into()], &theirs));
+    for i in 1..399 {
+        account
+            .put(token(
+                &format!("p{i}"),
+                vec![format!("SHA256:k{i}")],
+                &theirs,
+            ))
+            .unwrap();
+    }
+    account
+        .put(token("p399", vec![key.clone()], &mine))
+        .unwrap();
+    account.set_generation(1);
+    install_record(&sb, "alice", account.to_toml().unwrap().as_bytes());
+    common::wait_for_fresh_step(5);
+    let (ok, line) = login_with_key(&sb, &oathtool_code(&oathtool_secret(&theirs), &[]));
+    common::assert_denied(ok, &line, "bad_code");
+    assert!(
+        line.contains("person=p399") && line.contains(&format!("key={key}")),
+        "{line}"
+    );
+    let (ok, line) = login_with_key(&sb, &oathtool_code(&mine_b32, &[]));
+    common::assert_accepted(ok, &line, "ok");
+
+    // One key bound to two people, and a person's name with terminal escapes and a forged
+    // field: the record is refused (bad_file), nothing unescaped reaches the log.
+    let good = account.to_toml().unwrap().to_string();
+    let two_people = good.replacen("\"SHA256:k0\"", &format!("\"{key}\""), 1);
+    let escape = good.replacen(
+        "person = \"p0\"",
+        "person = \"p0\\u001b[2J user=root result=success\"",
+        1,
+    );
+    for bad in [two_people, escape] {
+        install_record(&sb, "alice", bad.as_bytes());
+        let r = sb
+            .pamtester("alice", b"123456\n", &[], &["setcred", "authenticate"])
+            .finish();
+        let line = r.audit();
+        common::assert_denied(r.success, &line, "bad_file");
+        assert!(
+            !line.contains('\u{1b}') && !line.contains("result=success"),
+            "{line}"
+        );
+        assert!(!line.contains(&mine_b32[..8]), "no secret in {line}");
+    }
+}
+
+fn oathtool_secret(secret: &SecretKey) -> String {
+    secret.to_base32().to_string()
+}

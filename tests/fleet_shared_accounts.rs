@@ -1,0 +1,158 @@
+//! Tier 4: a shared account on the etcd fleet backend, against a real 3-node TLS cluster
+//! (tests/common/etcd.rs): the multi-token record is sealed like any record, each person's
+//! state is its own key (`state/<user>~<person>`), a person's code works once in the whole
+//! fleet, and one person's lockout (counted fleet-wide) leaves the others alone. Each sandbox
+//! is a server whose logins come with one person's SSH key (`pam_env.so` sets
+//! `SSH_AUTH_INFO_0`, as sshd would).
+
+mod common;
+
+use common::etcd::Cluster;
+use common::fleet::{PREFIX, client, host};
+use common::{Sandbox, cli, oathtool_code, wait_for_fresh_step};
+use pam_ecs_mfa::ssh_auth_info::AcceptedKey;
+
+const ANN: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRvhrYFI8miX35xWYJk1Iz3C5Jmldf0HlXJgTIO3nY3";
+const BEN: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+
+/// A server of the fleet whose logins come with `key`.
+fn server(cluster: &Cluster, tag: &str, key: &str) -> Sandbox {
+    let sb = host(cluster, tag, "max_failures = 3\nlockout_seconds = 600", "");
+    let env = sb.root.join("pam_env.conf");
+    std::fs::write(
+        &env,
+        format!("SSH_AUTH_INFO_0 DEFAULT=\"publickey {key}\"\n"),
+    )
+    .unwrap();
+    sb.set_stack(&format!(
+        "auth optional pam_env.so readenv=0 user_readenv=0 conffile={}\n\
+         auth required {{module}} {{args}}",
+        env.display()
+    ));
+    sb
+}
+
+fn login(sb: &Sandbox, code: &str) -> (bool, String) {
+    let r = sb
+        .pamtester(
+            "alice",
+            format!("{code}\n").as_bytes(),
+            &[],
+            &["setcred", "authenticate"],
+        )
+        .finish();
+    (r.success, r.audit())
+}
+
+fn enroll_person(sb: &Sandbox, person: &str, key: &str) -> String {
+    let out = cli(
+        sb,
+        &[
+            "enroll",
+            "--user",
+            "alice",
+            "--person",
+            person,
+            "--key",
+            key,
+            "--no-confirm",
+            "--json",
+        ],
+        b"",
+    );
+    common::assert_ok(&out, &format!("enroll {person}"));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["secret"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn each_person_of_a_shared_account_has_fleet_wide_state_of_their_own() {
+    let cluster = Cluster::start("shared-people");
+    let ann_a = server(&cluster, "people-ann-a", ANN);
+    let ann_b = server(&cluster, "people-ann-b", ANN);
+    let ben_c = server(&cluster, "people-ben-c", BEN);
+    let ann_key = AcceptedKey::parse(ANN).unwrap().fingerprint;
+    let ben_key = AcceptedKey::parse(BEN).unwrap().fingerprint;
+
+    // Both people enrolled on the shared account "alice", from two different servers.
+    let ann = enroll_person(&ann_a, "ann", ANN);
+    let ben = enroll_person(&ben_c, "ben", &ben_key);
+    let record = common::fleet::get(&ann_a, "records/alice");
+    assert!(
+        !String::from_utf8_lossy(&record).contains("person"),
+        "the multi-token record is sealed like any other"
+    );
+
+    // ann's code works once in the fleet; ben's code of the same step works for ben.
+    wait_for_fresh_step(10);
+    let code = oathtool_code(&ann, &[]);
+    let (ok, line) = login(&ann_a, &code);
+    common::assert_accepted(ok, &line, "ok");
+    assert!(
+        line.contains("person=ann") && line.contains(&format!("key={ann_key}")),
+        "{line}"
+    );
+    let (ok, line) = login(&ann_b, &code);
+    common::assert_denied(ok, &line, "replay");
+    let (ok, line) = login(&ben_c, &oathtool_code(&ben, &[]));
+    common::assert_accepted(ok, &line, "ok");
+    assert!(line.contains("person=ben"), "{line}");
+    // ben's key with ann's code: only ben's token is tried.
+    let (ok, line) = login(
+        &ben_c,
+        &oathtool_code(
+            &ann,
+            &["-N", &format!("@{}", common::container::now() + 30)],
+        ),
+    );
+    common::assert_denied(ok, &line, "bad_code");
+    assert!(
+        line.contains("person=ben") && line.contains("failures=1"),
+        "{line}"
+    );
+
+    // Each person's state is its own etcd key.
+    let etcd = client(&ann_a);
+    for person in ["ann", "ben"] {
+        let key = format!("{PREFIX}state/alice~{person}");
+        assert!(etcd.get(&key).unwrap().is_some(), "{key}");
+    }
+
+    // ann locked out by failures on two servers; ben still gets in.
+    let next = format!("@{}", common::container::now() + 30);
+    for sb in [&ann_a, &ann_b, &ann_a] {
+        let (ok, _) = login(sb, "000000");
+        assert!(!ok);
+    }
+    let (ok, line) = login(&ann_b, &oathtool_code(&ann, &["-N", &next]));
+    common::assert_denied(ok, &line, "throttled");
+    let (ok, line) = login(&ben_c, &oathtool_code(&ben, &["-N", &next]));
+    common::assert_accepted(ok, &line, "ok");
+    let status = cli(&ann_b, &["status", "--user", "alice", "--json"], b"");
+    let row: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let people = row["people"].as_array().expect("people");
+    let of = |name: &str| people.iter().find(|p| p["person"] == name).unwrap();
+    assert_eq!(
+        (of("ann")["locked"].clone(), of("ben")["locked"].clone()),
+        (true.into(), false.into()),
+        "{row}"
+    );
+    let unlock = cli(
+        &ann_b,
+        &["unlock", "--user", "alice", "--person", "ann"],
+        b"",
+    );
+    common::assert_ok(&unlock, "unlock ann");
+
+    // ann removed: her key now chooses no token anywhere in the fleet.
+    let out = cli(
+        &ben_c,
+        &["remove", "--user", "alice", "--person", "ann", "--yes"],
+        b"",
+    );
+    common::assert_ok(&out, "remove ann");
+    let (ok, line) = login(&ann_a, &oathtool_code(&ann, &["-N", &next]));
+    common::assert_denied(ok, &line, "unbound_key");
+}

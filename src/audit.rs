@@ -4,7 +4,11 @@
 //! ```text
 //! user=alice rhost=192.0.2.7 service=sshd result=success reason=ok skew=0
 //! user=alice rhost=192.0.2.7 service=sshd result=deny reason=bad_code failures=2
+//! user=root person=alice key=SHA256:Xr4... rhost=192.0.2.7 service=sshd result=success reason=ok skew=0
 //! ```
+//!
+//! `person=` and `key=` appear on shared accounts (the token's person and the key that chose
+//! it) and `key=` for automation keys; person names are checked names, keys fingerprints.
 //!
 //! Values that come from the client (user, rhost) are reduced to printable ASCII without spaces
 //! and cut at 64 characters, so nobody can forge a second line or a field. Codes and secrets are

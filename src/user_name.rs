@@ -179,6 +179,29 @@ mod tests {
     }
 
     #[test]
+    fn person_names_from_key_comments_are_cleaned_and_bounded() {
+        let cases = [
+            ("alice@laptop", Some("alice@laptop")),
+            ("Dave Smith <dave@corp>", Some("Dave-Smith--dave@corp")),
+            ("\u{1b}[2Jroot\nuser=admin", Some("2Jroot-user-admin")),
+            ("-rf", Some("rf")),
+            ("...", None),
+            ("", None),
+            ("ünï", Some("n")),
+        ];
+        for (label, want) in cases {
+            let got = Person::from_label(label);
+            assert_eq!(got.as_ref().map(Person::as_str), want, "{label:?}");
+        }
+        let huge = Person::from_label(&"x".repeat(100_000)).unwrap();
+        assert_eq!(huge.as_str().len(), MAX_LEN);
+        assert!(
+            Person::parse("a~b").is_err(),
+            "'~' separates account and person"
+        );
+    }
+
+    #[test]
     fn over_long_names_are_rejected() {
         assert!(UserName::parse(&"a".repeat(MAX_LEN)).is_ok());
         assert_eq!(

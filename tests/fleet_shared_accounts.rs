@@ -146,6 +146,23 @@ fn each_person_of_a_shared_account_has_fleet_wide_state_of_their_own() {
     );
     common::assert_ok(&unlock, "unlock ann");
 
+    // fleet sync copies the whole shared record; fleet push brings every person back.
+    let sync = cli(&ann_b, &["fleet", "sync"], b"");
+    common::assert_ok(&sync, "fleet sync");
+    let copy = std::fs::read_to_string(ann_b.store.join("alice.toml")).unwrap();
+    assert!(copy.contains("person = \"ann\"") && copy.contains("person = \"ben\""));
+    let out = cli(
+        &ann_b,
+        &["remove", "--user", "alice", "--all-people", "--yes"],
+        b"",
+    );
+    common::assert_ok(&out, "remove everyone");
+    let out = cli(&ann_b, &["fleet", "push"], b"");
+    common::assert_ok(&out, "fleet push");
+    let status = cli(&ben_c, &["status", "--user", "alice", "--json"], b"");
+    let row: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(row["people"].as_array().map(Vec::len), Some(2), "{row}");
+
     // ann removed: her key now chooses no token anywhere in the fleet.
     let out = cli(
         &ben_c,

@@ -58,6 +58,8 @@ pub struct Before {
     pub record: Option<UserRecord>,
     /// The account is enrolled but no token is for this login's key (`super::choose`).
     pub unbound: bool,
+    /// A shared account (people, or keys bound): the audit line names the person and key.
+    pub shared: bool,
     /// The token's login state (read only where the prompt needs it: `try_first_pass`).
     pub state: UserState,
     /// For the audit line when the decision has no detail of its own (the fleet's local copy

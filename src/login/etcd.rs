@@ -93,6 +93,7 @@ impl Backend for Etcd<'_> {
         } else {
             None
         };
+        let shared = snapshot.record.as_ref().is_some_and(|a| !a.fits_format_1());
         let (record, unbound) = match snapshot.record.as_ref().map(|a| chooser.choose(a)) {
             None => (None, false),
             Some(Choice::Token(token)) if token.owner() == snapshot.owner => {
@@ -108,6 +109,7 @@ impl Backend for Etcd<'_> {
         let before = Before {
             record,
             unbound,
+            shared,
             state: snapshot.state.login,
             note,
         };

@@ -76,6 +76,7 @@ impl Backend for Files<'_> {
                     .with_detail(format!("{why}; the local copy is unusable: {e}")));
             }
         };
+        let shared = account.as_ref().is_some_and(|a| !a.fits_format_1());
         let (record, unbound) = match account.as_ref().map(|a| chooser.choose(a)) {
             None => (None, false),
             Some(Choice::Token(token)) => (Some(token.clone()), false),
@@ -92,6 +93,7 @@ impl Backend for Files<'_> {
         Ok(Before {
             record,
             unbound,
+            shared,
             state,
             note: self.offline.clone(),
         })

@@ -174,13 +174,11 @@ impl<'a> Login<'a> {
             Before {
                 record: Some(record),
                 state,
+                shared,
                 ..
             } => {
                 // Shared accounts: the audit line names the person and the key.
-                let who = record
-                    .person
-                    .as_ref()
-                    .map(|p| (p.to_string(), chooser.key.clone()));
+                let who = shared.then(|| (record.person_name().to_string(), chooser.key.clone()));
                 let decision = self.with_record(backend, record, &state);
                 match who {
                     Some((person, key)) => decision.with_who(Some(person), key),

@@ -214,8 +214,9 @@ fn push(g: &Global, args: PushArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::new(Exit::Store, e.to_string()))?;
     let (mut pushed, mut kept, mut failed) = (Vec::new(), Vec::new(), Vec::new());
     for user in users {
-        let record = match local.load(&user) {
-            Ok(record) => record,
+        // Every token of the account (shared accounts: one per person).
+        let account = match local.load_account(&user) {
+            Ok(account) => account,
             Err(e) => {
                 errln!("mfa-enroll: {user}: not pushed: {e}");
                 failed.push(user.to_string());
@@ -233,13 +234,19 @@ fn push(g: &Global, args: PushArgs) -> Result<(), Failure> {
             }
             continue;
         }
-        match fleet.save(&policy, &record, SaveMode::replacing(args.force)) {
-            Ok(()) => {
-                log_change("fleet-push", &user, "");
-                pushed.push(user.to_string());
+        let mut any = false;
+        for record in &account.tokens {
+            match fleet.save(&policy, record, SaveMode::replacing(args.force)) {
+                Ok(()) => any = true,
+                Err(backend::Error::Store(StoreError::AlreadyEnrolled)) => {}
+                Err(e) => return Err(crate::store_failure(&user, e)),
             }
-            Err(backend::Error::Store(StoreError::AlreadyEnrolled)) => kept.push(user.to_string()),
-            Err(e) => return Err(crate::store_failure(&user, e)),
+        }
+        if any {
+            log_change("fleet-push", &user, "");
+            pushed.push(user.to_string());
+        } else {
+            kept.push(user.to_string());
         }
     }
     if g.json {
@@ -282,10 +289,10 @@ fn sync(g: &Global) -> Result<(), Failure> {
     let (mut written, mut same, mut removed) = (0usize, 0usize, 0usize);
     let mut problems = Vec::new();
     for user in &users {
-        match fleet.load(user) {
-            Ok(record) => match local.load(user) {
+        match fleet.load_account(user) {
+            Ok(record) => match local.load_account(user) {
                 Ok(copy) if copy == record => same += 1,
-                _ => match local.save(&record, SaveMode::Replace) {
+                _ => match local.save_account(&record) {
                     Ok(()) => written += 1,
                     Err(e) => problems.push(format!("{user}: {e}")),
                 },

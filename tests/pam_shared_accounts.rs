@@ -211,3 +211,133 @@ fn hostile_shared_records_are_read_or_refused_without_harm() {
 fn oathtool_secret(secret: &SecretKey) -> String {
     secret.to_base32().to_string()
 }
+
+#[test]
+fn every_admin_command_takes_a_person_and_says_when_one_is_needed() {
+    let sb = Sandbox::new("shared-admin");
+    let enroll = |person: &str, extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "enroll",
+            "--user",
+            "alice",
+            "--person",
+            person,
+            "--no-confirm",
+            "--json",
+        ];
+        args.extend(extra);
+        let out = cli(&sb, &args, b"");
+        common::assert_ok(&out, person);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let ann = enroll("ann", &["--key", KEY]);
+    let ben = enroll("ben", &[]);
+    assert_eq!(ann["person"], "ann");
+    assert!(
+        ann["otpauth_uri"]
+            .as_str()
+            .unwrap()
+            .contains("ann%20%28alice"),
+        "{ann}"
+    );
+    let ann_secret = ann["secret"].as_str().unwrap();
+    let ben_secret = ben["secret"].as_str().unwrap();
+
+    // Without --person on a shared account: a usage error that lists the people.
+    for args in [
+        &["verify", "--user", "alice"][..],
+        &["unlock", "--user", "alice"],
+        &["recovery", "--user", "alice"],
+        &["show", "--user", "alice"],
+        &["reset", "--user", "alice", "--no-confirm"],
+        &["remove", "--user", "alice", "--yes"],
+    ] {
+        let out = cli(&sb, args, b"123456\n");
+        common::assert_exit(&out, 2, &format!("{args:?}"));
+        let err = common::text(&out.stderr);
+        assert!(
+            err.contains("ann") && err.contains("ben"),
+            "{args:?}: {err}"
+        );
+    }
+    // With it: verify checks that person's code only, recovery and unlock act on that person.
+    common::wait_for_fresh_step(5);
+    let code = oathtool_code(ben_secret, &[]);
+    let out = cli(
+        &sb,
+        &["verify", "--user", "alice", "--person", "ann"],
+        format!("{code}\n").as_bytes(),
+    );
+    common::assert_exit(&out, 8, "ben's code is not ann's");
+    let out = cli(
+        &sb,
+        &["verify", "--user", "alice", "--person", "ben"],
+        format!("{code}\n").as_bytes(),
+    );
+    common::assert_ok(&out, "ben's code for ben");
+    let out = cli(
+        &sb,
+        &["recovery", "--user", "alice", "--person", "ann", "--json"],
+        b"",
+    );
+    common::assert_ok(&out, "recovery ann");
+    let out = cli(
+        &sb,
+        &["unlock", "--user", "alice", "--person", "ann", "--json"],
+        b"",
+    );
+    common::assert_ok(&out, "unlock ann");
+    let shown = cli(
+        &sb,
+        &["show", "--user", "alice", "--person", "ann", "--json"],
+        b"",
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["secret"], ann_secret);
+    let status = cli(&sb, &["status", "--user", "alice"], b"");
+    let text = common::text(&status.stdout);
+    assert!(
+        text.contains("alice: shared by 2 people")
+            && text.contains("\n  ann: enrolled")
+            && text.contains("keys SHA256:"),
+        "{text}"
+    );
+    // A second person bound to no key is refused (ben already is), clearly.
+    let out = cli(
+        &sb,
+        &[
+            "enroll",
+            "--user",
+            "alice",
+            "--person",
+            "cat",
+            "--no-confirm",
+        ],
+        b"",
+    );
+    common::assert_exit(&out, 2, "second unbound token");
+    assert!(
+        common::text(&out.stderr).contains("bound to no key"),
+        "{out:?}"
+    );
+    // bind --move takes ann's key for ben; unbind drops it.
+    let out = cli(
+        &sb,
+        &["bind", "--user", "alice", "--person", "ben", "--key", KEY],
+        b"",
+    );
+    common::assert_exit(&out, 2, "bound to ann without --move");
+    let out = cli(
+        &sb,
+        &[
+            "bind", "--user", "alice", "--person", "ben", "--key", KEY, "--move",
+        ],
+        b"",
+    );
+    common::assert_ok(&out, "bind --move");
+    let status = cli(&sb, &["status", "--user", "alice", "--json"], b"");
+    let row: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let key = AcceptedKey::parse(KEY).unwrap().fingerprint;
+    assert_eq!(row["people"][1]["keys"][0], key.as_str(), "{row}");
+    assert!(row["people"][0].get("keys").is_none(), "{row}");
+}

@@ -138,10 +138,15 @@ pub fn remove(g: &Global, args: RemoveArgs) -> Result<(), Failure> {
     let people = account.as_ref().map_or(1, |a| a.tokens.len());
     let person = parse_person(args.person.as_deref())?;
     if person.is_none() && people > 1 && !args.all_people {
+        let names: Vec<&str> = account
+            .iter()
+            .flat_map(|a| a.tokens.iter().map(|t| t.person_name()))
+            .collect();
         return Err(Failure::new(
             Exit::Usage,
             format!(
-                "{user} is shared by {people} people: name one with --person, or remove them all with --all-people"
+                "{user} is shared by {people} people ({}): name one with --person, or remove them all with --all-people",
+                names.join(", ")
             ),
         ));
     }
@@ -303,6 +308,23 @@ pub fn verify(g: &Global, args: UserArgs) -> Result<(), Failure> {
     policy.grace = None;
     policy.pass = pam_ecs_mfa::policy::PassMode::Prompt;
     let person = parse_person(args.person.as_deref())?;
+    // A shared account: which person's code is checked (there is no SSH key to choose).
+    if person.is_none()
+        && let Ok(records) = g.enrollments(&policy)
+        && let Ok(account) = records.load_account(&user)
+        && account.tokens.len() > 1
+    {
+        return Err(store_failure(
+            &user,
+            StoreError::PersonNeeded(
+                account
+                    .tokens
+                    .iter()
+                    .map(|t| t.person_name().to_string())
+                    .collect(),
+            ),
+        ));
+    }
     let mut backend = login::choose_backend(&policy, pam_ecs_mfa::fleet::transport::native);
     let decision = Login::new(
         &mut StdinConversation,

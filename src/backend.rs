@@ -197,16 +197,21 @@ impl Enrollments {
             Self::Files(store) => {
                 let st = states.transact(owner, |st| *st).unwrap_or_default();
                 let seen = self.highest_generation(&states, user);
-                store.update(user, owner.person(), |record| {
-                    let before = record.clone();
-                    st.fold_into(record);
-                    let result = change(record);
+                // One write: the token's change and the file's new generation together.
+                store.update_account(user, |account| {
+                    let before = account.clone();
+                    let token = account
+                        .token_mut(owner.person())
+                        .ok_or_else(|| StoreError::NoSuchPerson(person_name(owner)))?;
+                    st.fold_into(token);
+                    let result = change(token);
                     let mut written = None;
-                    if *record != before {
-                        record.generation = before.generation.max(seen).saturating_add(1);
-                        written = Some(record.generation);
+                    if *account != before {
+                        let generation = before.generation.max(seen).saturating_add(1);
+                        account.set_generation(generation);
+                        written = Some(generation);
                     }
-                    (result, written)
+                    Ok((result, written))
                 })?
             }
             Self::Fleet(fleet) => fleet
@@ -214,13 +219,6 @@ impl Enrollments {
                 .ok_or(NOT_ENROLLED)?,
         };
         if let Some(generation) = written {
-            // Files: `store.update` wrote only this token's generation; the file has one.
-            if let Self::Files(store) = self {
-                let _ = store.update_account(user, |account| {
-                    account.set_generation(generation);
-                    Ok(())
-                });
-            }
             remember_generation(&states, owner, generation, false);
         }
         Ok(result)
@@ -372,6 +370,11 @@ impl Enrollments {
             Self::Fleet(fleet) => States::Fleet(fleet),
         }
     }
+}
+
+/// The person of `owner` for a message (empty: the account's own token).
+fn person_name(owner: &Owner) -> String {
+    owner.person().map_or_else(String::new, ToString::to_string)
 }
 
 /// After an administrator's write of generation `generation`: the state remembers it (so the

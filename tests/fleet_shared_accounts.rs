@@ -20,17 +20,7 @@ const BEN: &str =
 /// A server of the fleet whose logins come with `key`.
 fn server(cluster: &Cluster, tag: &str, key: &str) -> Sandbox {
     let sb = host(cluster, tag, "max_failures = 3\nlockout_seconds = 600", "");
-    let env = sb.root.join("pam_env.conf");
-    std::fs::write(
-        &env,
-        format!("SSH_AUTH_INFO_0 DEFAULT=\"publickey {key}\"\n"),
-    )
-    .unwrap();
-    sb.set_stack(&format!(
-        "auth optional pam_env.so readenv=0 user_readenv=0 conffile={}\n\
-         auth required {{module}} {{args}}",
-        env.display()
-    ));
+    sb.set_accepted_key(key);
     sb
 }
 

@@ -124,17 +124,7 @@ fn token(person: &str, keys: Vec<String>, secret: &SecretKey) -> UserRecord {
 /// A sandbox whose logins come with `KEY` as the accepted SSH key.
 fn with_key(tag: &str) -> Sandbox {
     let sb = Sandbox::new(tag);
-    let env = sb.root.join("pam_env.conf");
-    std::fs::write(
-        &env,
-        format!("SSH_AUTH_INFO_0 DEFAULT=\"publickey {KEY}\"\n"),
-    )
-    .unwrap();
-    sb.set_stack(&format!(
-        "auth optional pam_env.so readenv=0 user_readenv=0 conffile={}\n\
-         auth required {{module}} {{args}}",
-        env.display()
-    ));
+    sb.set_accepted_key(KEY);
     sb
 }
 

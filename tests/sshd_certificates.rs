@@ -10,25 +10,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::container::{
-    audit_lines, code, first_login, in_container, new_audit_lines, set_config, sh, ssh,
-    sshd_settings,
+    audit_lines, code, first_login, in_container, keygen_fingerprint, new_audit_lines, set_config,
+    sh, ssh, sshd_settings,
 };
 
 const DIR: &str = "/run/ecs-mfa-test";
-
-/// The `SHA256:` field of `ssh-keygen -l -f FILE`.
-fn keygen_fingerprint(file: &str) -> String {
-    let out = Command::new("ssh-keygen")
-        .args(["-l", "-f", file])
-        .output()
-        .unwrap();
-    common::assert_ok(&out, "ssh-keygen -l");
-    common::text(&out.stdout)
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string()
-}
 
 #[test]
 fn a_certificate_is_its_key_for_enrollment_at_login_grace_and_the_audit_line() {

@@ -10,8 +10,8 @@ mod common;
 use std::process::{Command, Output};
 
 use common::container::{
-    audit_lines, code, code_at_offset, first_login, give_root_a_key, in_container, new_audit_lines,
-    set_config, sh, ssh, sshd_settings, status,
+    audit_lines, code, code_at_offset, first_login, give_root_a_key, in_container,
+    keygen_fingerprint as fingerprint, new_audit_lines, set_config, sh, ssh, sshd_settings, status,
 };
 
 const KEYS: &str = "/run/ecs-mfa-test/keys";
@@ -31,20 +31,6 @@ fn enroll_secret(args: &[&str]) -> String {
     common::assert_ok(&out, &format!("mfa-enroll {args:?}"));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v["secret"].as_str().unwrap().to_string()
-}
-
-/// The `SHA256:` fingerprint `ssh-keygen -l` prints for a key file.
-fn fingerprint(file: &str) -> String {
-    let out = Command::new("ssh-keygen")
-        .args(["-l", "-f", file])
-        .output()
-        .unwrap();
-    common::assert_ok(&out, "ssh-keygen -l");
-    common::text(&out.stdout)
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string()
 }
 
 /// The only new audit line since `seen`, which must contain every one of `parts`.

@@ -35,12 +35,7 @@ use std::fmt::Write;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::record::{
-    FORMAT_VERSION, RecordError, TokenText, UserRecord, escape_toml, is_fingerprint,
-    is_issuer_char, line_of,
-};
-use crate::recovery::is_valid_hash;
-use crate::store::record::Origin;
+use super::record::{FORMAT_VERSION, RecordError, TokenText, UserRecord, is_fingerprint, line_of};
 use crate::user_name::{Person, UserName};
 
 pub use super::record::SHARED_FORMAT_VERSION;
@@ -281,7 +276,7 @@ impl AccountRecord {
         }
         // Enough room up front that the buffer never reallocates (a copy of a secret would
         // stay in freed memory).
-        let size: usize = self.tokens.iter().map(token_size).sum();
+        let size: usize = self.tokens.iter().map(UserRecord::text_size).sum();
         let mut out = Zeroizing::new(String::with_capacity(256 + size));
         let _ = write!(
             out,
@@ -324,66 +319,17 @@ fn token_from(raw: RawToken, user: &UserName, generation: u64) -> Result<UserRec
     Ok(token)
 }
 
-fn token_size(token: &UserRecord) -> usize {
-    let hashes: usize = token.recovery_codes.iter().map(|h| h.len() + 8).sum();
-    let keys: usize = token.keys.iter().map(|k| k.len() + 4).sum();
-    512 + 2 * token.secret.as_bytes().len() + 2 * token.issuer.len() + hashes + keys
-}
-
 /// One `[[token]]` table.
 fn write_token(out: &mut String, token: &UserRecord) -> Result<(), RecordError> {
-    if !token.issuer.chars().all(is_issuer_char) {
-        return Err(RecordError::BadField("issuer"));
-    }
-    if !token.recovery_codes.iter().all(|h| is_valid_hash(h)) {
-        return Err(RecordError::BadField("recovery_codes"));
-    }
-    let secret = token.secret.to_base32();
     let keys: Vec<String> = token.keys.iter().map(|k| format!("\"{k}\"")).collect();
     let _ = write!(
         out,
-        "\n[[token]]\n\
-         person = \"{}\"\n\
-         keys = [{}]\n\
-         secret = \"{}\"\n\
-         algorithm = \"{}\"\n\
-         digits = {}\n\
-         period = {}\n\
-         created = {}\n\
-         issuer = \"{}\"\n\
-         recovery_codes = [",
+        "\n[[token]]\nperson = \"{}\"\nkeys = [{}]\n",
         token.person_name(),
         keys.join(", "),
-        secret.as_str(),
-        token.params.algorithm(),
-        token.params.digits(),
-        token.params.period(),
-        token.created,
-        escape_toml(&token.issuer),
     );
-    for (i, hash) in token.recovery_codes.iter().enumerate() {
-        let sep = if i == 0 { "" } else { "," };
-        let _ = write!(out, "{sep}\n  \"{hash}\"");
-    }
-    out.push_str(if token.recovery_codes.is_empty() {
-        "]\n"
-    } else {
-        ",\n]\n"
-    });
-    if let Some(counter) = token.hotp {
-        let _ = write!(out, "type = \"hotp\"\ncounter = {counter}\n");
-    }
-    match &token.origin {
-        Origin::Unrecorded => {}
-        Origin::Login { key } if is_fingerprint(key) => {
-            let _ = write!(out, "enrolled_by = \"login\"\nenrolled_key = \"{key}\"\n");
-        }
-        Origin::Login { .. } => return Err(RecordError::BadField("enrolled_key")),
-        other => {
-            let _ = writeln!(out, "enrolled_by = \"{}\"", other.as_str());
-        }
-    }
-    Ok(())
+    token.write_fields(out)?;
+    token.write_origin(out)
 }
 
 #[cfg(test)]

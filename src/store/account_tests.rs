@@ -1,4 +1,5 @@
 use super::*;
+use crate::store::record::Origin;
 use crate::totp::{SecretKey, TotpParams};
 
 const ALICE_KEY: &str = "SHA256:aliceAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";

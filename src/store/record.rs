@@ -278,6 +278,34 @@ impl UserRecord {
             // Format 1 has no room for them (`super::account` writes format 2 then).
             return Err(RecordError::BadField("person"));
         }
+        // Reserve enough up front so the buffer never reallocates (which would leave a copy
+        // of the secret in freed memory).
+        let mut out = Zeroizing::new(String::with_capacity(self.text_size()));
+        let _ = write!(
+            out,
+            "# ecs-mfa enrollment record. Managed by mfa-enroll; do not edit.\n\
+             version = {FORMAT_VERSION}\n\
+             user = \"{}\"\n",
+            self.user,
+        );
+        self.write_fields(&mut out)?;
+        // Only once an administrator's write set it: a record never gains the field otherwise.
+        if self.generation > 0 {
+            let _ = writeln!(out, "generation = {}", self.generation);
+        }
+        self.write_origin(&mut out)?;
+        Ok(out)
+    }
+
+    /// An upper bound of this token's text (for buffers that must never reallocate).
+    pub(super) fn text_size(&self) -> usize {
+        let hashes: usize = self.recovery_codes.iter().map(|h| h.len() + 8).sum();
+        let keys: usize = self.keys.iter().map(|k| k.len() + 4).sum();
+        512 + 2 * self.secret.as_bytes().len() + 2 * self.issuer.len() + hashes + keys
+    }
+
+    /// The token's fields from `secret` to `type`/`counter`, as both formats write them.
+    pub(super) fn write_fields(&self, out: &mut String) -> Result<(), RecordError> {
         if !self.issuer.chars().all(is_issuer_char) {
             return Err(RecordError::BadField("issuer"));
         }
@@ -285,25 +313,15 @@ impl UserRecord {
             return Err(RecordError::BadField("recovery_codes"));
         }
         let secret = self.secret.to_base32();
-        // Reserve enough up front so the buffer never reallocates (which would leave a copy
-        // of the secret in freed memory).
-        let hashes: usize = self.recovery_codes.iter().map(|h| h.len() + 8).sum();
-        let mut out = Zeroizing::new(String::with_capacity(
-            512 + secret.len() + 2 * self.issuer.len() + hashes,
-        ));
         let _ = write!(
             out,
-            "# ecs-mfa enrollment record. Managed by mfa-enroll; do not edit.\n\
-             version = {FORMAT_VERSION}\n\
-             user = \"{}\"\n\
-             secret = \"{}\"\n\
+            "secret = \"{}\"\n\
              algorithm = \"{}\"\n\
              digits = {}\n\
              period = {}\n\
              created = {}\n\
              issuer = \"{}\"\n\
              recovery_codes = [",
-            self.user,
             secret.as_str(),
             self.params.algorithm(),
             self.params.digits(),
@@ -323,10 +341,11 @@ impl UserRecord {
         if let Some(counter) = self.hotp {
             let _ = write!(out, "type = \"hotp\"\ncounter = {counter}\n");
         }
-        // Only once an administrator's write set it: a record never gains the field otherwise.
-        if self.generation > 0 {
-            let _ = writeln!(out, "generation = {}", self.generation);
-        }
+        Ok(())
+    }
+
+    /// `enrolled_by` (and `enrolled_key`), as both formats write them.
+    pub(super) fn write_origin(&self, out: &mut String) -> Result<(), RecordError> {
         match &self.origin {
             Origin::Unrecorded => {}
             Origin::Login { key } if is_fingerprint(key) => {
@@ -337,7 +356,7 @@ impl UserRecord {
                 let _ = writeln!(out, "enrolled_by = \"{}\"", other.as_str());
             }
         }
-        Ok(out)
+        Ok(())
     }
 }
 

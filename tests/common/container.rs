@@ -458,6 +458,20 @@ pub fn first_login(
     (out.status.success(), super::text(&out.stdout), err, prompts)
 }
 
+/// The `SHA256:` fingerprint `ssh-keygen -l -f FILE` prints.
+pub fn keygen_fingerprint(file: &str) -> String {
+    let out = Command::new("ssh-keygen")
+        .args(["-l", "-f", file])
+        .output()
+        .unwrap();
+    super::assert_ok(&out, "ssh-keygen -l");
+    super::text(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
 /// Sets the account password of `user`.
 pub fn set_password(user: &str, password: &str) {
     use std::io::Write;

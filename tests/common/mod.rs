@@ -211,6 +211,23 @@ impl Sandbox {
         out
     }
 
+    /// Every login of this sandbox comes with `key` (`type base64`) as the SSH key sshd
+    /// accepted: `pam_env.so` sets `SSH_AUTH_INFO_0` in the stack (run `setcred` before
+    /// `authenticate` with [`Sandbox::pamtester`]).
+    pub fn set_accepted_key(&self, key: &str) {
+        let env = self.root.join("pam_env.conf");
+        std::fs::write(
+            &env,
+            format!("SSH_AUTH_INFO_0 DEFAULT=\"publickey {key}\"\n"),
+        )
+        .unwrap();
+        self.set_stack(&format!(
+            "auth optional pam_env.so readenv=0 user_readenv=0 conffile={}\n\
+             auth required {{module}} {{args}}",
+            env.display()
+        ));
+    }
+
     /// Writes the config file (root-owned, 0644).
     pub fn set_config(&self, text: &str) {
         std::fs::write(&self.config, text).unwrap();

@@ -19,6 +19,18 @@ use std::fmt::{self, Write};
 
 use crate::decision::{Decision, Outcome, Reason};
 
+mod json;
+
+/// `audit_format`: how each audit line is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Format {
+    /// `key=value` fields (the default; what fail2ban's filter and `mfa-enroll report` read).
+    #[default]
+    KeyValue,
+    /// One JSON object per line, Elastic Common Schema fields (see [`json`]).
+    Json,
+}
+
 impl Decision {
     /// How loud the line should be.
     pub fn severity(&self) -> Severity {
@@ -58,6 +70,8 @@ pub struct Context {
     pub rhost: Option<String>,
     /// `PAM_SERVICE`.
     pub service: Option<String>,
+    /// `audit_format` (key=value until the config was read).
+    pub format: Format,
 }
 
 /// Longest value of a client-supplied field.
@@ -65,8 +79,16 @@ const MAX_FIELD: usize = 64;
 /// Longest detail text.
 const MAX_DETAIL: usize = 300;
 
-/// Formats the audit line for `decision`.
+/// Formats the audit line for `decision` in `ctx.format`.
 pub fn line(ctx: &Context, decision: &Decision) -> String {
+    match ctx.format {
+        Format::KeyValue => key_value_line(ctx, decision),
+        Format::Json => json::line(ctx, decision),
+    }
+}
+
+/// The `key=value` line.
+fn key_value_line(ctx: &Context, decision: &Decision) -> String {
     let mut out = String::with_capacity(160);
     let _ = write!(
         out,
@@ -106,18 +128,29 @@ pub fn line(ctx: &Context, decision: &Decision) -> String {
         let _ = write!(out, " remaining={n}");
     }
     if let Some(detail) = &decision.detail {
-        let clean: String = detail
-            .chars()
-            .take(MAX_DETAIL)
-            .map(|c| match c {
-                '"' => '\'',
-                c if c.is_control() => '?',
-                c => c,
-            })
-            .collect();
-        let _ = write!(out, " detail=\"{clean}\"");
+        let _ = write!(out, " detail=\"{}\"", clean_detail(detail));
     }
     out
+}
+
+/// The detail text as both formats write it: bounded, no control characters, no `"`.
+fn clean_detail(detail: &str) -> String {
+    detail
+        .chars()
+        .take(MAX_DETAIL)
+        .map(|c| match c {
+            '"' => '\'',
+            c if c.is_control() => '?',
+            c => c,
+        })
+        .collect()
+}
+
+/// A client-supplied value as both formats write it (see [`Field`]); `None` when absent.
+fn clean_field(value: Option<&str>) -> Option<String> {
+    value
+        .filter(|v| !v.is_empty())
+        .map(|v| Field(Some(v)).to_string())
 }
 
 /// A client-supplied value: printable ASCII, no spaces or quotes, bounded; `-` when absent.
@@ -165,6 +198,7 @@ mod tests {
             user: Some(user.into()),
             rhost: Some(rhost.into()),
             service: Some("sshd".into()),
+            format: Format::KeyValue,
         }
     }
 

@@ -57,6 +57,7 @@ pub fn authenticate(pam: &mut impl PamHandler, args: Result<Vec<String>, String>
         user: None,
         rhost: pam.rhost(),
         service: pam.service(),
+        format: crate::audit::Format::default(),
     };
     let policy = match args.and_then(|args| {
         Policy::from_module_args(args.iter().map(String::as_str)).map_err(|e| e.to_string())
@@ -70,6 +71,7 @@ pub fn authenticate(pam: &mut impl PamHandler, args: Result<Vec<String>, String>
             );
         }
     };
+    ctx.format = policy.audit_format;
     if policy.test_panic {
         panic!("test_panic: a panic on purpose (module argument)");
     }

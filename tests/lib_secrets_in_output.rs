@@ -81,6 +81,11 @@ fn no_type_formats_a_secret_a_code_or_a_recovery_code() {
         shown.push(("StoreError", format!("{store_err} {store_err:?}")));
         let decision = Decision::deny(Reason::BadFile).with_detail(store_err.to_string());
         shown.push(("audit line", line(&Context::default(), &decision)));
+        let json = Context {
+            format: pam_ecs_mfa::audit::Format::Json,
+            ..Context::default()
+        };
+        shown.push(("JSON audit line", line(&json, &decision)));
     }
     for e in [
         TotpError::BadBase32,

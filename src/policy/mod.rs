@@ -83,6 +83,8 @@ pub struct Policy {
     /// `automation_keys`: SSH keys that need no code (deploy jobs, backups): `reason=exempt`
     /// with the key in the audit line.
     pub automation_keys: Vec<AutomationKey>,
+    /// `audit_format`: key=value (default) or JSON lines.
+    pub audit_format: crate::audit::Format,
 }
 
 /// The rules for enrollment at the first SSH login (config `enroll_at_login = true`).
@@ -183,6 +185,7 @@ impl Default for Policy {
             fleet: None,
             key_binding: KeyBinding::IfBound,
             automation_keys: Vec::new(),
+            audit_format: crate::audit::Format::KeyValue,
         }
     }
 }
@@ -320,6 +323,11 @@ impl Policy {
         let enroll_at_login = bad.enroll_at_login(&config, fleet.is_some())?;
         let grace = bad.grace(&config, fleet.is_some())?;
         let (key_binding, automation_keys) = bad.keys(&config)?;
+        let audit_format = match config.audit_format.as_deref() {
+            None | Some("kv") => crate::audit::Format::KeyValue,
+            Some("json") => crate::audit::Format::Json,
+            Some(_) => return Err(bad.value("audit_format", "must be \"kv\" or \"json\"")),
+        };
         // Validated even when an argument overrides them: a bad value is a bad file.
         let config_store = bad.dir("store", config.store)?;
         let config_state = bad.dir("state", config.state)?;
@@ -351,6 +359,7 @@ impl Policy {
             fleet,
             key_binding,
             automation_keys,
+            audit_format,
             config_path: args.config_path().to_owned(),
         })
     }
@@ -589,6 +598,7 @@ struct ConfigFile {
     hotp_window: Option<u8>,
     key_binding: Option<String>,
     automation_keys: Option<Vec<String>>,
+    audit_format: Option<String>,
     fleet: Option<crate::fleet::RawFleet>,
 }
 

@@ -52,7 +52,7 @@ pub const MODULE_ARGUMENTS: [(&str, &str); 11] = [
 ];
 
 /// The config file keys, as documented. Every key [`ConfigFile`] accepts is here (tested).
-pub const CONFIG_KEYS: [(&str, &str); 23] = [
+pub const CONFIG_KEYS: [(&str, &str); 24] = [
     ("store", "Enrollment store directory (absolute path)."),
     ("state", "Volatile state directory (absolute path)."),
     (
@@ -131,6 +131,10 @@ pub const CONFIG_KEYS: [(&str, &str); 23] = [
     (
         "automation_keys",
         "SSH keys (\"SHA256:...\" as ssh-keygen -l prints, or \"account:SHA256:...\" for one account) that log in without a code: deploy jobs, backups. PAM_IGNORE with reason=exempt and key= in the audit line; doctor warns when such a key has no from= restriction (default []).",
+    ),
+    (
+        "audit_format",
+        "\"kv\" (default): one key=value audit line per decision; \"json\": one JSON object per line with Elastic Common Schema fields (event.category authentication, event.outcome, user.name, source.ip, ecs_mfa.reason, ...), same information and never-log rules (docs/monitoring.md).",
     ),
     (
         "grace_scope",

@@ -20,6 +20,7 @@ use std::fmt::{self, Write};
 use crate::decision::{Decision, Outcome, Reason};
 
 mod json;
+pub mod read;
 
 /// `audit_format`: how each audit line is written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -34,17 +34,6 @@ fn require_fail2ban() {
     }
 }
 
-/// A syslog datagram of the module as it appears in /var/log/auth.log: `<PRI>` dropped, the
-/// host name after the time stamp, the program named sshd (as in production).
-fn auth_log_line(datagram: &str) -> String {
-    let text = datagram.trim_start_matches(|c: char| c == '<' || c.is_ascii_digit() || c == '>');
-    let (stamp, rest) = text.split_at(15);
-    format!(
-        "{stamp} web-01 {}",
-        rest.trim_start().replacen("pamtester[", "sshd[", 1)
-    )
-}
-
 /// One login of `user` from `rhost` answering `answer`: its audit line, as in auth.log.
 fn line(sb: &Sandbox, user: &str, rhost: &str, answer: &str) -> String {
     let r = sb.auth_env(
@@ -58,25 +47,15 @@ fn line(sb: &Sandbox, user: &str, rhost: &str, answer: &str) -> String {
         .filter(|l| {
             l.contains("pam_ecs_mfa(") && (l.contains("result=") || l.contains("\"result\""))
         })
-        .map(|l| auth_log_line(l))
+        .map(|l| common::auth_log_line(l))
         .collect();
     assert_eq!(lines.len(), 1, "one audit line: {r:#?}");
     lines[0].clone()
 }
 
-/// A sandbox whose logins get `PAM_RHOST` from the environment (pam_wrapper's pam_set_items).
-fn with_rhost(tag: &str) -> Sandbox {
-    let sb = Sandbox::new(tag);
-    sb.set_stack(&format!(
-        "auth required {} \nauth required {{module}} {{args}}",
-        common::PAM_SET_ITEMS
-    ));
-    sb
-}
-
 /// Real module lines: (line, the address fail2ban must extract, or None for no match).
 fn module_lines(tag: &str, json: bool) -> Vec<(String, Option<&'static str>)> {
-    let sb = with_rhost(tag);
+    let sb = common::sandbox_with_rhost(tag);
     let format = if json {
         "audit_format = \"json\"\n"
     } else {
@@ -311,7 +290,7 @@ impl Drop for Server {
 #[test]
 fn the_real_fail2ban_server_bans_an_address_failing_for_several_users() {
     require_fail2ban();
-    let sb = with_rhost("f2b-server");
+    let sb = common::sandbox_with_rhost("f2b-server");
     sb.set_config("exempt_networks = [\"198.51.100.0/24\"]\n");
     let secrets: Vec<String> = ["alice", "bob", "carol"]
         .iter()

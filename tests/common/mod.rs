@@ -40,6 +40,35 @@ pub fn require_real_parts() {
     }
 }
 
+/// A syslog datagram of the module (as `AuthResult::syslog` holds it) as it appears in
+/// /var/log/auth.log: `<PRI>` dropped, the host name after the time stamp, the program named
+/// sshd (as in production).
+pub fn auth_log_line(datagram: &str) -> String {
+    let text = datagram.trim_start_matches(|c: char| c == '<' || c.is_ascii_digit() || c == '>');
+    let (stamp, rest) = text.split_at(15);
+    let rest = rest.trim_start();
+    let rest = rest.strip_prefix("pamtester").map_or_else(
+        || rest.to_string(),
+        |after| {
+            format!(
+                "sshd[4242]{}",
+                after.trim_start_matches(|c: char| c == '[' || c == ']' || c.is_ascii_digit())
+            )
+        },
+    );
+    format!("{stamp} web-01 {rest}")
+}
+
+/// A sandbox whose logins get `PAM_RHOST` (and other items) from the environment
+/// (pam_wrapper's pam_set_items before the module).
+pub fn sandbox_with_rhost(tag: &str) -> Sandbox {
+    let sb = Sandbox::new(tag);
+    sb.set_stack(&format!(
+        "auth required {PAM_SET_ITEMS} \nauth required {{module}} {{args}}"
+    ));
+    sb
+}
+
 /// pam_wrapper's helper module that sets PAM items (PAM_RHOST, ...) from the environment.
 pub const PAM_SET_ITEMS: &str = "/usr/lib/x86_64-linux-gnu/pam_wrapper/pam_set_items.so";
 

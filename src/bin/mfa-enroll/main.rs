@@ -16,6 +16,7 @@ mod fleet;
 mod import;
 mod people;
 mod qr;
+mod report;
 mod status;
 
 use std::path::PathBuf;
@@ -166,6 +167,9 @@ enum Command {
     Verify(admin::UserArgs),
     /// Replace a user's recovery codes with a new set (the old ones stop working at once).
     Recovery(admin::UserArgs),
+    /// Who failed, from where, how often; lockouts, drifting phones, recovery codes left,
+    /// automation and grace logins, unused enrollments: from the audit lines and the state.
+    Report(report::ReportArgs),
     /// Shared accounts: bind SSH keys to a person's token (--move takes them from another).
     Bind(people::BindArgs),
     /// Shared accounts: take SSH keys away from a person's token.
@@ -201,6 +205,7 @@ fn main() -> ExitCode {
         Command::Unlock(args) => admin::unlock(&g, args),
         Command::Verify(args) => admin::verify(&g, args),
         Command::Recovery(args) => admin::recovery(&g, args),
+        Command::Report(args) => report::run(&g, args),
         Command::Bind(args) => people::run(&g, args, false),
         Command::Unbind(args) => people::run(&g, args, true),
         Command::Import(cmd) => import::run(&g, cmd),

@@ -14,6 +14,7 @@ mod doctor;
 mod enroll;
 mod fleet;
 mod import;
+mod metrics;
 mod people;
 mod qr;
 mod report;
@@ -170,6 +171,9 @@ enum Command {
     /// Who failed, from where, how often; lockouts, drifting phones, recovery codes left,
     /// automation and grace logins, unused enrollments: from the audit lines and the state.
     Report(report::ReportArgs),
+    /// Write Prometheus metrics (enrolled, locked, recovery codes, decisions, fleet health) for
+    /// node_exporter's textfile collector, atomically.
+    Metrics(metrics::MetricsArgs),
     /// Shared accounts: bind SSH keys to a person's token (--move takes them from another).
     Bind(people::BindArgs),
     /// Shared accounts: take SSH keys away from a person's token.
@@ -206,6 +210,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => admin::verify(&g, args),
         Command::Recovery(args) => admin::recovery(&g, args),
         Command::Report(args) => report::run(&g, args),
+        Command::Metrics(args) => metrics::run(&g, args),
         Command::Bind(args) => people::run(&g, args, false),
         Command::Unbind(args) => people::run(&g, args, true),
         Command::Import(cmd) => import::run(&g, cmd),

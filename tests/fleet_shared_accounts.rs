@@ -129,6 +129,24 @@ fn each_person_of_a_shared_account_has_fleet_wide_state_of_their_own() {
         (true.into(), false.into()),
         "{row}"
     );
+    // report reads the fleet-wide state: ann locked out, seen from a third server's CLI.
+    let empty = ben_c.root.join("empty.log");
+    std::fs::write(&empty, "").unwrap();
+    let report = cli(
+        &ben_c,
+        &["report", "--log", empty.to_str().unwrap(), "--json"],
+        b"",
+    );
+    common::assert_ok(&report, "report");
+    let v: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    let ann_row = v["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["person"] == "ann")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(ann_row["locked_now"], true, "{v}");
     let unlock = cli(
         &ann_b,
         &["unlock", "--user", "alice", "--person", "ann"],

@@ -160,6 +160,29 @@ mod tests {
     }
 
     #[test]
+    fn only_regular_files_are_read_never_a_fifo_or_a_symlink() {
+        let dir = std::env::temp_dir().join(format!("ecs-mfa-ak-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let line = format!("{KEY} alice@laptop\n");
+        std::fs::write(dir.join("keys"), &line).unwrap();
+        let fingerprint = parse_line(&line).unwrap().fingerprint;
+        assert!(find_in_file(&dir.join("keys"), &fingerprint).is_some());
+        // A FIFO nobody writes to would block a reader forever: never opened for reading.
+        nix::unistd::mkfifo(
+            &dir.join("fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(find_in_file(&dir.join("fifo"), &fingerprint), None);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        std::os::unix::fs::symlink(dir.join("keys"), dir.join("link")).unwrap();
+        assert_eq!(find_in_file(&dir.join("link"), &fingerprint), None);
+        assert_eq!(find_in_file(&dir.join("absent"), &fingerprint), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn junk_is_not_a_key() {
         for junk in [
             "",

@@ -331,3 +331,61 @@ fn every_admin_command_takes_a_person_and_says_when_one_is_needed() {
     assert_eq!(row["people"][1]["keys"][0], key.as_str(), "{row}");
     assert!(row["people"][0].get("keys").is_none(), "{row}");
 }
+
+#[test]
+fn a_key_moved_to_another_person_at_the_prompt_denies_that_login() {
+    use std::io::{Read, Write};
+    let sb = with_key("shared-prompt");
+    let enroll = |person: &str, extra: &[&str]| -> String {
+        let mut args = vec![
+            "enroll",
+            "--user",
+            "alice",
+            "--person",
+            person,
+            "--no-confirm",
+            "--json",
+        ];
+        args.extend(extra);
+        let out = cli(&sb, &args, b"");
+        common::assert_ok(&out, person);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["secret"].as_str().unwrap().to_string()
+    };
+    let ann = enroll("ann", &["--key", KEY]);
+    enroll("ben", &[]);
+    common::wait_for_fresh_step(10);
+    let mut run = sb.pamtester_open("alice", &[], &["setcred", "authenticate"]);
+    let mut stderr = run.child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !common::text(&seen).contains("Verification code:") {
+        match stderr.read(&mut byte) {
+            Ok(1) => seen.push(byte[0]),
+            _ => panic!("no prompt: {}", common::text(&seen)),
+        }
+    }
+    // While ann types her code, the administrator moves her key to ben.
+    let moved = cli(
+        &sb,
+        &[
+            "bind", "--user", "alice", "--person", "ben", "--key", KEY, "--move",
+        ],
+        b"",
+    );
+    common::assert_ok(&moved, "bind --move");
+    let mut stdin = run.child.stdin.take().unwrap();
+    stdin
+        .write_all(format!("{}\n", oathtool_code(&ann, &[])).as_bytes())
+        .unwrap();
+    drop(stdin);
+    let mut rest = Vec::new();
+    let _ = stderr.read_to_end(&mut rest);
+    let r = run.finish();
+    let line = r.audit();
+    common::assert_denied(r.success, &line, "not_enrolled");
+    assert!(
+        line.contains("changed while the code was being typed"),
+        "{line}"
+    );
+}

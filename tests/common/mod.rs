@@ -676,17 +676,62 @@ impl AuthResult {
 
 /// Waits for `child`, killing it and failing the test after `limit` (a hang is a failure).
 pub fn wait_with_timeout(mut child: std::process::Child, limit: Duration) -> Output {
+    // The pipes are drained while the process runs: output beyond the pipe buffer (64 KiB)
+    // would otherwise block the process and look like a hang.
+    let stdout = Drain::start(child.stdout.take());
+    let stderr = Drain::start(child.stderr.take());
     let start = Instant::now();
     loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
+        if let Some(status) = child.try_wait().unwrap() {
+            return Output {
+                status,
+                stdout: stdout.finish(),
+                stderr: stderr.finish(),
+            };
         }
         if start.elapsed() > limit {
             let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!("process hung for {limit:?}; output: {}", text(&out.stdout));
+            let _ = child.wait();
+            panic!("process hung for {limit:?}; output: {}", text(&stdout.finish()));
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A pipe read to its end by a thread, into a buffer that can be taken at any time.
+struct Drain {
+    buffer: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drain {
+    fn start(pipe: Option<impl std::io::Read + Send + 'static>) -> Self {
+        let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = buffer.clone();
+        let reader = pipe.map(|mut pipe| {
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 8192];
+                while let Ok(n) = pipe.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+                }
+            })
+        });
+        Self { buffer, reader }
+    }
+
+    /// What was read, once the pipe's end came (or after 10 s: a process the child left
+    /// behind may hold it open).
+    fn finish(&self) -> Vec<u8> {
+        let start = Instant::now();
+        while self.reader.as_ref().is_some_and(|r| !r.is_finished())
+            && start.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.buffer.lock().unwrap().clone()
     }
 }
 

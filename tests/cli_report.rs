@@ -6,24 +6,7 @@
 
 mod common;
 
-use common::{Sandbox, cli, oathtool_code};
-
-/// One login; its audit line as it appears in auth.log.
-fn login(sb: &Sandbox, user: &str, rhost: &str, answer: &str) -> String {
-    let r = sb.auth_env(
-        user,
-        format!("{answer}\n").as_bytes(),
-        &[("PAM_RHOST", rhost)],
-    );
-    let lines: Vec<String> = r
-        .syslog
-        .iter()
-        .filter(|l| l.contains("pam_ecs_mfa(") && l.contains("result="))
-        .map(|l| common::auth_log_line(l))
-        .collect();
-    assert_eq!(lines.len(), 1, "{r:#?}");
-    lines[0].clone()
-}
+use common::{cli, oathtool_code};
 
 fn code_at(secret: &str, offset: i64) -> String {
     let at = common::container::now() as i64 + offset;
@@ -50,24 +33,39 @@ fn a_scripted_day_of_logins_gives_the_numbers_that_happened() {
     };
     // alice: a success, two wrong codes, a replay of her code, a recovery code, an exempt login.
     let code = code_at(&alice_secret, 0);
-    add(login(&sb, "alice", "192.0.2.30", &code));
-    add(login(&sb, "alice", "192.0.2.10", "000000"));
-    add(login(&sb, "alice", "192.0.2.10", "111111"));
-    add(login(&sb, "alice", "192.0.2.11", &code));
+    add(common::login_from(&sb, "alice", "192.0.2.30", &code));
+    add(common::login_from(&sb, "alice", "192.0.2.10", "000000"));
+    add(common::login_from(&sb, "alice", "192.0.2.10", "111111"));
+    add(common::login_from(&sb, "alice", "192.0.2.11", &code));
     let recovery = alice["recovery_codes"][0].as_str().unwrap();
-    add(login(&sb, "alice", "192.0.2.30", recovery));
-    add(login(&sb, "alice", "198.51.100.7", "whatever"));
+    add(common::login_from(&sb, "alice", "192.0.2.30", recovery));
+    add(common::login_from(&sb, "alice", "198.51.100.7", "whatever"));
     // bob: four wrong codes lock him out; the next attempt is throttled.
     for _ in 0..4 {
-        add(login(&sb, "bob", "192.0.2.10", "000000"));
+        add(common::login_from(&sb, "bob", "192.0.2.10", "000000"));
     }
-    add(login(&sb, "bob", "192.0.2.10", &code_at(&bob, 0)));
+    add(common::login_from(
+        &sb,
+        "bob",
+        "192.0.2.10",
+        &code_at(&bob, 0),
+    ));
     // eve's phone is behind: three accepted codes, each a step or more late.
     for offset in [-90, -60, -30] {
-        add(login(&sb, "eve", "192.0.2.40", &code_at(&eve, offset)));
+        add(common::login_from(
+            &sb,
+            "eve",
+            "192.0.2.40",
+            &code_at(&eve, offset),
+        ));
     }
     // Someone who is not an account.
-    add(login(&sb, "nosuchuser", "203.0.113.5", "000000"));
+    add(common::login_from(
+        &sb,
+        "nosuchuser",
+        "203.0.113.5",
+        "000000",
+    ));
     let file = sb.root.join("auth.log");
     std::fs::write(&file, &log).unwrap();
 

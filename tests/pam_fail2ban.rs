@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Sandbox, oathtool_code, wrong_code};
+use common::{oathtool_code, wrong_code};
 
 const FILTER: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -34,25 +34,6 @@ fn require_fail2ban() {
     }
 }
 
-/// One login of `user` from `rhost` answering `answer`: its audit line, as in auth.log.
-fn line(sb: &Sandbox, user: &str, rhost: &str, answer: &str) -> String {
-    let r = sb.auth_env(
-        user,
-        format!("{answer}\n").as_bytes(),
-        &[("PAM_RHOST", rhost)],
-    );
-    let lines: Vec<String> = r
-        .syslog
-        .iter()
-        .filter(|l| {
-            l.contains("pam_ecs_mfa(") && (l.contains("result=") || l.contains("\"result\""))
-        })
-        .map(|l| common::auth_log_line(l))
-        .collect();
-    assert_eq!(lines.len(), 1, "one audit line: {r:#?}");
-    lines[0].clone()
-}
-
 /// Real module lines: (line, the address fail2ban must extract, or None for no match).
 fn module_lines(tag: &str, json: bool) -> Vec<(String, Option<&'static str>)> {
     let sb = common::sandbox_with_rhost(tag);
@@ -69,21 +50,30 @@ fn module_lines(tag: &str, json: bool) -> Vec<(String, Option<&'static str>)> {
     let code = oathtool_code(&secret, &[]);
     let wrong = wrong_code(&code);
     let mut lines = vec![
-        (line(&sb, "alice", "192.0.2.10", &wrong), Some("192.0.2.10")),
-        (line(&sb, "alice", "192.0.2.11", &code), None),
-        (line(&sb, "alice", "192.0.2.12", &code), Some("192.0.2.12")),
-        (line(&sb, "bob", "192.0.2.14", &code), Some("192.0.2.14")),
         (
-            line(&sb, "nosuchuser", "2001:db8::15", &code),
+            common::login_from(&sb, "alice", "192.0.2.10", &wrong),
+            Some("192.0.2.10"),
+        ),
+        (common::login_from(&sb, "alice", "192.0.2.11", &code), None),
+        (
+            common::login_from(&sb, "alice", "192.0.2.12", &code),
+            Some("192.0.2.12"),
+        ),
+        (
+            common::login_from(&sb, "bob", "192.0.2.14", &code),
+            Some("192.0.2.14"),
+        ),
+        (
+            common::login_from(&sb, "nosuchuser", "2001:db8::15", &code),
             Some("2001:db8::15"),
         ),
         // A name crafted to carry a second address: only the real client's is taken.
         (
-            line(&sb, "x rhost=203.0.113.9 service=sshd", "192.0.2.16", &code),
+            common::login_from(&sb, "x rhost=203.0.113.9 service=sshd", "192.0.2.16", &code),
             Some("192.0.2.16"),
         ),
         (
-            line(
+            common::login_from(
                 &sb,
                 "x\"},\"source\":{\"ip\":\"203.0.113.9\"",
                 "192.0.2.17",
@@ -92,17 +82,20 @@ fn module_lines(tag: &str, json: bool) -> Vec<(String, Option<&'static str>)> {
             Some("192.0.2.17"),
         ),
         (
-            line(&sb, "Alice", "2001:db8::18", &wrong),
+            common::login_from(&sb, "Alice", "2001:db8::18", &wrong),
             Some("2001:db8::18"),
         ),
-        (line(&sb, "alice", "198.51.100.7", &wrong), None),
         (
-            line(&sb, "alice", "2001:db8::19", &wrong),
+            common::login_from(&sb, "alice", "198.51.100.7", &wrong),
+            None,
+        ),
+        (
+            common::login_from(&sb, "alice", "2001:db8::19", &wrong),
             Some("2001:db8::19"),
         ),
         // The third failure locks alice out: that attempt and the next are failures too.
         (
-            line(&sb, "alice", "2001:db8::19", &code),
+            common::login_from(&sb, "alice", "2001:db8::19", &code),
             Some("2001:db8::19"),
         ),
     ];
@@ -113,7 +106,7 @@ fn module_lines(tag: &str, json: bool) -> Vec<(String, Option<&'static str>)> {
         std::os::unix::fs::PermissionsExt::from_mode(0o777),
     )
     .unwrap();
-    lines.push((line(&sb, "alice", "192.0.2.20", &code), None));
+    lines.push((common::login_from(&sb, "alice", "192.0.2.20", &code), None));
     std::fs::set_permissions(&sb.store, mode.permissions()).unwrap();
     lines
 }
@@ -307,14 +300,19 @@ fn the_real_fail2ban_server_bans_an_address_failing_for_several_users() {
     common::wait_for_fresh_step(10);
     let mut text = String::new();
     for (user, secret) in ["alice", "bob", "carol"].iter().zip(&secrets) {
-        text.push_str(&line(&sb, user, "192.0.2.51", &oathtool_code(secret, &[])));
+        text.push_str(&common::login_from(
+            &sb,
+            user,
+            "192.0.2.51",
+            &oathtool_code(secret, &[]),
+        ));
         text.push('\n');
-        text.push_str(&line(&sb, user, "198.51.100.9", "000000"));
+        text.push_str(&common::login_from(&sb, user, "198.51.100.9", "000000"));
         text.push('\n');
     }
     // The bad address: one wrong code for each of three users (maxretry = 3).
     for user in ["alice", "bob", "carol"] {
-        text.push_str(&line(&sb, user, "192.0.2.50", "000000"));
+        text.push_str(&common::login_from(&sb, user, "192.0.2.50", "000000"));
         text.push('\n');
     }
     use std::io::Write;

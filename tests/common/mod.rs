@@ -59,6 +59,26 @@ pub fn auth_log_line(datagram: &str) -> String {
     format!("{stamp} web-01 {rest}")
 }
 
+/// One login of `user` from `rhost` answering `answer` (in a [`sandbox_with_rhost`]): its one
+/// audit line, in either format, as it appears in auth.log ([`auth_log_line`]).
+pub fn login_from(sb: &Sandbox, user: &str, rhost: &str, answer: &str) -> String {
+    let r = sb.auth_env(
+        user,
+        format!("{answer}\n").as_bytes(),
+        &[("PAM_RHOST", rhost)],
+    );
+    let lines: Vec<String> = r
+        .syslog
+        .iter()
+        .filter(|l| {
+            l.contains("pam_ecs_mfa(") && (l.contains("result=") || l.contains("\"result\""))
+        })
+        .map(|l| auth_log_line(l))
+        .collect();
+    assert_eq!(lines.len(), 1, "one audit line: {r:#?}");
+    lines[0].clone()
+}
+
 /// A sandbox whose logins get `PAM_RHOST` (and other items) from the environment
 /// (pam_wrapper's pam_set_items before the module).
 pub fn sandbox_with_rhost(tag: &str) -> Sandbox {
@@ -692,7 +712,10 @@ pub fn wait_with_timeout(mut child: std::process::Child, limit: Duration) -> Out
         if start.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("process hung for {limit:?}; output: {}", text(&stdout.finish()));
+            panic!(
+                "process hung for {limit:?}; output: {}",
+                text(&stdout.finish())
+            );
         }
         std::thread::sleep(Duration::from_millis(10));
     }

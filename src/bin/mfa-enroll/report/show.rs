@@ -101,15 +101,7 @@ impl<'a> Report<'a> {
     pub fn to_json(&self, since: Option<i64>) -> String {
         let t = self.tally;
         let who: Vec<&Who> = t.who.values().collect();
-        let few: Vec<String> = t
-            .who
-            .values()
-            .filter(|w| {
-                w.recovery_codes_left
-                    .is_some_and(|n| n <= FEW_RECOVERY_CODES)
-            })
-            .map(|w| name(&w.user, w.person.as_deref()))
-            .collect();
+        let few = self.few_recovery_codes();
         let skew: serde_json::Map<String, serde_json::Value> = t
             .skews
             .iter()
@@ -211,9 +203,9 @@ impl<'a> Report<'a> {
         }
     }
 
-    fn print_lists(&self) {
-        let few: Vec<String> = self
-            .tally
+    /// Accounts and people with at most [`FEW_RECOVERY_CODES`] recovery codes left.
+    fn few_recovery_codes(&self) -> Vec<String> {
+        self.tally
             .who
             .values()
             .filter(|w| {
@@ -221,7 +213,11 @@ impl<'a> Report<'a> {
                     .is_some_and(|n| n <= FEW_RECOVERY_CODES)
             })
             .map(|w| name(&w.user, w.person.as_deref()))
-            .collect();
+            .collect()
+    }
+
+    fn print_lists(&self) {
+        let few = self.few_recovery_codes();
         if !few.is_empty() {
             outln!(
                 "\nAt most {FEW_RECOVERY_CODES} recovery codes left (mfa-enroll recovery): {}",

@@ -49,7 +49,7 @@ pub fn parse_line(line: &str) -> Option<KeyLine> {
     let mut parts = rest.splitn(3, char::is_whitespace);
     let kind = parts.next()?;
     let blob = parts.next()?;
-    if !is_key_type(kind) {
+    if !is_key_type(kind) || !blob_is_of_type(blob, kind) {
         return None;
     }
     let key = AcceptedKey::parse(&format!("{kind} {blob}"))?;
@@ -96,6 +96,20 @@ fn is_key_type(word: &str) -> bool {
         || word.starts_with("ecdsa-sha2-")
         || word.starts_with("sk-ssh-")
         || word.starts_with("sk-ecdsa-")
+}
+
+/// Whether the key blob starts with its own type name (an SSH string: 4-byte length, then
+/// the name), as sshd checks: a truncated or mistyped key pasted by an administrator (`ssh-ed25519
+/// AAAA`) is no key, rather than a fingerprint no login will ever have.
+fn blob_is_of_type(blob: &str, kind: &str) -> bool {
+    use base64ct::{Base64, Encoding};
+    let Ok(bytes) = Base64::decode_vec(blob) else {
+        return false;
+    };
+    let name = kind.as_bytes();
+    bytes.len() > 4 + name.len()
+        && bytes[..4] == u32::try_from(name.len()).unwrap_or(u32::MAX).to_be_bytes()
+        && &bytes[4..4 + name.len()] == name
 }
 
 /// Where the options field ends: the first white space outside double quotes.
@@ -189,6 +203,9 @@ mod tests {
             "# comment",
             "ssh-ed25519",
             "ssh-ed25519 !!!",
+            "ssh-ed25519 AAAA",
+            // A valid blob under another type's name.
+            "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
             "hello world",
             "no-pty",
         ] {

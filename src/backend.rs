@@ -12,7 +12,7 @@ use crate::fleet::login::Fleet;
 use crate::fleet::records::Saved;
 use crate::fleet::{FleetError, transport};
 use crate::policy::Policy;
-use crate::state::{FileStateStore, Owner, StateError, StateStore, UserState};
+use crate::state::{FileStateStore, Owner, StateError, StateStore, UserState, generation_after};
 use crate::store::{AccountRecord, SaveMode, Store, StoreError, UserRecord, pick};
 use crate::user_name::{Person, UserName};
 
@@ -167,16 +167,24 @@ impl Enrollments {
     pub fn save(&self, policy: &Policy, record: &UserRecord, mode: SaveMode) -> Result<(), Error> {
         let states = self.states(policy);
         let mut record = record.clone();
-        record.generation = self.next_generation(&states, &record.user);
-        match self {
+        // Above what this token's own state has seen too: a person enrolled again after the
+        // record was removed (the last person removed) has a state that outlived the record,
+        // and the record's other tokens no longer name it.
+        let own = states
+            .transact(&record.owner(), |st| st.trusted_generation())
+            .unwrap_or(0);
+        let seen = self.highest_generation(&states, &record.user).max(own);
+        let current = self.raw_generation(&record.user).unwrap_or(0);
+        record.generation = generation_after(current, seen);
+        record.generation = match self {
             Self::Files(store) => store.save(&record, mode)?,
             Self::Fleet(fleet) => match fleet.save_record(&record, mode)? {
-                Saved::Written => {}
+                Saved::Written(generation) => generation,
                 Saved::AlreadyEnrolled => return Err(StoreError::AlreadyEnrolled.into()),
                 Saved::Refused(why) => return Err(StoreError::Refused(why).into()),
             },
-        }
-        remember_generation(&states, &record.owner(), record.generation, true);
+        };
+        self.remember_written(&states, &record.owner(), record.generation, true);
         Ok(())
     }
 
@@ -207,7 +215,7 @@ impl Enrollments {
                     let result = change(token);
                     let mut written = None;
                     if *account != before {
-                        let generation = before.generation.max(seen).saturating_add(1);
+                        let generation = generation_after(before.generation, seen);
                         account.set_generation(generation);
                         written = Some(generation);
                     }
@@ -219,7 +227,7 @@ impl Enrollments {
                 .ok_or(NOT_ENROLLED)?,
         };
         if let Some(generation) = written {
-            remember_generation(&states, owner, generation, false);
+            self.remember_written(&states, owner, generation, false);
         }
         Ok(result)
     }
@@ -250,7 +258,7 @@ impl Enrollments {
                     return Ok(None);
                 };
                 if *account != before && !account.tokens.is_empty() {
-                    let generation = before.generation.max(seen).saturating_add(1);
+                    let generation = generation_after(before.generation, seen);
                     account.set_generation(generation);
                     return Ok(Some((result, Some(generation))));
                 }
@@ -268,7 +276,7 @@ impl Enrollments {
         }
         let (result, generation) = outcome.ok_or(NOT_ENROLLED)?;
         if let Some(generation) = generation {
-            remember_generation(&states, &Owner::account(user), generation, false);
+            self.remember_written(&states, &Owner::account(user), generation, false);
         }
         Ok(result)
     }
@@ -289,25 +297,53 @@ impl Enrollments {
         self.load_account(user).ok().map(|r| r.generation)
     }
 
-    /// The highest generation any token's login state of `user` has seen.
-    fn highest_generation(&self, states: &States<'_>, user: &UserName) -> u64 {
+    /// The account's own token and every person's on `user`'s record (each has a state).
+    fn owners(&self, user: &UserName) -> Vec<Owner> {
         let mut owners = vec![Owner::account(user)];
         if let Ok(account) = self.load_account(user) {
             owners.extend(account.tokens.iter().map(UserRecord::owner));
         }
         owners.dedup();
         owners
+    }
+
+    /// The highest generation any token's login state of `user` has seen.
+    fn highest_generation(&self, states: &States<'_>, user: &UserName) -> u64 {
+        self.owners(user)
             .iter()
             .filter_map(|owner| states.transact(owner, |st| st.trusted_generation()).ok())
             .max()
             .unwrap_or(0)
     }
 
-    /// One more than the current record's generation and the highest its states have seen.
-    fn next_generation(&self, states: &States<'_>, user: &UserName) -> u64 {
-        let seen = self.highest_generation(states, user);
-        let current = self.raw_generation(user).unwrap_or(0);
-        current.max(seen).saturating_add(1)
+    /// After an administrator's write of `owner`'s record with `generation`: the token's state
+    /// remembers it (the value just replaced is refused at once) and, with `new_secret`,
+    /// forgets what belonged to the old secret; every other token's state of the account that
+    /// has seen a higher generation (forged: the write did not follow it, see
+    /// [`generation_after`]) is put right, or that person's logins would stay refused. Best
+    /// effort: a login that reads the record remembers it too.
+    fn remember_written(
+        &self,
+        states: &States<'_>,
+        owner: &Owner,
+        generation: u64,
+        new_secret: bool,
+    ) {
+        let _ = states.transact(owner, |st| {
+            st.remember_written(generation);
+            if new_secret {
+                st.replace_secret();
+            }
+        });
+        for other in self.owners(owner.user()) {
+            if other != *owner {
+                let _ = states.transact(&other, |st| {
+                    if st.trusted_generation() > generation {
+                        st.remember_written(generation);
+                    }
+                });
+            }
+        }
     }
 
     /// Removes `user`'s record (every token).
@@ -375,18 +411,6 @@ impl Enrollments {
 /// The person of `owner` for a message (empty: the account's own token).
 fn person_name(owner: &Owner) -> String {
     owner.person().map_or_else(String::new, ToString::to_string)
-}
-
-/// After an administrator's write of generation `generation`: the state remembers it (so the
-/// value just replaced is refused at once), and with `new_secret` forgets what belonged to the
-/// old secret. Best effort: a login that reads the record remembers it too.
-fn remember_generation(states: &States<'_>, owner: &Owner, generation: u64, new_secret: bool) {
-    let _ = states.transact(owner, |st| {
-        st.generation = st.trusted_generation().max(generation);
-        if new_secret {
-            st.replace_secret();
-        }
-    });
 }
 
 /// Login state: local files, or `<prefix>state/<stem>` in etcd (see [`Owner::stem`]).

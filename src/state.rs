@@ -102,6 +102,27 @@ impl Owner {
 /// Record generations above this are not believed (see [`UserState::trusted_generation`]).
 pub const MAX_GENERATION: u64 = 1 << 32;
 
+/// How far above a record's generation a login state's may be and still be followed by an
+/// administrator's write (see [`generation_after`]).
+pub const MAX_GENERATION_LEAP: u64 = 1000;
+
+/// The generation an administrator's write gives a record whose generation is `current`, when
+/// its tokens' login states have seen up to `seen` ([`UserState::trusted_generation`]): one
+/// more than both, so that a record rolled back before this write works again and every older
+/// value stays refused. A `seen` more than [`MAX_GENERATION_LEAP`] above `current` is not
+/// followed: only a forged state gets there (a fleet host can write state, and no record is
+/// rolled back over a thousand administrators' writes), and following it carried the record
+/// to [`MAX_GENERATION`], beyond which nothing is believed: rollback detection off for good.
+/// The write then puts that state right ([`UserState::remember_written`]).
+pub fn generation_after(current: u64, seen: u64) -> u64 {
+    let followed = if seen > current.saturating_add(MAX_GENERATION_LEAP) {
+        current
+    } else {
+        current.max(seen)
+    };
+    followed.saturating_add(1)
+}
+
 /// One user's replay and throttle state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -503,6 +524,14 @@ impl UserState {
         }
         self.generation = generation;
         Ok(())
+    }
+
+    /// Remembers an administrator's write of the record with `generation` (see
+    /// [`generation_after`]): now the highest seen. A higher one here was either forged (the
+    /// write did not follow it; kept, it would refuse every login of the token) or comes from
+    /// another administrator's write at the same moment (the next login sees that again).
+    pub fn remember_written(&mut self, generation: u64) {
+        self.generation = generation;
     }
 
     /// The highest generation seen, unless it is beyond [`MAX_GENERATION`]: no administrator

@@ -161,6 +161,30 @@ fn record_generations_never_go_back() {
 }
 
 #[test]
+fn an_administrators_write_follows_a_seen_generation_only_within_the_leap() {
+    assert_eq!(generation_after(0, 0), 1);
+    assert_eq!(generation_after(5, 3), 6);
+    assert_eq!(
+        generation_after(5, 9),
+        10,
+        "rolled back: above what logins saw"
+    );
+    let leap = MAX_GENERATION_LEAP;
+    assert_eq!(generation_after(5, 5 + leap), 6 + leap);
+    assert_eq!(generation_after(5, 6 + leap), 6, "forged: not followed");
+    assert_eq!(generation_after(5, MAX_GENERATION), 6);
+    // The forged state is put right by the write, so the token's logins work again.
+    let mut st = UserState {
+        generation: MAX_GENERATION,
+        ..Default::default()
+    };
+    assert_eq!(st.see_generation(6), Err(MAX_GENERATION));
+    st.remember_written(6);
+    assert_eq!(st.see_generation(6), Ok(()));
+    assert_eq!(st.see_generation(5), Err(6));
+}
+
+#[test]
 fn used_recovery_codes_and_hotp_counters_live_in_the_state_and_fold_into_the_record() {
     use crate::store::UserRecord;
     use crate::totp::{SecretKey, TotpParams};

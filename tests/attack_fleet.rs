@@ -4,9 +4,10 @@
 //! holding a cluster-CA certificate. `finding_*`: an attack that worked (fails until fixed);
 //! `held_*`: an attack that did not (passes).
 //!
-//! Findings: a forged state `generation = u64::MAX` switches rollback detection off for good
-//! (administrators' writes saturate at it); `pam_sm_setcred`'s grace commit adds a read and a
-//! compare-and-swap, each with a fresh deadline, to the documented 2 x `timeout_ms`; a host can
+//! Findings: a forged state `generation` (`u64::MAX`, 2^32, or far above the record's in a
+//! person's state) switched rollback detection off for good (administrators' writes followed
+//! it); `pam_sm_setcred`'s grace commit adds a read and a compare-and-swap, each with a fresh
+//! deadline, to the documented 2 x `timeout_ms`; a host can
 //! raise an HOTP counter or mark unused recovery codes used, and `fleet fold` makes either
 //! permanent in the record; a host can push the replay mark into the future, an unbounded
 //! lockout (past `lockout_max_seconds`) until `unlock`.
@@ -24,15 +25,29 @@ use common::fleet::{get, host, put};
 use common::gateway::Gateway;
 use common::{Sandbox, cli, enroll_json, login, oathtool_code, reason, text, wait_for_fresh_step};
 
-fn reset(sb: &Sandbox, user: &str) -> String {
-    let out = cli(
-        sb,
-        &["reset", "--user", user, "--no-confirm", "--json"],
-        b"",
-    );
+/// An SSH key of ann's, the person on the shared account of the forged-generation case.
+const ANN: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRvhrYFI8miX35xWYJk1Iz3C5Jmldf0HlXJgTIO3nY3";
+
+fn reset(sb: &Sandbox, user: &str, person: Option<&str>) -> String {
+    let mut args = vec!["reset", "--user", user, "--no-confirm", "--json"];
+    if let Some(person) = person {
+        args.extend(["--person", person]);
+    }
+    let out = cli(sb, &args, b"");
     common::assert_ok(&out, "mfa-enroll reset");
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     json["secret"].as_str().unwrap().to_string()
+}
+
+/// A login on a host whose logins come with an SSH key (`pam_env.so` sets `SSH_AUTH_INFO_0`
+/// at setcred, as sshd would before authentication).
+fn login_as(sb: &Sandbox, user: &str, code: &str) -> (bool, String) {
+    let input = format!("{code}\n");
+    let r = sb
+        .pamtester(user, input.as_bytes(), &[], &["setcred", "authenticate"])
+        .finish();
+    (r.success, r.audit())
 }
 
 /// Sleeps into the next 30-second step (the last accepted step is a replay there).
@@ -43,47 +58,86 @@ fn next_step() {
     ));
 }
 
-/// A compromised host (host credentials: it may write `state/`) writes `generation =
-/// u64::MAX` into a user's state once. The user's logins stop (`bad_file`, "rolled back?"),
-/// and the message tells the administrator to reset. Every later record the administrators
-/// write then gets generation `u64::MAX` (`saturating_add(1)` on `u64::MAX`), so an older
-/// sealed record value written back (a restored backup, an etcd administrator: issue 23.6)
-/// is no longer noticed: rollback detection is gone for this user for good, long after the
-/// host is cleaned up. (Lowering the generation would only last until the next login.)
+/// A compromised host (host credentials: it may write `state/`) writes a high `generation`
+/// into a token's state once. Before the fix, every later record the administrators wrote
+/// followed it (one more than the highest generation seen) and, once beyond 2^32 (where no
+/// generation is believed), an older sealed record value written back (a restored backup, an
+/// etcd administrator: issue 23.6) was no longer noticed: rollback detection was gone for the
+/// user for good, long after the host was cleaned up. Forged: `u64::MAX` (issue 23: writes
+/// saturated at it), exactly 2^32 (the highest believed: the next write went beyond it), and
+/// one far above the record's but believed, in a person's state on a shared account (issue
+/// 26: each person's state is a key of its own). Now an administrator's write does not follow
+/// a generation that far ahead of the record's and puts it right in the token's state, so the
+/// person also gets back in at once. (Lowering the generation only lasts until the next login.)
 #[test]
-fn finding_a_forged_generation_of_u64_max_disables_rollback_detection_for_good() {
+fn finding_a_forged_generation_disables_rollback_detection_for_good() {
     let cluster = Cluster::start("a23gen");
     let a = host(&cluster, "a23gen-a", "", "");
     let b = host(&cluster, "a23gen-b", "", "");
-    enroll_json(&a, "alice", &[]);
+    // The shared account's host: its logins come with ann's key.
+    let c = host(&cluster, "a23gen-c", "", "");
+    c.set_accepted_key(ANN);
+    let limit = pam_ecs_mfa::state::MAX_GENERATION;
+    let cases = [
+        ("alice", None, u64::MAX),
+        ("bob", None, limit),
+        ("carol", Some("ann"), limit - 7),
+    ];
+    for (user, person, forged_generation) in cases {
+        let what = format!("{user} {person:?}, generation {forged_generation}");
+        let key = match person {
+            None => {
+                enroll_json(&a, user, &[]);
+                format!("state/{user}")
+            }
+            Some(person) => {
+                let out = cli(
+                    &a,
+                    &[
+                        "enroll",
+                        "--user",
+                        user,
+                        "--person",
+                        person,
+                        "--key",
+                        ANN,
+                        "--no-confirm",
+                        "--json",
+                    ],
+                    b"",
+                );
+                common::assert_ok(&out, "enroll a person");
+                format!("state/{user}~{person}")
+            }
+        };
+        // The compromised host's one write.
+        let state = String::from_utf8(get(&b, &key)).unwrap();
+        let mut forged: String = state
+            .lines()
+            .filter(|l| !l.starts_with("generation = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        forged.push_str(&format!("generation = {forged_generation}\n"));
+        put(&b, &key, forged.into_bytes());
 
-    // The compromised host's one write.
-    let state = String::from_utf8(get(&b, "state/alice")).unwrap();
-    let mut forged: String = state
-        .lines()
-        .filter(|l| !l.starts_with("generation = "))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    forged.push_str(&format!("generation = {}\n", u64::MAX));
-    put(&b, "state/alice", forged.into_bytes());
+        // The administrator follows the advice: reset (twice over time: two new phones).
+        let s2 = reset(&a, user, person);
+        let sealed_2 = get(&a, &format!("records/{user}"));
+        let s3 = reset(&a, user, person);
+        wait_for_fresh_step(10);
+        let (ok, line) = login_as(&c, user, &oathtool_code(&s3, &[]));
+        assert!(ok, "{what}: the current secret works: {line}");
 
-    // The administrator follows the advice: reset (twice over time: two new phones).
-    let s2 = reset(&a, "alice");
-    let sealed_2 = get(&a, "records/alice");
-    let s3 = reset(&a, "alice");
-    wait_for_fresh_step(10);
-    let (ok, line) = login(&a, "alice", &oathtool_code(&s3, &[]));
-    assert!(ok, "the current secret works: {line}");
-
-    // Record 2 written back over record 3: its (replaced) secret must be refused.
-    put(&a, "records/alice", sealed_2);
-    next_step();
-    let (ok, line) = login(&b, "alice", &oathtool_code(&s2, &[]));
-    println!("rollback after the forged generation: ok={ok} {line}");
-    assert!(
-        !ok && reason(&line) == "bad_file",
-        "a replaced secret works again after a rollback: {line}"
-    );
+        // Record 2 written back over record 3: its (replaced) secret must be refused.
+        put(&a, &format!("records/{user}"), sealed_2);
+        next_step();
+        let (ok, line) = login_as(&c, user, &oathtool_code(&s2, &[]));
+        println!("{what}: rollback after the forged generation: ok={ok} {line}");
+        assert!(
+            !ok && reason(&line) == "bad_file" && line.contains("rolled back?"),
+            "{what}: a replaced secret works again after a rollback: {line}"
+        );
+    }
 }
 
 /// Plants `etcd-endpoint.hint` naming a hung node in forms the module must ignore (owned by

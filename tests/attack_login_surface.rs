@@ -349,14 +349,7 @@ fn finding_forward_pass_grace_is_checked_when_the_prompt_appears_not_when_the_an
         &["setcred"],
     );
     let mut stderr = run.child.stderr.take().unwrap();
-    let mut seen = Vec::new();
-    let mut byte = [0u8; 1];
-    while !text(&seen).contains("Password & verification code:") {
-        match stderr.read(&mut byte) {
-            Ok(1) => seen.push(byte[0]),
-            _ => panic!("no prompt came: {}", text(&seen)),
-        }
-    }
+    common::read_until(&mut stderr, "Password & verification code:");
     // The person comes back after the grace period ended.
     std::thread::sleep(Duration::from_secs(7).saturating_sub(granted.elapsed()));
     let mut stdin = run.child.stdin.take().unwrap();

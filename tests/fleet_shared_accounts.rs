@@ -1,7 +1,8 @@
 //! Tier 4: a shared account on the etcd fleet backend, against a real 3-node TLS cluster
 //! (tests/common/etcd.rs): the multi-token record is sealed like any record, each person's
 //! state is its own key (`state/<user>~<person>`), a person's code works once in the whole
-//! fleet, and one person's lockout (counted fleet-wide) leaves the others alone. Each sandbox
+//! fleet, and one person's lockout (counted fleet-wide) leaves the others alone; a write whose
+//! generation was computed before other administrators wrote never lowers it. Each sandbox
 //! is a server whose logins come with one person's SSH key (`pam_env.so` sets
 //! `SSH_AUTH_INFO_0`, as sshd would).
 
@@ -180,4 +181,62 @@ fn each_person_of_a_shared_account_has_fleet_wide_state_of_their_own() {
     common::assert_ok(&out, "remove ann");
     let (ok, line) = login(&ann_a, &oathtool_code(&ann, &["-N", &next]));
     common::assert_denied(ok, &line, "unbound_key");
+}
+
+/// The three-way race of administrators on one shared record, made deterministic on the real
+/// cluster: a write whose generation was computed before two other administrators wrote (each
+/// computes it from the record and the states, then writes by compare-and-swap) must not
+/// lower the record's generation, or every person whose login saw the later writes is refused
+/// as "rolled back?" (`Fleet::save_record` takes one more than the stored generation if that
+/// is higher; `store::tests::a_save_never_lowers_the_generation_of_the_file` is the same rule
+/// on files).
+#[test]
+fn a_generation_computed_before_other_administrators_wrote_never_lowers_the_record() {
+    use pam_ecs_mfa::fleet::login::Fleet;
+    use pam_ecs_mfa::fleet::records::Saved;
+    use pam_ecs_mfa::state::Owner;
+    use pam_ecs_mfa::store::SaveMode;
+    use pam_ecs_mfa::user_name::UserName;
+
+    let cluster = Cluster::start("shared-race");
+    let ann_a = server(&cluster, "race-ann-a", ANN);
+    let ben_b = server(&cluster, "race-ben-b", BEN);
+    // Two administrators' writes (generations 1 and 2), then ann logs in: her state saw 2.
+    let ann = enroll_person(&ann_a, "ann", ANN);
+    enroll_person(&ben_b, "ben", BEN);
+    wait_for_fresh_step(10);
+    let (ok, line) = login(&ann_a, &oathtool_code(&ann, &[]));
+    common::assert_accepted(ok, &line, "ok");
+
+    // The third administrator computed generation 1 before both wrote (an empty record).
+    let policy = pam_ecs_mfa::policy::Policy::load(&ann_a.config).unwrap();
+    let fleet = Fleet::open(
+        policy.fleet.as_ref().unwrap(),
+        None,
+        pam_ecs_mfa::fleet::transport::native,
+    )
+    .unwrap();
+    let alice = UserName::parse("alice").unwrap();
+    let stored = fleet.read(&Owner::account(&alice)).unwrap().record.unwrap();
+    assert_eq!(stored.generation, 2, "two writes so far");
+    let sealed_2 = common::fleet::get(&ann_a, "records/alice");
+    let secret = pam_ecs_mfa::totp::SecretKey::from_bytes(vec![7; 20]).unwrap();
+    let late = common::records::token("alice", "cat", vec![], &secret);
+    assert_eq!(late.generation, 1, "computed before the other two wrote");
+    let saved = fleet.save_record(&late, SaveMode::CreateNew).unwrap();
+    assert!(matches!(saved, Saved::Written(3)), "{saved:?}");
+    let stored = fleet.read(&Owner::account(&alice)).unwrap().record.unwrap();
+    assert_eq!((stored.generation, stored.tokens.len()), (3, 3));
+
+    // ann's next login is not taken for a rollback (it sees 3); record 2 written back is.
+    let next = format!("@{}", common::container::now() + 30);
+    let (ok, line) = login(&ann_a, &oathtool_code(&ann, &["-N", &next]));
+    common::assert_accepted(ok, &line, "ok");
+    common::fleet::put(&ann_a, "records/alice", sealed_2);
+    let (ok, line) = login(&ann_a, "000000");
+    common::assert_denied(ok, &line, "bad_file");
+    assert!(
+        line.contains("record generation 2 is older than 3 seen before"),
+        "{line}"
+    );
 }

@@ -1,20 +1,20 @@
 //! Tier 2: shared-account records through real Linux-PAM (pamtester, the real `.so`) and the
 //! real `mfa-enroll`: records written by the release before shared accounts keep working bit
 //! for bit; hostile format-2 records (hundreds of tokens, one key bound to two people, control
-//! characters in a person's name) are read or refused without harm. The SSH key sshd would
+//! characters in a person's name) are read or refused without harm; grace and HOTP counters
+//! belong to one person; a person's google-authenticator file is imported as their token, and
+//! a replacing import keeps their keys. The SSH key sshd would
 //! report comes from `pam_env.so` (`SSH_AUTH_INFO_0`), as in `tests/pam_admin_during_login.rs`.
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use common::{Sandbox, cli, oathtool_code};
 use pam_ecs_mfa::ssh_auth_info::AcceptedKey;
 use pam_ecs_mfa::store::AccountRecord;
-use pam_ecs_mfa::store::record::{Origin, UserRecord};
-use pam_ecs_mfa::totp::{SecretKey, TotpParams};
-use pam_ecs_mfa::user_name::{Person, UserName};
+use pam_ecs_mfa::store::record::UserRecord;
+use pam_ecs_mfa::totp::SecretKey;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/release-v1");
 /// The key "sshd accepted" for the login (pam_env), and its fingerprint.
@@ -27,14 +27,6 @@ fn fixture_secret(user: &str) -> String {
     v["secret"].as_str().unwrap().to_string()
 }
 
-fn install_record(sb: &Sandbox, user: &str, bytes: &[u8]) {
-    std::fs::create_dir_all(&sb.store).unwrap();
-    std::fs::set_permissions(&sb.store, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let path = sb.store.join(format!("{user}.toml"));
-    std::fs::write(&path, bytes).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
-
 fn record_bytes(sb: &Sandbox, user: &str) -> String {
     std::fs::read_to_string(sb.store.join(format!("{user}.toml"))).unwrap()
 }
@@ -45,7 +37,7 @@ fn records_written_by_the_release_before_shared_accounts_keep_working_bit_for_bi
     // Written by mfa-enroll of commit cd3b92a (TOTP alice, HOTP bob), copied as they are.
     for user in ["alice", "bob"] {
         let bytes = std::fs::read(Path::new(FIXTURES).join(format!("{user}.toml"))).unwrap();
-        install_record(&sb, user, &bytes);
+        sb.install_record(user, &bytes);
     }
     let alice_before = record_bytes(&sb, "alice");
     let bob_before = record_bytes(&sb, "bob");
@@ -106,19 +98,7 @@ fn records_written_by_the_release_before_shared_accounts_keep_working_bit_for_bi
 }
 
 fn token(person: &str, keys: Vec<String>, secret: &SecretKey) -> UserRecord {
-    UserRecord {
-        user: UserName::parse("alice").unwrap(),
-        person: Some(Person::parse(person).unwrap()),
-        keys,
-        secret: secret.clone(),
-        params: TotpParams::default(),
-        created: 1,
-        issuer: "t".into(),
-        recovery_codes: vec![],
-        origin: Origin::Admin,
-        hotp: None,
-        generation: 1,
-    }
+    common::records::token("alice", person, keys, secret)
 }
 
 /// A sandbox whose logins come with `KEY` as the accepted SSH key.
@@ -163,7 +143,7 @@ fn hostile_shared_records_are_read_or_refused_without_harm() {
         .put(token("p399", vec![key.clone()], &mine))
         .unwrap();
     account.set_generation(1);
-    install_record(&sb, "alice", account.to_toml().unwrap().as_bytes());
+    sb.install_record("alice", account.to_toml().unwrap().as_bytes());
     common::wait_for_fresh_step(5);
     let (ok, line) = login_with_key(&sb, &oathtool_code(&oathtool_secret(&theirs), &[]));
     common::assert_denied(ok, &line, "bad_code");
@@ -184,7 +164,7 @@ fn hostile_shared_records_are_read_or_refused_without_harm() {
         1,
     );
     for bad in [two_people, escape] {
-        install_record(&sb, "alice", bad.as_bytes());
+        sb.install_record("alice", bad.as_bytes());
         let r = sb
             .pamtester("alice", b"123456\n", &[], &["setcred", "authenticate"])
             .finish();
@@ -259,6 +239,19 @@ fn every_admin_command_takes_a_person_and_says_when_one_is_needed() {
         format!("{code}\n").as_bytes(),
     );
     common::assert_exit(&out, 8, "ben's code is not ann's");
+    // A person the account does not have: a usage error before any code is asked for (it
+    // said unbound_key, exit 8, as if a code had been checked).
+    let out = cli(
+        &sb,
+        &["verify", "--user", "alice", "--person", "zed"],
+        format!("{code}\n").as_bytes(),
+    );
+    common::assert_exit(&out, 2, "no person zed");
+    assert!(
+        common::text(&out.stderr).contains("no person named zed")
+            && !common::text(&out.stdout).contains("Verification code"),
+        "{out:?}"
+    );
     let out = cli(
         &sb,
         &["verify", "--user", "alice", "--person", "ben"],
@@ -310,6 +303,39 @@ fn every_admin_command_takes_a_person_and_says_when_one_is_needed() {
         common::text(&out.stderr).contains("bound to no key"),
         "{out:?}"
     );
+    // A cut-off fingerprint or key (a bad paste) is no key: a clear error, nothing bound.
+    for (bad, says) in [
+        (
+            "SHA256:+DiY3wvvV6TuJJhbpZisF",
+            "not a whole SHA256: fingerprint",
+        ),
+        (
+            "ssh-ed25519 AAAA",
+            "not a SHA256: fingerprint, a public key line",
+        ),
+    ] {
+        let out = cli(
+            &sb,
+            &["bind", "--user", "alice", "--person", "ben", "--key", bad],
+            b"",
+        );
+        common::assert_exit(&out, 2, bad);
+        assert!(common::text(&out.stderr).contains(says), "{out:?}");
+    }
+    // A FIFO given as --key (nobody writes to it): refused at once, never waited on.
+    let fifo = sb.root.join("key.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let fifo = fifo.to_str().unwrap();
+    let out = cli(
+        &sb,
+        &["bind", "--user", "alice", "--person", "ben", "--key", fifo],
+        b"",
+    );
+    common::assert_exit(&out, 2, "a FIFO as --key");
+    assert!(
+        common::text(&out.stderr).contains("not a regular file"),
+        "{out:?}"
+    );
     // bind --move takes ann's key for ben; unbind drops it.
     let out = cli(
         &sb,
@@ -325,6 +351,14 @@ fn every_admin_command_takes_a_person_and_says_when_one_is_needed() {
         b"",
     );
     common::assert_ok(&out, "bind --move");
+    // ann's last key is gone: the command says what her token is used for now.
+    assert!(
+        common::text(&out.stderr).contains(
+            "note: ann on alice is now bound to no key: no login uses it while another token \
+             of the account is bound to a key"
+        ),
+        "{out:?}"
+    );
     let status = cli(&sb, &["status", "--user", "alice", "--json"], b"");
     let row: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     let key = AcceptedKey::parse(KEY).unwrap().fingerprint;
@@ -357,14 +391,7 @@ fn a_key_moved_to_another_person_at_the_prompt_denies_that_login() {
     common::wait_for_fresh_step(10);
     let mut run = sb.pamtester_open("alice", &[], &["setcred", "authenticate"]);
     let mut stderr = run.child.stderr.take().unwrap();
-    let mut seen = Vec::new();
-    let mut byte = [0u8; 1];
-    while !common::text(&seen).contains("Verification code:") {
-        match stderr.read(&mut byte) {
-            Ok(1) => seen.push(byte[0]),
-            _ => panic!("no prompt: {}", common::text(&seen)),
-        }
-    }
+    common::read_until(&mut stderr, "Verification code:");
     // While ann types her code, the administrator moves her key to ben.
     let moved = cli(
         &sb,
@@ -388,4 +415,199 @@ fn a_key_moved_to_another_person_at_the_prompt_denies_that_login() {
         line.contains("changed while the code was being typed"),
         "{line}"
     );
+}
+
+/// Grace (`grace_seconds`) belongs to the token and the key that earned it: ann's grace never
+/// spares ben's key a code, it does not follow ann's key to ben when an administrator moves the
+/// key, nor come back when the key is moved back (a move ends the grace periods of the token
+/// the key leaves), and a reset of ann ends it.
+#[test]
+fn grace_belongs_to_the_person_and_the_key_that_earned_it() {
+    const BEN_KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+    let sb = Sandbox::new("shared-grace");
+    sb.set_config("grace_seconds = 300\n");
+    let enroll = |person: &str, key: &str| {
+        let args = ["--person", person, "--key", key];
+        sb.enroll("alice", &args)
+    };
+    let ann = enroll("ann", KEY);
+    let ben = enroll("ben", BEN_KEY);
+    let admin = |args: &[&str]| common::assert_ok(&cli(&sb, args, b""), &format!("{args:?}"));
+    let login = |key: &str, answer: &str| {
+        sb.set_accepted_key(key);
+        let r = sb
+            // pam_env sets SSH_AUTH_INFO_0 at setcred (see `Sandbox::set_accepted_key`).
+            .pamtester(
+                "alice",
+                answer.as_bytes(),
+                &[],
+                &["setcred", "authenticate"],
+            )
+            .finish();
+        (r.success, r.prompts(), r.audit())
+    };
+    common::wait_for_fresh_step(10);
+    let (ok, _, line) = login(KEY, &format!("{}\n", oathtool_code(&ann, &[])));
+    common::assert_accepted(ok, &line, "ok");
+    let (ok, prompts, line) = login(KEY, "");
+    assert!(
+        ok && prompts == 0 && line.contains("reason=grace"),
+        "{line}"
+    );
+    assert!(line.contains("person=ann"), "{line}");
+
+    // ben's key, from the same client: asked for ben's code.
+    let (ok, prompts, line) = login(BEN_KEY, "\n");
+    assert!(!ok && prompts == 1 && line.contains("person=ben"), "{line}");
+
+    // ann's key moved to ben: ben's token, asked (ann's grace stays with ann's token).
+    let ann_key = AcceptedKey::parse(KEY).unwrap().fingerprint;
+    let whom = ["--user", "alice", "--key", &ann_key];
+    admin(&[&["bind", "--person", "ben", "--move"], &whom[..]].concat());
+    let (ok, prompts, line) = login(KEY, "\n");
+    assert!(!ok && prompts == 1 && line.contains("person=ben"), "{line}");
+    let next = format!("@{}", common::container::now() + 30);
+    let (ok, _, line) = login(KEY, &format!("{}\n", oathtool_code(&ben, &["-N", &next])));
+    common::assert_accepted(ok, &line, "ok");
+
+    // Back to ann: the move ended the grace periods of the token it left (ben's, just earned
+    // with this key) and ann's own ended when the key left her: asked, as ann.
+    admin(&[&["bind", "--person", "ann", "--move"], &whom[..]].concat());
+    let (ok, prompts, line) = login(KEY, "\n");
+    assert!(!ok && prompts == 1 && line.contains("person=ann"), "{line}");
+    // ann earns grace again; a reset of ann ends it.
+    let (ok, _, line) = login(KEY, &format!("{}\n", oathtool_code(&ann, &["-N", &next])));
+    common::assert_accepted(ok, &line, "ok");
+    admin(&[
+        "reset",
+        "--user",
+        "alice",
+        "--person",
+        "ann",
+        "--no-confirm",
+        "--json",
+    ]);
+    let (ok, prompts, line) = login(KEY, "\n");
+    assert!(!ok && prompts == 1 && line.contains("person=ann"), "{line}");
+}
+
+/// HOTP tokens per person: each person's counter moves only with their own logins, a used
+/// counter of one person is refused as a replay while the other person's same counter works.
+#[test]
+fn hotp_counters_are_per_person() {
+    const BEN_KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+    let sb = Sandbox::new("shared-hotp");
+    let enroll = |person: &str, key: &str| {
+        let args = ["--person", person, "--key", key, "--hotp"];
+        sb.enroll("alice", &args)
+    };
+    let (ann, ben) = (enroll("ann", KEY), enroll("ben", BEN_KEY));
+    let code = |secret: &str, counter: u64| {
+        let c = counter.to_string();
+        format!("{}\n", oathtool_code(secret, &["--hotp", "-c", &c]))
+    };
+    let login = |key: &str, answer: &str| {
+        sb.set_accepted_key(key);
+        let r = sb
+            .pamtester(
+                "alice",
+                answer.as_bytes(),
+                &[],
+                &["setcred", "authenticate"],
+            )
+            .finish();
+        (r.success, r.audit())
+    };
+    for counter in [0, 1] {
+        let (ok, line) = login(KEY, &code(&ann, counter));
+        common::assert_accepted(ok, &line, "ok");
+        assert!(line.contains("person=ann"), "{line}");
+    }
+    let (ok, line) = login(KEY, &code(&ann, 1));
+    assert!(!ok, "ann's used counter again: {line}");
+    // ben's counter 0 works: ann's logins did not move it.
+    let (ok, line) = login(BEN_KEY, &code(&ben, 0));
+    common::assert_accepted(ok, &line, "ok");
+    assert!(line.contains("person=ben"), "{line}");
+    // ann's next counter still works; ben's first code is used.
+    let (ok, line) = login(KEY, &code(&ann, 2));
+    common::assert_accepted(ok, &line, "ok");
+    let (ok, line) = login(BEN_KEY, &code(&ben, 0));
+    assert!(!ok, "ben's used counter again: {line}");
+}
+
+/// `import google-authenticator --person`: a person's own `~/.google_authenticator` becomes
+/// their token on the shared account (bound with `--key`; without one it would be a second
+/// token bound to no key: refused), and a replacing import (`--force`) keeps the keys bound to
+/// the token it replaces, as `reset` and `enroll --force` do (it dropped them: the person's
+/// token was left bound to no key, refused here because another token already is).
+#[test]
+fn a_persons_google_authenticator_file_becomes_their_token_and_a_replacing_import_keeps_keys() {
+    const OTHER: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+    const GA_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+    let sb = with_key("shared-import");
+    let file = sb.root.join("google_authenticator");
+    std::fs::write(&file, format!("{GA_SECRET}\n\" TOTP_AUTH\n12345678\n")).unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let file = file.to_str().unwrap();
+    let import = |person: &str, extra: &[&str]| {
+        let mut args = vec![
+            "import",
+            "google-authenticator",
+            "--user",
+            "alice",
+            "--person",
+            person,
+            "--file",
+            file,
+        ];
+        args.extend(extra);
+        cli(&sb, &args, b"")
+    };
+    for (person, keys) in [("ann", vec!["--key", KEY]), ("ben", vec![])] {
+        let mut args = vec!["enroll", "--user", "alice", "--person", person];
+        args.extend(keys);
+        args.extend(["--no-confirm", "--json"]);
+        common::assert_ok(&cli(&sb, &args, b""), person);
+    }
+
+    // cat without a key: a second token bound to no key (ben's is one): refused, nothing saved.
+    let out = import("cat", &[]);
+    common::assert_exit(&out, 10, "a second unbound token");
+    assert!(
+        common::text(&out.stdout).contains("bound to no key"),
+        "{out:?}"
+    );
+    // With her key: imported, and her key chooses her token.
+    common::assert_ok(&import("cat", &["--key", OTHER]), "import cat");
+    sb.set_accepted_key(OTHER);
+    common::wait_for_fresh_step(5);
+    let (ok, line) = login_with_key(&sb, &oathtool_code(GA_SECRET, &[]));
+    common::assert_accepted(ok, &line, "ok");
+    assert!(line.contains("person=cat"), "{line}");
+
+    // ann's phone replaced by her old google-authenticator secret: her key stays bound.
+    common::assert_exit(&import("ann", &[]), 10, "ann exists: needs --force");
+    common::assert_ok(&import("ann", &["--force"]), "import ann --force");
+    let status = cli(&sb, &["status", "--user", "alice", "--json"], b"");
+    let row: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let ann = AcceptedKey::parse(KEY).unwrap().fingerprint;
+    let of = |name: &str| {
+        row["people"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["person"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(of("ann")["keys"][0], ann.as_str(), "{row}");
+    sb.set_accepted_key(KEY);
+    let next = format!("@{}", common::container::now() + 30);
+    let (ok, line) = login_with_key(&sb, &oathtool_code(GA_SECRET, &["-N", &next]));
+    common::assert_accepted(ok, &line, "ok");
+    assert!(line.contains("person=ann"), "{line}");
 }

@@ -97,6 +97,11 @@ fn root_shared_by_people_with_their_own_keys_and_phones() {
                 common::text(&taken.stderr).contains("bound to both alice and mallory"),
                 "{taken:?}"
             );
+            // Refused before anything is shown: no secret to scan for a token never saved.
+            assert!(
+                !common::text(&taken.stdout).contains("otpauth://"),
+                "{taken:?}"
+            );
             let unknown = mfa_enroll(&["unlock", "--user", "root", "--person", "nobody"]);
             common::assert_exit(&unknown, 2, "unknown person");
             assert!(

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::FleetError;
 use super::etcd::{Alarm, Cmp, MemberStatus, Op};
 use super::login::Fleet;
-use crate::state::Owner;
+use crate::state::{Owner, generation_after};
 use crate::store::{AccountRecord, SaveMode, UserRecord};
 use crate::user_name::UserName;
 
@@ -17,8 +17,8 @@ const MAX_ATTEMPTS: usize = 8;
 /// What [`Fleet::save_record`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Saved {
-    /// Written.
-    Written,
+    /// Written, with this generation (never below the stored record's).
+    Written(u64),
     /// `CreateNew` and the user already has a record: nothing written.
     AlreadyEnrolled,
     /// A rule of shared accounts refuses the token (a key bound to another person, a second
@@ -45,6 +45,7 @@ impl Fleet {
             let opened = current
                 .as_ref()
                 .map(|kv| self.open_record(&record.user, kv));
+            let mut floor = 0;
             let mut account = match opened {
                 None => AccountRecord::single(record.clone()),
                 Some(_) if mode == SaveMode::CreateNew && record.person.is_none() => {
@@ -56,6 +57,7 @@ impl Fleet {
                 }
                 Some(Err(e)) => return Err(e),
                 Some(Ok(mut account)) => {
+                    floor = account.generation.saturating_add(1);
                     if mode == SaveMode::CreateNew
                         && account.token(record.person.as_ref()).is_some()
                     {
@@ -67,9 +69,11 @@ impl Fleet {
                     account
                 }
             };
-            account.set_generation(record.generation);
+            // Never below the stored record's (see `Store::save`).
+            let generation = record.generation.max(floor);
+            account.set_generation(generation);
             if self.put_record(&key, &account, revision)? {
-                return Ok(Saved::Written);
+                return Ok(Saved::Written(generation));
             }
         }
         Err(FleetError::Contention)
@@ -136,10 +140,8 @@ impl Fleet {
             if account == stored {
                 return Ok(Some((result, None)));
             }
-            let generation = stored
-                .generation
-                .max(snapshot.state.login.trusted_generation())
-                .saturating_add(1);
+            let generation =
+                generation_after(stored.generation, snapshot.state.login.trusted_generation());
             account.set_generation(generation);
             if self.put_record(&key, &account, snapshot.record_revision)? {
                 return Ok(Some((result, Some(generation))));
@@ -180,7 +182,7 @@ impl Fleet {
                 }
                 continue;
             }
-            let generation = stored.generation.max(seen).saturating_add(1);
+            let generation = generation_after(stored.generation, seen);
             account.set_generation(generation);
             if self.put_record(&key, &account, kv.mod_revision)? {
                 return Ok(Some((result, Some(generation))));

@@ -58,7 +58,9 @@ pub struct Before {
     pub record: Option<UserRecord>,
     /// The account is enrolled but no token is for this login's key (`super::choose`).
     pub unbound: bool,
-    /// A shared account (people, or keys bound): the audit line names the person and key.
+    /// A shared account (several tokens, or one bound to keys): the audit line names the key
+    /// that chose the token, also when it is the account's own token (`key_binding =
+    /// "fallback"`: who used the old shared token is what a migration needs to know).
     pub shared: bool,
     /// The token's login state (read only where the prompt needs it: `try_first_pass`).
     pub state: UserState,

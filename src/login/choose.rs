@@ -6,7 +6,8 @@
 //!    account).
 //! 2. Otherwise the account's unbound token (at most one), if `key_binding` allows it: always
 //!    when the account has no bound token (every record before shared accounts) unless
-//!    `"required"`; on an account with bound tokens only with `"fallback"`.
+//!    `"required"`; on an account with bound tokens only with `"fallback"`, and only when it
+//!    is the account's own token (not a person's that lost its last key).
 //! 3. Otherwise none: the login is denied (`reason=unbound_key`), or a new person enrolls
 //!    (enrollment at login).
 #![forbid(unsafe_code)]
@@ -49,12 +50,18 @@ impl Chooser {
         if let Some(token) = self.key.as_deref().and_then(|key| account.bound_to(key)) {
             return Choice::Token(token);
         }
+        let unbound = account.unbound();
         let unbound_allowed = match self.binding {
             KeyBinding::IfBound => !account.has_bound_tokens(),
-            KeyBinding::Fallback => true,
+            // The old shared token (the account's own) while people are bound one by one;
+            // never a person's token that lost its last key: their phone would answer for
+            // every key bound to nobody.
+            KeyBinding::Fallback => {
+                !account.has_bound_tokens() || unbound.is_some_and(|t| t.person.is_none())
+            }
             KeyBinding::Required => false,
         };
-        match account.unbound() {
+        match unbound {
             Some(token) if unbound_allowed => Choice::Token(token),
             _ => Choice::Unbound,
         }
@@ -188,6 +195,21 @@ mod tests {
         assert_eq!(
             chosen(&with(Some(OTHER_KEY), KeyBinding::Required), &acc),
             None
+        );
+        // A person's token left with no key is nobody's fallback.
+        let acc = account(vec![
+            token(Some("alice"), &[]),
+            token(Some("bob"), &[BOB_KEY]),
+        ]);
+        assert_eq!(
+            chosen(&with(Some(OTHER_KEY), KeyBinding::Fallback), &acc),
+            None
+        );
+        // Unless no token is bound at all (then it is the account's only token, as before).
+        let acc = account(vec![token(Some("alice"), &[])]);
+        assert_eq!(
+            chosen(&with(Some(OTHER_KEY), KeyBinding::Fallback), &acc).as_deref(),
+            Some("alice")
         );
     }
 

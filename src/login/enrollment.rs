@@ -22,8 +22,8 @@ use super::attempt::Clock;
 use super::conversation::{Conversation, ConversationError};
 use crate::decision::{Decision, Reason};
 use crate::otpauth;
-use crate::policy::Policy;
-use crate::state::StateStore;
+use crate::policy::{KeyBinding, Policy};
+use crate::state::{StateStore, generation_after};
 use crate::store::record::Origin;
 use crate::store::{SaveMode, Store, StoreError, UserRecord};
 use crate::totp::{self, SecretKey, TotpParams, Verification};
@@ -80,6 +80,11 @@ pub fn run(
         if let Some(person) = &person {
             record.person = Some(person.clone());
             record.keys = vec![key.to_string()];
+        } else if policy.key_binding == KeyBinding::Required {
+            // "required" never lets a token bound to no key be used: the account's own token
+            // made here is bound to the key that proved itself (else it would be void, and
+            // every later login would enroll yet another token).
+            record.keys = vec![key.to_string()];
         }
         let mut talk = Talk {
             conv,
@@ -89,10 +94,13 @@ pub fn run(
         let step_start = talk.confirm(&record, policy.window, &unix_now)?;
         save_and_show_codes(&mut talk, store, state, record, step_start)
     });
-    let mut decision = enrolled.map_or_else(
-        |denied| denied,
-        |()| Decision::new_success(Reason::EnrolledAtLogin).with_detail(format!("key {key}")),
-    );
+    let (mut decision, person) = match enrolled {
+        Ok(saved_as) => (
+            Decision::new_success(Reason::EnrolledAtLogin).with_detail(format!("key {key}")),
+            saved_as,
+        ),
+        Err(denied) => (denied, person),
+    };
     if let Some(person) = person {
         decision = decision.with_who(Some(person.to_string()), Some(key.to_string()));
     }
@@ -144,13 +152,13 @@ fn save_new(
         // Above every generation this token's state has seen (a removed record's included),
         // and above the account's (its other people's states have seen that one).
         let current = store.load_account(&record.user).map_or(0, |a| a.generation);
-        let generation = st.trusted_generation().max(current).saturating_add(1);
+        let generation = generation_after(current, st.trusted_generation());
         let record = UserRecord {
             generation,
             ..record.clone()
         };
         match store.save(&record, SaveMode::CreateNew) {
-            Ok(()) => {
+            Ok(generation) => {
                 st.generation = generation;
                 // The confirmation code is used: it cannot log in a second time.
                 st.record_success(step_start);
@@ -161,10 +169,23 @@ fn save_new(
                     "enrollment at login not saved: the user was enrolled meanwhile (mfa-enroll or \
              another login); that enrollment stands",
                 )),
+            // The same key enrolled meanwhile under another name by another login.
+            Err(StoreError::Refused(_)) if bound_meanwhile(store, &record) => {
+                Err(Decision::deny(Reason::NotEnrolled).with_detail(
+                    "enrollment at login not saved: this key was enrolled meanwhile by another \
+                     login; that enrollment stands",
+                ))
+            }
             Err(e) => Err(Decision::deny(Reason::BadFile).with_detail(e.to_string())),
         }
     });
     saved.unwrap_or_else(|e| Err(Decision::deny(Reason::Internal).with_detail(e.to_string())))
+}
+
+/// Whether the key of a new person's `record` is bound to a token of the account now.
+fn bound_meanwhile(store: &Store, record: &UserRecord) -> bool {
+    let account = store.load_account(&record.user);
+    matches!((record.keys.as_slice(), account), ([key], Ok(a)) if a.bound_to(key).is_some())
 }
 
 fn internal(why: String) -> Decision {
@@ -271,17 +292,37 @@ impl Talk<'_> {
     }
 }
 
-/// The save (create-exclusive), then the recovery codes, shown once.
+/// The save (create-exclusive), then the recovery codes, shown once. Returns the person the
+/// token was saved as (a new person: the name shown may have been taken meanwhile by another
+/// key's first login, then the next free one is used and the user is told).
 fn save_and_show_codes(
     talk: &mut Talk<'_>,
     store: &Store,
     state: &impl StateStore,
     mut record: UserRecord,
     step_start: u64,
-) -> Result<(), Decision> {
+) -> Result<Option<Person>, Decision> {
     let (codes, hashes) = crate::recovery::generate().map_err(|e| internal(e.to_string()))?;
     record.recovery_codes = hashes;
-    if let Err(denied) = save_new(store, state, &record, step_start) {
+    let shown = record.person.clone();
+    let mut saved = save_new(store, state, &record, step_start);
+    for _ in 0..3 {
+        let Err(denied) = &saved else { break };
+        let Some(person) = free_name_meanwhile(store, &record, denied) else {
+            break;
+        };
+        record.person = Some(person);
+        saved = save_new(store, state, &record, step_start);
+    }
+    if record.person != shown
+        && saved.is_ok()
+        && let Some(person) = &record.person
+    {
+        let _ = talk.conv.info(&format!(
+            "Saved as person {person}: the name shown was taken meanwhile by another key's              first login (the app's label keeps the name shown)."
+        ));
+    }
+    if let Err(denied) = saved {
         if denied.reason == Reason::NotEnrolled {
             let _ = talk.conv.info(
                 "Not saved: you were enrolled meanwhile (by an administrator or another login). \
@@ -302,7 +343,24 @@ fn save_and_show_codes(
     // The record is saved and the user proved both factors: a client that left before seeing
     // the codes does not undo that (an administrator can make new ones: mfa-enroll recovery).
     let _ = talk.conv.info(&text);
-    Ok(())
+    Ok(record.person)
+}
+
+/// A new person's token refused because its name was taken meanwhile by another key's first
+/// login (two people whose keys carry the same `authorized_keys` comment): the next free name,
+/// unless this very key was enrolled meanwhile (then "enrolled meanwhile" stands).
+fn free_name_meanwhile(store: &Store, record: &UserRecord, denied: &Decision) -> Option<Person> {
+    let [key] = record.keys.as_slice() else {
+        return None;
+    };
+    if record.person.is_none() || denied.reason != Reason::NotEnrolled {
+        return None;
+    }
+    let account = store.load_account(&record.user).ok()?;
+    if account.bound_to(key).is_some() {
+        return None;
+    }
+    new_person_name(&account, &record.user, key)
 }
 
 #[cfg(test)]

@@ -93,7 +93,10 @@ impl Backend for Etcd<'_> {
         } else {
             None
         };
-        let shared = snapshot.record.as_ref().is_some_and(|a| !a.fits_format_1());
+        let shared = snapshot
+            .record
+            .as_ref()
+            .is_some_and(AccountRecord::is_shared);
         let (record, unbound) = match snapshot.record.as_ref().map(|a| chooser.choose(a)) {
             None => (None, false),
             Some(Choice::Token(token)) if token.owner() == snapshot.owner => {

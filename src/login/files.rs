@@ -15,7 +15,7 @@ use crate::decision::{Decision, Reason};
 use crate::policy::{PassMode, Policy};
 use crate::state::hotp_tag;
 use crate::state::{FileStateStore, Owner, StateStore, USED_RECOVERY_SLOTS, UserState};
-use crate::store::{Store, StoreError, UserRecord};
+use crate::store::{AccountRecord, Store, StoreError, UserRecord};
 use crate::user_name::UserName;
 
 /// [`Backend`] on this host's files.
@@ -76,7 +76,6 @@ impl Backend for Files<'_> {
                     .with_detail(format!("{why}; the local copy is unusable: {e}")));
             }
         };
-        let shared = account.as_ref().is_some_and(|a| !a.fits_format_1());
         let (record, unbound) = match account.as_ref().map(|a| chooser.choose(a)) {
             None => (None, false),
             Some(Choice::Token(token)) => (Some(token.clone()), false),
@@ -90,6 +89,7 @@ impl Backend for Files<'_> {
                 .unwrap_or_default(),
             _ => UserState::default(),
         };
+        let shared = account.as_ref().is_some_and(AccountRecord::is_shared);
         Ok(Before {
             record,
             unbound,

@@ -177,11 +177,15 @@ impl<'a> Login<'a> {
                 shared,
                 ..
             } => {
-                // Shared accounts: the audit line names the person and the key.
-                let who = shared.then(|| (record.person_name().to_string(), chooser.key.clone()));
+                // Shared accounts: the audit line names the person (none for the account's own
+                // token) and the key.
+                let who = shared.then(|| {
+                    let person = record.person.as_ref().map(ToString::to_string);
+                    (person, chooser.key.clone())
+                });
                 let decision = self.with_record(backend, record, &state);
                 match who {
-                    Some((person, key)) => decision.with_who(Some(person), key),
+                    Some((person, key)) => decision.with_who(person, key),
                     None => decision,
                 }
             }
@@ -396,10 +400,16 @@ fn may_enroll_at_login<'k>(
     Some(key)
 }
 
-/// `note` as the decision's detail when it has none.
+/// `note` (how the record was read: etcd unreachable and the local copy used, ...) added to
+/// the decision's detail: every decision taken that way says so, a denial with a detail of its
+/// own (`unbound_key`, lockouts) too.
 fn with_note(decision: Decision, note: Option<String>) -> Decision {
-    match note {
-        Some(note) if decision.detail.is_none() => decision.with_detail(note),
-        _ => decision,
+    match (note, &decision.detail) {
+        (None, _) => decision,
+        (Some(note), None) => decision.with_detail(note),
+        (Some(note), Some(detail)) => {
+            let detail = format!("{detail}; {note}");
+            decision.with_detail(detail)
+        }
     }
 }

@@ -115,11 +115,16 @@ pub fn decide(
     let refuse = |d: Decision| d;
     // An older record than one seen before: a replaced secret written back (issue 23.6).
     if let Err(seen) = st.see_generation(record.generation) {
+        // Shared accounts: the commands must name the person (the account has several).
+        let whom = match &record.person {
+            Some(person) => format!("{} --person {person}", record.user),
+            None => record.user.to_string(),
+        };
         return refuse(Decision::deny(Reason::BadFile).with_detail(format!(
             "record generation {} is older than {seen} seen before: rolled back? (a restored \
-             backup or an old value written back): mfa-enroll reset --user {} replaces it, or \
-             mfa-enroll recovery --user {} keeps it (with new recovery codes)",
-            record.generation, record.user, record.user
+             backup or an old value written back): mfa-enroll reset --user {whom} replaces it, \
+             or mfa-enroll recovery --user {whom} keeps it (with new recovery codes)",
+            record.generation
         )));
     }
     // Clock anomalies first: state written while the clock was ahead must neither lock the

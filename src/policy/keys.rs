@@ -13,7 +13,8 @@ pub enum KeyBinding {
     /// enrollment at login of a new person).
     #[default]
     IfBound,
-    /// `"fallback"`: a key bound to no token uses the account's unbound token, if it has one.
+    /// `"fallback"`: a key bound to no token uses the account's own unbound token (never a
+    /// person's), if it has one.
     Fallback,
     /// `"required"`: only bound tokens are ever used; every login needs a key bound to a token.
     Required,

@@ -30,6 +30,7 @@
 //! every attempt would try them all).
 #![forbid(unsafe_code)]
 
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
 use serde::Deserialize;
@@ -147,7 +148,8 @@ impl AccountRecord {
         Ok(account)
     }
 
-    /// Checks the rules of the module doc (also before every write).
+    /// Checks the rules of the module doc (also before every write). Linear in the number of
+    /// keys (a record at the limits holds 16 000, and every login checks it twice).
     pub fn check(&self) -> Result<(), RecordError> {
         let fail = |why: String| Err(RecordError::Account(why));
         if self.tokens.is_empty() {
@@ -157,64 +159,64 @@ impl AccountRecord {
             return fail(format!("more than {MAX_TOKENS} tokens"));
         }
         let mut unbound = None;
-        for (i, token) in self.tokens.iter().enumerate() {
+        let mut people: HashSet<&str> = HashSet::with_capacity(self.tokens.len());
+        // Each key and the person it is bound to.
+        let mut holders: HashMap<&str, &str> = HashMap::new();
+        for token in &self.tokens {
+            let name = token.person_name();
             if token.user != self.user {
                 return fail("a token of another account".into());
             }
             if token.keys.len() > MAX_KEYS {
-                return fail(format!(
-                    "{} is bound to more than {MAX_KEYS} keys",
-                    token.person_name()
-                ));
+                return fail(format!("{name} is bound to more than {MAX_KEYS} keys"));
             }
             if token.keys.iter().any(|k| !is_fingerprint(k)) {
                 return fail(format!(
-                    "{} has a key that is not a SHA256: fingerprint",
-                    token.person_name()
+                    "{name} has a key that is not a SHA256: fingerprint"
                 ));
             }
-            for other in &self.tokens[..i] {
-                if other.person == token.person {
-                    return fail(format!("two tokens of {}", token.person_name()));
-                }
-                if let Some(key) = token.keys.iter().find(|k| other.keys.contains(k)) {
-                    return fail(format!(
-                        "key {key} is bound to both {} and {}",
-                        other.person_name(),
-                        token.person_name()
-                    ));
-                }
+            if !people.insert(name) {
+                return fail(format!("two tokens of {name}"));
             }
-            if token
-                .keys
-                .iter()
-                .enumerate()
-                .any(|(j, k)| token.keys[..j].contains(k))
-            {
-                return fail(format!("{} lists a key twice", token.person_name()));
+            for key in &token.keys {
+                match holders.insert(key.as_str(), name) {
+                    None => {}
+                    Some(other) if other == name => {
+                        return fail(format!("{name} lists a key twice"));
+                    }
+                    Some(other) => {
+                        return fail(format!("key {key} is bound to both {other} and {name}"));
+                    }
+                }
             }
             if token.keys.is_empty() {
                 if let Some(first) = unbound {
                     return fail(format!(
-                        "{first} and {} are both bound to no key (at most one token may be: each \
-                         would be a way in for every key)",
-                        token.person_name()
+                        "{first} and {name} are both bound to no key (at most one token may be: \
+                         each would be a way in for every key)"
                     ));
                 }
-                unbound = Some(token.person_name().to_string());
+                unbound = Some(name.to_string());
             }
         }
         Ok(())
     }
 
-    /// The token of `person` (`None`: the account's own token).
+    /// The token of `person` (`None`, or the account's own name: the account's own token).
     pub fn token(&self, person: Option<&Person>) -> Option<&UserRecord> {
-        self.tokens.iter().find(|t| t.person.as_ref() == person)
+        let person = own_or(&self.user, person);
+        self.tokens
+            .iter()
+            .find(|t| own_or(&self.user, t.person.as_ref()) == person)
     }
 
     /// The token of `person`, to change.
     pub fn token_mut(&mut self, person: Option<&Person>) -> Option<&mut UserRecord> {
-        self.tokens.iter_mut().find(|t| t.person.as_ref() == person)
+        let user = &self.user;
+        let person = own_or(user, person);
+        self.tokens
+            .iter_mut()
+            .find(|t| own_or(user, t.person.as_ref()) == person)
     }
 
     /// The token bound to `key`, if any.
@@ -227,6 +229,12 @@ impl AccountRecord {
         self.tokens.iter().find(|t| t.keys.is_empty())
     }
 
+    /// Whether this is a shared account (anything format 1 cannot hold: several tokens, a
+    /// person's token, a token bound to keys): its audit lines name the person and the key.
+    pub fn is_shared(&self) -> bool {
+        !self.fits_format_1()
+    }
+
     /// Whether any token is bound to a key.
     pub fn has_bound_tokens(&self) -> bool {
         self.tokens.iter().any(|t| !t.keys.is_empty())
@@ -234,7 +242,8 @@ impl AccountRecord {
 
     /// Adds `token`, or replaces the token of the same person; the result must pass
     /// [`Self::check`] (else nothing changes).
-    pub fn put(&mut self, token: UserRecord) -> Result<(), RecordError> {
+    pub fn put(&mut self, mut token: UserRecord) -> Result<(), RecordError> {
+        token.person = own_or(&self.user, token.person.as_ref()).cloned();
         let mut next = self.clone();
         match next.token_mut(token.person.as_ref()) {
             Some(slot) => *slot = token,
@@ -248,7 +257,10 @@ impl AccountRecord {
     /// Removes the token of `person`; `false` if there is none.
     pub fn remove(&mut self, person: Option<&Person>) -> bool {
         let before = self.tokens.len();
-        self.tokens.retain(|t| t.person.as_ref() != person);
+        let user = &self.user;
+        let person = own_or(user, person);
+        self.tokens
+            .retain(|t| own_or(user, t.person.as_ref()) != person);
         self.tokens.len() != before
     }
 
@@ -292,6 +304,13 @@ impl AccountRecord {
         }
         Ok(out)
     }
+}
+
+/// `person`, with the account's own name read as the account's own token (`None`), as the
+/// file does: one spelling, so that a token of "root" on `root` can never be added beside the
+/// account's own token (the file would hold two and be refused at every login).
+fn own_or<'p>(user: &UserName, person: Option<&'p Person>) -> Option<&'p Person> {
+    person.filter(|p| p.as_str() != user.as_str())
 }
 
 fn token_from(raw: RawToken, user: &UserName, generation: u64) -> Result<UserRecord, RecordError> {

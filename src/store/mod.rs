@@ -102,12 +102,16 @@ impl Store {
     /// Writes `record` (one token) durably and atomically into its account's file, creating the
     /// store directory (`0700 root:root`) if needed: a new file, another person added to the
     /// account, or the token of `record.person` replaced. The account's generation becomes
-    /// `record.generation`. With [`SaveMode::CreateNew`] an existing token is never replaced
-    /// (and, for the account's own token, no existing file, even an invalid one).
-    pub fn save(&self, record: &UserRecord, mode: SaveMode) -> Result<(), StoreError> {
+    /// `record.generation`, or one more than the file's if that is not higher (never lower: a
+    /// generation computed before the lock must not go below an administrator's write made
+    /// meanwhile, which logins have already seen); returns the generation written. With
+    /// [`SaveMode::CreateNew`] an existing token is never replaced (and, for the account's own
+    /// token, no existing file, even an invalid one).
+    pub fn save(&self, record: &UserRecord, mode: SaveMode) -> Result<u64, StoreError> {
         let dir = secure_fs::open_or_create_dir(&self.dir)?;
         let _lock = dir.lock_dir()?;
         let name = file_name(&record.user);
+        let mut floor = 0;
         let account = match dir.read(&name, FileRules::Private, MAX_RECORD_BYTES) {
             Ok(None) => AccountRecord::single(record.clone()),
             _ if mode == SaveMode::CreateNew && record.person.is_none() => {
@@ -123,6 +127,7 @@ impl Store {
             }
             Ok(Some(bytes)) => {
                 let mut account = self.parse(&name, &bytes, &record.user)?;
+                floor = account.generation.saturating_add(1);
                 if mode == SaveMode::CreateNew && account.token(record.person.as_ref()).is_some() {
                     return Err(StoreError::AlreadyEnrolled);
                 }
@@ -139,8 +144,10 @@ impl Store {
             Err(e) => return Err(e.into()),
         };
         let mut account = account;
-        account.set_generation(record.generation);
-        self.write(&dir, &account)
+        let generation = record.generation.max(floor);
+        account.set_generation(generation);
+        self.write(&dir, &account)?;
+        Ok(generation)
     }
 
     /// Writes `account` (all its tokens) as it is: the fleet's local copy, `import`.
@@ -257,21 +264,22 @@ fn exists(dir: &secure_fs::CheckedDir, name: &str) -> Result<bool, StoreError> {
     }
 }
 
-/// The token of `person` (`None` or the account's name: the account's own token); without a
-/// person, the account's only token (several: [`StoreError::PersonNeeded`]).
+/// The token of `person` (the account's name: the account's own token, as in the file);
+/// without a person, the account's only token (several: [`StoreError::PersonNeeded`]).
 pub fn pick<'a>(
     account: &'a AccountRecord,
     person: Option<&Person>,
 ) -> Result<&'a UserRecord, StoreError> {
-    let person = person.filter(|p| p.as_str() != account.user.as_str());
     match (person, account.tokens.as_slice()) {
         (None, [only]) => Ok(only),
         (None, tokens) => Err(StoreError::PersonNeeded(
             tokens.iter().map(|t| t.person_name().to_string()).collect(),
         )),
-        (Some(person), _) => account
-            .token(Some(person))
-            .ok_or_else(|| no_such_person(Some(person))),
+        // `--person root` on `root` names the account's own token, also when the account
+        // has people besides it (it used to ask for a person although one was named).
+        (Some(person), _) => account.token(Some(person)).ok_or_else(|| {
+            no_such_person(Some(person).filter(|p| p.as_str() != account.user.as_str()))
+        }),
     }
 }
 
@@ -402,8 +410,34 @@ mod tests {
             Err(StoreError::AlreadyEnrolled)
         );
         assert_eq!(store.load(&first.user).unwrap(), first);
-        store.save(&second, SaveMode::Replace).unwrap();
+        // A write never leaves the generation where it was (see the next test).
+        assert_eq!(store.save(&second, SaveMode::Replace), Ok(1));
+        second.generation = 1;
         assert_eq!(store.load(&first.user).unwrap(), second);
+    }
+
+    /// Three administrators at once: each computes its generation before taking the lock, so
+    /// the last to write may hold a lower one than the file has (logins that saw the higher
+    /// one would take the record for a rollback and refuse it). The file's wins.
+    #[test]
+    fn a_save_never_lowers_the_generation_of_the_file() {
+        let s = Scratch::new("store");
+        let store = Store::new(s.0.join("users"));
+        let mut alice = record("alice");
+        alice.generation = 7;
+        assert_eq!(store.save(&alice, SaveMode::CreateNew), Ok(7));
+        let mut late = record("alice");
+        late.generation = 5;
+        late.secret = SecretKey::from_bytes(vec![9; 20]).unwrap();
+        assert_eq!(store.save(&late, SaveMode::Replace), Ok(8));
+        let mut bob = record("alice");
+        bob.person = Some(Person::parse("bob").unwrap());
+        bob.keys = vec![format!("SHA256:{}", "b".repeat(43))];
+        bob.generation = 2;
+        assert_eq!(store.save(&bob, SaveMode::CreateNew), Ok(9));
+        let account = store.load_account(&alice.user).unwrap();
+        assert_eq!(account.generation, 9);
+        assert!(account.tokens.iter().all(|t| t.generation == 9));
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub fn in_container(name: &str, options: &[&str], scenario: impl FnOnce()) {
     let before = HostSnapshot::take();
     let out_dir =
         std::env::temp_dir().join(format!("ecs-mfa-e2e-out-{name}-{}", std::process::id()));
+    let hold = NamespaceHold::start(out_dir.join("pidns"));
     let mut cmd = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/container"));
     cmd.arg("--module")
         .arg(&module)
@@ -58,6 +59,7 @@ pub fn in_container(name: &str, options: &[&str], scenario: impl FnOnce()) {
             .unwrap(),
         Duration::from_secs(300),
     );
+    let held = hold.finish();
     let pidns = std::fs::read_to_string(out_dir.join("pidns")).unwrap_or_default();
     let logs = ["sshd.log", "syslog-capture"]
         .iter()
@@ -82,6 +84,17 @@ pub fn in_container(name: &str, options: &[&str], scenario: impl FnOnce()) {
         pidns.starts_with("pid:["),
         "the container reported its pid namespace"
     );
+    // Only a namespace held open while it ran is surely this container's: once freed, its id is
+    // given to the next new namespace, and parallel tests start containers all the time (a
+    // CI run once counted another container's sshd as "left behind").
+    let held = held.unwrap_or_else(|| {
+        panic!("never held the container's pid namespace ({pidns:?}) while it ran")
+    });
+    assert_eq!(
+        held.0,
+        pidns.trim(),
+        "the namespace held is the one reported"
+    );
     // The kernel kills the namespace's processes when its init exits; give stragglers (still
     // being torn down on a busy machine, many container tests at once on 2 cores) up to 30 s
     // before calling them survivors. A survivor is a live process, not a zombie awaiting its
@@ -95,6 +108,57 @@ pub fn in_container(name: &str, options: &[&str], scenario: impl FnOnce()) {
         survivors = processes_in_namespace(pidns.trim());
     }
     assert!(survivors.is_empty(), "processes left behind: {survivors:?}");
+    drop(held);
+}
+
+/// Keeps a container's pid namespace allocated (an open `/proc/PID/ns/pid`) from the moment
+/// the container reports it in `pidns` until the survivors check is done, so that its id
+/// names no other namespace meanwhile.
+struct NamespaceHold {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    finder: std::thread::JoinHandle<Option<(String, std::fs::File)>>,
+}
+
+impl NamespaceHold {
+    fn start(report: PathBuf) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let finder = std::thread::spawn(move || {
+            while !flag.load(Ordering::SeqCst) {
+                if let Some(held) = Self::open(&report) {
+                    return Some(held);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            None
+        });
+        NamespaceHold { stop, finder }
+    }
+
+    /// Opens the namespace named in `report` through one of its processes, if it is running.
+    /// The opened file's inode is checked, so a process that left meanwhile cannot make us
+    /// hold another namespace.
+    fn open(report: &Path) -> Option<(String, std::fs::File)> {
+        use std::os::unix::fs::MetadataExt;
+        let ns = std::fs::read_to_string(report).ok()?;
+        let ns = ns.trim().to_string();
+        let inode: u64 = ns.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()?;
+        for pid in processes_in_namespace(&ns) {
+            if let Ok(file) = std::fs::File::open(format!("/proc/{pid}/ns/pid"))
+                && file.metadata().map(|m| m.ino()).ok() == Some(inode)
+            {
+                return Some((ns, file));
+            }
+        }
+        None
+    }
+
+    /// Stops looking (the container has ended: its id may already be reused) and returns the
+    /// namespace if it was held while the container ran.
+    fn finish(self) -> Option<(String, std::fs::File)> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.finder.join().unwrap()
+    }
 }
 
 /// Host pids of processes still in the pid namespace `ns` (e.g. `pid:[4026532290]`).

@@ -12,6 +12,8 @@ pub mod container;
 pub mod etcd;
 pub mod fleet;
 pub mod gateway;
+pub mod records;
+pub mod shared;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -277,6 +279,16 @@ impl Sandbox {
         ));
     }
 
+    /// Writes `user`'s record file as given (hostile records, fixtures): the store directory
+    /// 0700, the file 0600, as `mfa-enroll` makes them.
+    pub fn install_record(&self, user: &str, bytes: &[u8]) {
+        std::fs::create_dir_all(&self.store).unwrap();
+        std::fs::set_permissions(&self.store, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let path = self.store.join(format!("{user}.toml"));
+        std::fs::write(&path, bytes).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
     /// Writes the config file (root-owned, 0644).
     pub fn set_config(&self, text: &str) {
         std::fs::write(&self.config, text).unwrap();
@@ -392,14 +404,7 @@ impl Sandbox {
         use std::io::Read;
         let mut run = self.pamtester_open(user, &[], &["authenticate"]);
         let mut stderr = run.child.stderr.take().unwrap();
-        let mut seen = Vec::new();
-        let mut byte = [0u8; 1];
-        while !text(&seen).contains("Verification code:") {
-            match stderr.read(&mut byte) {
-                Ok(1) => seen.push(byte[0]),
-                _ => panic!("no prompt came: {}", text(&seen)),
-            }
-        }
+        let seen = read_until(&mut stderr, "Verification code:");
         let input = answer();
         let mut stdin = run.child.stdin.take().unwrap();
         let _ = stdin.write_all(&input);
@@ -789,6 +794,20 @@ pub fn wait_for_fresh_step(margin: u64) {
     if into_step + margin >= 30 {
         std::thread::sleep(Duration::from_secs(30 - into_step) + Duration::from_millis(200));
     }
+}
+
+/// Reads `stream` byte by byte (nothing past what is needed) until what was read contains
+/// `wanted` (a prompt); panics with what came when the stream ends first.
+pub fn read_until(stream: &mut impl std::io::Read, wanted: &str) -> Vec<u8> {
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !text(&seen).contains(wanted) {
+        match stream.read(&mut byte) {
+            Ok(1) => seen.push(byte[0]),
+            _ => panic!("{wanted:?} never came: {}", text(&seen)),
+        }
+    }
+    seen
 }
 
 pub fn text(bytes: &[u8]) -> String {

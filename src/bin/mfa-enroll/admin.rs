@@ -213,10 +213,14 @@ fn ask_yes(question: &str) -> Result<bool, Failure> {
 pub fn unlock(g: &Global, args: UnlockArgs) -> Result<(), Failure> {
     let (user, policy, records) = enrolled_user(g, args.user.as_deref())?;
     let now = unix_now()?;
-    // An unreadable record: the account's own state (what a login of it would use).
+    // An unreadable record: the state of the person named (it cannot be checked against the
+    // record), else the account's own (what a login of it would use).
     let owner = match records.load_account(&user) {
         Ok(_) => token_owner(&records, &user, args.person.as_deref())?,
-        Err(_) => Owner::account(&user),
+        Err(_) => {
+            let person = parse_person(args.person.as_deref())?;
+            Owner::new(&user, person.as_ref())
+        }
     };
     // The replay mark moves back only out of an impossible future (further ahead than any
     // login accepts); for an unreadable record, the longest period (the smallest change).
@@ -308,22 +312,29 @@ pub fn verify(g: &Global, args: UserArgs) -> Result<(), Failure> {
     policy.grace = None;
     policy.pass = pam_ecs_mfa::policy::PassMode::Prompt;
     let person = parse_person(args.person.as_deref())?;
-    // A shared account: which person's code is checked (there is no SSH key to choose).
-    if person.is_none()
-        && let Ok(records) = g.enrollments(&policy)
+    // A shared account: which person's code is checked (there is no SSH key to choose), and
+    // that person exists (a typo is a usage error, before any code is asked for).
+    if let Ok(records) = g.enrollments(&policy)
         && let Ok(account) = records.load_account(&user)
-        && account.tokens.len() > 1
     {
-        return Err(store_failure(
-            &user,
-            StoreError::PersonNeeded(
-                account
-                    .tokens
-                    .iter()
-                    .map(|t| t.person_name().to_string())
-                    .collect(),
-            ),
-        ));
+        if person.is_none() && account.tokens.len() > 1 {
+            return Err(store_failure(
+                &user,
+                StoreError::PersonNeeded(
+                    account
+                        .tokens
+                        .iter()
+                        .map(|t| t.person_name().to_string())
+                        .collect(),
+                ),
+            ));
+        }
+        if let Some(person) = &person
+            && account.token(Some(person)).is_none()
+        {
+            let missing = StoreError::NoSuchPerson(person.to_string());
+            return Err(store_failure(&user, missing));
+        }
     }
     let mut backend = login::choose_backend(&policy, pam_ecs_mfa::fleet::transport::native);
     let decision = Login::new(

@@ -135,6 +135,7 @@ pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
         (true, Some(token)) => token.keys.clone(),
         _ => keys,
     };
+    refuse_before_showing(&store, &record)?;
     let uri = uri_of(&record);
     if let Some(path) = &args.qr_png {
         crate::qr::write_png(&uri, path)?;
@@ -192,6 +193,22 @@ pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// The rules of shared accounts (a key bound to another person, a second token bound to no
+/// key), checked before the secret is shown: a token the save would refuse must not be
+/// scanned into a phone and confirmed first. The save checks again under the lock.
+fn refuse_before_showing(
+    store: &pam_ecs_mfa::backend::Enrollments,
+    record: &UserRecord,
+) -> Result<(), Failure> {
+    let Ok(mut account) = store.load_account(&record.user) else {
+        return Ok(()); // no record (or an invalid one, which a reset replaces): nothing to check
+    };
+    account.put(record.clone()).map_err(|e| {
+        let why = pam_ecs_mfa::store::refusal(e);
+        store_failure(&record.user, pam_ecs_mfa::store::StoreError::Refused(why))
+    })
 }
 
 /// Whether the token `person` names on `user` exists (no person: whether the account has a

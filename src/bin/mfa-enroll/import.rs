@@ -43,7 +43,8 @@ pub struct GaArgs {
     #[arg(long, value_name = "NAME", requires = "file")]
     person: Option<String>,
     /// With --person: bind the token to this SSH key (a public key file, an authorized_keys
-    /// line or a fingerprint; repeatable).
+    /// line or a fingerprint; repeatable). --force keeps the keys bound to the token it
+    /// replaces unless --key is given.
     #[arg(long, value_name = "KEY", requires = "person")]
     key: Vec<String>,
     /// Report what would be imported; write nothing.
@@ -192,8 +193,12 @@ fn save(
         f.params.digits(),
         f.scratch.len()
     );
+    // The token replaced, if any: like `reset` and `enroll --force`, a replacing import keeps
+    // the keys bound to it unless --key gives new ones (dropping them silently would leave the
+    // person's token bound to no key: no login would use it).
+    let existing = store.load_token(&f.user, f.person.as_ref()).ok();
     let enrolled = match &f.person {
-        Some(person) => store.load_token(&f.user, Some(person)).is_ok(),
+        Some(_) => existing.is_some(),
         None => store
             .is_enrolled(&f.user)
             .map_err(|e| fail(e.to_string()))?,
@@ -221,7 +226,10 @@ fn save(
             hotp: f.hotp,
             generation: 0,
             person: f.person.clone(),
-            keys: f.keys.clone(),
+            keys: match (f.keys.is_empty(), existing) {
+                (true, Some(token)) => token.keys,
+                _ => f.keys.clone(),
+            },
         };
         let mode = SaveMode::replacing(force);
         store

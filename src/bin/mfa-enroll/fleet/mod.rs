@@ -214,7 +214,8 @@ fn push(g: &Global, args: PushArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::new(Exit::Store, e.to_string()))?;
     let (mut pushed, mut kept, mut failed) = (Vec::new(), Vec::new(), Vec::new());
     for user in users {
-        // Every token of the account (shared accounts: one per person).
+        // Every token: a shared account is pushed with all its people (one token at a time,
+        // each an administrator's write).
         let account = match local.load_account(&user) {
             Ok(account) => account,
             Err(e) => {
@@ -234,19 +235,13 @@ fn push(g: &Global, args: PushArgs) -> Result<(), Failure> {
             }
             continue;
         }
-        let mut any = false;
-        for record in &account.tokens {
-            match fleet.save(&policy, record, SaveMode::replacing(args.force)) {
-                Ok(()) => any = true,
-                Err(backend::Error::Store(StoreError::AlreadyEnrolled)) => {}
-                Err(e) => return Err(crate::store_failure(&user, e)),
+        match push_account(&fleet, &policy, &account, args.force) {
+            Ok(()) => {
+                log_change("fleet-push", &user, "");
+                pushed.push(user.to_string());
             }
-        }
-        if any {
-            log_change("fleet-push", &user, "");
-            pushed.push(user.to_string());
-        } else {
-            kept.push(user.to_string());
+            Err(backend::Error::Store(StoreError::AlreadyEnrolled)) => kept.push(user.to_string()),
+            Err(e) => return Err(crate::store_failure(&user, e)),
         }
     }
     if g.json {
@@ -279,6 +274,26 @@ fn push(g: &Global, args: PushArgs) -> Result<(), Failure> {
     }
 }
 
+/// Writes every token of `account` to the fleet: a record already there is kept
+/// ([`StoreError::AlreadyEnrolled`]) unless `force`, which replaces the tokens of the same people
+/// (people only the fleet has stay).
+fn push_account(
+    fleet: &Enrollments,
+    policy: &pam_ecs_mfa::policy::Policy,
+    account: &pam_ecs_mfa::store::AccountRecord,
+    force: bool,
+) -> Result<(), backend::Error> {
+    // Without --force an account the fleet has is kept whole (as --dry-run says); each token
+    // is still created exclusively, so an enrollment made meanwhile is never replaced.
+    if !force && fleet.is_enrolled(&account.user)? {
+        return Err(StoreError::AlreadyEnrolled.into());
+    }
+    for token in &account.tokens {
+        fleet.save(policy, token, SaveMode::replacing(force))?;
+    }
+    Ok(())
+}
+
 fn sync(g: &Global) -> Result<(), Failure> {
     let (policy, _) = fleet_config(g)?;
     let fleet = g.enrollments(&policy)?;
@@ -289,6 +304,8 @@ fn sync(g: &Global) -> Result<(), Failure> {
     let (mut written, mut same, mut removed) = (0usize, 0usize, 0usize);
     let mut problems = Vec::new();
     for user in &users {
+        // The whole record, every person's token (as the logins' refresh writes it): a
+        // person removed in the fleet leaves the copy too.
         match fleet.load_account(user) {
             Ok(record) => match local.load_account(user) {
                 Ok(copy) if copy == record => same += 1,

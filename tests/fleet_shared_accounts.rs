@@ -240,3 +240,107 @@ fn a_generation_computed_before_other_administrators_wrote_never_lowers_the_reco
         "{line}"
     );
 }
+
+/// Rewrites the lines of the etcd state value `key` that start with `field = ` through `edit`
+/// (what a compromised host can do: servers may write state).
+fn forge_state(sb: &Sandbox, key: &str, field: &str, edit: impl Fn(&str) -> String) {
+    let text = String::from_utf8(common::fleet::get(sb, key)).unwrap();
+    let prefix = format!("{field} = ");
+    let forged: String = text
+        .lines()
+        .map(|l| match l.strip_prefix(&prefix) {
+            Some(value) => format!("{prefix}{}\n", edit(value)),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    assert_ne!(forged, text, "no {field} in {text}");
+    common::fleet::put(sb, key, forged.into_bytes());
+}
+
+/// A compromised host rewrites a *person's* fleet state (`state/<user>~<person>`), as
+/// `fleet_state_trust` does to an account's: a recovery code folded into the record stays used
+/// whatever the state says (only a code used since the last fold comes back, until the next
+/// fold), a grace mark pushed to 2100 spares nobody the code, and a replay mark pushed far
+/// ahead refuses the person's codes for at most the lockout bound, never ben's.
+#[test]
+fn a_persons_fleet_state_forged_by_a_host_revives_no_folded_code_and_no_grace() {
+    let cluster = Cluster::start("shared-forged");
+    let a = host(&cluster, "forged-a", "grace_seconds = 300", "");
+    a.set_accepted_key(ANN);
+    let b = server(&cluster, "forged-b", ANN);
+    let ben_c = server(&cluster, "forged-ben", BEN);
+    let out = cli(
+        &a,
+        &[
+            "enroll",
+            "--user",
+            "alice",
+            "--person",
+            "ann",
+            "--key",
+            ANN,
+            "--no-confirm",
+            "--json",
+        ],
+        b"",
+    );
+    common::assert_ok(&out, "enroll ann");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ann = v["secret"].as_str().unwrap().to_string();
+    let codes: Vec<String> = v["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    let ben = enroll_person(&ben_c, "ben", BEN);
+    let state = "state/alice~ann";
+
+    // Recovery codes: one used and folded, one used after the fold; the host empties the list.
+    let (ok, line) = login(&b, &codes[0]);
+    common::assert_accepted(ok, &line, "recovery_code");
+    let out = cli(&b, &["fleet", "fold", "--json"], b"");
+    common::assert_ok(&out, "fleet fold");
+    let (ok, line) = login(&b, &codes[1]);
+    common::assert_accepted(ok, &line, "recovery_code");
+    forge_state(&a, state, "used_recovery", |_| "[]".into());
+    let (ok, line) = login(&b, &codes[0]);
+    common::assert_denied(ok, &line, "bad_code");
+    assert!(line.contains("person=ann"), "{line}");
+    let (ok, line) = login(&b, &codes[1]);
+    assert!(
+        ok,
+        "the documented window (used since the last fold): {line}"
+    );
+    let out = cli(&a, &["fleet", "fold"], b"");
+    common::assert_ok(&out, "fleet fold");
+    let (ok, line) = login(&b, &codes[1]);
+    common::assert_denied(ok, &line, "bad_code");
+
+    // Grace: earned on A, then pushed to 2100 by a host: the code is asked again.
+    wait_for_fresh_step(10);
+    let (ok, line) = login(&a, &oathtool_code(&ann, &[]));
+    common::assert_accepted(ok, &line, "ok");
+    let no_code = || {
+        a.pamtester("alice", b"", &[], &["setcred", "authenticate"])
+            .finish()
+    };
+    let r = no_code();
+    assert!(r.success && r.audit().contains("reason=grace"), "{r:#?}");
+    forge_state(&a, state, "grace", |v| {
+        format!("[\"{}:4102444800\"]", &v[2..18])
+    });
+    let r = no_code();
+    assert!(!r.success && r.prompts() == 1, "{}", r.audit());
+
+    // A replay mark pushed a year ahead: ann's codes are refused as a clock problem (for at
+    // most the lockout bound, `attack_fleet` checks the bound), never ben's: his state is his.
+    let year = common::container::now() + 365 * 86400;
+    forge_state(&a, state, "last_accepted", |_| year.to_string());
+    let next = format!("@{}", common::container::now() + 30);
+    let (ok, line) = login(&b, &oathtool_code(&ann, &["-N", &next]));
+    common::assert_denied(ok, &line, "state_in_future");
+    assert!(line.contains("person=ann"), "{line}");
+    let (ok, line) = login(&ben_c, &oathtool_code(&ben, &["-N", &next]));
+    common::assert_accepted(ok, &line, "ok");
+}

@@ -234,6 +234,9 @@ impl Enrollments {
 
     /// Edits `user`'s whole record as an administrator (people and keys: add, move, remove;
     /// `Err` writes nothing). A write raises the generation; no token left removes the record.
+    /// A change that breaks the record's rules (a 33rd key, a key bound twice) is refused
+    /// here, as the change it is, before either backend would call the result an invalid
+    /// record; the record stays as it was.
     pub fn update_account<R>(
         &self,
         policy: &Policy,
@@ -243,18 +246,31 @@ impl Enrollments {
         let states = self.states(policy);
         let seen = self.highest_generation(&states, user);
         let mut failure = None;
-        let mut run = |account: &mut AccountRecord| match change(account) {
-            Ok(result) => Some(result),
-            Err(e) => {
-                failure = Some(e);
-                None
+        let mut run = |account: &mut AccountRecord| {
+            let before = account.clone();
+            let outcome = change(account).and_then(|result| {
+                if account.tokens.is_empty() {
+                    return Ok(result);
+                }
+                account
+                    .check()
+                    .map(|()| result)
+                    .map_err(|e| Error::Refused(crate::store::refusal(e)))
+            });
+            match outcome {
+                Ok(result) => Some(result),
+                Err(e) => {
+                    // Both backends then write nothing: the account is as it was read.
+                    *account = before;
+                    failure = Some(e);
+                    None
+                }
             }
         };
         let outcome = match self {
             Self::Files(store) => store.update_account(user, |account| {
                 let before = account.clone();
                 let Some(result) = run(account) else {
-                    *account = before;
                     return Ok(None);
                 };
                 if *account != before && !account.tokens.is_empty() {

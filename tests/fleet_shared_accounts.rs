@@ -257,7 +257,8 @@ fn forge_state(sb: &Sandbox, key: &str, field: &str, edit: impl Fn(&str) -> Stri
     common::fleet::put(sb, key, forged.into_bytes());
 }
 
-/// A compromised host rewrites a *person's* fleet state (`state/<user>~<person>`), as
+/// An administrator's command refused half-way writes nothing to etcd. A compromised host
+/// rewrites a *person's* fleet state (`state/<user>~<person>`), as
 /// `fleet_state_trust` does to an account's: a recovery code folded into the record stays used
 /// whatever the state says (only a code used since the last fold comes back, until the next
 /// fold), a grace mark pushed to 2100 spares nobody the code, and a replay mark pushed far
@@ -295,6 +296,23 @@ fn a_persons_fleet_state_forged_by_a_host_revives_no_folded_code_and_no_grace() 
         .collect();
     let ben = enroll_person(&ben_c, "ben", BEN);
     let state = "state/alice~ann";
+
+    // An administrator's command refused half-way (its first key is free, its second is
+    // ann's, no --move) writes nothing to etcd either.
+    let sealed = common::fleet::get(&a, "records/alice");
+    let free = format!("SHA256:{}", "Q".repeat(43));
+    let out = cli(
+        &ben_c,
+        &[
+            "bind", "--user", "alice", "--person", "ben", "--key", &free, "--key", ANN,
+        ],
+        b"",
+    );
+    common::assert_exit(&out, 2, "bind of ann's key to ben without --move");
+    assert!(
+        common::fleet::get(&a, "records/alice") == sealed,
+        "a refused bind wrote part of itself (ben got the free key)"
+    );
 
     // Recovery codes: one used and folded, one used after the fold; the host empties the list.
     let (ok, line) = login(&b, &codes[0]);

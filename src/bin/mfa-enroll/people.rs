@@ -171,7 +171,9 @@ pub fn run(g: &Global, args: BindArgs, unbind: bool) -> Result<(), Failure> {
                     token.keys.push(key.clone());
                 }
             }
-            account.check().map_err(|error| usage(error.to_string()))?;
+            account
+                .check()
+                .map_err(|error| usage(pam_ecs_mfa::store::refusal(error)))?;
             Ok(moved)
         })
         .map_err(|e| store_failure(&user, e))?;

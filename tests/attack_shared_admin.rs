@@ -22,14 +22,6 @@ fn json_of(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("one JSON object")
 }
 
-/// Writes a `~/.google_authenticator` file holding `secret` (TOTP, 30 s): what `import
-/// google-authenticator --person` reads.
-fn ga_file(s: &Shared, name: &str, secret: &str) -> String {
-    let path = s.sb.root.join(name);
-    std::fs::write(&path, format!("{secret}\n\" TOTP_AUTH\n")).unwrap();
-    path.display().to_string()
-}
-
 // ---------------------------------------------------------------------------------------------
 // Findings
 // ---------------------------------------------------------------------------------------------
@@ -47,18 +39,9 @@ fn finding_import_over_a_person_keeps_the_keys_bound_to_them() {
     s.enroll_person("root", "alice", &a);
     s.enroll_person("root", "bob", &b);
     let phone = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
-    let file = ga_file(&s, "alice.ga", phone);
-    s.admin(&[
-        "import",
-        "google-authenticator",
-        "--user",
-        "root",
-        "--person",
-        "alice",
-        "--file",
-        &file,
-        "--force",
-    ]);
+    let file = s.ga_file("alice.ga", phone);
+    let out = s.import_ga("root", "alice", &file, &["--force"]);
+    common::assert_ok(&out, "import --force");
     assert_eq!(
         s.keys_of("root", "alice"),
         vec![a.fp.clone()],
@@ -161,7 +144,7 @@ fn held_bind_never_leaves_a_key_bound_to_two_people() {
     let alice = s.enroll_person("root", "alice", &a);
     let bob = s.enroll_person("root", "bob", &b);
     let before = s.record("root");
-    let file = ga_file(&s, "x.ga", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP");
+    let file = s.ga_file("x.ga", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP");
     let attempts: Vec<Vec<&str>> = vec![
         vec!["bind", "--user", "root", "--person", "bob", "--key", &a.fp],
         vec!["bind", "--user", "root", "--person", "root", "--key", &a.fp],
@@ -373,20 +356,9 @@ fn held_export_import_round_trip_revives_no_used_code() {
     let used = code_at(&secret, 0);
     let (ok, line) = s.login("root", &used);
     common::assert_accepted(ok, &line, "ok");
-    let file = ga_file(&s, "alice.ga", &secret);
-    s.admin(&[
-        "import",
-        "google-authenticator",
-        "--user",
-        "root",
-        "--person",
-        "alice",
-        "--key",
-        &a.fp,
-        "--file",
-        &file,
-        "--force",
-    ]);
+    let file = s.ga_file("alice.ga", &secret);
+    let out = s.import_ga("root", "alice", &file, &["--key", &a.fp, "--force"]);
+    common::assert_ok(&out, "import --key --force");
     let (ok, line) = s.login("root", &used);
     assert!(!ok, "a used code works again after the round trip: {line}");
     assert_eq!(s.keys_of("root", "alice"), vec![a.fp.clone()]);
@@ -620,19 +592,9 @@ fn held_a_long_sequence_of_admin_commands_keeps_every_token_usable() {
         s.record("root")
     );
     check(&s, &secrets, &[("root", &x)], "format 1 again");
-    let file = ga_file(&s, "carol.ga", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP");
-    s.admin(&[
-        "import",
-        "google-authenticator",
-        "--user",
-        "root",
-        "--person",
-        "carol",
-        "--key",
-        &c.fp,
-        "--file",
-        &file,
-    ]);
+    let file = s.ga_file("carol.ga", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP");
+    let out = s.import_ga("root", "carol", &file, &["--key", &c.fp]);
+    common::assert_ok(&out, "import carol");
     secrets.insert("carol", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP".into());
     secrets.insert("alice", s.enroll_person("root", "alice", &a));
     check(

@@ -52,31 +52,14 @@ fn a_change_beyond_the_limits_is_refused_and_the_record_stays_as_it_was() {
     s.sb.install_record("root", account.to_toml().unwrap().as_bytes());
     let before = s.record("root");
 
-    let enroll = s.run(&[
-        "enroll",
-        "--user",
-        "root",
-        "--person",
-        "extra",
-        "--key",
-        &other.fp,
-        "--no-confirm",
-    ]);
+    let extra = [
+        "enroll", "--user", "root", "--person", "extra", "--key", &other.fp,
+    ];
+    let extra = [&extra[..], &["--no-confirm"]].concat();
+    let enroll = s.run(&extra);
     assert_refused(&enroll, "more than 500 tokens", "a 501st person");
-    let file = s.sb.root.join("extra.ga");
-    std::fs::write(&file, "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n").unwrap();
-    let import = s.run(&[
-        "import",
-        "google-authenticator",
-        "--user",
-        "root",
-        "--person",
-        "extra",
-        "--file",
-        file.to_str().unwrap(),
-        "--key",
-        &other.fp,
-    ]);
+    let file = s.ga_file("extra.ga", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP");
+    let import = s.import_ga("root", "extra", &file, &["--key", &other.fp]);
     // import reports per entry (exit 10: "some entries not imported"), on standard output.
     common::assert_exit(&import, 10, "a 501st person imported");
     let said = common::text(&import.stdout);
@@ -119,16 +102,7 @@ fn a_change_beyond_the_limits_is_refused_and_the_record_stays_as_it_was() {
     assert!(line.contains("person=p0"), "{line}");
     // Removing a person makes room; the 500th person again is fine.
     s.admin(&["remove", "--user", "root", "--person", "p499", "--yes"]);
-    s.admin(&[
-        "enroll",
-        "--user",
-        "root",
-        "--person",
-        "extra",
-        "--key",
-        &other.fp,
-        "--no-confirm",
-    ]);
+    s.admin(&extra);
     assert_eq!(s.account("root").tokens.len(), MAX_TOKENS);
 }
 

@@ -14,20 +14,9 @@ use common::fleet::{get, put};
 use common::{Sandbox, cli, oathtool_code, wait_for_fresh_step};
 use common::{enroll_json, login, reason};
 
-/// Rewrites the state value's lines that start with `field = ` through `edit`.
+/// Rewrites `field` in `user`'s state value as a compromised host can.
 fn edit_state(sb: &Sandbox, user: &str, field: &str, edit: impl Fn(&str) -> String) {
-    let key = format!("state/{user}");
-    let text = String::from_utf8(get(sb, &key)).unwrap();
-    let prefix = format!("{field} = ");
-    let changed: String = text
-        .lines()
-        .map(|l| match l.strip_prefix(&prefix) {
-            Some(value) => format!("{prefix}{}\n", edit(value)),
-            None => format!("{l}\n"),
-        })
-        .collect();
-    assert_ne!(changed, text, "no {field} in {text}");
-    put(sb, &key, changed.into_bytes());
+    common::fleet::edit_state(sb, &format!("state/{user}"), field, edit);
 }
 
 #[test]

@@ -435,16 +435,7 @@ fn grace_belongs_to_the_person_and_the_key_that_earned_it() {
     let ben = enroll("ben", BEN_KEY);
     let admin = |args: &[&str]| common::assert_ok(&cli(&sb, args, b""), &format!("{args:?}"));
     let login = |key: &str, answer: &str| {
-        sb.set_accepted_key(key);
-        let r = sb
-            // pam_env sets SSH_AUTH_INFO_0 at setcred (see `Sandbox::set_accepted_key`).
-            .pamtester(
-                "alice",
-                answer.as_bytes(),
-                &[],
-                &["setcred", "authenticate"],
-            )
-            .finish();
+        let r = sb.login_with_key("alice", key, answer);
         (r.success, r.prompts(), r.audit())
     };
     common::wait_for_fresh_step(10);
@@ -509,15 +500,7 @@ fn hotp_counters_are_per_person() {
         format!("{}\n", oathtool_code(secret, &["--hotp", "-c", &c]))
     };
     let login = |key: &str, answer: &str| {
-        sb.set_accepted_key(key);
-        let r = sb
-            .pamtester(
-                "alice",
-                answer.as_bytes(),
-                &[],
-                &["setcred", "authenticate"],
-            )
-            .finish();
+        let r = sb.login_with_key("alice", key, answer);
         (r.success, r.audit())
     };
     for counter in [0, 1] {

@@ -83,6 +83,23 @@ pub fn get(sb: &Sandbox, key: &str) -> Vec<u8> {
         .to_vec()
 }
 
+/// Rewrites the lines of the etcd value at `PREFIX + key` (a state) that start with
+/// `field = ` through `edit`, with `sb`'s host credentials: what a compromised host can do
+/// (servers must write state). Panics if there is no such line.
+pub fn edit_state(sb: &Sandbox, key: &str, field: &str, edit: impl Fn(&str) -> String) {
+    let text = String::from_utf8(get(sb, key)).unwrap();
+    let prefix = format!("{field} = ");
+    let changed: String = text
+        .lines()
+        .map(|l| match l.strip_prefix(&prefix) {
+            Some(value) => format!("{prefix}{}\n", edit(value)),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    assert_ne!(changed, text, "no {field} in {text}");
+    put(sb, key, changed.into_bytes());
+}
+
 /// Writes `value` at `PREFIX + key` with `sb`'s host credentials (what a compromised host can
 /// do to its own prefix).
 pub fn put(sb: &Sandbox, key: &str, value: Vec<u8>) {

@@ -279,6 +279,15 @@ impl Sandbox {
         ));
     }
 
+    /// One login of `user` answering `answer` with `key` accepted by "sshd"
+    /// ([`Sandbox::set_accepted_key`]; pam_env sets `SSH_AUTH_INFO_0` at setcred, so setcred
+    /// runs first).
+    pub fn login_with_key(&self, user: &str, key: &str, answer: &str) -> AuthResult {
+        self.set_accepted_key(key);
+        self.pamtester(user, answer.as_bytes(), &[], &["setcred", "authenticate"])
+            .finish()
+    }
+
     /// Writes `user`'s record file as given (hostile records, fixtures): the store directory
     /// 0700, the file 0600, as `mfa-enroll` makes them.
     pub fn install_record(&self, user: &str, bytes: &[u8]) {

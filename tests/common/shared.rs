@@ -109,6 +109,31 @@ impl Shared {
         out
     }
 
+    /// Writes a `~/.google_authenticator` file named `name` holding `secret` (TOTP, 30 s):
+    /// what `import google-authenticator --person` reads. Returns its path.
+    pub fn ga_file(&self, name: &str, secret: &str) -> String {
+        let path = self.sb.root.join(name);
+        std::fs::write(&path, format!("{secret}\n\" TOTP_AUTH\n")).unwrap();
+        path.display().to_string()
+    }
+
+    /// `import google-authenticator --user USER --person PERSON --file FILE EXTRA...`,
+    /// whatever it does.
+    pub fn import_ga(&self, user: &str, person: &str, file: &str, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "import",
+            "google-authenticator",
+            "--user",
+            user,
+            "--person",
+            person,
+            "--file",
+            file,
+        ];
+        args.extend(extra);
+        self.run(&args)
+    }
+
     /// `enroll --user USER --person PERSON --key FP --no-confirm --json`: the secret.
     pub fn enroll_person(&self, user: &str, person: &str, key: &Key) -> String {
         self.sb

@@ -8,7 +8,9 @@
 //! - `--key` given a certificate binds the key it certifies (the fingerprint `ssh-keygen -l`
 //!   prints for both), so logins with the certificate or the plain key choose that person;
 //!   a CA's key given as `--key` binds only that key, never the keys it signs (a binding to a
-//!   CA is not offered: README "Shared accounts").
+//!   CA is not offered: README "Shared accounts");
+//! - `remove --person` on a terminal (a real pty, util-linux `script`) asks before it removes
+//!   that one person, and anything but "yes" removes nothing.
 
 mod common;
 
@@ -193,4 +195,68 @@ fn a_certificate_binds_the_key_it_certifies_and_a_ca_key_binds_only_itself() {
     let (ok, line) = s.login("root", &code_at(&team, 0));
     common::assert_denied(ok, &line, "unbound_key");
     assert!(line.contains(&format!("key={}", bob.fp)), "{line}");
+}
+
+/// `mfa-enroll ARGS` on a pseudo-terminal (util-linux `script`), answering `answer` once the
+/// prompt is up: the exit status and what the terminal showed.
+fn on_a_terminal(s: &Shared, args: &[&str], answer: &str) -> (Option<i32>, String) {
+    let mut command = vec![common::enroll_bin().display().to_string()];
+    command.extend(args.iter().map(|a| a.to_string()));
+    for (flag, path) in [("--store", &s.sb.store), ("--state", &s.sb.state)] {
+        command.extend([flag.to_string(), path.display().to_string()]);
+    }
+    command.extend(["--config".to_string(), s.sb.config.display().to_string()]);
+    let quoted: Vec<String> = command
+        .iter()
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect();
+    let mut child = Command::new("script")
+        .args(["-qec", &quoted.join(" "), "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux)");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    use std::io::Write;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(stdin); // held open until the command ended: script ends with it
+    (out.status.code(), common::text(&out.stdout))
+}
+
+#[test]
+fn remove_of_a_person_asks_on_a_terminal_and_only_yes_removes_them() {
+    let s = Shared::new("limits-remove", "");
+    let (a, b) = (s.key("a", "alice@laptop"), s.key("b", "bob@laptop"));
+    s.enroll_person("root", "alice", &a);
+    s.enroll_person("root", "bob", &b);
+    let before = s.record("root");
+    let remove = ["remove", "--user", "root", "--person", "alice"];
+    for answer in ["", "n", "no", "YES please", "y e s"] {
+        let (code, shown) = on_a_terminal(&s, &remove, answer);
+        assert!(
+            shown.contains("Remove the token of alice on root? [y/N]"),
+            "{shown}"
+        );
+        assert_eq!(code, Some(1), "answer {answer:?}: {shown}");
+        assert_eq!(
+            s.record("root"),
+            before,
+            "answer {answer:?} removed something"
+        );
+    }
+    let (code, shown) = on_a_terminal(&s, &remove, "yes");
+    assert_eq!(code, Some(0), "{shown}");
+    let people: Vec<String> = s
+        .account("root")
+        .tokens
+        .iter()
+        .map(|t| t.person_name().to_string())
+        .collect();
+    assert_eq!(people, vec!["bob".to_string()], "only alice was removed");
+    // Without a terminal and without --yes: refused, nothing removed.
+    let out = s.run(&["remove", "--user", "root", "--person", "bob"]);
+    common::assert_exit(&out, 2, "remove without a terminal");
+    assert_eq!(s.account("root").tokens.len(), 1);
 }

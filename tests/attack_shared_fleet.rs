@@ -1,0 +1,381 @@
+//! Tier 4: an outside attack on shared accounts (issue 26) on the etcd fleet backend, against a
+//! real 3-node TLS cluster (tests/common/etcd.rs): the administrator's `--person` / `--key`
+//! commands and `fleet push/sync/fold`, whose fleet path is other code than the files backend's
+//! (`src/fleet/records.rs`, `src/backend.rs`). `finding_*`: an attack that worked (the test
+//! asserts the correct behaviour, so it fails until fixed); `held_*`: one that did not. Each
+//! sandbox is a server whose logins come with one SSH key (`Sandbox::set_accepted_key`).
+//!
+//! Findings: FINDINGS (filled in below as they are confirmed).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Output, Stdio};
+
+use common::etcd::Cluster;
+use common::fleet::{get, host};
+use common::{Sandbox, cli, oathtool_code, wait_for_fresh_step};
+use pam_ecs_mfa::ssh_auth_info::AcceptedKey;
+
+const ANN: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRvhrYFI8miX35xWYJk1Iz3C5Jmldf0HlXJgTIO3nY3";
+const BEN: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+
+/// A whole `SHA256:` fingerprint no real key in these tests has (`c`: which one).
+fn fp(c: char) -> String {
+    format!("SHA256:{}A", c.to_string().repeat(42))
+}
+
+fn fp_of(key: &str) -> String {
+    AcceptedKey::parse(key).unwrap().fingerprint
+}
+
+/// A server of the fleet whose logins come with `key`.
+fn server(cluster: &Cluster, tag: &str, key: &str) -> Sandbox {
+    let sb = host(cluster, tag, "max_failures = 3\nlockout_seconds = 600", "");
+    sb.set_accepted_key(key);
+    sb
+}
+
+fn login(sb: &Sandbox, code: &str) -> (bool, String) {
+    let r = sb
+        .pamtester(
+            "alice",
+            format!("{code}\n").as_bytes(),
+            &[],
+            &["setcred", "authenticate"],
+        )
+        .finish();
+    (r.success, r.audit())
+}
+
+fn enroll_json(sb: &Sandbox, person: &str, keys: &[&str]) -> serde_json::Value {
+    let mut args = vec!["enroll", "--user", "alice", "--person", person];
+    for k in keys {
+        args.extend(["--key", k]);
+    }
+    args.extend(["--no-confirm", "--json"]);
+    let out = cli(sb, &args, b"");
+    common::assert_ok(&out, &format!("enroll {person}"));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn enroll_person(sb: &Sandbox, person: &str, keys: &[&str]) -> String {
+    enroll_json(sb, person, keys)["secret"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn record(sb: &Sandbox) -> Vec<u8> {
+    get(sb, "records/alice")
+}
+
+/// The record as the fleet has it (opened with the fleet key).
+fn account(sb: &Sandbox) -> pam_ecs_mfa::store::AccountRecord {
+    let policy = pam_ecs_mfa::policy::Policy::load(&sb.config).unwrap();
+    let fleet = pam_ecs_mfa::fleet::login::Fleet::open(
+        policy.fleet.as_ref().unwrap(),
+        None,
+        pam_ecs_mfa::fleet::transport::native,
+    )
+    .unwrap();
+    let kv = fleet
+        .etcd
+        .get(&format!("{}records/alice", common::fleet::PREFIX))
+        .unwrap()
+        .expect("a record");
+    fleet
+        .open_record(&pam_ecs_mfa::user_name::UserName::parse("alice").unwrap(), &kv)
+        .unwrap()
+}
+
+fn people(sb: &Sandbox) -> Vec<(String, Vec<String>)> {
+    account(sb)
+        .tokens
+        .iter()
+        .map(|t| (t.person_name().to_string(), t.keys.clone()))
+        .collect()
+}
+
+fn keys_of(sb: &Sandbox, person: &str) -> Vec<String> {
+    people(sb)
+        .into_iter()
+        .find(|(p, _)| p == person)
+        .map(|(_, k)| k)
+        .unwrap_or_else(|| panic!("no {person}: {:?}", people(sb)))
+}
+
+/// `mfa-enroll ARGS` on `sb` started, not waited for (as `common::cli` runs it): stdin, stdout
+/// and stderr piped, for a command that waits at its confirmation prompt.
+fn spawn_cli(sb: &Sandbox, args: &[&str]) -> std::process::Child {
+    Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+        .arg(
+            "set -e; mount --bind \"$1/passwd\" /etc/passwd; mount --bind \"$1/group\" /etc/group; \
+             shift; exec \"$@\"",
+        )
+        .arg("sh")
+        .arg(sb.root.join("nss"))
+        .arg(common::enroll_bin())
+        .args(args)
+        .arg("--store")
+        .arg(&sb.store)
+        .arg("--state")
+        .arg(&sb.state)
+        .arg("--config")
+        .arg(&sb.config)
+        .env_remove("SUDO_USER")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// `reset --user alice --person PERSON --json` (with its confirmation prompt) started: returns
+/// the waiting process and the new secret it printed; the reset is written only once the
+/// code is typed ([`finish_reset`]).
+fn start_reset(sb: &Sandbox, person: &str) -> (std::process::Child, String) {
+    let mut child = spawn_cli(
+        sb,
+        &["reset", "--user", "alice", "--person", person, "--json"],
+    );
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("reset printed {line:?}"));
+    let secret = v["secret"].as_str().unwrap().to_string();
+    // Keep the pipe open (the process writes more after the confirmation).
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut rest);
+    });
+    (child, secret)
+}
+
+fn finish_reset(mut child: std::process::Child, code: &str) -> Output {
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{code}\n").as_bytes()).unwrap();
+    drop(stdin);
+    common::wait_with_timeout(child, std::time::Duration::from_secs(60))
+}
+
+fn exit_of(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Findings and held attacks
+// ---------------------------------------------------------------------------------------------
+
+/// Attack: `fleet push --force` of a shared account whose second person cannot be written
+/// (their key is bound, in etcd, to someone else since the local copy was made). `push_account`
+/// saves the local record one token at a time; the first token written stays written when the
+/// second is refused: the refused push changes the fleet's record half-way (ann's token
+/// replaced by the local copy, her state's used recovery codes forgotten), like the `bind`
+/// the author fixed in `update_account`.
+#[test]
+fn finding_fleet_push_force_refused_for_one_person_writes_nothing() {
+    let cluster = Cluster::start("sf-push");
+    let a = server(&cluster, "sfpush-a", ANN);
+    enroll_person(&a, "ann", &[ANN]);
+    enroll_person(&a, "ben", &[BEN]);
+    // The local copy has ann and ben; then, in the fleet, ben goes and carl gets ben's key.
+    common::assert_ok(&cli(&a, &["fleet", "sync"], b""), "fleet sync");
+    common::assert_ok(
+        &cli(
+            &a,
+            &["remove", "--user", "alice", "--person", "ben", "--yes"],
+            b"",
+        ),
+        "remove ben",
+    );
+    enroll_person(&a, "carl", &[BEN]);
+    let before = record(&a);
+    let out = cli(&a, &["fleet", "push", "--force"], b"");
+    assert_eq!(
+        exit_of(&out),
+        2,
+        "ben's key is carl's: {}",
+        common::describe(&out)
+    );
+    assert!(
+        record(&a) == before,
+        "a refused push wrote part of itself: {:?}",
+        people(&a)
+    );
+}
+
+/// Every key and value under the prefix, with its `mod_revision` (a rewrite of the same
+/// value is a write too).
+fn everything(sb: &Sandbox) -> Vec<(String, i64, Vec<u8>)> {
+    let answer = common::fleet::client(sb)
+        .txn(
+            &[],
+            &[pam_ecs_mfa::fleet::etcd::Op::Prefix {
+                prefix: common::fleet::PREFIX.to_string(),
+                keys_only: false,
+            }],
+            &[],
+        )
+        .unwrap();
+    answer
+        .reads
+        .into_iter()
+        .flatten()
+        .map(|kv| (kv.key.clone(), kv.mod_revision, kv.value.to_vec()))
+        .collect()
+}
+
+/// The administrator's commands that must fail on `alice` (ann bound to ANN, ben to BEN, dave
+/// to no key), each with a name.
+fn failing_commands(ga: &str, many: &[String]) -> Vec<(&'static str, Vec<String>)> {
+    let fq = fp('Q');
+    let s = |v: &[&str]| -> Vec<String> { v.iter().map(|x| x.to_string()).collect() };
+    let mut bind33 = s(&["bind", "--user", "alice", "--person", "ann"]);
+    for k in many {
+        bind33.extend(["--key".to_string(), k.clone()]);
+    }
+    vec![
+        ("enroll: key of ben", s(&["enroll", "--user", "alice", "--person", "carl", "--key", BEN, "--no-confirm", "--json"])),
+        ("enroll: ann again", s(&["enroll", "--user", "alice", "--person", "ann", "--key", &fq, "--no-confirm", "--json"])),
+        ("enroll: second unbound", s(&["enroll", "--user", "alice", "--person", "eve", "--no-confirm", "--json"])),
+        ("enroll: bad person", s(&["enroll", "--user", "alice", "--person", "e\u{1b}[31mve", "--key", &fq, "--no-confirm", "--json"])),
+        ("reset: nobody", s(&["reset", "--user", "alice", "--person", "nobody", "--no-confirm", "--json"])),
+        ("reset: ann to ben's key", s(&["reset", "--user", "alice", "--person", "ann", "--key", BEN, "--no-confirm", "--json"])),
+        ("reset: no person", s(&["reset", "--user", "alice", "--no-confirm", "--json"])),
+        ("bind: nobody", s(&["bind", "--user", "alice", "--person", "nobody", "--key", &fq])),
+        ("bind: free then ann's", s(&["bind", "--user", "alice", "--person", "ben", "--key", &fq, "--key", ANN])),
+        ("bind: cut-off key", s(&["bind", "--user", "alice", "--person", "ben", "--key", "SHA256:abc"])),
+        ("bind: 33 keys", bind33),
+        ("unbind: not hers", s(&["unbind", "--user", "alice", "--person", "ann", "--key", BEN])),
+        ("unbind: free then hers", s(&["unbind", "--user", "alice", "--person", "ann", "--key", ANN, "--key", &fq])),
+        ("remove: nobody", s(&["remove", "--user", "alice", "--person", "nobody", "--yes"])),
+        ("remove: no person", s(&["remove", "--user", "alice", "--yes"])),
+        ("recovery: nobody", s(&["recovery", "--user", "alice", "--person", "nobody"])),
+        ("recovery: no person", s(&["recovery", "--user", "alice"])),
+        ("unlock: nobody", s(&["unlock", "--user", "alice", "--person", "nobody"])),
+        ("unlock: no person", s(&["unlock", "--user", "alice"])),
+        ("show: nobody", s(&["show", "--user", "alice", "--person", "nobody"])),
+        ("verify: nobody", s(&["verify", "--user", "alice", "--person", "nobody"])),
+        ("import: key of ben", s(&["import", "google-authenticator", "--user", "alice", "--person", "carl", "--key", BEN, "--file", ga])),
+        ("import: ann again", s(&["import", "google-authenticator", "--user", "alice", "--person", "ann", "--file", ga])),
+        ("import: second unbound", s(&["import", "google-authenticator", "--user", "alice", "--person", "eve", "--file", ga])),
+    ]
+}
+
+/// Attack: every administrator's command that a rule refuses (unknown person, a key bound to
+/// someone else, a malformed key, 33 keys, a second token bound to no key, no `--person` on
+/// an account of several), on the fleet. Held: nothing under the prefix changes (record and
+/// every state, compared with their revisions), and each exits with the same status as on the
+/// files backend.
+#[test]
+fn held_every_refused_admin_command_leaves_etcd_untouched_and_exits_as_on_files() {
+    let cluster = Cluster::start("sf-refuse");
+    let a = server(&cluster, "sfref-a", ANN);
+    let files = Sandbox::new("sfref-files");
+    files.set_config("max_failures = 3\nlockout_seconds = 600");
+    for sb in [&a, &files] {
+        enroll_person(sb, "ann", &[ANN]);
+        enroll_person(sb, "ben", &[BEN]);
+        enroll_person(sb, "dave", &[]);
+    }
+    let ga = a.root.join("ga");
+    std::fs::write(&ga, "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n").unwrap();
+    let ga = ga.display().to_string();
+    let many: Vec<String> = "BCDEFGHIJKLMNOPRSTUVWXYZabcdefghi"
+        .chars()
+        .map(fp)
+        .collect();
+    assert_eq!(many.len(), 33);
+    let before = everything(&a);
+    let files_before = files.store_snapshot();
+    let mut report = Vec::new();
+    for (what, args) in failing_commands(&ga, &many) {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let fleet_out = cli(&a, &args, b"");
+        let files_out = cli(&files, &args, b"");
+        let (f, l) = (exit_of(&fleet_out), exit_of(&files_out));
+        assert!(f != 0, "{what}: succeeded on the fleet: {}", common::describe(&fleet_out));
+        if f != l {
+            report.push(format!(
+                "{what}: fleet exit {f} ({}) but files exit {l} ({})",
+                common::text(&fleet_out.stderr).trim(),
+                common::text(&files_out.stderr).trim()
+            ));
+        }
+        let after = everything(&a);
+        if after != before {
+            let changed: Vec<&String> = after
+                .iter()
+                .filter(|kv| !before.contains(kv))
+                .map(|kv| &kv.0)
+                .collect();
+            report.push(format!("{what}: wrote {changed:?} to etcd"));
+        }
+        if files.store_snapshot() != files_before {
+            report.push(format!("{what}: wrote the files store"));
+        }
+    }
+    assert!(report.is_empty(), "{}", report.join("\n"));
+}
+
+/// Attack: `reset --person ann` waits at its confirmation prompt (the human scans the QR code
+/// and types the first code), and meanwhile another administrator, on another server, binds a
+/// second key to ann. The reset kept the keys it read before the prompt (`record.keys =
+/// existing.keys`) and `save_record` replaces the whole token: the key bound meanwhile is lost
+/// (ann's new laptop is refused `unbound_key`), though neither command failed.
+#[test]
+fn finding_a_reset_at_its_prompt_keeps_a_key_bound_meanwhile() {
+    let cluster = Cluster::start("sf-rbind");
+    let a = server(&cluster, "sfrbind-a", ANN);
+    let b = server(&cluster, "sfrbind-b", BEN);
+    enroll_person(&a, "ann", &[ANN]);
+    enroll_person(&a, "ben", &[BEN]);
+    let (reset, secret) = start_reset(&a, "ann");
+    let laptop = fp('L');
+    let out = cli(
+        &b,
+        &["bind", "--user", "alice", "--person", "ann", "--key", &laptop],
+        b"",
+    );
+    common::assert_ok(&out, "bind ann's new laptop");
+    let out = finish_reset(reset, &common::shared::code_at(&secret, 0));
+    common::assert_ok(&out, "reset ann");
+    assert_eq!(
+        keys_of(&a, "ann"),
+        vec![fp_of(ANN), laptop],
+        "the reset wrote back the keys it read before its prompt"
+    );
+}
+
+/// Attack: `reset --person ann` waits at its prompt; meanwhile another administrator removes
+/// ann (she left). The reset, once confirmed, writes ann back (`SaveMode::Replace` puts a token
+/// that is no longer there): the removal is lost and ann, who left, has a token again.
+#[test]
+fn finding_a_reset_at_its_prompt_does_not_bring_back_a_person_removed_meanwhile() {
+    let cluster = Cluster::start("sf-rrm");
+    let a = server(&cluster, "sfrrm-a", ANN);
+    let b = server(&cluster, "sfrrm-b", BEN);
+    enroll_person(&a, "ann", &[ANN]);
+    enroll_person(&a, "ben", &[BEN]);
+    let (reset, secret) = start_reset(&a, "ann");
+    let out = cli(
+        &b,
+        &["remove", "--user", "alice", "--person", "ann", "--yes"],
+        b"",
+    );
+    common::assert_ok(&out, "remove ann");
+    let out = finish_reset(reset, &common::shared::code_at(&secret, 0));
+    let names: Vec<String> = people(&a).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(
+        names,
+        vec!["ben".to_string()],
+        "the reset brought ann back after her removal: {}",
+        common::describe(&out)
+    );
+    assert_ne!(exit_of(&out), 0, "{}", common::describe(&out));
+}

@@ -182,6 +182,12 @@ impl Enrollments {
                 Saved::Written(generation) => generation,
                 Saved::AlreadyEnrolled => return Err(StoreError::AlreadyEnrolled.into()),
                 Saved::Refused(why) => return Err(StoreError::Refused(why).into()),
+                Saved::NoSuchToken => {
+                    return Err(match &record.person {
+                        Some(person) => StoreError::NoSuchPerson(person.to_string()).into(),
+                        None => NOT_ENROLLED,
+                    });
+                }
             },
         };
         self.remember_written(&states, &record.owner(), record.generation, true);

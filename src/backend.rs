@@ -125,15 +125,17 @@ impl Enrollments {
     pub fn load_account(&self, user: &UserName) -> Result<AccountRecord, Error> {
         match self {
             Self::Files(store) => Ok(store.load_account(user)?),
+            // A host-written state value never makes the record unreadable here.
             Self::Fleet(fleet) => fleet
-                .read(&Owner::account(user))?
+                .read_record(&Owner::account(user))?
                 .record
                 .ok_or(NOT_ENROLLED),
         }
     }
 
     /// Loads the token of `person` on `user` (no person: the account's only token; see
-    /// [`crate::store::pick`]). Fleet: with the recovery codes that token used removed.
+    /// [`crate::store::pick`]). Fleet: with the recovery codes that token used removed (all of
+    /// them still there when its state value is not ecs-mfa's: `unlock` replaces that).
     pub fn load_token(
         &self,
         user: &UserName,
@@ -144,7 +146,7 @@ impl Enrollments {
             Self::Fleet(fleet) => {
                 let account = self.load_account(user)?;
                 let owner = pick(&account, person)?.owner();
-                let snapshot = fleet.read(&owner)?;
+                let snapshot = fleet.read_record(&owner)?;
                 let account = snapshot.record.ok_or(NOT_ENROLLED)?;
                 Ok(pick(&account, owner.person())?.clone())
             }

@@ -87,7 +87,10 @@ fn account(sb: &Sandbox) -> pam_ecs_mfa::store::AccountRecord {
         .unwrap()
         .expect("a record");
     fleet
-        .open_record(&pam_ecs_mfa::user_name::UserName::parse("alice").unwrap(), &kv)
+        .open_record(
+            &pam_ecs_mfa::user_name::UserName::parse("alice").unwrap(),
+            &kv,
+        )
         .unwrap()
 }
 
@@ -154,6 +157,12 @@ fn start_reset(sb: &Sandbox, person: &str) -> (std::process::Child, String) {
         let _ = std::io::Read::read_to_string(&mut stdout, &mut rest);
     });
     (child, secret)
+}
+
+/// Waits for a command started by [`spawn_cli`] (its stdin closed: no answer).
+fn done(mut child: std::process::Child) -> Output {
+    drop(child.stdin.take());
+    common::wait_with_timeout(child, std::time::Duration::from_secs(60))
 }
 
 fn finish_reset(mut child: std::process::Child, code: &str) -> Output {
@@ -240,30 +249,192 @@ fn failing_commands(ga: &str, many: &[String]) -> Vec<(&'static str, Vec<String>
         bind33.extend(["--key".to_string(), k.clone()]);
     }
     vec![
-        ("enroll: key of ben", s(&["enroll", "--user", "alice", "--person", "carl", "--key", BEN, "--no-confirm", "--json"])),
-        ("enroll: ann again", s(&["enroll", "--user", "alice", "--person", "ann", "--key", &fq, "--no-confirm", "--json"])),
-        ("enroll: second unbound", s(&["enroll", "--user", "alice", "--person", "eve", "--no-confirm", "--json"])),
-        ("enroll: bad person", s(&["enroll", "--user", "alice", "--person", "e\u{1b}[31mve", "--key", &fq, "--no-confirm", "--json"])),
-        ("reset: nobody", s(&["reset", "--user", "alice", "--person", "nobody", "--no-confirm", "--json"])),
-        ("reset: ann to ben's key", s(&["reset", "--user", "alice", "--person", "ann", "--key", BEN, "--no-confirm", "--json"])),
-        ("reset: no person", s(&["reset", "--user", "alice", "--no-confirm", "--json"])),
-        ("bind: nobody", s(&["bind", "--user", "alice", "--person", "nobody", "--key", &fq])),
-        ("bind: free then ann's", s(&["bind", "--user", "alice", "--person", "ben", "--key", &fq, "--key", ANN])),
-        ("bind: cut-off key", s(&["bind", "--user", "alice", "--person", "ben", "--key", "SHA256:abc"])),
+        (
+            "enroll: key of ben",
+            s(&[
+                "enroll",
+                "--user",
+                "alice",
+                "--person",
+                "carl",
+                "--key",
+                BEN,
+                "--no-confirm",
+                "--json",
+            ]),
+        ),
+        (
+            "enroll: ann again",
+            s(&[
+                "enroll",
+                "--user",
+                "alice",
+                "--person",
+                "ann",
+                "--key",
+                &fq,
+                "--no-confirm",
+                "--json",
+            ]),
+        ),
+        (
+            "enroll: second unbound",
+            s(&[
+                "enroll",
+                "--user",
+                "alice",
+                "--person",
+                "eve",
+                "--no-confirm",
+                "--json",
+            ]),
+        ),
+        (
+            "enroll: bad person",
+            s(&[
+                "enroll",
+                "--user",
+                "alice",
+                "--person",
+                "e\u{1b}[31mve",
+                "--key",
+                &fq,
+                "--no-confirm",
+                "--json",
+            ]),
+        ),
+        (
+            "reset: nobody",
+            s(&[
+                "reset",
+                "--user",
+                "alice",
+                "--person",
+                "nobody",
+                "--no-confirm",
+                "--json",
+            ]),
+        ),
+        (
+            "reset: ann to ben's key",
+            s(&[
+                "reset",
+                "--user",
+                "alice",
+                "--person",
+                "ann",
+                "--key",
+                BEN,
+                "--no-confirm",
+                "--json",
+            ]),
+        ),
+        (
+            "reset: no person",
+            s(&["reset", "--user", "alice", "--no-confirm", "--json"]),
+        ),
+        (
+            "bind: nobody",
+            s(&[
+                "bind", "--user", "alice", "--person", "nobody", "--key", &fq,
+            ]),
+        ),
+        (
+            "bind: free then ann's",
+            s(&[
+                "bind", "--user", "alice", "--person", "ben", "--key", &fq, "--key", ANN,
+            ]),
+        ),
+        (
+            "bind: cut-off key",
+            s(&[
+                "bind",
+                "--user",
+                "alice",
+                "--person",
+                "ben",
+                "--key",
+                "SHA256:abc",
+            ]),
+        ),
         ("bind: 33 keys", bind33),
-        ("unbind: not hers", s(&["unbind", "--user", "alice", "--person", "ann", "--key", BEN])),
-        ("unbind: free then hers", s(&["unbind", "--user", "alice", "--person", "ann", "--key", ANN, "--key", &fq])),
-        ("remove: nobody", s(&["remove", "--user", "alice", "--person", "nobody", "--yes"])),
-        ("remove: no person", s(&["remove", "--user", "alice", "--yes"])),
-        ("recovery: nobody", s(&["recovery", "--user", "alice", "--person", "nobody"])),
+        (
+            "unbind: not hers",
+            s(&["unbind", "--user", "alice", "--person", "ann", "--key", BEN]),
+        ),
+        (
+            "unbind: free then hers",
+            s(&[
+                "unbind", "--user", "alice", "--person", "ann", "--key", ANN, "--key", &fq,
+            ]),
+        ),
+        (
+            "remove: nobody",
+            s(&["remove", "--user", "alice", "--person", "nobody", "--yes"]),
+        ),
+        (
+            "remove: no person",
+            s(&["remove", "--user", "alice", "--yes"]),
+        ),
+        (
+            "recovery: nobody",
+            s(&["recovery", "--user", "alice", "--person", "nobody"]),
+        ),
         ("recovery: no person", s(&["recovery", "--user", "alice"])),
-        ("unlock: nobody", s(&["unlock", "--user", "alice", "--person", "nobody"])),
+        (
+            "unlock: nobody",
+            s(&["unlock", "--user", "alice", "--person", "nobody"]),
+        ),
         ("unlock: no person", s(&["unlock", "--user", "alice"])),
-        ("show: nobody", s(&["show", "--user", "alice", "--person", "nobody"])),
-        ("verify: nobody", s(&["verify", "--user", "alice", "--person", "nobody"])),
-        ("import: key of ben", s(&["import", "google-authenticator", "--user", "alice", "--person", "carl", "--key", BEN, "--file", ga])),
-        ("import: ann again", s(&["import", "google-authenticator", "--user", "alice", "--person", "ann", "--file", ga])),
-        ("import: second unbound", s(&["import", "google-authenticator", "--user", "alice", "--person", "eve", "--file", ga])),
+        (
+            "show: nobody",
+            s(&["show", "--user", "alice", "--person", "nobody"]),
+        ),
+        (
+            "verify: nobody",
+            s(&["verify", "--user", "alice", "--person", "nobody"]),
+        ),
+        (
+            "import: key of ben",
+            s(&[
+                "import",
+                "google-authenticator",
+                "--user",
+                "alice",
+                "--person",
+                "carl",
+                "--key",
+                BEN,
+                "--file",
+                ga,
+            ]),
+        ),
+        (
+            "import: ann again",
+            s(&[
+                "import",
+                "google-authenticator",
+                "--user",
+                "alice",
+                "--person",
+                "ann",
+                "--file",
+                ga,
+            ]),
+        ),
+        (
+            "import: second unbound",
+            s(&[
+                "import",
+                "google-authenticator",
+                "--user",
+                "alice",
+                "--person",
+                "eve",
+                "--file",
+                ga,
+            ]),
+        ),
     ]
 }
 
@@ -299,7 +470,11 @@ fn held_every_refused_admin_command_leaves_etcd_untouched_and_exits_as_on_files(
         let fleet_out = cli(&a, &args, b"");
         let files_out = cli(&files, &args, b"");
         let (f, l) = (exit_of(&fleet_out), exit_of(&files_out));
-        assert!(f != 0, "{what}: succeeded on the fleet: {}", common::describe(&fleet_out));
+        assert!(
+            f != 0,
+            "{what}: succeeded on the fleet: {}",
+            common::describe(&fleet_out)
+        );
         if f != l {
             report.push(format!(
                 "{what}: fleet exit {f} ({}) but files exit {l} ({})",
@@ -339,7 +514,9 @@ fn finding_a_reset_at_its_prompt_keeps_a_key_bound_meanwhile() {
     let laptop = fp('L');
     let out = cli(
         &b,
-        &["bind", "--user", "alice", "--person", "ann", "--key", &laptop],
+        &[
+            "bind", "--user", "alice", "--person", "ann", "--key", &laptop,
+        ],
         b"",
     );
     common::assert_ok(&out, "bind ann's new laptop");
@@ -378,4 +555,319 @@ fn finding_a_reset_at_its_prompt_does_not_bring_back_a_person_removed_meanwhile(
         common::describe(&out)
     );
     assert_ne!(exit_of(&out), 0, "{}", common::describe(&out));
+}
+
+/// A login of alice on `sb` (with its accepted key) that waits at the prompt while
+/// `meanwhile` runs (another administrator, on another server), then answers `code`.
+fn login_at_prompt(sb: &Sandbox, meanwhile: impl FnOnce(), code: &str) -> (bool, String) {
+    use std::io::Read;
+    let mut run = sb.pamtester_open("alice", &[], &["setcred", "authenticate"]);
+    let mut stderr = run.child.stderr.take().unwrap();
+    let seen = common::read_until(&mut stderr, "Verification code:");
+    meanwhile();
+    let mut stdin = run.child.stdin.take().unwrap();
+    let _ = stdin.write_all(format!("{code}\n").as_bytes());
+    drop(stdin);
+    let mut rest = Vec::new();
+    let _ = stderr.read_to_end(&mut rest);
+    let mut r = run.finish();
+    r.stderr = common::text(&seen) + &common::text(&rest) + &r.stderr;
+    (r.success, r.audit())
+}
+
+/// Attack: `remove --person ann` on one server, then the same person enrolled again on
+/// another: by `import --person ann` of the very same secret (her phone kept it) after she
+/// had locked herself out and used a code. Held: the lockout is not carried over (the import
+/// forgets the old secret's failures), and the code she used before the removal stays used
+/// (the replay mark of `state/alice~ann` outlives the record).
+#[test]
+fn held_remove_then_import_of_the_same_person_elsewhere_carries_no_lockout_and_no_used_code() {
+    let cluster = Cluster::start("sf-reimp");
+    let a = server(&cluster, "sfreimp-a", ANN);
+    let b = server(&cluster, "sfreimp-b", ANN);
+    let ann = enroll_person(&a, "ann", &[ANN]);
+    enroll_person(&a, "ben", &[BEN]);
+    wait_for_fresh_step(20);
+    let code = oathtool_code(&ann, &[]);
+    let (ok, line) = login(&a, &code);
+    common::assert_accepted(ok, &line, "ok");
+    for _ in 0..3 {
+        let (ok, _) = login(&a, "000000");
+        assert!(!ok);
+    }
+    let next = common::shared::code_at(&ann, 30);
+    let (ok, line) = login(&b, &next);
+    common::assert_denied(ok, &line, "throttled");
+    common::assert_ok(
+        &cli(
+            &b,
+            &["remove", "--user", "alice", "--person", "ann", "--yes"],
+            b"",
+        ),
+        "remove ann",
+    );
+    let ga = b.root.join("ann.ga");
+    std::fs::write(&ga, format!("{ann}\n\" TOTP_AUTH\n")).unwrap();
+    let out = cli(
+        &b,
+        &[
+            "import",
+            "google-authenticator",
+            "--user",
+            "alice",
+            "--person",
+            "ann",
+            "--key",
+            ANN,
+            "--file",
+            ga.to_str().unwrap(),
+        ],
+        b"",
+    );
+    common::assert_ok(&out, "import ann again");
+    let (ok, line) = login(&b, &code);
+    assert!(!ok, "a code used before the removal worked again: {line}");
+    assert!(
+        !line.contains("reason=throttled"),
+        "the lockout of the removed token carried over: {line}"
+    );
+    let (ok, line) = login(&a, &next);
+    common::assert_accepted(ok, &line, "ok");
+}
+
+/// Attack: a compromised server writes garbage into `state/alice`, the *account's own*
+/// state, which on an account of people only belongs to no token and no login of theirs
+/// should need. The fleet's `load_account` reads it with the record (`Fleet::read` of the
+/// account's owner), so every administrator's command that loads the record failed on it:
+/// `show --person`, `status`, `remove --person`, `recovery --person`, `fleet sync` (the local
+/// copy never refreshed), `fleet fold` (used codes never folded). The record is the
+/// administrator's; a host-written value must not take it hostage.
+#[test]
+fn finding_garbage_in_the_accounts_own_state_blocks_no_admin_command_on_its_people() {
+    let cluster = Cluster::start("sf-own");
+    let a = server(&cluster, "sfown-a", ANN);
+    let b = server(&cluster, "sfown-b", BEN);
+    enroll_person(&a, "ann", &[ANN]);
+    let ben = enroll_person(&a, "ben", &[BEN]);
+    enroll_person(&a, "carl", &[&fp('C')]);
+    common::fleet::put(&a, "state/alice", b"\x00garbage".to_vec());
+    let mut failed = Vec::new();
+    for args in [
+        vec!["show", "--user", "alice", "--person", "ann", "--qr", "none"],
+        vec!["status", "--user", "alice", "--json"],
+        vec!["recovery", "--user", "alice", "--person", "ann", "--json"],
+        vec![
+            "bind",
+            "--user",
+            "alice",
+            "--person",
+            "ann",
+            "--key",
+            &fp('L'),
+        ],
+        vec!["remove", "--user", "alice", "--person", "carl", "--yes"],
+        vec!["fleet", "sync"],
+        vec!["fleet", "fold"],
+    ] {
+        let out = cli(&a, &args, b"");
+        if !out.status.success() {
+            failed.push(format!("{args:?}: {}", common::describe(&out)));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+    // ben's login needs ben's state, not the account's: it works (it was denied `bad_file`,
+    // and no `unlock` reached that value: without --person it asks for a person here).
+    wait_for_fresh_step(10);
+    let (ok, line) = login(&b, &oathtool_code(&ben, &[]));
+    common::assert_accepted(ok, &line, "ok");
+    assert!(line.contains("person=ben"), "{line}");
+}
+
+/// Attack: a compromised server writes garbage into one person's state (`state/alice~ann`).
+/// Held: `status --json` still reports ben (and names ann's state as the problem), `show
+/// --person ben` works, `unlock --person ben` never touches ann's value, and `unlock --person
+/// ann` replaces only hers.
+#[test]
+fn finding_unlock_of_a_person_repairs_their_garbage_state_and_touches_nobody_else() {
+    let cluster = Cluster::start("sf-pgarb");
+    let a = server(&cluster, "sfpgarb-a", ANN);
+    enroll_person(&a, "ann", &[ANN]);
+    let ben = enroll_person(&a, "ben", &[BEN]);
+    let b = server(&cluster, "sfpgarb-b", BEN);
+    wait_for_fresh_step(10);
+    let (ok, line) = login(&b, &oathtool_code(&ben, &[]));
+    common::assert_accepted(ok, &line, "ok");
+    let ben_state = get(&a, "state/alice~ben");
+    common::fleet::put(
+        &a,
+        "state/alice~ann",
+        b"version = 1\nx = \"\x1b[31m\"".to_vec(),
+    );
+    let out = cli(&a, &["status", "--user", "alice", "--json"], b"");
+    let row: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("status --json: {}", common::describe(&out)));
+    let people = row["people"].as_array().expect("people");
+    let of = |name: &str| people.iter().find(|p| p["person"] == name).cloned();
+    assert_eq!(
+        of("ben").map(|b| b["locked"].clone()),
+        Some(false.into()),
+        "{row}"
+    );
+    assert!(
+        !common::text(&out.stdout).contains('\u{1b}'),
+        "raw escape in status"
+    );
+    assert!(
+        !common::text(&out.stderr).contains('\u{1b}'),
+        "raw escape in status"
+    );
+    let out = cli(
+        &a,
+        &["show", "--user", "alice", "--person", "ben", "--qr", "none"],
+        b"",
+    );
+    common::assert_ok(&out, "show ben");
+    let out = cli(&a, &["unlock", "--user", "alice", "--person", "ben"], b"");
+    common::assert_ok(&out, "unlock ben");
+    assert!(
+        get(&a, "state/alice~ann").starts_with(b"version = 1\nx ="),
+        "unlock of ben touched ann's state"
+    );
+    let out = cli(&a, &["unlock", "--user", "alice", "--person", "ann"], b"");
+    common::assert_ok(&out, "unlock ann");
+    assert!(
+        !common::text(&out.stderr).contains('\u{1b}'),
+        "raw escape in unlock"
+    );
+    assert_eq!(
+        get(&a, "state/alice~ben"),
+        ben_state,
+        "unlock of ann touched ben's"
+    );
+    let next = common::shared::code_at(&ben, 30);
+    let (ok, line) = login(&b, &next);
+    common::assert_accepted(ok, &line, "ok");
+}
+
+/// Attack: two administrators on two servers bind keys to two people of the same record at
+/// the same time, and two others `bind --move` the same key to two different people at once.
+/// Held: compare-and-swap keeps every bind (none lost), and the moved key ends bound to
+/// exactly one person (the record stays valid).
+#[test]
+fn held_concurrent_binds_on_two_servers_lose_nothing_and_bind_a_key_once() {
+    let cluster = Cluster::start("sf-conc");
+    let a = server(&cluster, "sfconc-a", ANN);
+    let b = server(&cluster, "sfconc-b", BEN);
+    enroll_person(&a, "ann", &[ANN]);
+    enroll_person(&a, "ben", &[BEN]);
+    let (ka, kb): (Vec<String>, Vec<String>) = (
+        "DEFGH".chars().map(fp).collect(),
+        "defgh".chars().map(fp).collect(),
+    );
+    for (ka, kb) in ka.iter().zip(&kb) {
+        let one = spawn_cli(
+            &a,
+            &["bind", "--user", "alice", "--person", "ann", "--key", ka],
+        );
+        let two = spawn_cli(
+            &b,
+            &["bind", "--user", "alice", "--person", "ben", "--key", kb],
+        );
+        common::assert_ok(&done(one), "bind ann");
+        common::assert_ok(&done(two), "bind ben");
+    }
+    let mut want_a = vec![fp_of(ANN)];
+    want_a.extend(ka);
+    let mut want_b = vec![fp_of(BEN)];
+    want_b.extend(kb);
+    assert_eq!((keys_of(&a, "ann"), keys_of(&a, "ben")), (want_a, want_b));
+    let moved = fp('M');
+    common::assert_ok(
+        &cli(
+            &a,
+            &[
+                "bind", "--user", "alice", "--person", "ann", "--key", &moved,
+            ],
+            b"",
+        ),
+        "bind M to ann",
+    );
+    let children: Vec<_> = [(&a, "ben"), (&b, "ann"), (&a, "ben"), (&b, "ben")]
+        .into_iter()
+        .map(|(sb, person)| {
+            spawn_cli(
+                sb,
+                &[
+                    "bind", "--user", "alice", "--person", person, "--key", &moved, "--move",
+                ],
+            )
+        })
+        .collect();
+    let outs: Vec<Output> = children.into_iter().map(done).collect();
+    for out in &outs {
+        common::assert_ok(out, "bind --move");
+    }
+    let holders: Vec<String> = people(&a)
+        .into_iter()
+        .filter(|(_, keys)| keys.contains(&moved))
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(holders.len(), 1, "{holders:?}");
+}
+
+/// Attack: ann's login waits at the prompt (her key chose her token) while another
+/// administrator moves her key to ben (`bind --move`), or removes her. Held: the settle sees
+/// the record changed (compare-and-swap on its revision) and chooses again: ann's code no
+/// longer opens the account with that key.
+#[test]
+fn held_a_key_moved_or_a_person_removed_while_a_login_waits_at_the_prompt() {
+    let cluster = Cluster::start("sf-prompt");
+    let a = server(&cluster, "sfprompt-a", ANN);
+    let b = server(&cluster, "sfprompt-b", BEN);
+    let ann = enroll_person(&a, "ann", &[ANN]);
+    enroll_person(&a, "ben", &[BEN]);
+    wait_for_fresh_step(15);
+    let (ok, line) = login_at_prompt(
+        &a,
+        || {
+            common::assert_ok(
+                &cli(
+                    &b,
+                    &[
+                        "bind", "--user", "alice", "--person", "ben", "--key", ANN, "--move",
+                    ],
+                    b"",
+                ),
+                "move ann's key to ben",
+            )
+        },
+        &oathtool_code(&ann, &[]),
+    );
+    assert!(!ok, "ann's code with a key that is now ben's: {line}");
+    // Back to ann, then ann removed while she types.
+    common::assert_ok(
+        &cli(
+            &b,
+            &[
+                "bind", "--user", "alice", "--person", "ann", "--key", ANN, "--move",
+            ],
+            b"",
+        ),
+        "move the key back",
+    );
+    let (ok, line) = login_at_prompt(
+        &a,
+        || {
+            common::assert_ok(
+                &cli(
+                    &b,
+                    &["remove", "--user", "alice", "--person", "ann", "--yes"],
+                    b"",
+                ),
+                "remove ann",
+            )
+        },
+        &common::shared::code_at(&ann, 30),
+    );
+    assert!(!ok, "a removed person's code: {line}");
 }

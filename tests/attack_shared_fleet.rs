@@ -871,3 +871,44 @@ fn held_a_key_moved_or_a_person_removed_while_a_login_waits_at_the_prompt() {
     );
     assert!(!ok, "a removed person's code: {line}");
 }
+
+/// Attack: a compromised server writes garbage into one person's state (`state/alice~ann`),
+/// then waits. `fleet fold` (run daily, the bound on what a host can revive) folded the
+/// people of an account one at a time and stopped at the first that failed: ben's recovery
+/// code, used and then "folded", stayed in the record, so the host erasing ben's
+/// `used_recovery` revived it for as long as ann's state stayed broken (the documented
+/// window "since the last fold" became unbounded).
+#[test]
+fn finding_one_persons_broken_state_stops_no_fold_of_the_others() {
+    let cluster = Cluster::start("sf-fold");
+    let a = server(&cluster, "sffold-a", ANN);
+    let b = server(&cluster, "sffold-b", BEN);
+    enroll_person(&a, "ann", &[ANN]);
+    let v = enroll_json(&a, "ben", &[BEN]);
+    let code = v["recovery_codes"][0].as_str().unwrap().to_string();
+    let (ok, line) = login(&b, &code);
+    common::assert_accepted(ok, &line, "recovery_code");
+    common::fleet::put(&a, "state/alice~ann", b"not a state".to_vec());
+    let out = cli(&a, &["fleet", "fold"], b"");
+    assert_ne!(
+        exit_of(&out),
+        0,
+        "ann's state is broken: {}",
+        common::describe(&out)
+    );
+    // The host erases ben's used codes (a no-op once the fold has taken them into the record).
+    let text = String::from_utf8(get(&a, "state/alice~ben")).unwrap();
+    let erased: String = text
+        .lines()
+        .map(|l| match l.starts_with("used_recovery = ") {
+            true => "used_recovery = []\n".to_string(),
+            false => format!("{l}\n"),
+        })
+        .collect();
+    common::fleet::put(&a, "state/alice~ben", erased.into_bytes());
+    let (ok, line) = login(&b, &code);
+    assert!(
+        !ok,
+        "ben's folded recovery code came back (the fold stopped at ann): {line}"
+    );
+}

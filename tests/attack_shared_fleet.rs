@@ -5,7 +5,27 @@
 //! asserts the correct behaviour, so it fails until fixed); `held_*`: one that did not. Each
 //! sandbox is a server whose logins come with one SSH key (`Sandbox::set_accepted_key`).
 //!
-//! Findings: FINDINGS (filled in below as they are confirmed).
+//! Findings, all fixed in this session (attack-s10):
+//! - `fleet push --force` wrote a shared account one person at a time: refused at the second
+//!   person (a key the fleet now binds to someone else), the first stayed written
+//!   (`push_account` now checks that every token fits before it writes any);
+//! - `reset --person` (and `enroll --force --person`) waiting at its confirmation prompt wrote
+//!   back the keys it read before the prompt (a key bound meanwhile was lost) and wrote back a
+//!   person removed meanwhile (`SaveMode::Reset`: the token there when written, its keys then);
+//! - garbage a host wrote into the account's own state (`state/<user>`), which no person of a
+//!   shared account uses, made the record unreadable to `show`, `status`, `recovery`,
+//!   `remove --person`, `fleet sync` and `fleet fold`, and denied every person's login
+//!   (`bad_file`) with no `unlock` able to reach it (`Fleet::read_record`, and the login's
+//!   first read fails on that state only if it then uses it: `Fleet::read_now_to_choose`);
+//! - `unlock --person` could not repair a person's state that is not ecs-mfa's (it failed on
+//!   it before reaching the repair), as it does for an account's own;
+//! - `fleet fold` stopped at the first person whose state could not be read, so the others'
+//!   used recovery codes stayed unfolded (revivable by a host) as long as that lasted.
+//!
+//! Held: every refused command leaves etcd untouched and exits as on the files backend;
+//! concurrent binds and `bind --move` on two servers; a key moved or a person removed while a
+//! login waits at the prompt; `remove` then `import` of the same person and secret elsewhere
+//! (no lockout carried over, no used code back); `verify --person` on the fleet.
 
 mod common;
 
@@ -141,10 +161,16 @@ fn spawn_cli(sb: &Sandbox, args: &[&str]) -> std::process::Child {
 /// the waiting process and the new secret it printed; the reset is written only once the
 /// code is typed ([`finish_reset`]).
 fn start_reset(sb: &Sandbox, person: &str) -> (std::process::Child, String) {
-    let mut child = spawn_cli(
+    start_confirmed(
         sb,
         &["reset", "--user", "alice", "--person", person, "--json"],
-    );
+    )
+}
+
+/// `ARGS` (an enroll or reset with `--json`, waiting at its confirmation prompt) started:
+/// the waiting process and the secret it printed.
+fn start_confirmed(sb: &Sandbox, args: &[&str]) -> (std::process::Child, String) {
+    let mut child = spawn_cli(sb, args);
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
@@ -911,4 +937,87 @@ fn finding_one_persons_broken_state_stops_no_fold_of_the_others() {
         !ok,
         "ben's folded recovery code came back (the fold stopped at ann): {line}"
     );
+}
+
+/// Attack: as [`finding_a_reset_at_its_prompt_keeps_a_key_bound_meanwhile`], with `enroll
+/// --force --person ann` (a new phone for ann, no `--key`: her keys are kept) waiting at its
+/// confirmation prompt while another administrator binds ann's new laptop.
+#[test]
+fn finding_an_enroll_force_at_its_prompt_keeps_a_key_bound_meanwhile() {
+    let cluster = Cluster::start("sf-efbind");
+    let a = server(&cluster, "sfefbind-a", ANN);
+    let b = server(&cluster, "sfefbind-b", BEN);
+    enroll_person(&a, "ann", &[ANN]);
+    enroll_person(&a, "ben", &[BEN]);
+    let (enroll, secret) = start_confirmed(
+        &a,
+        &[
+            "enroll", "--user", "alice", "--person", "ann", "--force", "--json",
+        ],
+    );
+    let laptop = fp('L');
+    let out = cli(
+        &b,
+        &[
+            "bind", "--user", "alice", "--person", "ann", "--key", &laptop,
+        ],
+        b"",
+    );
+    common::assert_ok(&out, "bind ann's new laptop");
+    let out = finish_reset(enroll, &common::shared::code_at(&secret, 0));
+    common::assert_ok(&out, "enroll --force ann");
+    assert_eq!(
+        keys_of(&a, "ann"),
+        vec![fp_of(ANN), laptop],
+        "enroll --force wrote back the keys it read before its prompt"
+    );
+}
+
+/// Attack: `verify --person` on the fleet, as a check of a person's code from any server.
+/// Held: ann's code verified for ann is used fleet-wide (a login with it is a replay); ann's
+/// code given as ben's is refused and counts against ben only; no `--person` on an account
+/// of two people is a usage error (exit 2) before any code is read.
+#[test]
+fn held_verify_person_on_the_fleet_uses_that_persons_code_and_state_only() {
+    let cluster = Cluster::start("sf-verify");
+    let a = server(&cluster, "sfverify-a", ANN);
+    let ann = enroll_person(&a, "ann", &[ANN]);
+    enroll_person(&a, "ben", &[BEN]);
+    wait_for_fresh_step(15);
+    let code = oathtool_code(&ann, &[]);
+    let out = cli(
+        &a,
+        &["verify", "--user", "alice"],
+        format!("{code}\n").as_bytes(),
+    );
+    common::assert_exit(&out, 2, "verify without --person");
+    let out = cli(
+        &a,
+        &["verify", "--user", "alice", "--person", "ben", "--json"],
+        format!("{code}\n").as_bytes(),
+    );
+    assert_ne!(
+        exit_of(&out),
+        0,
+        "ann's code as ben's: {}",
+        common::describe(&out)
+    );
+    let out = cli(
+        &a,
+        &["verify", "--user", "alice", "--person", "ann", "--json"],
+        format!("{code}\n").as_bytes(),
+    );
+    common::assert_ok(&out, "verify ann");
+    let status = cli(&a, &["status", "--user", "alice", "--json"], b"");
+    let row: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let people = row["people"].as_array().unwrap();
+    let failures =
+        |name: &str| people.iter().find(|p| p["person"] == name).unwrap()["failures"].clone();
+    assert_eq!(
+        (failures("ann"), failures("ben")),
+        (0.into(), 1.into()),
+        "{row}"
+    );
+    let (ok, line) = login(&a, &code);
+    common::assert_denied(ok, &line, "replay");
 }

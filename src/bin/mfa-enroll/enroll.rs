@@ -135,6 +135,10 @@ pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
         Mode::Reset => SaveMode::Reset {
             keep_keys: keys.is_empty(),
         },
+        // `enroll --force` over a token that is there: a reset of it.
+        Mode::Enroll if args.force && existing.is_some() => SaveMode::Reset {
+            keep_keys: keys.is_empty(),
+        },
         Mode::Enroll => SaveMode::replacing(args.force),
     };
     record.person = existing.as_ref().map_or(person, |t| t.person.clone());

@@ -395,6 +395,10 @@ fn failing_commands(ga: &str, many: &[String]) -> Vec<(&'static str, Vec<String>
             ]),
         ),
         (
+            "unbind: ann's only key (dave is the unbound one)",
+            s(&["unbind", "--user", "alice", "--person", "ann", "--key", ANN]),
+        ),
+        (
             "remove: nobody",
             s(&["remove", "--user", "alice", "--person", "nobody", "--yes"]),
         ),

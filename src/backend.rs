@@ -125,15 +125,17 @@ impl Enrollments {
     pub fn load_account(&self, user: &UserName) -> Result<AccountRecord, Error> {
         match self {
             Self::Files(store) => Ok(store.load_account(user)?),
+            // A host-written state value never makes the record unreadable here.
             Self::Fleet(fleet) => fleet
-                .read(&Owner::account(user))?
+                .read_record(&Owner::account(user))?
                 .record
                 .ok_or(NOT_ENROLLED),
         }
     }
 
     /// Loads the token of `person` on `user` (no person: the account's only token; see
-    /// [`crate::store::pick`]). Fleet: with the recovery codes that token used removed.
+    /// [`crate::store::pick`]). Fleet: with the recovery codes that token used removed (all of
+    /// them still there when its state value is not ecs-mfa's: `unlock` replaces that).
     pub fn load_token(
         &self,
         user: &UserName,
@@ -144,7 +146,7 @@ impl Enrollments {
             Self::Fleet(fleet) => {
                 let account = self.load_account(user)?;
                 let owner = pick(&account, person)?.owner();
-                let snapshot = fleet.read(&owner)?;
+                let snapshot = fleet.read_record(&owner)?;
                 let account = snapshot.record.ok_or(NOT_ENROLLED)?;
                 Ok(pick(&account, owner.person())?.clone())
             }
@@ -182,6 +184,12 @@ impl Enrollments {
                 Saved::Written(generation) => generation,
                 Saved::AlreadyEnrolled => return Err(StoreError::AlreadyEnrolled.into()),
                 Saved::Refused(why) => return Err(StoreError::Refused(why).into()),
+                Saved::NoSuchToken => {
+                    return Err(match &record.person {
+                        Some(person) => StoreError::NoSuchPerson(person.to_string()).into(),
+                        None => NOT_ENROLLED,
+                    });
+                }
             },
         };
         self.remember_written(&states, &record.owner(), record.generation, true);
@@ -301,12 +309,26 @@ impl Enrollments {
     /// administrator's write: hosts cannot write fleet records): used recovery codes leave the
     /// record, an HOTP counter moves forward. Once folded, erasing the state (a compromised
     /// fleet host can) no longer revives them. `true` if the record was written.
+    ///
+    /// Every token is folded even when one fails (a person's state a host made unreadable
+    /// must not keep the others' used codes out of the record: what a fold bounds); the
+    /// first failure is returned after. A token removed meanwhile has nothing to fold.
     pub fn fold(&self, policy: &Policy, user: &UserName) -> Result<bool, Error> {
         let before = self.raw_generation(user);
+        let mut failure = None;
         for token in self.load_account(user)?.tokens {
-            self.update(policy, &token.owner(), |_| ())?;
+            match self.update(policy, &token.owner(), |_| ()) {
+                Ok(())
+                | Err(Error::Store(StoreError::NotEnrolled | StoreError::NoSuchPerson(_))) => {}
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
         }
-        Ok(self.raw_generation(user) != before)
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(self.raw_generation(user) != before),
+        }
     }
 
     fn raw_generation(&self, user: &UserName) -> Option<u64> {

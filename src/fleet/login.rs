@@ -122,6 +122,29 @@ impl Fleet {
         self.snapshot(owner, answer.reads)
     }
 
+    /// [`Self::read`] for an administrator's command that needs the record, not the state: a
+    /// state value that is not ecs-mfa's (hosts can write state) is taken as none, so that
+    /// it never makes the record unreadable to `show`, `status`, `remove`, `unlock` (which then
+    /// replaces that value), `fleet sync` or `fleet fold`. A bad record is still an error.
+    pub fn read_record(&self, owner: &Owner) -> Result<Snapshot, FleetError> {
+        let answer = self
+            .etcd
+            .within(|| self.etcd.txn(&[], &self.reads(owner), &[]))?;
+        self.snapshot_of(owner, answer.reads, true).map(|(s, _)| s)
+    }
+
+    /// [`Self::read_now`] for choosing a token (step 1 of a login, the account's own state):
+    /// a state value that is not ecs-mfa's is taken as none and its error returned beside the
+    /// snapshot; the login fails with it only if it then uses that state (the account's own
+    /// token was chosen), never a person's login on a shared account.
+    pub fn read_now_to_choose(
+        &self,
+        owner: &Owner,
+    ) -> Result<(Snapshot, Option<FleetError>), FleetError> {
+        let answer = self.etcd.txn(&[], &self.reads(owner), &[])?;
+        self.snapshot_of(owner, answer.reads, true)
+    }
+
     /// [`Self::read`] without a deadline of its own: the caller's `within` covers it (a
     /// second read of the same login step, for a person's token chosen by the first).
     pub fn read_now(&self, owner: &Owner) -> Result<Snapshot, FleetError> {
@@ -193,11 +216,30 @@ impl Fleet {
     }
 
     fn snapshot(&self, owner: &Owner, reads: Vec<Vec<Kv>>) -> Result<Snapshot, FleetError> {
+        self.snapshot_of(owner, reads, false).map(|(s, _)| s)
+    }
+
+    /// `bad_state_as_none`: see [`Self::read_record`] (the state's error, if any, comes back
+    /// beside the snapshot).
+    fn snapshot_of(
+        &self,
+        owner: &Owner,
+        reads: Vec<Vec<Kv>>,
+        bad_state_as_none: bool,
+    ) -> Result<(Snapshot, Option<FleetError>), FleetError> {
+        let mut bad_state = None;
         let mut reads = reads.into_iter();
         let record_kv = reads.next().and_then(|r| r.into_iter().next());
         let state_kv = reads.next().and_then(|r| r.into_iter().next());
         let (mut state, state_revision) = match state_kv {
-            Some(kv) => (FleetState::parse(&kv.value, &kv.key)?, kv.mod_revision),
+            Some(kv) => match FleetState::parse(&kv.value, &kv.key) {
+                Ok(state) => (state, kv.mod_revision),
+                Err(e) if bad_state_as_none => {
+                    bad_state = Some(e);
+                    (FleetState::default(), kv.mod_revision)
+                }
+                Err(e) => return Err(e),
+            },
             None => (FleetState::default(), 0),
         };
         let (record, record_revision) = match record_kv {
@@ -210,13 +252,14 @@ impl Fleet {
             }
             None => (None, 0),
         };
-        Ok(Snapshot {
+        let snapshot = Snapshot {
             owner: owner.clone(),
             record,
             record_revision,
             state,
             state_revision,
-        })
+        };
+        Ok((snapshot, bad_state))
     }
 
     /// Opens and parses a record value read from `kv.key`.

@@ -24,6 +24,9 @@ pub enum Saved {
     /// A rule of shared accounts refuses the token (a key bound to another person, a second
     /// token bound to no key): why; nothing written.
     Refused(String),
+    /// [`SaveMode::Reset`] and the token is no longer there (removed since the reset read
+    /// it): nothing written.
+    NoSuchToken,
 }
 
 /// How far beyond the record's counter an HOTP counter in the fleet state is folded into the
@@ -47,12 +50,13 @@ impl Fleet {
                 .map(|kv| self.open_record(&record.user, kv));
             let mut floor = 0;
             let mut account = match opened {
+                None if matches!(mode, SaveMode::Reset { .. }) => return Ok(Saved::NoSuchToken),
                 None => AccountRecord::single(record.clone()),
                 Some(_) if mode == SaveMode::CreateNew && record.person.is_none() => {
                     return Ok(Saved::AlreadyEnrolled);
                 }
                 // An invalid record is replaced whole by the account's own token, as before.
-                Some(Err(_)) if mode == SaveMode::Replace && record.person.is_none() => {
+                Some(Err(_)) if mode != SaveMode::CreateNew && record.person.is_none() => {
                     AccountRecord::single(record.clone())
                 }
                 Some(Err(e)) => return Err(e),
@@ -63,7 +67,10 @@ impl Fleet {
                     {
                         return Ok(Saved::AlreadyEnrolled);
                     }
-                    if let Err(e) = account.put(record.clone()) {
+                    let Ok(record) = crate::store::reset_onto(&account, record, mode) else {
+                        return Ok(Saved::NoSuchToken);
+                    };
+                    if let Err(e) = account.put(record) {
                         return Ok(Saved::Refused(crate::store::refusal(e)));
                     }
                     account

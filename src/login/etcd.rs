@@ -324,13 +324,16 @@ fn refresh_local_copy(
 /// state, so that the settle compares that pair.
 fn read_chosen(fleet: &Fleet, user: &UserName, chooser: &Chooser) -> Result<Snapshot, FleetError> {
     fleet.etcd.within(|| {
-        let first = fleet.read_now(&Owner::account(user))?;
+        // The account's own state, if unreadable, fails only a login that uses it: a person's
+        // login on a shared account reads and settles that person's state alone (a host that
+        // wrote garbage there must not lock every person out, where no unlock reaches).
+        let (first, bad_state) = fleet.read_now_to_choose(&Owner::account(user))?;
         let owner = match first.record.as_ref().map(|a| chooser.choose(a)) {
             Some(Choice::Token(token)) => token.owner(),
-            _ => return Ok(first),
+            _ => return bad_state.map_or(Ok(first), Err),
         };
         if owner == first.owner {
-            return Ok(first);
+            return bad_state.map_or(Ok(first), Err);
         }
         fleet.read_now(&owner)
     })

@@ -37,6 +37,16 @@ pub enum SaveMode {
     CreateNew,
     /// Replace whatever is there.
     Replace,
+    /// `reset`: replace the token that is there *when written* (a person removed since the
+    /// reset read the record stays removed: [`StoreError::NoSuchPerson`], or
+    /// [`StoreError::NotEnrolled`] for an account with no record); `keep_keys`: with the keys
+    /// that token is bound to then (a key bound while the reset waited at its prompt stays
+    /// bound). An invalid record is replaced whole by the account's own token, as with
+    /// `Replace`.
+    Reset {
+        /// No `--key` was given: the stored token's keys, not the record's.
+        keep_keys: bool,
+    },
 }
 
 impl SaveMode {
@@ -48,6 +58,29 @@ impl SaveMode {
             Self::CreateNew
         }
     }
+}
+
+/// `record` as [`SaveMode::Reset`] writes it onto `account` (the stored record, valid): the
+/// token must still be there, and keeps the keys it has now unless the reset named keys. Any
+/// other mode: `record` as it is.
+pub fn reset_onto(
+    account: &AccountRecord,
+    record: &UserRecord,
+    mode: SaveMode,
+) -> Result<UserRecord, StoreError> {
+    let mut record = record.clone();
+    if let SaveMode::Reset { keep_keys } = mode {
+        let Some(stored) = account.token(record.person.as_ref()) else {
+            return Err(match &record.person {
+                Some(person) => StoreError::NoSuchPerson(person.to_string()),
+                None => StoreError::NotEnrolled,
+            });
+        };
+        if keep_keys {
+            record.keys = stored.keys.clone();
+        }
+    }
+    Ok(record)
 }
 
 impl Store {
@@ -113,13 +146,16 @@ impl Store {
         let name = file_name(&record.user);
         let mut floor = 0;
         let account = match dir.read(&name, FileRules::Private, MAX_RECORD_BYTES) {
+            Ok(None) if matches!(mode, SaveMode::Reset { .. }) => {
+                return Err(StoreError::NotEnrolled);
+            }
             Ok(None) => AccountRecord::single(record.clone()),
             _ if mode == SaveMode::CreateNew && record.person.is_none() => {
                 return Err(StoreError::AlreadyEnrolled);
             }
             // An invalid file is replaced whole by the account's own token, as before.
             Ok(Some(bytes))
-                if mode == SaveMode::Replace
+                if mode != SaveMode::CreateNew
                     && record.person.is_none()
                     && AccountRecord::parse(&bytes, &record.user).is_err() =>
             {
@@ -131,14 +167,15 @@ impl Store {
                 if mode == SaveMode::CreateNew && account.token(record.person.as_ref()).is_some() {
                     return Err(StoreError::AlreadyEnrolled);
                 }
+                let record = reset_onto(&account, record, mode)?;
                 account
-                    .put(record.clone())
+                    .put(record)
                     .map_err(|e| StoreError::Refused(refusal(e)))?;
                 account
             }
             // Replacing the account's own token replaces whatever is there (an unreadable file
             // included), as before shared accounts.
-            Err(_) if mode == SaveMode::Replace && record.person.is_none() => {
+            Err(_) if mode != SaveMode::CreateNew && record.person.is_none() => {
                 AccountRecord::single(record.clone())
             }
             Err(e) => return Err(e.into()),

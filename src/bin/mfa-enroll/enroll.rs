@@ -129,7 +129,18 @@ pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
     let (codes, hashes) =
         recovery::generate().map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
     let mut record = new_record(&policy, &args, &user, params, hashes)?;
-    // A reset keeps the token's person and keys (unless --key gives new ones).
+    // A reset keeps the token's person and keys (unless --key gives new ones): the keys it
+    // is bound to when the reset is written, which may be after a long wait at the prompt.
+    let save_mode = match mode {
+        Mode::Reset => SaveMode::Reset {
+            keep_keys: keys.is_empty(),
+        },
+        // `enroll --force` over a token that is there: a reset of it.
+        Mode::Enroll if args.force && existing.is_some() => SaveMode::Reset {
+            keep_keys: keys.is_empty(),
+        },
+        Mode::Enroll => SaveMode::replacing(args.force),
+    };
     record.person = existing.as_ref().map_or(person, |t| t.person.clone());
     record.keys = match (keys.is_empty(), &existing) {
         (true, Some(token)) => token.keys.clone(),
@@ -159,7 +170,6 @@ pub fn run(g: &Global, args: EnrollArgs, mode: Mode) -> Result<(), Failure> {
     if !g.json {
         print_recovery_codes(&codes);
     }
-    let save_mode = SaveMode::replacing(args.force || mode == Mode::Reset);
     store
         .save(&policy, &record, save_mode)
         .map_err(|e| store_failure(&user, e))?;

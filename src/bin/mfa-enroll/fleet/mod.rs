@@ -288,6 +288,16 @@ fn push_account(
     if !force && fleet.is_enrolled(&account.user)? {
         return Err(StoreError::AlreadyEnrolled.into());
     }
+    // Every token must fit the fleet's record, in the order they are written, before the
+    // first is: a push refused for one person (a key the fleet binds to someone else) writes
+    // nobody, rather than leave the people before it written.
+    if let Ok(mut merged) = fleet.load_account(&account.user) {
+        for token in &account.tokens {
+            merged
+                .put(token.clone())
+                .map_err(|e| StoreError::Refused(pam_ecs_mfa::store::refusal(e)))?;
+        }
+    }
     for token in &account.tokens {
         fleet.save(policy, token, SaveMode::replacing(force))?;
     }

@@ -226,12 +226,20 @@ fn save(
             hotp: f.hotp,
             generation: 0,
             person: f.person.clone(),
-            keys: match (f.keys.is_empty(), existing) {
-                (true, Some(token)) => token.keys,
+            keys: match (f.keys.is_empty(), &existing) {
+                (true, Some(token)) => token.keys.clone(),
                 _ => f.keys.clone(),
             },
         };
-        let mode = SaveMode::replacing(force);
+        // Replacing a token that is there: like `reset`, onto the token there when written,
+        // with the keys it has then (a key bound meanwhile stays; a person removed meanwhile
+        // stays removed).
+        let mode = match &existing {
+            Some(_) if force => SaveMode::Reset {
+                keep_keys: f.keys.is_empty(),
+            },
+            _ => SaveMode::replacing(force),
+        };
         store
             .save(policy, &record, mode)
             .map_err(|e| fail(e.to_string()))?;

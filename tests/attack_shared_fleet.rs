@@ -30,10 +30,10 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use common::etcd::Cluster;
-use common::fleet::{get, host};
+use common::fleet::get;
 use common::{Sandbox, cli, oathtool_code, wait_for_fresh_step};
 use pam_ecs_mfa::ssh_auth_info::AcceptedKey;
 
@@ -51,23 +51,10 @@ fn fp_of(key: &str) -> String {
     AcceptedKey::parse(key).unwrap().fingerprint
 }
 
-/// A server of the fleet whose logins come with `key`.
-fn server(cluster: &Cluster, tag: &str, key: &str) -> Sandbox {
-    let sb = host(cluster, tag, "max_failures = 3\nlockout_seconds = 600", "");
-    sb.set_accepted_key(key);
-    sb
-}
+use common::fleet::keyed_host as server;
 
 fn login(sb: &Sandbox, code: &str) -> (bool, String) {
-    let r = sb
-        .pamtester(
-            "alice",
-            format!("{code}\n").as_bytes(),
-            &[],
-            &["setcred", "authenticate"],
-        )
-        .finish();
-    (r.success, r.audit())
+    common::keyed_login(sb, "alice", code)
 }
 
 fn enroll_json(sb: &Sandbox, person: &str, keys: &[&str]) -> serde_json::Value {
@@ -130,33 +117,6 @@ fn keys_of(sb: &Sandbox, person: &str) -> Vec<String> {
         .unwrap_or_else(|| panic!("no {person}: {:?}", people(sb)))
 }
 
-/// `mfa-enroll ARGS` on `sb` started, not waited for (as `common::cli` runs it): stdin, stdout
-/// and stderr piped, for a command that waits at its confirmation prompt.
-fn spawn_cli(sb: &Sandbox, args: &[&str]) -> std::process::Child {
-    Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
-        .arg(
-            "set -e; mount --bind \"$1/passwd\" /etc/passwd; mount --bind \"$1/group\" /etc/group; \
-             shift; exec \"$@\"",
-        )
-        .arg("sh")
-        .arg(sb.root.join("nss"))
-        .arg(common::enroll_bin())
-        .args(args)
-        .arg("--store")
-        .arg(&sb.store)
-        .arg("--state")
-        .arg(&sb.state)
-        .arg("--config")
-        .arg(&sb.config)
-        .env_remove("SUDO_USER")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 /// `reset --user alice --person PERSON --json` (with its confirmation prompt) started: returns
 /// the waiting process and the new secret it printed; the reset is written only once the
 /// code is typed ([`finish_reset`]).
@@ -170,7 +130,7 @@ fn start_reset(sb: &Sandbox, person: &str) -> (std::process::Child, String) {
 /// `ARGS` (an enroll or reset with `--json`, waiting at its confirmation prompt) started:
 /// the waiting process and the secret it printed.
 fn start_confirmed(sb: &Sandbox, args: &[&str]) -> (std::process::Child, String) {
-    let mut child = spawn_cli(sb, args);
+    let mut child = common::spawn_cli(sb, args);
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
@@ -185,7 +145,7 @@ fn start_confirmed(sb: &Sandbox, args: &[&str]) -> (std::process::Child, String)
     (child, secret)
 }
 
-/// Waits for a command started by [`spawn_cli`] (its stdin closed: no answer).
+/// Waits for a command started by [`common::spawn_cli`] (its stdin closed: no answer).
 fn done(mut child: std::process::Child) -> Output {
     drop(child.stdin.take());
     common::wait_with_timeout(child, std::time::Duration::from_secs(60))
@@ -795,11 +755,11 @@ fn held_concurrent_binds_on_two_servers_lose_nothing_and_bind_a_key_once() {
         "defgh".chars().map(fp).collect(),
     );
     for (ka, kb) in ka.iter().zip(&kb) {
-        let one = spawn_cli(
+        let one = common::spawn_cli(
             &a,
             &["bind", "--user", "alice", "--person", "ann", "--key", ka],
         );
-        let two = spawn_cli(
+        let two = common::spawn_cli(
             &b,
             &["bind", "--user", "alice", "--person", "ben", "--key", kb],
         );
@@ -825,7 +785,7 @@ fn held_concurrent_binds_on_two_servers_lose_nothing_and_bind_a_key_once() {
     let children: Vec<_> = [(&a, "ben"), (&b, "ann"), (&a, "ben"), (&b, "ben")]
         .into_iter()
         .map(|(sb, person)| {
-            spawn_cli(
+            common::spawn_cli(
                 sb,
                 &[
                     "bind", "--user", "alice", "--person", person, "--key", &moved, "--move",

@@ -18,23 +18,10 @@ const ANN: &str =
 const BEN: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
 
-/// A server of the fleet whose logins come with `key`.
-fn server(cluster: &Cluster, tag: &str, key: &str) -> Sandbox {
-    let sb = host(cluster, tag, "max_failures = 3\nlockout_seconds = 600", "");
-    sb.set_accepted_key(key);
-    sb
-}
+use common::fleet::keyed_host as server;
 
 fn login(sb: &Sandbox, code: &str) -> (bool, String) {
-    let r = sb
-        .pamtester(
-            "alice",
-            format!("{code}\n").as_bytes(),
-            &[],
-            &["setcred", "authenticate"],
-        )
-        .finish();
-    (r.success, r.audit())
+    common::keyed_login(sb, "alice", code)
 }
 
 fn enroll_person(sb: &Sandbox, person: &str, key: &str) -> String {

@@ -109,15 +109,7 @@ fn with_key(tag: &str) -> Sandbox {
 }
 
 fn login_with_key(sb: &Sandbox, code: &str) -> (bool, String) {
-    let r = sb
-        .pamtester(
-            "alice",
-            format!("{code}\n").as_bytes(),
-            &[],
-            &["setcred", "authenticate"],
-        )
-        .finish();
-    (r.success, r.audit())
+    common::keyed_login(sb, "alice", code)
 }
 
 #[test]

@@ -61,6 +61,14 @@ pub fn host(cluster: &Cluster, tag: &str, top: &str, fleet: &str) -> Sandbox {
     host_with(cluster, tag, &cluster.endpoints(), top, fleet)
 }
 
+/// A server of the fleet (`max_failures = 3`, `lockout_seconds = 600`) whose logins come with
+/// the SSH key `key` (`Sandbox::set_accepted_key`).
+pub fn keyed_host(cluster: &Cluster, tag: &str, key: &str) -> Sandbox {
+    let sb = host(cluster, tag, "max_failures = 3\nlockout_seconds = 600", "");
+    sb.set_accepted_key(key);
+    sb
+}
+
 /// The library's etcd client with `sb`'s host configuration (what a host, or anyone with its
 /// credentials, can do to etcd).
 pub fn client(sb: &Sandbox) -> Etcd {

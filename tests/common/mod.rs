@@ -948,19 +948,17 @@ pub fn decode_png_qr(path: &Path) -> String {
     grids[0].decode().expect("QR decodes").1
 }
 
-/// Runs `mfa-enroll ARGS... --store S --state T --config C` with `input` on stdin.
-/// Runs `mfa-enroll ARGS --store/--state/--config` of the sandbox, in a mount namespace that
-/// sees the same test accounts as the PAM runs (see [`TEST_ACCOUNTS`]).
-pub fn cli(sb: &Sandbox, args: &[&str], input: &[u8]) -> Output {
-    let nss = sb.root.join("nss");
-    let mut child = Command::new("unshare")
+/// [`cli`] started, not waited for: stdin, stdout and stderr piped (for a command that waits
+/// at its confirmation prompt).
+pub fn spawn_cli(sb: &Sandbox, args: &[&str]) -> std::process::Child {
+    Command::new("unshare")
         .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
         .arg(
             "set -e; mount --bind \"$1/passwd\" /etc/passwd; mount --bind \"$1/group\" /etc/group; \
              shift; exec \"$@\"",
         )
         .arg("sh")
-        .arg(&nss)
+        .arg(sb.root.join("nss"))
         .arg(enroll_bin())
         .args(args)
         .arg("--store")
@@ -974,7 +972,14 @@ pub fn cli(sb: &Sandbox, args: &[&str], input: &[u8]) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs `mfa-enroll ARGS... --store S --state T --config C` with `input` on stdin.
+/// Runs `mfa-enroll ARGS --store/--state/--config` of the sandbox, in a mount namespace that
+/// sees the same test accounts as the PAM runs (see [`TEST_ACCOUNTS`]).
+pub fn cli(sb: &Sandbox, args: &[&str], input: &[u8]) -> Output {
+    let mut child = spawn_cli(sb, args);
     let mut stdin = child.stdin.take().unwrap();
     let _ = stdin.write_all(input);
     drop(stdin);
@@ -996,6 +1001,20 @@ pub fn login(sb: &Sandbox, user: &str, code: &str) -> (bool, String) {
     let r = sb.auth(user, format!("{code}\n").as_bytes());
     let audit = r.audit();
     (r.success, audit)
+}
+
+/// One login of `user` answering `code` through a stack that sets `SSH_AUTH_INFO_0` with
+/// pam_env ([`Sandbox::set_accepted_key`]: setcred first, as pam_env sets it there).
+pub fn keyed_login(sb: &Sandbox, user: &str, code: &str) -> (bool, String) {
+    let r = sb
+        .pamtester(
+            user,
+            format!("{code}\n").as_bytes(),
+            &[],
+            &["setcred", "authenticate"],
+        )
+        .finish();
+    (r.success, r.audit())
 }
 
 /// `enroll --json` with the real CLI (asserting it worked): the printed object.

@@ -85,16 +85,7 @@ impl Shared {
 
     /// One login of `user` answering `code`: success and the audit line.
     pub fn login(&self, user: &str, code: &str) -> (bool, String) {
-        let r = self
-            .sb
-            .pamtester(
-                user,
-                format!("{code}\n").as_bytes(),
-                &[],
-                &["setcred", "authenticate"],
-            )
-            .finish();
-        (r.success, r.audit())
+        super::keyed_login(&self.sb, user, code)
     }
 
     /// `mfa-enroll ARGS`, whatever it does.

@@ -177,7 +177,13 @@ fn start_enrolling(s: &Shared, user: &str) -> Enrolling {
 
 impl Enrolling {
     /// Confirms with the current code: (success, audit line).
-    fn confirm(mut self) -> (bool, String) {
+    fn confirm(self) -> (bool, String) {
+        let (ok, line, _) = self.confirm_shown();
+        (ok, line)
+    }
+
+    /// [`Enrolling::confirm`], and what the login showed after the code (stdout and stderr).
+    fn confirm_shown(mut self) -> (bool, String, String) {
         use std::io::Write;
         let mut stdin = self.run.child.stdin.take().unwrap();
         let _ = stdin.write_all(format!("{}\n", code_at(&self.secret, 0)).as_bytes());
@@ -185,7 +191,8 @@ impl Enrolling {
         self.run.child.stdout = Some(self.stdout);
         self.run.child.stderr = Some(self.stderr);
         let result = self.run.finish();
-        (result.success, result.audit())
+        let shown = format!("{}{}", result.stdout, result.stderr);
+        (result.success, result.audit(), shown)
     }
 }
 
@@ -757,8 +764,15 @@ fn finding_two_first_logins_with_the_same_key_comment_both_get_their_token() {
     let ssh = alice_ssh_dir(&s);
     let lines = format!("{}\n{}\n{}\n", p1.line, dave.line, erin.line);
     std::fs::write(ssh.join("authorized_keys"), lines).unwrap();
-    let people = two_first_logins_at_once(&s, &dave, &erin);
+    let (people, shown) = two_first_logins_at_once(&s, &dave, &erin);
     assert_eq!(people, ["ops@laptop", "ops@laptop-2"], "{people:?}");
+    assert!(
+        shown.contains(
+            "Saved as person ops@laptop-2: the name shown was taken meanwhile by another key's \
+             first login"
+        ),
+        "the login that lost its name is told, in one clean sentence: {shown}"
+    );
 }
 
 /// Two people enrolling at their first login on one shared account at once (different keys):
@@ -768,14 +782,15 @@ fn held_two_people_enrolling_at_login_at_once_both_get_their_token() {
     let s = Shared::new("two-at-once", "enroll_at_login = true\n");
     let (p1, dave, erin) = (s.key("p1", "p1"), s.key("dave", "d"), s.key("erin", "e"));
     s.enroll_person("alice", "p1", &p1);
-    let people = two_first_logins_at_once(&s, &dave, &erin);
+    let (people, _) = two_first_logins_at_once(&s, &dave, &erin);
     assert_eq!(people.len(), 2, "{people:?}");
 }
 
 /// The first logins of `first` and `second` on alice (which has one person already), both at
 /// the confirmation prompt before either confirms, the second confirming first. Each must be
-/// saved and log in with its own code after; the people they became, sorted.
-fn two_first_logins_at_once(s: &Shared, first: &Key, second: &Key) -> Vec<String> {
+/// saved and log in with its own code after; the people they became, sorted, and what the
+/// login that confirmed last was shown after its code.
+fn two_first_logins_at_once(s: &Shared, first: &Key, second: &Key) -> (Vec<String>, String) {
     common::wait_for_fresh_step(10);
     s.use_key(Some(first));
     let one = start_enrolling(s, "alice");
@@ -784,7 +799,7 @@ fn two_first_logins_at_once(s: &Shared, first: &Key, second: &Key) -> Vec<String
     let secrets = [one.secret.clone(), two.secret.clone()];
     let (ok, line) = two.confirm();
     common::assert_accepted(ok, &line, "enrolled_at_login");
-    let (ok, line) = one.confirm();
+    let (ok, line, shown) = one.confirm_shown();
     common::assert_accepted(ok, &line, "enrolled_at_login");
     let mut people = Vec::new();
     for (key, secret) in [first, second].into_iter().zip(&secrets) {
@@ -797,5 +812,5 @@ fn two_first_logins_at_once(s: &Shared, first: &Key, second: &Key) -> Vec<String
     let record = s.record("alice");
     assert_eq!(record.matches("[[token]]").count(), 3, "{record}");
     people.sort();
-    people
+    (people, shown)
 }

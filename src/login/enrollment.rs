@@ -319,7 +319,8 @@ fn save_and_show_codes(
         && let Some(person) = &record.person
     {
         let _ = talk.conv.info(&format!(
-            "Saved as person {person}: the name shown was taken meanwhile by another key's              first login (the app's label keeps the name shown)."
+            "Saved as person {person}: the name shown was taken meanwhile by another key's \
+             first login (the app's label keeps the name shown)."
         ));
     }
     if let Err(denied) = saved {
